@@ -1,0 +1,1 @@
+"""The access gate: every read or change of patient data goes through here."""

@@ -1,0 +1,593 @@
+"""THE gate: :class:`RecordAccess`, one per request, bound to an actor and a purpose of use.
+
+Every method runs the same steps in one unit of work: gather the facts in one query, ask the pure
+policy, run the query with the policy's row filter applied before paging and counting, write the
+audit event in the same transaction, and return plain views. A refusal is audited in its own
+transaction after the request's own transaction was rolled back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, NoReturn
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from dmp.access import audit
+from dmp.access.audit import RequestContext
+from dmp.access.policy import Action, Decision, Reason, RecordFacts, decide, decide_open
+from dmp.access.views import (
+    Demographics,
+    DocumentView,
+    NewDocument,
+    Page,
+    RecordView,
+    TraceView,
+)
+from dmp.crypto import envelope
+from dmp.domain.codes import (
+    SEXES,
+    TYPE_TO_CLASS,
+    AuditAction,
+    AvailabilityStatus,
+    Confidentiality,
+    CreationChannel,
+    Outcome,
+    PurposeOfUse,
+    RecordStatus,
+)
+from dmp.domain.geo import departement_of_commune
+from dmp.domain.ins import Ins, parse_ins
+from dmp.domain.visibility import DocumentVisibility
+from dmp.errors import Conflict, DmpError, Forbidden, IntegrityFailure, InvalidInput, NotFound
+from dmp.identity.actor import Actor, ActorKind
+from dmp.records import audit_log, documents, keys, patients
+from dmp.records.types import AuthorizedPatient, DocumentCriteria, RecordRow
+
+if TYPE_CHECKING:
+    from dmp.access.runtime import Runtime
+
+MAX_PAGE = 100
+MAX_CONTENT_BYTES = 20 * 1024 * 1024
+# AC-11: an INVISIBLE_PATIENT document becomes visible by itself after one month.
+INVISIBLE_PATIENT_DELAY = timedelta(days=30)
+
+_MESSAGES: dict[Reason, str] = {
+    Reason.DENY_UNKNOWN_PATIENT: "no record was found for this patient",
+    Reason.DENY_RECORD_EXISTS: "this patient already has a record",
+    Reason.DENY_RECORD_CLOSED: "the record is closed",
+    Reason.DENY_BLOCKED: "the patient has blocked this professional's access to the record",
+    Reason.DENY_NO_CONSENT: "the patient's consent for this professional has not been declared",
+    Reason.DENY_NOT_HOLDER: "no record was found for this patient",
+    Reason.DENY_ACTOR_KIND: "this kind of actor may not perform this action",
+    Reason.DENY_NO_STRUCTURE: "the actor must act on behalf of a structure",
+    Reason.DENY_PURPOSE: "this access mode is not allowed here",
+}
+
+
+class _Refusal(Exception):
+    """Raised inside a unit of work; audited after the rollback, then turned into ``error``."""
+
+    def __init__(
+        self,
+        error: DmpError,
+        action: AuditAction,
+        reason: Reason,
+        patient_id: str | None,
+        target: str | None,
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.action = action
+        self.reason = reason
+        self.patient_id = patient_id
+        self.target = target
+
+
+class RecordAccess:
+    """Per-request access to records, bound to one authenticated actor and purpose of use."""
+
+    def __init__(
+        self, runtime: Runtime, actor: Actor, purpose: PurposeOfUse, ctx: RequestContext
+    ) -> None:
+        self._rt = runtime
+        self.actor = actor
+        self.purpose = purpose
+        self._ctx = ctx
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[Connection]:
+        """One transaction: committed on success, rolled back on any error. Refusals are
+        written after the rollback, in their own transaction."""
+        try:
+            with self._rt.engine.begin() as conn:
+                yield conn
+        except _Refusal as refusal:
+            audit.write_denial(
+                self._rt.engine,
+                actor=self.actor,
+                action=refusal.action,
+                patient_id=refusal.patient_id,
+                target=refusal.target,
+                purpose=self.purpose,
+                reason=refusal.reason.value,
+                ctx=self._ctx,
+                at=self._rt.clock.now(),
+            )
+            raise refusal.error from None
+
+    def _audit(
+        self,
+        conn: Connection,
+        action: AuditAction,
+        patient_id: str | None,
+        target: str | None,
+        reason: Reason,
+        targets: tuple[str, ...] = (),
+    ) -> None:
+        audit.write(
+            conn,
+            actor=self.actor,
+            action=action,
+            patient_id=patient_id,
+            target=target,
+            targets=targets,
+            purpose=self.purpose,
+            outcome=Outcome.SUCCESS,
+            reason=reason.value,
+            ctx=self._ctx,
+            at=self._rt.clock.now(),
+        )
+
+    def _refuse(
+        self,
+        decision: Decision,
+        action: AuditAction,
+        patient_id: str | None,
+        target: str | None = None,
+        record: RecordRow | None = None,
+    ) -> NoReturn:
+        message = _MESSAGES.get(decision.reason, "access refused")
+        error: DmpError
+        if decision.reason in (Reason.DENY_UNKNOWN_PATIENT, Reason.DENY_NOT_HOLDER):
+            error = NotFound(message, reason=decision.reason.value)
+        elif decision.reason is Reason.DENY_RECORD_EXISTS:
+            error = Conflict(message, reason=decision.reason.value)
+        else:
+            if decision.reason is Reason.DENY_RECORD_CLOSED and record and record.closed_at:
+                message = f"{message} since {record.closed_at.date().isoformat()}"
+            error = Forbidden(message, reason=decision.reason.value)
+        raise _Refusal(error, action, decision.reason, patient_id, target)
+
+    def _parse_ins(self, ins: Ins) -> Ins:
+        return parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
+
+    def _authorize(
+        self,
+        conn: Connection,
+        ins: Ins,
+        action: Action,
+        audit_action: AuditAction,
+        target: str | None = None,
+    ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
+        ins = self._parse_ins(ins)
+        ps_id = self.actor.id if self.actor.kind is ActorKind.PROFESSIONAL else None
+        standing = patients.load_standing(conn, ins.oid, ins.value, ps_id)
+        if standing is None:
+            self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
+        patient_id, record, permission = standing
+        reps = (
+            patients.representative_ids(conn, patient_id)
+            if self.actor.kind is ActorKind.REPRESENTATIVE
+            else frozenset()
+        )
+        facts = RecordFacts(
+            status=RecordStatus(record.status),
+            closed_at=record.closed_at,
+            consented=permission is not None and permission.consented_at is not None,
+            blocked=permission is not None and permission.blocked_at is not None,
+            medecin_traitant=record.medecin_traitant,
+            holder_ins=(ins.oid, ins.value),
+            representative_ids=reps,
+        )
+        decision = decide(self.actor, action, self.purpose, facts, self._rt.clock.now())
+        if not decision.allowed:
+            self._refuse(decision, audit_action, patient_id, target, record)
+        return AuthorizedPatient(patient_id), record, decision
+
+    # -- records --------------------------------------------------------------------------
+
+    def open_record(
+        self,
+        ins: Ins,
+        demographics: Demographics,
+        *,
+        channel: CreationChannel,
+        patient_consent: bool,
+    ) -> RecordView:
+        """Open a record. The patient must have been informed and have agreed (L1111-14)."""
+        if not patient_consent:
+            raise InvalidInput("a record is opened only with the patient's consent; state it")
+        ins = self._parse_ins(ins)
+        demo = _validated_demographics(demographics)
+        departement = departement_of_commune(demo.residence_commune)
+        now = self._rt.clock.now()
+        with self._unit() as conn:
+            exists = patients.find_patient_id(conn, ins.oid, ins.value)
+            decision = decide_open(
+                self.actor, record_exists=exists is not None, for_ins=(ins.oid, ins.value)
+            )
+            if not decision.allowed:
+                self._refuse(decision, AuditAction.RECORD_OPEN, exists)
+            patient_id = uuid.uuid4().hex
+            try:
+                patients.insert_patient_and_record(
+                    conn,
+                    {
+                        "id": patient_id,
+                        "ins_oid": ins.oid,
+                        "ins_value": ins.value,
+                        "birth_family_name": demo.birth_family_name,
+                        "used_name": demo.used_name,
+                        "given_names": demo.given_names,
+                        "sex": demo.sex,
+                        "birth_date": demo.birth_date,
+                        "birth_place_code": demo.birth_place_code,
+                        "residence_commune": demo.residence_commune,
+                        "departement": departement,
+                        "created_at": now,
+                    },
+                    {
+                        "patient_id": patient_id,
+                        "status": RecordStatus.ACTIVE.value,
+                        "channel": channel.value,
+                        "opened_at": now,
+                        "opened_by_kind": self.actor.kind.value,
+                        "opened_by": self.actor.id,
+                        "opened_by_structure": self.actor.structure_id,
+                        # The consent stated at opening is the explicit initial consent (AC-4).
+                        "initial_consent_at": now,
+                        "initial_consent_collected_by": self.actor.id,
+                        "oppose_bris_de_glace": False,
+                        "oppose_centre_15": False,
+                        "mask_all": False,
+                        "is_minor": False,
+                    },
+                )
+            except IntegrityError:
+                raise Conflict("this patient already has a record") from None
+            self._audit(conn, AuditAction.RECORD_OPEN, patient_id, None, decision.reason)
+            return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
+
+    def read_record(self, ins: Ins) -> RecordView:
+        with self._unit() as conn:
+            scope, record, decision = self._authorize(
+                conn, ins, Action.READ_RECORD, AuditAction.RECORD_READ
+            )
+            p = patients.load_patient(conn, scope)
+            self._audit(conn, AuditAction.RECORD_READ, scope.patient_id, None, decision.reason)
+        demo = Demographics(
+            p.birth_family_name,
+            p.given_names,
+            p.sex,
+            p.birth_date,
+            p.residence_commune,
+            p.used_name,
+            p.birth_place_code,
+        )
+        return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record)
+
+    def close_record(self, ins: Ins, reason: str) -> None:
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInput("a closure reason is required")
+        with self._unit() as conn:
+            scope, record, decision = self._authorize(
+                conn, ins, Action.CLOSE_RECORD, AuditAction.RECORD_CLOSE
+            )
+            if record.status == RecordStatus.CLOSED.value:
+                raise Conflict("the record is already closed")
+            patients.close_record(
+                conn, scope, at=self._rt.clock.now(), reason=reason[:200], by=self.actor.id
+            )
+            self._audit(conn, AuditAction.RECORD_CLOSE, scope.patient_id, None, decision.reason)
+
+    def declare_consent(self, ins: Ins, id_nat_ps: str | None = None) -> None:
+        """Record the patient's consent for a professional: the professional declares the consent
+        the patient gave them, or the holder authorises a named professional."""
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            if id_nat_ps not in (None, self.actor.id):
+                raise Forbidden("a professional declares the consent given to themselves only")
+            id_nat_ps = self.actor.id
+        elif not id_nat_ps:
+            raise InvalidInput("name the professional (idNatPS) the consent is for")
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.DECLARE_CONSENT, AuditAction.CONSENT_DECLARE, id_nat_ps
+            )
+            patients.declare_consent(
+                conn, scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
+            )
+            self._audit(
+                conn, AuditAction.CONSENT_DECLARE, scope.patient_id, id_nat_ps, decision.reason
+            )
+
+    # -- documents ------------------------------------------------------------------------
+
+    def deposit_document(self, ins: Ins, meta: NewDocument, content: bytes) -> DocumentView:
+        """Store a new document (AC-10: deposit does not need read authorisation)."""
+        _validate_new_document(meta, content)
+        sha256 = hashlib.sha256(content).hexdigest()
+        sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
+        if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
+            raise InvalidInput("the document hash does not match its content")
+        now = self._rt.clock.now()
+        doc_id = uuid.uuid4().hex
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.DEPOSIT_DOCUMENT, AuditAction.DOCUMENT_CREATE
+            )
+            unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
+            if documents.unique_id_taken(conn, scope, unique_id):
+                raise Conflict("a document with this unique id already exists in the record")
+            content_id = uuid.uuid4().hex
+            key_id, data_key = self._data_key(conn, scope, create=True)
+            sealed = envelope.seal(
+                data_key, content, envelope.content_context(scope.patient_id, content_id)
+            )
+            documents.store_content(conn, scope, content_id, key_id, sealed)
+            author_kind = (
+                "patient" if self.actor.kind is ActorKind.PATIENT else self.actor.kind.value
+            )
+            row = {
+                "id": doc_id,
+                "logical_id": doc_id,
+                "version": 1,
+                "unique_id": unique_id,
+                "status": AvailabilityStatus.CURRENT.value,
+                "type_code": meta.type_code,
+                "class_code": TYPE_TO_CLASS[meta.type_code],
+                "format_code": meta.format_code,
+                "mime_type": meta.mime_type,
+                "title": meta.title,
+                "language": meta.language,
+                "creation_time": meta.creation_time,
+                "service_start": meta.service_start,
+                "service_stop": meta.service_stop,
+                "facility_type": meta.facility_type,
+                "practice_setting": meta.practice_setting,
+                "author_kind": author_kind,
+                "author_id": self.actor.id,
+                "author_structure": self.actor.structure_id,
+                "confidentiality": meta.confidentiality,
+                "masked_ps": meta.masked_ps,
+                "invisible_patient": meta.invisible_patient,
+                "invisible_patient_until": now + INVISIBLE_PATIENT_DELAY
+                if meta.invisible_patient
+                else None,
+                "invisible_representatives": meta.invisible_representatives,
+                "size": len(content),
+                "sha256": sha256,
+                "sha1": sha1,
+                "content_id": content_id,
+                "replaces_id": None,
+                "submitted_at": now,
+            }
+            documents.insert(conn, scope, row)
+            self._audit(
+                conn, AuditAction.DOCUMENT_CREATE, scope.patient_id, doc_id, decision.reason
+            )
+            stored = documents.get(conn, scope, _everything(), doc_id)
+        assert stored is not None
+        return stored
+
+    def search_documents(
+        self,
+        ins: Ins,
+        *,
+        type_codes: tuple[str, ...] | None = None,
+        statuses: tuple[str, ...] | None = ("current",),
+        service_from: datetime | None = None,
+        service_to: datetime | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> Page[DocumentView]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}")
+        if offset < 0:
+            raise InvalidInput("offset must not be negative")
+        criteria = DocumentCriteria(
+            statuses=statuses,
+            type_codes=type_codes,
+            service_from=service_from,
+            service_to=service_to,
+            limit=limit,
+            offset=offset,
+        )
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_SEARCH
+            )
+            assert decision.visibility is not None
+            rows, total = documents.search(conn, scope, decision.visibility, criteria)
+            self._audit(
+                conn,
+                AuditAction.DOCUMENT_SEARCH,
+                scope.patient_id,
+                None,
+                decision.reason,
+                targets=tuple(r.id for r in rows),
+            )
+        return Page(rows, total)
+
+    def read_document(self, ins: Ins, document_id: str) -> DocumentView:
+        """A document's metadata; missing and hidden are the same 404."""
+        with self._unit() as conn:
+            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            self._audit(conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.id, decision.reason)
+        return doc
+
+    def read_content(self, ins: Ins, document_id: str) -> tuple[DocumentView, bytes]:
+        with self._unit() as conn:
+            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            key_id, sealed = documents.load_content(conn, scope, doc.content_id)
+            data_key = self._existing_data_key(conn, scope, key_id)
+            content = envelope.open_sealed(
+                data_key, sealed, envelope.content_context(scope.patient_id, doc.content_id)
+            )
+            self._audit(conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.id, decision.reason)
+        return doc, content
+
+    def _visible_document(
+        self, conn: Connection, ins: Ins, document_id: str
+    ) -> tuple[AuthorizedPatient, DocumentView, Decision]:
+        scope, _, decision = self._authorize(
+            conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_READ, document_id[:64]
+        )
+        assert decision.visibility is not None
+        doc = documents.get(conn, scope, decision.visibility, document_id)
+        if doc is None:
+            # Missing or hidden: one answer, so a hidden document cannot be told from none.
+            raise NotFound("no such document")
+        return scope, doc, decision
+
+    # -- history --------------------------------------------------------------------------
+
+    def history(self, ins: Ins, *, limit: int = 50, offset: int = 0) -> Page[TraceView]:
+        """The record's traces: all of them for the holder, one's own for a professional."""
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}, offset not negative")
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.READ_HISTORY, AuditAction.HISTORY_READ
+            )
+            rows, total = audit_log.patient_history(
+                conn,
+                scope,
+                actor_id=self.actor.id if decision.own_traces_only else None,
+                limit=limit,
+                offset=offset,
+            )
+            self._audit(conn, AuditAction.HISTORY_READ, scope.patient_id, None, decision.reason)
+        items = [
+            TraceView(
+                r.at,
+                r.actor_kind,
+                r.actor_id,
+                r.structure_id,
+                r.action,
+                r.target,
+                tuple(r.targets.split()) if r.targets else (),
+                r.purpose,
+                r.outcome,
+                r.reason,
+            )
+            for r in rows
+        ]
+        return Page(items, total)
+
+    def destroy_data_keys(self, ins: Ins) -> int:
+        """Crypto-shredding: destroy the patient's data keys, so their content is unreadable
+        everywhere, backups included. Only a system job may do it (purge ten years after closure,
+        or the holder's deletion request)."""
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.DESTROY_KEYS, AuditAction.KEY_SHRED
+            )
+            count = keys.shred(conn, scope, self._rt.clock.now())
+            self._audit(conn, AuditAction.KEY_SHRED, scope.patient_id, None, decision.reason)
+        return count
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _data_key(
+        self, conn: Connection, scope: AuthorizedPatient, *, create: bool
+    ) -> tuple[str, bytes]:
+        row = keys.active_key(conn, scope)
+        if row is not None and row.wrapped is not None:
+            return row.key_id, envelope.unwrap_data_key(
+                self._rt.kek(row.kek_id), row.wrapped, scope.patient_id
+            )
+        if row is not None and row.wrapped is None:
+            raise IntegrityFailure("this patient's data key was destroyed; content is unreadable")
+        if not create:
+            raise IntegrityFailure("this patient has no data key")
+        data_key = envelope.new_data_key()
+        key_id = uuid.uuid4().hex
+        kek_id = self._rt.keyring.active_kek_id
+        wrapped = envelope.wrap_data_key(self._rt.kek(kek_id), data_key, scope.patient_id)
+        keys.insert_key(conn, scope, key_id, kek_id, wrapped, self._rt.clock.now())
+        return key_id, data_key
+
+    def _existing_data_key(self, conn: Connection, scope: AuthorizedPatient, key_id: str) -> bytes:
+        row = keys.key_by_id(conn, scope, key_id)
+        if row is None or row.wrapped is None:
+            raise IntegrityFailure(
+                "this document's data key was destroyed; its content is unreadable"
+            )
+        return envelope.unwrap_data_key(self._rt.kek(row.kek_id), row.wrapped, scope.patient_id)
+
+
+def _everything() -> DocumentVisibility:
+    return DocumentVisibility()
+
+
+def _record_view(
+    ins: Ins, demo: Demographics, departement: str, record: RecordRow | None
+) -> RecordView:
+    assert record is not None
+    return RecordView(
+        ins=ins,
+        demographics=demo,
+        departement=departement,
+        status=record.status,
+        channel=record.channel,
+        opened_at=record.opened_at,
+        closed_at=record.closed_at,
+        closure_reason=record.closure_reason,
+        medecin_traitant=record.medecin_traitant,
+        oppose_bris_de_glace=record.oppose_bris_de_glace,
+        oppose_centre_15=record.oppose_centre_15,
+    )
+
+
+def _validated_demographics(d: Demographics) -> Demographics:
+    for name in ("birth_family_name", "given_names"):
+        value = getattr(d, name).strip()
+        if not value or len(value) > 100:
+            raise InvalidInput(f"{name} is required (at most 100 characters)")
+    if d.sex not in SEXES:
+        raise InvalidInput("sex must be M, F or U")
+    departement_of_commune(d.residence_commune)
+    return d
+
+
+def _validate_new_document(meta: NewDocument, content: bytes) -> None:
+    if meta.type_code not in TYPE_TO_CLASS:
+        raise InvalidInput(f"unknown document type code {meta.type_code!r}")
+    if not meta.title.strip() or len(meta.title) > 250:
+        raise InvalidInput("a document title is required (at most 250 characters)")
+    if not meta.format_code or len(meta.format_code) > 80:
+        raise InvalidInput("a format code is required")
+    if not meta.mime_type or len(meta.mime_type) > 80 or "/" not in meta.mime_type:
+        raise InvalidInput("a MIME type is required")
+    if meta.confidentiality not in {c.value for c in Confidentiality}:
+        raise InvalidInput("confidentiality must be N, R or V")
+    if meta.service_stop is not None and meta.service_stop < meta.service_start:
+        raise InvalidInput("the service stop time is before its start")
+    if not content:
+        raise InvalidInput("the document has no content")
+    if len(content) > MAX_CONTENT_BYTES:
+        raise InvalidInput(f"the document exceeds {MAX_CONTENT_BYTES} bytes")
+    if meta.expected_size is not None and meta.expected_size != len(content):
+        raise InvalidInput("the document size does not match its content")
+    for value in (meta.creation_time, meta.service_start, meta.service_stop):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("times must carry a time zone")

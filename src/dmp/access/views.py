@@ -1,0 +1,86 @@
+"""What the gate hands to adapters: plain, immutable values (no storage types leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from dmp.domain.ins import Ins
+from dmp.records.types import DocumentRow
+
+T = TypeVar("T")
+
+# A document's metadata as stored. Adapters read it; only the gate produces it.
+DocumentView = DocumentRow
+
+
+@dataclass(frozen=True, slots=True)
+class Demographics:
+    birth_family_name: str
+    given_names: str
+    sex: str  # M, F or U
+    birth_date: date
+    residence_commune: str  # INSEE code
+    used_name: str | None = None
+    birth_place_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    ins: Ins
+    demographics: Demographics
+    departement: str
+    status: str
+    channel: str
+    opened_at: datetime
+    closed_at: datetime | None
+    closure_reason: str | None
+    medecin_traitant: str | None
+    oppose_bris_de_glace: bool
+    oppose_centre_15: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """Metadata a producer sends with a document (XDS DocumentEntry / MHD DocumentReference)."""
+
+    type_code: str
+    format_code: str
+    mime_type: str
+    title: str
+    creation_time: datetime
+    service_start: datetime
+    unique_id: str | None = None
+    service_stop: datetime | None = None
+    confidentiality: str = "N"
+    masked_ps: bool = False
+    invisible_patient: bool = False
+    invisible_representatives: bool = False
+    facility_type: str | None = None
+    practice_setting: str | None = None
+    language: str = "fr-FR"
+    expected_size: int | None = None
+    expected_sha1: str | None = None  # hex
+
+
+@dataclass(frozen=True, slots=True)
+class TraceView:
+    """One line of a record's access history: who, when, what, why, and the outcome."""
+
+    at: datetime
+    actor_kind: str
+    actor_id: str
+    structure_id: str | None
+    action: str
+    target: str | None
+    documents: tuple[str, ...]
+    purpose: str
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int

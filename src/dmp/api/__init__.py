@@ -1,0 +1,1 @@
+"""The JSON API (the FHIR API lives in dmp.fhir)."""

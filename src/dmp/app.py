@@ -1,0 +1,146 @@
+"""create_app(): wiring only (routers, middleware, error renderers)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dmp import __version__
+from dmp.access.runtime import Runtime
+from dmp.api import records
+from dmp.errors import DmpError
+from dmp.logs import request_id_var
+
+log = logging.getLogger("dmp.http")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class RequestLimits:
+    """Request id, structured access log (route template, never the raw path), body size cap."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = {"code": 500}
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        try:
+            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+                await _too_large(send, rid)
+                status["code"] = 413
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        raise _BodyTooLarge
+                return message
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                await send(message)
+
+            try:
+                await self.app(scope, limited_receive, send_with_id)
+            except _BodyTooLarge:
+                status["code"] = 413
+                await _too_large(send, rid)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "route": getattr(route, "path", "unmatched"),
+                    "status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, rid: str) -> None:
+    body = b'{"error":"too-large","message":"the request body is too large"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error_body(code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if reason:
+        body["reason"] = reason
+    return body
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="dmp", version=__version__, summary="Shared medical record (DMP)")
+    app.state.runtime = runtime
+
+    @app.exception_handler(DmpError)
+    async def _dmp_error(_request: Request, exc: DmpError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request failed", extra={"error_type": type(exc).__name__})
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            _error_body(exc.code, exc.message, exc.reason), exc.status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+            for e in exc.errors()[:10]
+        ]
+        return JSONResponse(_error_body("invalid", "; ".join(problems)), 422)
+
+    @app.get("/health", name="health")
+    def health() -> dict[str, Any]:
+        info = runtime.database_info()
+        return {"status": "ok", "version": __version__, "database": info}
+
+    app.include_router(records.router)
+    app.add_middleware(RequestLimits)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker serving: settings from DMP_*."""
+    from dmp.config import load_settings
+    from dmp.logs import configure
+
+    settings = load_settings()
+    configure(settings.log_level)
+    return create_app(Runtime.start(settings, migrate=False))

@@ -1,0 +1,343 @@
+"""The ``dmp`` command."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from dmp.access import admin
+from dmp.access.runtime import Runtime
+from dmp.access.views import Demographics
+from dmp.config import ENVIRONMENT_VARIABLES, Settings, load_settings
+from dmp.domain.codes import CreationChannel
+from dmp.domain.ins import OID_NIR, Ins
+from dmp.errors import DmpError
+from dmp.identity.actor import system_actor
+from dmp.logs import configure
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn a DmpError into a readable message and exit status 2 (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DmpError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
+    settings = _settings()
+    configure(settings.log_level if settings.log_level != "INFO" else "WARNING")
+    rt = Runtime.start(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _ins_option(fn: F) -> F:
+    fn = click.option(
+        "--oid", default=OID_NIR, show_default=True, help="INS assigning authority OID."
+    )(fn)
+    return click.option(
+        "--ins", "ins_value", required=True, help="The patient's INS (15 characters)."
+    )(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dmp")
+def main() -> None:
+    """dmp: the shared medical record (Dossier Médical Partagé) service.
+
+    Settings come from DMP_* environment variables (see `dmp config show`).
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: DMP_HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (default: DMP_PORT).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes."
+)
+@friendly_errors
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP service; applies pending migrations first (under a lock)."""
+    import uvicorn
+
+    settings = _settings()
+    configure(settings.log_level)
+    Runtime.start(settings).close()  # create the key ring and migrate once, before workers
+    uvicorn.run(
+        "dmp.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to run while another process does the same)."""
+    settings = _settings()
+    revision = admin.upgrade_database(settings)
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def config_show(as_json: bool) -> None:
+    """Print the effective settings (passwords hidden, keys never printed)."""
+    values = _settings().describe()
+    if as_json:
+        click.echo(orjson.dumps(values, option=orjson.OPT_INDENT_2).decode())
+        return
+    env_names = {name: env for env, name, _ in ENVIRONMENT_VARIABLES}
+    for key, value in values.items():
+        click.echo(f"{key:<18} {value:<60} ({env_names.get(key, '')})")
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@friendly_errors
+def audit_verify() -> None:
+    """Check every hash chain; exit 1 naming the first bad event."""
+    with _runtime() as rt:
+        report = admin.verify_audit(rt)
+    if report.fault is not None:
+        click.echo(f"audit trail BROKEN at {report.fault}", err=True)
+        sys.exit(1)
+    click.echo(f"audit trail intact: {report.events} events in {report.chains} chains")
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys."""
+
+
+@keys.command("rotate")
+@friendly_errors
+def keys_rotate() -> None:
+    """Add a new key-encryption key and re-wrap every patient data key with it."""
+    with _runtime() as rt:
+        kek_id, count = admin.rotate_keys(rt)
+    click.echo(f"new key-encryption key {kek_id} is active; {count} data keys re-wrapped")
+    click.echo("back up the key ring file now: old backups of it lack the new key", err=True)
+
+
+@main.group()
+def professional() -> None:
+    """The directory of health professionals."""
+
+
+@professional.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@friendly_errors
+def professional_import(file: Path) -> None:
+    """Load a directory extract (PS_LibreAcces_Personne_activite format); idempotent."""
+    with (
+        _runtime() as rt,
+        click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr) as bar,
+    ):
+        summary = admin.import_professionals(rt, file, progress=bar.update)
+    click.echo(
+        f"{summary.loaded} rows loaded ({summary.professionals} professionals, "
+        f"{summary.structures} structures), {summary.rejected} rejected"
+    )
+    for reason, n in summary.reasons.most_common():
+        click.echo(f"  rejected {n}: {reason}")
+    for line_no, reason in summary.examples[:5]:
+        click.echo(f"  e.g. line {line_no}: {reason}")
+
+
+@main.group()
+def record() -> None:
+    """Open, close and show records (operator actions, audited)."""
+
+
+@record.command("open")
+@_ins_option
+@click.option("--family-name", required=True, help="Birth family name.")
+@click.option("--given-names", required=True)
+@click.option("--sex", type=click.Choice(["M", "F", "U"]), required=True)
+@click.option("--birth-date", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
+@click.option("--commune", required=True, help="INSEE code of the residence commune.")
+@click.option(
+    "--channel",
+    type=click.Choice([c.value for c in CreationChannel]),
+    default=CreationChannel.INSURER_DESK.value,
+    show_default=True,
+)
+@click.option("--structure", help="idNatStruct of the desk opening the record.")
+@click.option(
+    "--patient-consent",
+    is_flag=True,
+    required=True,
+    help="Confirm the patient was informed and agrees.",
+)
+@friendly_errors
+def record_open(
+    ins_value: str,
+    oid: str,
+    family_name: str,
+    given_names: str,
+    sex: str,
+    birth_date: Any,
+    commune: str,
+    channel: str,
+    structure: str | None,
+    patient_consent: bool,
+) -> None:
+    """Open a record for a patient."""
+    with _runtime() as rt:
+        actor = (
+            admin.desk_actor(f"operator:{getpass.getuser()}", structure)
+            if structure
+            else system_actor("cli-record-open")
+        )
+        view = rt.access(actor).open_record(
+            Ins(oid, ins_value),
+            Demographics(
+                family_name,
+                given_names,
+                sex,
+                date.fromisoformat(birth_date.date().isoformat()),
+                commune.upper(),
+            ),
+            channel=CreationChannel(channel),
+            patient_consent=patient_consent,
+        )
+    click.echo(f"record opened ({view.status}), département {view.departement}")
+
+
+@record.command("close")
+@_ins_option
+@click.option("--reason", required=True, help="Why the record is closed.")
+@friendly_errors
+def record_close(ins_value: str, oid: str, reason: str) -> None:
+    """Close a record (on the holder's request)."""
+    with _runtime() as rt:
+        rt.access(system_actor("cli-record-close")).close_record(Ins(oid, ins_value), reason)
+    click.echo("record closed")
+
+
+@record.command("show")
+@_ins_option
+@friendly_errors
+def record_show(ins_value: str, oid: str) -> None:
+    """Show a record's status (the access is audited)."""
+    with _runtime() as rt:
+        access = rt.access(system_actor("cli-record-show"))
+        view = access.read_record(Ins(oid, ins_value))
+        docs = access.search_documents(Ins(oid, ins_value), statuses=None, limit=1)
+    d = view.demographics
+    click.echo(
+        f"patient     {d.given_names} {d.used_name or d.birth_family_name} "
+        f"({d.sex}, {d.birth_date})"
+    )
+    click.echo(
+        f"status      {view.status}"
+        + (f" since {view.closed_at:%Y-%m-%d}: {view.closure_reason}" if view.closed_at else "")
+    )
+    click.echo(f"opened      {view.opened_at:%Y-%m-%d} via {view.channel}")
+    click.echo(f"département {view.departement}")
+    click.echo(f"documents   {docs.total}")
+
+
+@main.group()
+def token() -> None:
+    """Issue bearer tokens (operator and integration testing)."""
+
+
+@token.command("issue")
+@click.option("--professional", "id_nat_ps", help="idNatPS of a professional in the directory.")
+@click.option("--structure", help="Structure the professional or desk agent acts for.")
+@click.option("--patient", "patient_ins", help="INS of a patient acting on their own record.")
+@click.option("--oid", default=OID_NIR, show_default=True)
+@click.option("--desk-agent", help="Identifier of a registration-desk agent (needs --structure).")
+@click.option("--ttl", type=click.IntRange(30, 86400), default=None, help="Lifetime in seconds.")
+@friendly_errors
+def token_issue(
+    id_nat_ps: str | None,
+    structure: str | None,
+    patient_ins: str | None,
+    oid: str,
+    desk_agent: str | None,
+    ttl: int | None,
+) -> None:
+    """Print a signed bearer token for one actor."""
+    chosen = [x for x in (id_nat_ps, patient_ins, desk_agent) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --professional, --patient, --desk-agent")
+    with _runtime() as rt:
+        if id_nat_ps:
+            actor = admin.professional_actor(rt, id_nat_ps, structure)
+        elif patient_ins:
+            actor = admin.patient_actor(rt, Ins(oid, patient_ins))
+        else:
+            if not structure:
+                raise click.UsageError("--desk-agent needs --structure")
+            actor = admin.desk_actor(str(desk_agent), structure)
+        click.echo(admin.token_for(rt, actor, ttl))
+
+
+@main.command()
+@friendly_errors
+def demo() -> None:
+    """Load fictional demo data (Amboise, Indre-et-Loire): records, professionals, documents."""
+    from dmp.access.demo import load_demo
+
+    settings = _settings()
+    configure("WARNING")
+    import dataclasses
+
+    rt = Runtime.start(dataclasses.replace(settings, test_mode=True))
+    try:
+        summary = load_demo(rt)
+    finally:
+        rt.close()
+    for line in summary:
+        click.echo(line)
+    click.echo(
+        "demo patients use the INS demonstration OID: run the server with DMP_TEST_MODE=true "
+        "to reach them"
+    )

@@ -1,0 +1,1 @@
+"""Pure domain values shared by every layer: identifiers, code systems, actors' vocabulary."""

@@ -1,0 +1,141 @@
+"""Code systems of the DMP (domain reference §3): enumerations used across layers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RecordStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class CreationChannel(StrEnum):
+    """How a record was opened (the channels counted by the adoption statistics)."""
+
+    PHARMACY = "pharmacy"
+    INSURER_DESK = "insurer_desk"
+    HEALTH_FACILITY = "health_facility"
+    PROFESSIONAL = "professional"
+    ONLINE = "online"
+    INSURER_PROVISIONING = "insurer_provisioning"
+
+
+class PurposeOfUse(StrEnum):
+    """Access mode, TRE_R248 (OID 1.2.250.1.213.1.1.4.336)."""
+
+    NORMAL = "normal"
+    BRIS_DE_GLACE = "bris_de_glace"  # emergency access ("breaking the glass")
+    CENTRE_15 = "centre_15"  # regulation centre (SAMU)
+
+
+class AvailabilityStatus(StrEnum):
+    """XDS availabilityStatus (JDV_J52), named by its FHIR meaning."""
+
+    CURRENT = "current"
+    SUPERSEDED = "superseded"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class Confidentiality(StrEnum):
+    """HL7 v3 confidentiality (TRE_A08)."""
+
+    NORMAL = "N"
+    RESTRICTED = "R"
+    VERY_RESTRICTED = "V"
+
+
+class VisibilityFlag(StrEnum):
+    """TRE_A07_StatutVisibiliteDocument (OID 1.2.250.1.213.1.1.4.13)."""
+
+    MASQUE_PS = "MASQUE_PS"  # masked from health professionals
+    INVISIBLE_PATIENT = "INVISIBLE_PATIENT"  # hidden from the patient pending an announcement
+    INVISIBLE_REPRESENTANTS_LEGAUX = "INVISIBLE_REPRESENTANTS_LEGAUX"  # hidden from representatives
+
+
+class AuditAction(StrEnum):
+    RECORD_OPEN = "record.open"
+    RECORD_CLOSE = "record.close"
+    RECORD_READ = "record.read"
+    DOCUMENT_CREATE = "document.create"
+    DOCUMENT_READ = "document.read"
+    DOCUMENT_SEARCH = "document.search"
+    CONSENT_DECLARE = "consent.declare"
+    CONSENT_REVOKE = "consent.revoke"
+    HISTORY_READ = "history.read"
+    PROFESSIONAL_IMPORT = "directory.import"
+    KEYS_ROTATE = "keys.rotate"
+    KEY_SHRED = "keys.shred"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+
+
+# Sex, as in the INS (1 male, 2 female) and FHIR administrative gender.
+SEXES = {"M": "male", "F": "female", "U": "unknown"}
+
+# Document type (LOINC / TRE_A05) -> class code (JDV_J57), after table ASS_X04.
+TYPE_TO_CLASS: dict[str, str] = {
+    "60591-5": "11",  # Synthèse médicale
+    "34133-9": "11",  # Synthèse d'épisode de soins
+    "34112-3": "10",  # CR hospitalier
+    "11490-0": "10",  # Lettre de liaison de sortie
+    "18761-7": "10",  # Note de transfert
+    "11502-2": "10",  # CR d'examens biologiques
+    "18748-4": "31",  # CR d'imagerie médicale
+    "11488-4": "10",  # CR de consultation
+    "15507-7": "10",  # CR de passage aux urgences
+    "34874-8": "10",  # CR opératoire
+    "57833-6": "42",  # Prescription de produits de santé
+    "57832-8": "42",  # Prescription de soins
+    "60593-1": "43",  # Dispensation médicamenteuse
+    "11369-6": "11",  # Historique des vaccinations
+    "87273-9": "11",  # Note de vaccination
+    "74207-2": "11",  # Document de liaison d'urgence
+    "89601-9": "52",  # Certificat médical
+    "REMB": "60",  # Données de remboursement
+    "EXPPAT_1": "90",
+    "EXPPAT_2": "90",
+    "EXPPAT_3": "90",  # Directives anticipées
+}
+
+TYPE_LABELS: dict[str, str] = {
+    "60591-5": "Synthèse médicale",
+    "34133-9": "Synthèse d'épisode de soins",
+    "34112-3": "Compte rendu hospitalier",
+    "11490-0": "Lettre de liaison à la sortie d'un établissement",
+    "18761-7": "Note de transfert",
+    "11502-2": "Compte rendu d'examens biologiques",
+    "18748-4": "Compte rendu d'imagerie médicale",
+    "11488-4": "Compte rendu de consultation",
+    "15507-7": "Compte rendu de passage aux urgences",
+    "34874-8": "Compte rendu opératoire",
+    "57833-6": "Prescription de produits de santé",
+    "57832-8": "Prescription de soins",
+    "60593-1": "Dispensation médicamenteuse",
+    "11369-6": "Historique des vaccinations",
+    "87273-9": "Note de vaccination",
+    "74207-2": "Document de liaison d'urgence",
+    "89601-9": "Certificat médical",
+    "REMB": "Données de remboursement",
+    "EXPPAT_1": "Volontés et droits du patient",
+    "EXPPAT_2": "Autre document du patient",
+    "EXPPAT_3": "Directives anticipées",
+}
+
+MIME_TYPES = frozenset(
+    {
+        "text/xml",
+        "application/xml",
+        "application/pdf",
+        "text/plain",
+        "image/jpeg",
+        "image/tiff",
+        "application/rtf",
+        "application/dicom",
+        "application/fhir+json",
+    }
+)

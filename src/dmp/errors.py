@@ -1,0 +1,63 @@
+"""One error hierarchy. Adapters render it: OperationOutcome (FHIR), JSON, HTML or a CLI message.
+
+Messages never carry keys, tokens or patient data; they say what was wrong with the request.
+"""
+
+from __future__ import annotations
+
+
+class DmpError(Exception):
+    """Base class. ``status`` is the HTTP status an adapter should use; ``code`` is stable."""
+
+    status = 500
+    code = "exception"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class ConfigurationError(DmpError):
+    code = "configuration"
+
+
+class InvalidInput(DmpError):
+    """The request is malformed or a value is invalid (HTTP 400/422)."""
+
+    status = 422
+    code = "invalid"
+
+
+class BadRequest(InvalidInput):
+    status = 400
+
+
+class NotAuthenticated(DmpError):
+    status = 401
+    code = "login"
+
+
+class Forbidden(DmpError):
+    """The actor is known, the target may be revealed, but the action is refused (HTTP 403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(DmpError):
+    """Missing, or hidden from this actor: the two are deliberately indistinguishable (HTTP 404)."""
+
+    status = 404
+    code = "not-found"
+
+
+class Conflict(DmpError):
+    status = 409
+    code = "conflict"
+
+
+class IntegrityFailure(DmpError):
+    """Stored data failed a check (audit chain, ciphertext authentication)."""
+
+    code = "exception"

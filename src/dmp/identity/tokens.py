@@ -1,0 +1,80 @@
+"""Bearer tokens the server issues and verifies (JWT, HMAC-SHA-256 with a key-ring secret).
+
+The token carries the actor as the directory knew it when the token was issued; it is short-lived
+so a change in the directory takes effect quickly. Verification is pure CPU: no database read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import jwt
+
+from dmp.domain.ins import Ins
+from dmp.errors import NotAuthenticated
+from dmp.identity.actor import Actor, ActorKind
+
+ISSUER = "dmp"
+AUDIENCE = "dmp-api"
+_ALGORITHM = "HS256"
+
+
+def issue_token(actor: Actor, secret: bytes, *, now: datetime, ttl_seconds: int) -> str:
+    claims: dict[str, object] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": actor.id,
+        "kind": actor.kind.value,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    optional = {
+        "structure": actor.structure_id,
+        "profession": actor.profession,
+        "specialty": actor.specialty,
+        "section": actor.pharmacist_section,
+        "structure_kind": actor.structure_kind,
+        "ins": f"{actor.ins.oid}|{actor.ins.value}" if actor.ins else None,
+    }
+    claims.update({k: v for k, v in optional.items() if v is not None})
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+
+
+def verify_token(token: str, secret: bytes, *, now: datetime) -> Actor:
+    """Check signature, issuer, audience and expiry; return the actor or raise 401."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "kind", "jti"], "verify_exp": False},
+        )
+    except jwt.PyJWTError:
+        raise NotAuthenticated("the bearer token is invalid") from None
+    # Expiry is checked against the injected clock, so tests control time.
+    if int(claims["exp"]) <= int(now.timestamp()):
+        raise NotAuthenticated("the bearer token has expired")
+    try:
+        kind = ActorKind(claims["kind"])
+    except ValueError:
+        raise NotAuthenticated("the bearer token is invalid") from None
+    if kind is ActorKind.SYSTEM:
+        raise NotAuthenticated("system actors do not authenticate over HTTP")
+    ins = None
+    if "ins" in claims:
+        oid, _, value = str(claims["ins"]).partition("|")
+        ins = Ins(oid=oid, value=value)
+    return Actor(
+        kind=kind,
+        id=str(claims["sub"]),
+        structure_id=claims.get("structure"),
+        profession=claims.get("profession"),
+        specialty=claims.get("specialty"),
+        pharmacist_section=claims.get("section"),
+        structure_kind=claims.get("structure_kind"),
+        ins=ins,
+    )

@@ -1,0 +1,102 @@
+"""Storage of the hash-chained audit trail (the hashing itself is dmp.access.audit's)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dmp.records.schema import audit_events, audit_heads
+from dmp.records.types import AuditRow, AuthorizedPatient
+
+_FIELDS = tuple(f.name for f in fields(AuditRow))
+GENESIS = "0" * 64
+
+
+def reserve(conn: Connection, chain_id: str) -> tuple[int, str]:
+    """Take the next sequence number of a chain and the previous event's hash.
+
+    The upsert locks the chain's head row until the transaction ends, so concurrent writers of
+    the same chain queue here while other chains go on in parallel.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(audit_heads).values(chain_id=chain_id, seq=1, last_hash=GENESIS)
+    upserted = stmt.on_conflict_do_update(
+        index_elements=["chain_id"], set_={"seq": audit_heads.c.seq + 1}
+    ).returning(audit_heads.c.seq, audit_heads.c.last_hash)
+    row = conn.execute(upserted).one()
+    return int(row.seq), str(row.last_hash)
+
+
+def append(conn: Connection, event: dict[str, Any]) -> None:
+    conn.execute(audit_events.insert().values(**event))
+    conn.execute(
+        audit_heads.update()
+        .where(audit_heads.c.chain_id == event["chain_id"])
+        .values(last_hash=event["hash"])
+    )
+
+
+def _to_row(r: sa.Row[Any]) -> AuditRow:
+    return AuditRow(**{k: r._mapping[k] for k in _FIELDS})
+
+
+def heads(conn: Connection) -> Iterator[tuple[str, int, str]]:
+    for r in conn.execute(sa.select(audit_heads).order_by(audit_heads.c.chain_id)):
+        yield str(r.chain_id), int(r.seq), str(r.last_hash)
+
+
+def chain_ids_without_head(conn: Connection) -> list[str]:
+    """Chains that have events but no head row (a head row was removed)."""
+    stmt = (
+        sa.select(audit_events.c.chain_id)
+        .distinct()
+        .where(~sa.exists().where(audit_heads.c.chain_id == audit_events.c.chain_id))
+    )
+    return [str(x) for x in conn.execute(stmt).scalars()]
+
+
+def chain(conn: Connection, chain_id: str, batch: int = 1000) -> Iterator[AuditRow]:
+    """A chain's events in stored sequence order, read in batches."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            sa.select(audit_events)
+            .where(audit_events.c.chain_id == chain_id, audit_events.c.seq > last)
+            .order_by(audit_events.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        for r in rows:
+            yield _to_row(r)
+        last = int(rows[-1].seq)
+
+
+def patient_history(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    *,
+    actor_id: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[AuditRow], int]:
+    """The patient's events, newest first; ``actor_id`` restricts to one actor's own actions."""
+    where = [audit_events.c.chain_id == scope.patient_id]
+    if actor_id is not None:
+        where.append(audit_events.c.actor_id == actor_id)
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(audit_events).where(*where)
+    ).scalar_one()
+    rows = conn.execute(
+        sa.select(audit_events)
+        .where(*where)
+        .order_by(audit_events.c.seq.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [_to_row(r) for r in rows], int(total)

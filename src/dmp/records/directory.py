@@ -1,0 +1,73 @@
+"""The directory of health professionals and structures (Annuaire Santé extract)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from dmp.records.schema import professional_activities, professionals, structures
+from dmp.records.sql import upsert
+from dmp.records.types import ProfessionalRow
+
+
+def upsert_structures(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        upsert(conn, structures, rows, key=("id",), update=[k for k in rows[0] if k != "id"])
+
+
+def upsert_professionals(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        cols = [k for k in rows[0] if k != "id_nat_ps"]
+        upsert(conn, professionals, rows, key=("id_nat_ps",), update=cols)
+
+
+def upsert_activities(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        upsert(
+            conn, professional_activities, rows, key=("id_nat_ps", "structure_id"), update=["mode"]
+        )
+
+
+def get_professional(conn: Connection, id_nat_ps: str) -> ProfessionalRow | None:
+    p = professionals.c
+    row = conn.execute(
+        sa.select(
+            p.id_nat_ps,
+            p.family_name,
+            p.given_name,
+            p.profession_code,
+            p.specialty_code,
+            p.pharmacist_section,
+        ).where(p.id_nat_ps == id_nat_ps)
+    ).first()
+    if row is None:
+        return None
+    sids = conn.execute(
+        sa.select(professional_activities.c.structure_id)
+        .where(professional_activities.c.id_nat_ps == id_nat_ps)
+        .order_by(professional_activities.c.structure_id)
+    ).scalars()
+    return ProfessionalRow(
+        row.id_nat_ps,
+        row.family_name,
+        row.given_name,
+        row.profession_code,
+        row.specialty_code,
+        row.pharmacist_section,
+        tuple(sids),
+    )
+
+
+def structure_sector(conn: Connection, structure_id: str) -> str | None:
+    return conn.execute(
+        sa.select(structures.c.sector_code).where(structures.c.id == structure_id)
+    ).scalar_one_or_none()
+
+
+def counts(conn: Connection) -> tuple[int, int]:
+    n_ps = conn.execute(sa.select(sa.func.count()).select_from(professionals)).scalar_one()
+    n_st = conn.execute(sa.select(sa.func.count()).select_from(structures)).scalar_one()
+    return int(n_ps), int(n_st)

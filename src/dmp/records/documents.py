@@ -1,0 +1,133 @@
+"""Documents: metadata rows, sealed contents, and the visibility-filtered search."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from dmp.domain.visibility import DocumentVisibility
+from dmp.records.schema import document_contents, documents
+from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow
+
+_DOC_FIELDS = tuple(f.name for f in fields(DocumentRow))
+
+
+def _visibility_clause(v: DocumentVisibility) -> list[sa.ColumnElement[bool]]:
+    d = documents.c
+    clauses: list[sa.ColumnElement[bool]] = []
+    if v.statuses is not None:
+        clauses.append(d.status.in_(v.statuses))
+    if v.type_codes is not None:
+        clauses.append(d.type_code.in_(sorted(v.type_codes)))
+    if v.masked == "none":
+        clauses.append(d.masked_ps.is_(False))
+    elif v.masked == "authors":
+        clauses.append(
+            sa.or_(
+                d.masked_ps.is_(False),
+                d.author_id.in_(v.masked_authors),
+                d.author_structure.in_(v.masked_structures),
+            )
+        )
+    if v.hide_invisible_patient_at is not None:
+        clauses.append(
+            sa.or_(
+                d.invisible_patient.is_(False),
+                sa.and_(
+                    d.invisible_patient_until.is_not(None),
+                    d.invisible_patient_until <= v.hide_invisible_patient_at,
+                ),
+            )
+        )
+    if v.hide_invisible_representatives:
+        clauses.append(d.invisible_representatives.is_(False))
+    return clauses
+
+
+def _criteria_clause(c: DocumentCriteria) -> list[sa.ColumnElement[bool]]:
+    d = documents.c
+    clauses: list[sa.ColumnElement[bool]] = []
+    if c.document_id is not None:
+        clauses.append(d.id == c.document_id)
+    if c.statuses is not None:
+        clauses.append(d.status.in_(c.statuses))
+    if c.type_codes is not None:
+        clauses.append(d.type_code.in_(c.type_codes))
+    if c.service_from is not None:
+        clauses.append(d.service_start >= c.service_from)
+    if c.service_to is not None:
+        clauses.append(d.service_start < c.service_to)
+    return clauses
+
+
+def search(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    visibility: DocumentVisibility,
+    criteria: DocumentCriteria,
+) -> tuple[list[DocumentRow], int]:
+    """One page of visible documents, newest service date first, and the visible total."""
+    where = [
+        documents.c.patient_id == scope.patient_id,
+        *_visibility_clause(visibility),
+        *_criteria_clause(criteria),
+    ]
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(documents).where(*where)
+    ).scalar_one()
+    if total == 0:
+        return [], 0
+    rows = conn.execute(
+        sa.select(documents)
+        .where(*where)
+        .order_by(documents.c.service_start.desc(), documents.c.id)
+        .limit(criteria.limit)
+        .offset(criteria.offset)
+    ).all()
+    return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows], int(total)
+
+
+def get(
+    conn: Connection, scope: AuthorizedPatient, visibility: DocumentVisibility, document_id: str
+) -> DocumentRow | None:
+    """A single document, through exactly the clause that search uses."""
+    rows, _ = search(conn, scope, visibility, DocumentCriteria(document_id=document_id, limit=1))
+    return rows[0] if rows else None
+
+
+def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
+    conn.execute(documents.insert().values(patient_id=scope.patient_id, **row))
+
+
+def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> bool:
+    return (
+        conn.execute(
+            sa.select(documents.c.id)
+            .where(documents.c.patient_id == scope.patient_id, documents.c.unique_id == unique_id)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def store_content(
+    conn: Connection, scope: AuthorizedPatient, content_id: str, key_id: str, sealed: bytes
+) -> None:
+    conn.execute(
+        document_contents.insert().values(
+            patient_id=scope.patient_id, content_id=content_id, key_id=key_id, sealed=sealed
+        )
+    )
+
+
+def load_content(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, bytes]:
+    row = conn.execute(
+        sa.select(document_contents.c.key_id, document_contents.c.sealed).where(
+            document_contents.c.patient_id == scope.patient_id,
+            document_contents.c.content_id == content_id,
+        )
+    ).one()
+    return str(row.key_id), bytes(row.sealed)

@@ -1,0 +1,99 @@
+"""Wrapped per-patient data keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from dmp.records.schema import patient_keys
+from dmp.records.types import AuthorizedPatient, KeyRow
+
+
+def active_key(conn: Connection, scope: AuthorizedPatient) -> KeyRow | None:
+    row = conn.execute(
+        sa.select(patient_keys.c.key_id, patient_keys.c.kek_id, patient_keys.c.wrapped)
+        .where(patient_keys.c.patient_id == scope.patient_id)
+        .order_by(patient_keys.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else KeyRow(row.key_id, row.kek_id, row.wrapped)
+
+
+def key_by_id(conn: Connection, scope: AuthorizedPatient, key_id: str) -> KeyRow | None:
+    row = conn.execute(
+        sa.select(patient_keys.c.key_id, patient_keys.c.kek_id, patient_keys.c.wrapped).where(
+            patient_keys.c.patient_id == scope.patient_id, patient_keys.c.key_id == key_id
+        )
+    ).first()
+    return None if row is None else KeyRow(row.key_id, row.kek_id, row.wrapped)
+
+
+def insert_key(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    key_id: str,
+    kek_id: str,
+    wrapped: bytes,
+    at: datetime,
+) -> None:
+    conn.execute(
+        patient_keys.insert().values(
+            patient_id=scope.patient_id,
+            key_id=key_id,
+            kek_id=kek_id,
+            wrapped=wrapped,
+            created_at=at,
+        )
+    )
+
+
+def shred(conn: Connection, scope: AuthorizedPatient, at: datetime) -> int:
+    """Destroy every wrapped data key of the patient: their content becomes unreadable."""
+    return conn.execute(
+        patient_keys.update()
+        .where(patient_keys.c.patient_id == scope.patient_id, patient_keys.c.wrapped.is_not(None))
+        .values(wrapped=None, shredded_at=at)
+    ).rowcount
+
+
+def keys_not_wrapped_by(
+    conn: Connection, kek_id: str, batch: int
+) -> Iterator[list[tuple[str, str, str, bytes]]]:
+    """Batches of (patient_id, key_id, kek_id, wrapped) still wrapped by another KEK."""
+    last = ("", "")
+    while True:
+        rows = conn.execute(
+            sa.select(
+                patient_keys.c.patient_id,
+                patient_keys.c.key_id,
+                patient_keys.c.kek_id,
+                patient_keys.c.wrapped,
+            )
+            .where(
+                patient_keys.c.kek_id != kek_id,
+                patient_keys.c.wrapped.is_not(None),
+                sa.tuple_(patient_keys.c.patient_id, patient_keys.c.key_id) > sa.tuple_(*last),
+            )
+            .order_by(patient_keys.c.patient_id, patient_keys.c.key_id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield [(r.patient_id, r.key_id, r.kek_id, bytes(r.wrapped)) for r in rows]
+        last = (rows[-1].patient_id, rows[-1].key_id)
+
+
+def rewrap(conn: Connection, updates: list[dict[str, object]]) -> None:
+    """Store re-wrapped keys: dicts with p (patient), k (key id), kek and w (wrapped)."""
+    conn.execute(
+        patient_keys.update()
+        .where(
+            patient_keys.c.patient_id == sa.bindparam("p"),
+            patient_keys.c.key_id == sa.bindparam("k"),
+        )
+        .values(kek_id=sa.bindparam("kek"), wrapped=sa.bindparam("w")),
+        updates,
+    )

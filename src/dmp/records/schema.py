@@ -1,0 +1,242 @@
+"""The schema, shared by SQLite and PostgreSQL (Alembic migrations create it).
+
+Every table that holds patient data carries ``patient_id`` first in its primary key and indexes,
+so one patient's data is one index range and the schema can be distributed by patient.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both engines (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = sa.String(32)  # uuid4 hex
+
+patients = sa.Table(
+    "patients",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("ins_oid", sa.String(40), nullable=False),
+    sa.Column("ins_value", sa.String(15), nullable=False),
+    sa.Column("birth_family_name", sa.String(100), nullable=False),
+    sa.Column("used_name", sa.String(100)),
+    sa.Column("given_names", sa.String(200), nullable=False),
+    sa.Column("sex", sa.String(1), nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("birth_place_code", sa.String(5)),
+    sa.Column("residence_commune", sa.String(5), nullable=False),
+    sa.Column("departement", sa.String(3), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("ins_value", "ins_oid"),
+)
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("channel", sa.String(30), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("opened_by_kind", sa.String(20), nullable=False),
+    sa.Column("opened_by", sa.String(64), nullable=False),
+    sa.Column("opened_by_structure", sa.String(64)),
+    # Explicit initial consent to access by the care team (AC-4; Conseil d'État, 15 Oct 2025).
+    sa.Column("initial_consent_at", UtcDateTime),
+    sa.Column("initial_consent_collected_by", sa.String(64)),
+    sa.Column("closed_at", UtcDateTime),
+    sa.Column("closure_reason", sa.String(200)),
+    sa.Column("closed_by", sa.String(64)),
+    sa.Column("oppose_bris_de_glace", sa.Boolean, nullable=False, default=False),
+    sa.Column("oppose_centre_15", sa.Boolean, nullable=False, default=False),
+    sa.Column("mask_all", sa.Boolean, nullable=False, default=False),
+    sa.Column("medecin_traitant", sa.String(64)),
+    sa.Column("is_minor", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_records_status_opened_at", "status", "opened_at"),
+)
+
+legal_representatives = sa.Table(
+    "legal_representatives",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("representative_id", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("relationship", sa.String(40), nullable=False),
+    sa.Column("since", UtcDateTime, nullable=False),
+)
+
+professionals = sa.Table(
+    "professionals",
+    metadata,
+    sa.Column("id_nat_ps", sa.String(32), primary_key=True),
+    sa.Column("family_name", sa.String(100), nullable=False),
+    sa.Column("given_name", sa.String(100), nullable=False),
+    sa.Column("profession_code", sa.String(4), nullable=False),
+    sa.Column("profession_label", sa.String(100)),
+    sa.Column("specialty_code", sa.String(16)),
+    sa.Column("specialty_label", sa.String(200)),
+    sa.Column("pharmacist_section", sa.String(4)),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+structures = sa.Table(
+    "structures",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # idNatStruct
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("finess", sa.String(9)),
+    sa.Column("siret", sa.String(14)),
+    sa.Column("sector_code", sa.String(8)),  # secteur d'activité (SA33 officine, SA01 hôpital)
+    sa.Column("sector_label", sa.String(200)),
+    sa.Column("commune", sa.String(5)),
+    sa.Column("departement", sa.String(3)),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+professional_activities = sa.Table(
+    "professional_activities",
+    metadata,
+    sa.Column(
+        "id_nat_ps", sa.String(32), sa.ForeignKey("professionals.id_nat_ps"), primary_key=True
+    ),
+    sa.Column("structure_id", sa.String(32), sa.ForeignKey("structures.id"), primary_key=True),
+    sa.Column("mode", sa.String(40)),
+)
+
+# The patient's decisions about one professional: consent declared, or blocked (AC-3, AC-4).
+professional_permissions = sa.Table(
+    "professional_permissions",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id_nat_ps", sa.String(32), primary_key=True),
+    sa.Column("consented_at", UtcDateTime),
+    sa.Column("consent_declared_by", sa.String(64)),
+    sa.Column("blocked_at", UtcDateTime),
+)
+
+patient_keys = sa.Table(
+    "patient_keys",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("kek_id", sa.String(40), nullable=False),
+    sa.Column("wrapped", sa.LargeBinary),  # NULL once shredded
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("shredded_at", UtcDateTime),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id", ID, primary_key=True),  # entryUUID: changes with every metadata version
+    sa.Column("logical_id", ID, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("unique_id", sa.String(128), nullable=False),  # masterIdentifier
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("type_code", sa.String(20), nullable=False),
+    sa.Column("class_code", sa.String(20), nullable=False),
+    sa.Column("format_code", sa.String(80), nullable=False),
+    sa.Column("mime_type", sa.String(80), nullable=False),
+    sa.Column("title", sa.String(250), nullable=False),
+    sa.Column("language", sa.String(10), nullable=False),
+    sa.Column("creation_time", UtcDateTime, nullable=False),
+    sa.Column("service_start", UtcDateTime, nullable=False),
+    sa.Column("service_stop", UtcDateTime),
+    sa.Column("facility_type", sa.String(20)),
+    sa.Column("practice_setting", sa.String(20)),
+    sa.Column("author_kind", sa.String(20), nullable=False),
+    sa.Column("author_id", sa.String(64), nullable=False),
+    sa.Column("author_structure", sa.String(32)),
+    sa.Column("confidentiality", sa.String(1), nullable=False),
+    sa.Column("masked_ps", sa.Boolean, nullable=False),
+    sa.Column("invisible_patient", sa.Boolean, nullable=False),
+    sa.Column("invisible_patient_until", UtcDateTime),
+    sa.Column("invisible_representatives", sa.Boolean, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sha1", sa.String(40), nullable=False),
+    sa.Column("content_id", ID, nullable=False),
+    sa.Column("replaces_id", ID),
+    sa.Column("submitted_at", UtcDateTime, nullable=False),
+    sa.Index("ix_documents_patient_status_service", "patient_id", "status", "service_start"),
+    sa.Index("ix_documents_patient_unique", "patient_id", "unique_id"),
+)
+
+document_contents = sa.Table(
+    "document_contents",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("content_id", ID, primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False),  # the patient data key that sealed it
+    sa.Column("sealed", sa.LargeBinary, nullable=False),
+)
+
+# Audit trail: append-only, hash-chained per chain. A patient's events form the chain named by the
+# patient id, so patients never wait on each other; events about no patient go to a chain named
+# after the actor. ``audit_heads`` holds each chain's last sequence number and hash: its row lock
+# orders concurrent writers of one chain, and it detects removal of the last event.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("chain_id", ID, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", ID, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("patient_id", ID),
+    sa.Column("actor_kind", sa.String(20), nullable=False),
+    sa.Column("actor_id", sa.String(64), nullable=False),
+    sa.Column("structure_id", sa.String(32)),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(200)),
+    sa.Column("targets", sa.Text),  # ids of the documents a search returned
+    sa.Column("purpose", sa.String(20), nullable=False),
+    sa.Column("outcome", sa.String(10), nullable=False),
+    sa.Column("reason", sa.String(60), nullable=False),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("client_addr", sa.String(64)),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_heads = sa.Table(
+    "audit_heads",
+    metadata,
+    sa.Column("chain_id", ID, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real database (SQLite by default, PostgreSQL when DMP_TEST_DATABASE_URL
+names one), a controlled clock, and plain factory functions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dmp.access.runtime import Runtime
+from dmp.clock import FixedClock
+from dmp.config import Settings
+from tests.factories import T0, load_directory
+
+PG_URL = os.environ.get("DMP_TEST_DATABASE_URL", "")
+ON_POSTGRES = PG_URL.startswith("postgresql")
+# The reason .ci/run looks for: in its PostgreSQL pass no test may be skipped for it.
+POSTGRES_ONLY = "PostgreSQL-only test: set DMP_TEST_DATABASE_URL=postgresql+psycopg://... to run it"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("postgres") and not ON_POSTGRES:
+            item.add_marker(pytest.mark.skip(reason=POSTGRES_ONLY))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return PG_URL or ""
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = (
+                conn.execute(
+                    sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if tables:
+                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    if database_url:
+        _truncate_postgres_once(database_url)
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, test_mode=True)
+
+
+_migrated: set[str] = set()
+
+
+def _truncate_postgres_once(url: str) -> None:
+    if url in _migrated:
+        _truncate_postgres(url)
+    else:
+        # First use in this session: start from an empty schema so migrations run for real.
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        engine.dispose()
+        _migrated.add(url)
+
+
+@pytest.fixture
+def rt(settings: Settings, clock: FixedClock) -> Iterator[Runtime]:
+    runtime = Runtime.start(settings, clock=clock)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def world(rt: Runtime) -> Runtime:
+    """A runtime with the test directory loaded."""
+    load_directory(rt)
+    return rt
