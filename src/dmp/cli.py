@@ -341,3 +341,7 @@ def demo() -> None:
         "demo patients use the INS demonstration OID: run the server with DMP_TEST_MODE=true "
         "to reach them"
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The `dmp` command, run as a user would (a subprocess with DMP_* variables)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.factories import EXAMPLES, ins_for
+
+RPPS_SAMPLE = EXAMPLES / "rpps" / "PS_LibreAcces_Personne_activite_sample.txt"
+
+
+def dmp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dmp.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(settings: object, tmp_path: Path) -> dict[str, str]:
+    from dmp.config import Settings
+
+    assert isinstance(settings, Settings)
+    out = {**os.environ, "DMP_DATA_DIR": str(settings.data_dir)}
+    out.pop("DMP_TEST_MODE", None)
+    if settings.database_url:
+        out["DMP_DATABASE_URL"] = settings.database_url
+    else:
+        out.pop("DMP_DATABASE_URL", None)
+    return out
+
+
+def _url(env: dict[str, str]) -> str:
+    return env.get("DMP_DATABASE_URL") or f"sqlite:///{Path(env['DMP_DATA_DIR']) / 'dmp.sqlite3'}"
+
+
+def test_demo_then_verify_then_tamper(env: dict[str, str]) -> None:
+    r = dmp(env, "demo")
+    assert r.returncode == 0, r.stderr
+    assert "12 records opened" in r.stdout
+    r = dmp(env, "audit", "verify")
+    assert r.returncode == 0, r.stderr
+    assert "intact" in r.stdout
+    engine = sa.create_engine(_url(env))
+    with engine.begin() as conn:
+        chain, seq = conn.execute(
+            sa.text(
+                "SELECT chain_id, seq FROM audit_events ORDER BY chain_id, seq LIMIT 1 OFFSET 3"
+            )
+        ).one()
+        conn.execute(
+            sa.text(
+                "UPDATE audit_events SET reason = 'ALLOW_CONSENT' WHERE chain_id = :c AND seq = :s"
+            ),
+            {"c": chain, "s": seq},
+        )
+    engine.dispose()
+    r = dmp(env, "audit", "verify")
+    assert r.returncode == 1
+    assert f"chain {chain}, event #{seq}" in r.stderr
+
+
+def test_demo_twice_is_harmless(env: dict[str, str]) -> None:
+    assert dmp(env, "demo").returncode == 0
+    r = dmp(env, "demo")
+    assert r.returncode == 0, r.stderr
+    assert "0 records opened" in r.stdout
+    assert dmp(env, "audit", "verify").returncode == 0
+
+
+def test_professional_import(env: dict[str, str], tmp_path: Path) -> None:
+    r = dmp(env, "professional", "import", str(RPPS_SAMPLE))
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in RPPS_SAMPLE.read_text(encoding="utf-8").splitlines()[1:] if x.strip()]
+    assert f"{len(lines)} rows loaded" in r.stdout
+    assert "0 rejected" in r.stdout
+    # Idempotent, and bad rows are reported with their reason.
+    broken = tmp_path / "extract.txt"
+    header, first, *_ = RPPS_SAMPLE.read_text(encoding="utf-8").splitlines()
+    bad_id = first.split("|")
+    bad_id[2] = "ABC"
+    broken.write_text(
+        "\n".join([header, first, "|".join(bad_id), "only|three|columns"]) + "\n", encoding="utf-8"
+    )
+    r = dmp(env, "professional", "import", str(broken))
+    assert r.returncode == 0, r.stderr
+    assert "1 rows loaded" in r.stdout
+    assert "2 rejected" in r.stdout
+    assert "invalid national identifier" in r.stdout
+    assert "expected 52 columns" in r.stdout
+    engine = sa.create_engine(_url(env))
+    with engine.connect() as conn:
+        n = conn.execute(sa.text("SELECT count(*) FROM professionals")).scalar_one()
+    engine.dispose()
+    assert n == len({line.split("|")[2] for line in lines})
+
+
+def test_import_refuses_a_file_that_is_not_an_extract(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "x.csv"
+    f.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+    r = dmp(env, "professional", "import", str(f))
+    assert r.returncode == 2
+    assert "error: not a directory extract" in r.stderr
+
+
+def test_record_open_show_close(env: dict[str, str]) -> None:
+    ins = ins_for(3)
+    test_env = {**env, "DMP_TEST_MODE": "true"}
+    args = ["--ins", ins.value, "--oid", ins.oid]
+    r = dmp(
+        test_env,
+        "record",
+        "open",
+        *args,
+        "--family-name",
+        "EXEMPLE",
+        "--given-names",
+        "ALEX",
+        "--sex",
+        "U",
+        "--birth-date",
+        "2001-02-03",
+        "--commune",
+        "2A004",
+        "--patient-consent",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "département 2A" in r.stdout
+    r = dmp(test_env, "record", "show", *args)
+    assert r.returncode == 0, r.stderr
+    assert "active" in r.stdout
+    assert (
+        dmp(test_env, "record", "close", *args, "--reason", "demande du titulaire").returncode == 0
+    )
+    r = dmp(test_env, "record", "show", *args)
+    assert "closed since" in r.stdout
+    # Outside test mode the test OID is refused with a readable message.
+    r = dmp(env, "record", "show", *args)
+    assert r.returncode == 2
+    assert "test or demo mode" in r.stderr
+
+
+def test_keys_rotate_and_config_show(env: dict[str, str]) -> None:
+    assert dmp(env, "demo").returncode == 0
+    r = dmp(env, "keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    assert "re-wrapped" in r.stdout
+    assert dmp(env, "audit", "verify").returncode == 0
+    shown = dmp(
+        {**env, "DMP_DATABASE_URL": "postgresql+psycopg://u:s3cret@127.0.0.1/db"}, "config", "show"
+    )
+    assert shown.returncode == 0
+    assert "s3cret" not in shown.stdout
+    assert "u:***@127.0.0.1/db" in shown.stdout
+
+
+def test_bad_setting_is_a_readable_error(env: dict[str, str]) -> None:
+    r = dmp({**env, "DMP_PORT": "eighty"}, "config", "show")
+    assert r.returncode == 2
+    assert "DMP_PORT must be a whole number" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["serve"],
+        ["db", "upgrade"],
+        ["demo"],
+        ["record", "open"],
+        ["record", "close"],
+        ["record", "show"],
+        ["audit", "verify"],
+        ["professional", "import"],
+        ["keys", "rotate"],
+        ["config", "show"],
+        ["token", "issue"],
+    ],
+)
+def test_help(command: list[str], env: dict[str, str]) -> None:
+    r = dmp(env, *command, "--help")
+    assert r.returncode == 0
+    assert "Usage:" in r.stdout

@@ -1,0 +1,94 @@
+"""`dmp serve` for real: a process on loopback, migrations under a lock, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx2 as httpx
+import pytest
+import sqlalchemy as sa
+
+from dmp.config import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, "DMP_DATA_DIR": str(settings.data_dir), "DMP_TEST_MODE": "true"}
+    if settings.database_url:
+        env["DMP_DATABASE_URL"] = settings.database_url
+    return env
+
+
+def test_serve_answers_health_and_logs_json(settings: Settings, tmp_path: Path) -> None:
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        _run_server(settings, port, log, log_path)
+    lines = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+    requests = [x for x in lines if x.get("message") == "request"]
+    assert {x["route"] for x in requests} >= {"/health", "/api/records/{ins}"}
+    assert all("request_id" in x for x in requests)
+    # The raw path (holding an INS) never reaches the log.
+    assert "170013700310003" not in json.dumps(lines)
+    assert (settings.data_dir / "keyring.json").exists()
+
+
+def _run_server(settings: Settings, port: int, log: IO[str], log_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dmp.cli", "serve", "--port", str(port)],
+        env=_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+        assert r.status_code == 200
+        assert r.json()["database"]["migration"] == "0001"
+        assert r.headers["x-request-id"]
+        httpx.get(f"http://127.0.0.1:{port}/api/records/170013700310003", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_concurrent_migrations_do_not_collide(settings: Settings) -> None:
+    env = _env(settings)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dmp.cli", "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    url = settings.effective_database_url
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        )
+    engine.dispose()
