@@ -18,7 +18,7 @@ def _activity(rt: Runtime) -> str:
     gp = rt.access(pro(rt, GP))
     gp.declare_consent(ins)
     doc = gp.deposit_document(ins, new_document(T0), b"contenu")
-    gp.read_content(ins, doc.id)
+    gp.read_content(ins, doc.logical_id)
     gp.search_documents(ins)
     return doc.patient_id
 

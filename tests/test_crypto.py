@@ -25,7 +25,7 @@ def _deposit(rt: Runtime, i: int = 1, text: str = SECRET) -> tuple[Ins, str]:
     gp = rt.access(pro(rt, GP))
     gp.declare_consent(ins)
     doc = gp.deposit_document(ins, new_document(T0), text.encode())
-    return ins, doc.id
+    return ins, doc.logical_id
 
 
 def test_plaintext_is_not_stored(world: Runtime) -> None:
@@ -62,7 +62,7 @@ def test_ciphertext_moved_to_another_patient_fails(world: Runtime) -> None:
         first = conn.execute(
             sa.text(
                 "SELECT patient_id, sealed FROM document_contents WHERE patient_id IN "
-                "(SELECT patient_id FROM documents WHERE id <> :d)"
+                "(SELECT patient_id FROM documents WHERE logical_id <> :d)"
             ),
             {"d": doc2},
         ).one()
@@ -91,7 +91,9 @@ def test_rotation_keeps_content_readable(world: Runtime) -> None:
 
 def test_a_running_process_picks_up_a_rotation(world: Runtime) -> None:
     ins, doc_id = _deposit(world)
-    other = Runtime(world.settings, world.engine, load_keyring(world.keyring.path), world.clock)
+    other = Runtime(
+        world.settings, world.engine, load_keyring(world.keyring.path), world.clock, world.matrix
+    )
     admin.rotate_keys(other)  # another process rotates; `world` still holds the old ring
     _, content = world.access(pro(world, GP)).read_content(ins, doc_id)
     assert content.decode() == SECRET

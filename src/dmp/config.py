@@ -29,6 +29,12 @@ class Settings:
     test_mode: bool = field(default=False, metadata={"env": "DMP_TEST_MODE"})
     # Lifetime of the bearer tokens the server issues, in seconds.
     token_ttl_seconds: int = field(default=300, metadata={"env": "DMP_TOKEN_TTL"})
+    # Emergency access (bris de glace) window for one professional and patient, in days (AC-8).
+    emergency_access_days: int = field(default=5, metadata={"env": "DMP_EMERGENCY_DAYS"})
+    # Default search window over service dates, in days (AC-15: two years).
+    search_window_days: int = field(default=730, metadata={"env": "DMP_SEARCH_WINDOW_DAYS"})
+    # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
+    matrix_file: Path | None = field(default=None, metadata={"env": "DMP_MATRIX_FILE"})
 
     @property
     def effective_database_url(self) -> str:
@@ -51,6 +57,9 @@ class Settings:
             "log_level": self.log_level,
             "test_mode": str(self.test_mode).lower(),
             "token_ttl_seconds": str(self.token_ttl_seconds),
+            "emergency_access_days": str(self.emergency_access_days),
+            "search_window_days": str(self.search_window_days),
+            "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
         }
 
 
@@ -84,9 +93,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env[name]
         if f.name in ("data_dir",):
             values[f.name] = Path(raw)
-        elif f.name == "keyring_path":
+        elif f.name in ("keyring_path", "matrix_file"):
             values[f.name] = Path(raw) if raw else None
-        elif f.name in ("port", "token_ttl_seconds"):
+        elif f.name in ("port", "token_ttl_seconds", "emergency_access_days", "search_window_days"):
             try:
                 number = int(raw)
             except ValueError:

@@ -267,7 +267,7 @@ def load_demo(rt: Runtime) -> list[str]:
             nurse.declare_consent(ins)
             page = nurse.search_documents(ins)
             if page.items:
-                nurse.read_content(ins, page.items[0].id)
+                nurse.read_content(ins, page.items[0].logical_id)
         if i == 2:
             # The pharmacist has no consent here: refused, and the patient will see it.
             with contextlib.suppress(Forbidden):

@@ -12,15 +12,24 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from dmp.access import audit
 from dmp.access.audit import RequestContext
-from dmp.access.policy import Action, Decision, Reason, RecordFacts, decide, decide_open
+from dmp.access.policy import (
+    Action,
+    Decision,
+    Reason,
+    RecordFacts,
+    decide,
+    decide_open,
+    may_modify,
+)
 from dmp.access.views import (
     Demographics,
     DocumentView,
@@ -47,7 +56,7 @@ from dmp.domain.visibility import DocumentVisibility
 from dmp.errors import Conflict, DmpError, Forbidden, IntegrityFailure, InvalidInput, NotFound
 from dmp.identity.actor import Actor, ActorKind
 from dmp.records import audit_log, documents, keys, patients
-from dmp.records.types import AuthorizedPatient, DocumentCriteria, RecordRow
+from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, RecordRow
 
 if TYPE_CHECKING:
     from dmp.access.runtime import Runtime
@@ -56,6 +65,8 @@ MAX_PAGE = 100
 MAX_CONTENT_BYTES = 20 * 1024 * 1024
 # AC-11: an INVISIBLE_PATIENT document becomes visible by itself after one month.
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)
+INVISIBLE_PATIENT_NOTICE = timedelta(days=14)
+_LIVE = ("current", "superseded", "archived")
 
 _MESSAGES: dict[Reason, str] = {
     Reason.DENY_UNKNOWN_PATIENT: "no record was found for this patient",
@@ -66,7 +77,12 @@ _MESSAGES: dict[Reason, str] = {
     Reason.DENY_NOT_HOLDER: "no record was found for this patient",
     Reason.DENY_ACTOR_KIND: "this kind of actor may not perform this action",
     Reason.DENY_NO_STRUCTURE: "the actor must act on behalf of a structure",
-    Reason.DENY_PURPOSE: "this access mode is not allowed here",
+    Reason.DENY_FORBIDDEN_ACTOR: "this actor may never access a shared medical record (L1111-18)",
+    Reason.DENY_OPPOSED_EMERGENCY: "the patient opposed emergency access to the record",
+    Reason.DENY_OPPOSED_CENTRE_15: "the patient opposed access by the regulation centre",
+    Reason.DENY_JUSTIFICATION_REQUIRED: "emergency access needs a justification",
+    Reason.DENY_NOT_REGULATOR: "regulation-centre access is for regulating physicians",
+    Reason.DENY_NOT_AUTHOR: "only the document's author or the author's structure may do this",
 }
 
 
@@ -93,12 +109,18 @@ class RecordAccess:
     """Per-request access to records, bound to one authenticated actor and purpose of use."""
 
     def __init__(
-        self, runtime: Runtime, actor: Actor, purpose: PurposeOfUse, ctx: RequestContext
+        self,
+        runtime: Runtime,
+        actor: Actor,
+        purpose: PurposeOfUse,
+        ctx: RequestContext,
+        justification: str | None = None,
     ) -> None:
         self._rt = runtime
         self.actor = actor
         self.purpose = purpose
         self._ctx = ctx
+        self._justification = (justification or "").strip()[:1000] or None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -178,11 +200,17 @@ class RecordAccess:
         target: str | None = None,
     ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
         ins = self._parse_ins(ins)
-        ps_id = self.actor.id if self.actor.kind is ActorKind.PROFESSIONAL else None
-        standing = patients.load_standing(conn, ins.oid, ins.value, ps_id)
+        professional = self.actor.kind is ActorKind.PROFESSIONAL
+        standing = patients.load_standing(
+            conn,
+            ins.oid,
+            ins.value,
+            self.actor.id if professional else None,
+            self.actor.structure_id if professional else None,
+        )
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
-        patient_id, record, permission = standing
+        patient_id, record, permission = standing.patient_id, standing.record, standing.permission
         reps = (
             patients.representative_ids(conn, patient_id)
             if self.actor.kind is ActorKind.REPRESENTATIVE
@@ -191,16 +219,76 @@ class RecordAccess:
         facts = RecordFacts(
             status=RecordStatus(record.status),
             closed_at=record.closed_at,
+            holder_ins=(ins.oid, ins.value),
             consented=permission is not None and permission.consented_at is not None,
             blocked=permission is not None and permission.blocked_at is not None,
+            care_team=standing.care_team_declared or standing.structure_authored,
+            initial_consent=record.initial_consent_at is not None,
             medecin_traitant=record.medecin_traitant,
-            holder_ins=(ins.oid, ins.value),
+            oppose_bris_de_glace=record.oppose_bris_de_glace,
+            oppose_centre_15=record.oppose_centre_15,
+            mask_all=record.mask_all,
+            emergency_until=standing.emergency_until,
             representative_ids=reps,
         )
-        decision = decide(self.actor, action, self.purpose, facts, self._rt.clock.now())
+        decision = decide(
+            self.actor,
+            action,
+            self.purpose,
+            facts,
+            self._rt.matrix,
+            self._rt.clock.now(),
+            has_justification=self._justification is not None,
+        )
         if not decision.allowed:
             self._refuse(decision, audit_action, patient_id, target, record)
-        return AuthorizedPatient(patient_id), record, decision
+        scope = AuthorizedPatient(patient_id)
+        if decision.open_emergency:
+            self._open_emergency(conn, scope, record)
+        return scope, record, decision
+
+    def _open_emergency(
+        self, conn: Connection, scope: AuthorizedPatient, record: RecordRow
+    ) -> None:
+        """AC-8: open a time-boxed emergency window with its (encrypted) justification, and queue
+        the a-posteriori notices to the holder and the GP in the same transaction."""
+        assert self._justification is not None
+        now = self._rt.clock.now()
+        until = now + timedelta(days=self._rt.settings.emergency_access_days)
+        key_id, data_key = self._data_key(conn, scope, create=True)
+        sealed = envelope.seal(
+            data_key, self._justification.encode(), b"dmp-emergency:" + scope.patient_id.encode()
+        )
+        patients.open_emergency(
+            conn,
+            scope,
+            self.actor.id,
+            at=now,
+            until=until,
+            key_id=key_id,
+            justification_sealed=sealed,
+        )
+        notices = [{"kind": "emergency_access", "recipient_kind": "patient", "recipient_id": None}]
+        if record.medecin_traitant:
+            notices.append(
+                {
+                    "kind": "emergency_access",
+                    "recipient_kind": "medecin_traitant",
+                    "recipient_id": record.medecin_traitant,
+                }
+            )
+        patients.notify(
+            conn,
+            scope,
+            [{**n, "subject_id": self.actor.id, "created_at": now, "due_at": now} for n in notices],
+        )
+        self._audit(
+            conn,
+            AuditAction.EMERGENCY_OPEN,
+            scope.patient_id,
+            self.actor.id,
+            Reason.ALLOW_BRIS_DE_GLACE,
+        )
 
     # -- records --------------------------------------------------------------------------
 
@@ -222,7 +310,10 @@ class RecordAccess:
         with self._unit() as conn:
             exists = patients.find_patient_id(conn, ins.oid, ins.value)
             decision = decide_open(
-                self.actor, record_exists=exists is not None, for_ins=(ins.oid, ins.value)
+                self.actor,
+                self._rt.matrix,
+                record_exists=exists is not None,
+                for_ins=(ins.oid, ins.value),
             )
             if not decision.allowed:
                 self._refuse(decision, AuditAction.RECORD_OPEN, exists)
@@ -321,19 +412,29 @@ class RecordAccess:
 
     # -- documents ------------------------------------------------------------------------
 
-    def deposit_document(self, ins: Ins, meta: NewDocument, content: bytes) -> DocumentView:
-        """Store a new document (AC-10: deposit does not need read authorisation)."""
+    def deposit_document(
+        self, ins: Ins, meta: NewDocument, content: bytes, *, replaces: str | None = None
+    ) -> DocumentView:
+        """Store a new document (AC-10: deposit does not need read authorisation). With
+        ``replaces``, the new document replaces that one (author only), which becomes
+        superseded, in the same transaction (XDS RPLC / MHD relatesTo replaces)."""
         _validate_new_document(meta, content)
         sha256 = hashlib.sha256(content).hexdigest()
         sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
         if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
             raise InvalidInput("the document hash does not match its content")
         now = self._rt.clock.now()
-        doc_id = uuid.uuid4().hex
+        logical_id = uuid.uuid4().hex
+        action = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
         with self._unit() as conn:
-            scope, _, decision = self._authorize(
-                conn, ins, Action.DEPOSIT_DOCUMENT, AuditAction.DOCUMENT_CREATE
-            )
+            scope, _, decision = self._authorize(conn, ins, Action.DEPOSIT_DOCUMENT, action)
+            if replaces is not None:
+                _, old, _ = self._modifiable(conn, ins, replaces, action)
+                if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
+                    self._holder_may_manage(old, action)
+                if old.status != AvailabilityStatus.CURRENT.value:
+                    raise Conflict("only a current document can be replaced")
+                self._new_version(conn, scope, old, status=AvailabilityStatus.SUPERSEDED.value)
             unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
             if documents.unique_id_taken(conn, scope, unique_id):
                 raise Conflict("a document with this unique id already exists in the record")
@@ -344,11 +445,13 @@ class RecordAccess:
             )
             documents.store_content(conn, scope, content_id, key_id, sealed)
             author_kind = (
-                "patient" if self.actor.kind is ActorKind.PATIENT else self.actor.kind.value
+                "patient"
+                if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
+                else self.actor.kind.value
             )
             row = {
-                "id": doc_id,
-                "logical_id": doc_id,
+                "id": uuid.uuid4().hex,
+                "logical_id": logical_id,
                 "version": 1,
                 "unique_id": unique_id,
                 "status": AvailabilityStatus.CURRENT.value,
@@ -369,24 +472,46 @@ class RecordAccess:
                 "confidentiality": meta.confidentiality,
                 "masked_ps": meta.masked_ps,
                 "invisible_patient": meta.invisible_patient,
-                "invisible_patient_until": now + INVISIBLE_PATIENT_DELAY
-                if meta.invisible_patient
-                else None,
+                "invisible_patient_until": (
+                    now + INVISIBLE_PATIENT_DELAY if meta.invisible_patient else None
+                ),
                 "invisible_representatives": meta.invisible_representatives,
                 "size": len(content),
                 "sha256": sha256,
                 "sha1": sha1,
                 "content_id": content_id,
-                "replaces_id": None,
+                "replaces_id": replaces,
                 "submitted_at": now,
+                "latest": True,
+                "version_at": now,
             }
             documents.insert(conn, scope, row)
-            self._audit(
-                conn, AuditAction.DOCUMENT_CREATE, scope.patient_id, doc_id, decision.reason
-            )
-            stored = documents.get(conn, scope, _everything(), doc_id)
+            if meta.invisible_patient:
+                self._announce_pending(conn, scope, logical_id, now)
+            self._audit(conn, action, scope.patient_id, logical_id, decision.reason)
+            stored = documents.get(conn, scope, DocumentVisibility(), logical_id)
         assert stored is not None
         return stored
+
+    def _announce_pending(
+        self, conn: Connection, scope: AuthorizedPatient, logical_id: str, now: datetime
+    ) -> None:
+        # AC-11 (R1111-53): if not delivered within two weeks, the patient is told that
+        # something awaits them; the delivery job checks the document is still hidden then.
+        patients.notify(
+            conn,
+            scope,
+            [
+                {
+                    "kind": "document_pending_announcement",
+                    "recipient_kind": "patient",
+                    "recipient_id": None,
+                    "subject_id": logical_id,
+                    "created_at": now,
+                    "due_at": now + INVISIBLE_PATIENT_NOTICE,
+                }
+            ],
+        )
 
     def search_documents(
         self,
@@ -396,13 +521,19 @@ class RecordAccess:
         statuses: tuple[str, ...] | None = ("current",),
         service_from: datetime | None = None,
         service_to: datetime | None = None,
+        all_dates: bool = False,
         limit: int = 20,
         offset: int = 0,
     ) -> Page[DocumentView]:
+        """Documents the actor may see. Without dates, the last two years of service dates
+        (AC-15); ``all_dates`` or an explicit ``service_from`` widens it."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}")
         if offset < 0:
             raise InvalidInput("offset must not be negative")
+        if service_from is None and not all_dates:
+            window = timedelta(days=self._rt.settings.search_window_days)
+            service_from = self._rt.clock.now() - window
         criteria = DocumentCriteria(
             statuses=statuses,
             type_codes=type_codes,
@@ -423,7 +554,7 @@ class RecordAccess:
                 scope.patient_id,
                 None,
                 decision.reason,
-                targets=tuple(r.id for r in rows),
+                targets=tuple(r.logical_id for r in rows),
             )
         return Page(rows, total)
 
@@ -431,7 +562,9 @@ class RecordAccess:
         """A document's metadata; missing and hidden are the same 404."""
         with self._unit() as conn:
             scope, doc, decision = self._visible_document(conn, ins, document_id)
-            self._audit(conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.id, decision.reason)
+            self._audit(
+                conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
+            )
         return doc
 
     def read_content(self, ins: Ins, document_id: str) -> tuple[DocumentView, bytes]:
@@ -442,8 +575,19 @@ class RecordAccess:
             content = envelope.open_sealed(
                 data_key, sealed, envelope.content_context(scope.patient_id, doc.content_id)
             )
-            self._audit(conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.id, decision.reason)
+            self._audit(
+                conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
+            )
         return doc, content
+
+    def document_versions(self, ins: Ins, document_id: str) -> list[DocumentView]:
+        """Every metadata version of a visible document, oldest first."""
+        with self._unit() as conn:
+            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            self._audit(
+                conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
+            )
+            return documents.versions(conn, scope, doc.logical_id)
 
     def _visible_document(
         self, conn: Connection, ins: Ins, document_id: str
@@ -457,6 +601,144 @@ class RecordAccess:
             # Missing or hidden: one answer, so a hidden document cannot be told from none.
             raise NotFound("no such document")
         return scope, doc, decision
+
+    def _modifiable(
+        self, conn: Connection, ins: Ins, document_id: str, audit_action: AuditAction
+    ) -> tuple[AuthorizedPatient, DocumentRow, Decision]:
+        """The document, if this actor may change it (AC-13/14): a professional finds only what
+        they or their structure authored. One they can read but did not author is a 403; one
+        they cannot see at all is a 404, like a missing one."""
+        scope, _, decision = self._authorize(
+            conn, ins, Action.UPDATE_DOCUMENT, audit_action, document_id[:64]
+        )
+        assert decision.visibility is not None
+        doc = documents.get(conn, scope, decision.visibility, document_id)
+        if doc is None:
+            if self.actor.kind is ActorKind.PROFESSIONAL and self._readable_by_actor(
+                conn, ins, document_id
+            ):
+                self._refuse(
+                    Decision.deny(Reason.DENY_NOT_AUTHOR),
+                    audit_action,
+                    scope.patient_id,
+                    document_id,
+                )
+            raise NotFound("no such document")
+        return scope, doc, decision
+
+    def _holder_may_manage(self, doc: DocumentRow, audit_action: AuditAction) -> None:
+        """The holder archives or deletes only the documents the patient deposited (AC-13)."""
+        verdict = may_modify(self.actor, doc.author_id, doc.author_structure, doc.author_kind)
+        if not verdict.allowed:
+            self._refuse(verdict, audit_action, doc.patient_id, doc.logical_id)
+
+    def _readable_by_actor(self, conn: Connection, ins: Ins, logical_id: str) -> bool:
+        """Whether the actor could read this document (no audit: internal check)."""
+        ins = self._parse_ins(ins)
+        standing = patients.load_standing(
+            conn, ins.oid, ins.value, self.actor.id, self.actor.structure_id
+        )
+        if standing is None:
+            return False
+        r = standing.record
+        facts = RecordFacts(
+            status=RecordStatus(r.status),
+            closed_at=r.closed_at,
+            holder_ins=(ins.oid, ins.value),
+            consented=standing.permission is not None
+            and standing.permission.consented_at is not None,
+            care_team=standing.care_team_declared or standing.structure_authored,
+            initial_consent=r.initial_consent_at is not None,
+            medecin_traitant=r.medecin_traitant,
+            mask_all=r.mask_all,
+        )
+        read = decide(
+            self.actor,
+            Action.READ_DOCUMENTS,
+            PurposeOfUse.NORMAL,
+            facts,
+            self._rt.matrix,
+            self._rt.clock.now(),
+        )
+        if not read.allowed or read.visibility is None:
+            return False
+        scope = AuthorizedPatient(standing.patient_id)
+        return documents.get(conn, scope, read.visibility, logical_id) is not None
+
+    def _new_version(
+        self, conn: Connection, scope: AuthorizedPatient, doc: DocumentRow, **changes: object
+    ) -> DocumentRow:
+        """A metadata change writes a new version (new entry id, same logical id)."""
+        now = self._rt.clock.now()
+        documents.supersede_version(conn, scope, doc.id)
+        row: dict[str, Any] = {f.name: getattr(doc, f.name) for f in fields(doc)}
+        row.update(
+            changes, id=uuid.uuid4().hex, version=doc.version + 1, latest=True, version_at=now
+        )
+        documents.insert(conn, scope, {k: v for k, v in row.items() if k != "patient_id"})
+        return DocumentRow(**row)
+
+    def update_document(
+        self,
+        ins: Ins,
+        document_id: str,
+        *,
+        masked_ps: bool | None = None,
+        invisible_patient: bool | None = None,
+        invisible_representatives: bool | None = None,
+        archived: bool | None = None,
+    ) -> DocumentView:
+        """Change a document's visibility flags or archive it: a new metadata version.
+
+        The holder (and representatives) mask and unmask any document they see and archive the
+        documents the patient deposited; professionals change only what they or their structure
+        authored. Only professionals hide a document from the patient pending an announcement
+        (AC-11); representatives cannot touch what is hidden from them (AC-12).
+        """
+        holder_side = self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
+        if invisible_patient is not None and holder_side:
+            raise Forbidden("only a professional hides a document from the patient")
+        if invisible_representatives is not None and self.actor.kind is ActorKind.REPRESENTATIVE:
+            raise Forbidden("representatives cannot change what is hidden from them")
+        now = self._rt.clock.now()
+        changes: dict[str, object] = {}
+        if masked_ps is not None:
+            changes["masked_ps"] = masked_ps
+        if invisible_patient is not None:
+            changes["invisible_patient"] = invisible_patient
+            changes["invisible_patient_until"] = (
+                now + INVISIBLE_PATIENT_DELAY if invisible_patient else None
+            )
+        if invisible_representatives is not None:
+            changes["invisible_representatives"] = invisible_representatives
+        if archived is not None:
+            changes["status"] = (
+                AvailabilityStatus.ARCHIVED.value if archived else AvailabilityStatus.CURRENT.value
+            )
+        if not changes:
+            raise InvalidInput("nothing to change")
+        action = AuditAction.DOCUMENT_UPDATE
+        with self._unit() as conn:
+            scope, doc, decision = self._modifiable(conn, ins, document_id, action)
+            if archived is not None and holder_side:
+                self._holder_may_manage(doc, action)
+            if archived is not None and doc.status not in ("current", "archived"):
+                raise Conflict("only a current document can be archived or restored")
+            new = self._new_version(conn, scope, doc, **changes)
+            if invisible_patient:
+                self._announce_pending(conn, scope, doc.logical_id, now)
+            self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
+        return new
+
+    def delete_document(self, ins: Ins, document_id: str) -> None:
+        """Logical delete by the author (AC-13): the document disappears from every read."""
+        action = AuditAction.DOCUMENT_DELETE
+        with self._unit() as conn:
+            scope, doc, decision = self._modifiable(conn, ins, document_id, action)
+            if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
+                self._holder_may_manage(doc, action)
+            self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
+            self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
 
     # -- history --------------------------------------------------------------------------
 
@@ -533,10 +815,6 @@ class RecordAccess:
                 "this document's data key was destroyed; its content is unreadable"
             )
         return envelope.unwrap_data_key(self._rt.kek(row.kek_id), row.wrapped, scope.patient_id)
-
-
-def _everything() -> DocumentVisibility:
-    return DocumentVisibility()
 
 
 def _record_view(

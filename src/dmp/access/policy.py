@@ -2,13 +2,14 @@
 
 No I/O here (import-linter contract). The gateway gathers the facts in one query, asks the policy,
 applies the answer to every row before paging, and audits the decision with its reason code.
-
-Rule identifiers (AC-n) refer to ``docs/access-rules.md`` and the domain reference §4.
+Rule identifiers (AC-n) refer to ``docs/access-rules.md`` and the domain reference §4; rules are
+evaluated in the order of that list.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -21,8 +22,10 @@ class Action(StrEnum):
     OPEN_RECORD = "open_record"
     READ_RECORD = "read_record"  # status and demographics
     CLOSE_RECORD = "close_record"
+    MANAGE_RECORD = "manage_record"  # holder controls: block, oppose, mask, GP, team, reps
     READ_DOCUMENTS = "read_documents"  # search, metadata and content
     DEPOSIT_DOCUMENT = "deposit_document"
+    UPDATE_DOCUMENT = "update_document"  # replace, archive, delete, visibility flags
     DECLARE_CONSENT = "declare_consent"
     READ_HISTORY = "read_history"
     DESTROY_KEYS = "destroy_keys"  # crypto-shredding, system jobs only
@@ -33,8 +36,13 @@ class Reason(StrEnum):
 
     ALLOW_HOLDER = "ALLOW_HOLDER"
     ALLOW_REPRESENTATIVE = "ALLOW_REPRESENTATIVE"
+    ALLOW_MEDECIN_TRAITANT = "ALLOW_MEDECIN_TRAITANT"
     ALLOW_CONSENT = "ALLOW_CONSENT"
+    ALLOW_CARE_TEAM = "ALLOW_CARE_TEAM"
+    ALLOW_BRIS_DE_GLACE = "ALLOW_BRIS_DE_GLACE"
+    ALLOW_CENTRE_15 = "ALLOW_CENTRE_15"
     ALLOW_CARE_DEPOSIT = "ALLOW_CARE_DEPOSIT"
+    ALLOW_AUTHOR = "ALLOW_AUTHOR"
     ALLOW_OPEN = "ALLOW_OPEN"
     ALLOW_OWN_TRACES = "ALLOW_OWN_TRACES"
     ALLOW_CONSENT_DECLARATION = "ALLOW_CONSENT_DECLARATION"
@@ -42,13 +50,42 @@ class Reason(StrEnum):
     DENY_UNKNOWN_PATIENT = "DENY_UNKNOWN_PATIENT"
     DENY_RECORD_EXISTS = "DENY_RECORD_EXISTS"
     DENY_RECORD_CLOSED = "DENY_RECORD_CLOSED"
+    DENY_FORBIDDEN_ACTOR = "DENY_FORBIDDEN_ACTOR"
     DENY_BLOCKED = "DENY_BLOCKED"
     DENY_NO_CONSENT = "DENY_NO_CONSENT"
+    DENY_OPPOSED_EMERGENCY = "DENY_OPPOSED_EMERGENCY"
+    DENY_OPPOSED_CENTRE_15 = "DENY_OPPOSED_CENTRE_15"
+    DENY_JUSTIFICATION_REQUIRED = "DENY_JUSTIFICATION_REQUIRED"
+    DENY_NOT_REGULATOR = "DENY_NOT_REGULATOR"
+    DENY_NOT_AUTHOR = "DENY_NOT_AUTHOR"
     DENY_NOT_HOLDER = "DENY_NOT_HOLDER"
     DENY_ACTOR_KIND = "DENY_ACTOR_KIND"
     DENY_NO_STRUCTURE = "DENY_NO_STRUCTURE"
-    DENY_PURPOSE = "DENY_PURPOSE"
-    DENY_INVALID = "DENY_INVALID"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The habilitation matrix as data: (profession, specialty, pharmacist section) -> the
+    document type codes readable, ``None`` meaning every type."""
+
+    rules: Mapping[tuple[str, str | None, str | None], frozenset[str] | None]
+    labels: Mapping[tuple[str, str | None, str | None], str] = field(default_factory=dict)
+    forbidden_roles: frozenset[str] = frozenset()
+    regulation_professions: frozenset[str] = frozenset({"10"})
+    version: str = ""
+
+    def readable_types(self, actor: Actor) -> frozenset[str] | None:
+        """Most specific rule first: specialty, then pharmacist section, then profession.
+        A profession absent from the matrix reads nothing."""
+        p = actor.profession or ""
+        for key in (
+            (p, actor.specialty, None),
+            (p, None, actor.pharmacist_section),
+            (p, None, None),
+        ):
+            if key in self.rules:
+                return self.rules[key]
+        return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +94,16 @@ class RecordFacts:
 
     status: RecordStatus
     closed_at: datetime | None
-    consented: bool  # the patient's consent for this professional was declared (AC-4)
-    blocked: bool  # the patient blocked this professional (AC-3)
-    medecin_traitant: str | None
     holder_ins: tuple[str, str]  # (oid, value)
+    consented: bool = False  # the patient's consent for this professional was declared (AC-4)
+    blocked: bool = False  # the patient blocked this professional (AC-3)
+    care_team: bool = False  # declared team member, or same structure as an author (AC-4)
+    initial_consent: bool = False  # explicit initial consent to the care team (AC-4)
+    medecin_traitant: str | None = None
+    oppose_bris_de_glace: bool = False
+    oppose_centre_15: bool = False
+    mask_all: bool = False
+    emergency_until: datetime | None = None  # open emergency window of this professional
     representative_ids: frozenset[str] = frozenset()
 
 
@@ -70,10 +113,14 @@ class Decision:
     reason: Reason
     visibility: DocumentVisibility | None = None  # for READ_DOCUMENTS
     own_traces_only: bool = False  # for READ_HISTORY
+    open_emergency: bool = False  # the gateway must open an emergency window (AC-8)
 
     @classmethod
     def deny(cls, reason: Reason) -> Decision:
         return cls(False, reason)
+
+
+_LIVE = ("current", "superseded", "archived")
 
 
 def _is_holder(actor: Actor, facts: RecordFacts) -> bool:
@@ -93,9 +140,18 @@ def _is_representative(actor: Actor, facts: RecordFacts) -> bool:
     )
 
 
-def decide_open(actor: Actor, *, record_exists: bool, for_ins: tuple[str, str]) -> Decision:
+def is_forbidden(actor: Actor, matrix: Matrix) -> bool:
+    """AC-16 (L1111-18): insurers, employers, occupational doctors, even with consent."""
+    return actor.role is not None and actor.role in matrix.forbidden_roles
+
+
+def decide_open(
+    actor: Actor, matrix: Matrix, *, record_exists: bool, for_ins: tuple[str, str]
+) -> Decision:
     """Who may open a record: a registration desk, a professional, the person online for
     themselves, or the insurer's provisioning job (domain reference §2)."""
+    if is_forbidden(actor, matrix):
+        return Decision.deny(Reason.DENY_FORBIDDEN_ACTOR)
     if record_exists:
         return Decision.deny(Reason.DENY_RECORD_EXISTS)
     if actor.kind is ActorKind.SYSTEM:
@@ -111,22 +167,74 @@ def decide_open(actor: Actor, *, record_exists: bool, for_ins: tuple[str, str]) 
     return Decision.deny(Reason.DENY_ACTOR_KIND)
 
 
-def _holder_visibility(now: datetime, *, representative: bool) -> DocumentVisibility:
-    # The holder sees everything except what is hidden pending an announcement (AC-11);
-    # representatives also miss what a minor's confidential care hides from them (AC-12).
+def holder_visibility(now: datetime, *, representative: bool) -> DocumentVisibility:
+    """The holder sees every live document except those hidden pending an announcement until
+    their reveal time (AC-11); representatives also miss a minor's confidential care (AC-12)."""
     return DocumentVisibility(
-        hide_invisible_patient_at=now, hide_invisible_representatives=representative
+        statuses=_LIVE, hide_invisible_patient_at=now, hide_invisible_representatives=representative
     )
 
 
-def _professional_visibility(actor: Actor) -> DocumentVisibility:
-    # Masked documents stay visible to their author and the author's structure (AC-6).
+def professional_visibility(actor: Actor, matrix: Matrix, facts: RecordFacts) -> DocumentVisibility:
+    """Matrix types (AC-5); masked documents only to their author or the author's structure
+    (AC-6), every document counting as masked when the holder masked everything."""
     structures = (actor.structure_id,) if actor.structure_id else ()
     return DocumentVisibility(
-        statuses=("current", "superseded", "archived"),
+        statuses=_LIVE,
+        type_codes=matrix.readable_types(actor),
         masked="authors",
         masked_authors=(actor.id,),
         masked_structures=structures,
+        mask_everything=facts.mask_all,
+    )
+
+
+def medecin_traitant_visibility() -> DocumentVisibility:
+    """AC-7: the registered GP reads every document, masked ones included."""
+    return DocumentVisibility(statuses=_LIVE)
+
+
+def _read_decision(
+    actor: Actor,
+    purpose: PurposeOfUse,
+    facts: RecordFacts,
+    matrix: Matrix,
+    now: datetime,
+    *,
+    has_justification: bool,
+) -> Decision:
+    if purpose is PurposeOfUse.NORMAL:
+        if actor.id == facts.medecin_traitant:
+            return Decision(
+                True, Reason.ALLOW_MEDECIN_TRAITANT, visibility=medecin_traitant_visibility()
+            )
+        if facts.consented:
+            reason = Reason.ALLOW_CONSENT
+        elif facts.care_team and facts.initial_consent:
+            reason = Reason.ALLOW_CARE_TEAM
+        else:
+            return Decision.deny(Reason.DENY_NO_CONSENT)
+        return Decision(True, reason, visibility=professional_visibility(actor, matrix, facts))
+    if purpose is PurposeOfUse.BRIS_DE_GLACE:
+        # AC-8: only if the holder did not oppose; a justification opens a time-boxed window.
+        if facts.oppose_bris_de_glace:
+            return Decision.deny(Reason.DENY_OPPOSED_EMERGENCY)
+        window_open = facts.emergency_until is not None and facts.emergency_until > now
+        if not window_open and not has_justification:
+            return Decision.deny(Reason.DENY_JUSTIFICATION_REQUIRED)
+        return Decision(
+            True,
+            Reason.ALLOW_BRIS_DE_GLACE,
+            open_emergency=not window_open,
+            visibility=professional_visibility(actor, matrix, facts),
+        )
+    # AC-9: regulation centre, without consent, unless separately opposed.
+    if actor.profession not in matrix.regulation_professions:
+        return Decision.deny(Reason.DENY_NOT_REGULATOR)
+    if facts.oppose_centre_15:
+        return Decision.deny(Reason.DENY_OPPOSED_CENTRE_15)
+    return Decision(
+        True, Reason.ALLOW_CENTRE_15, visibility=professional_visibility(actor, matrix, facts)
     )
 
 
@@ -135,23 +243,27 @@ def decide(
     action: Action,
     purpose: PurposeOfUse,
     facts: RecordFacts,
+    matrix: Matrix,
     now: datetime,
+    *,
+    has_justification: bool = False,
 ) -> Decision:
     """Decide one action on one existing record."""
     if actor.kind is ActorKind.SYSTEM:
         return Decision(True, Reason.ALLOW_SYSTEM, visibility=DocumentVisibility())
-
     if action is Action.DESTROY_KEYS:
         return Decision.deny(Reason.DENY_ACTOR_KIND)
+    if is_forbidden(actor, matrix):  # AC-16
+        return Decision.deny(Reason.DENY_FORBIDDEN_ACTOR)
 
     if _is_holder(actor, facts) or _is_representative(actor, facts):
         representative = actor.kind is ActorKind.REPRESENTATIVE
         reason = Reason.ALLOW_REPRESENTATIVE if representative else Reason.ALLOW_HOLDER
         if action is Action.OPEN_RECORD:
             return Decision.deny(Reason.DENY_RECORD_EXISTS)
-        if action is Action.READ_DOCUMENTS:
+        if action is Action.READ_DOCUMENTS or action is Action.UPDATE_DOCUMENT:
             return Decision(
-                True, reason, visibility=_holder_visibility(now, representative=representative)
+                True, reason, visibility=holder_visibility(now, representative=representative)
             )
         return Decision(True, reason)
 
@@ -165,10 +277,7 @@ def decide(
     # Professionals. AC-1: nothing on a closed record.
     if facts.status is not RecordStatus.ACTIVE:
         return Decision.deny(Reason.DENY_RECORD_CLOSED)
-    if purpose is not PurposeOfUse.NORMAL:
-        # Emergency and regulation-centre access are the access-rules issue (AC-8, AC-9).
-        return Decision.deny(Reason.DENY_PURPOSE)
-    # AC-3: a blocked professional is refused everything, consent or not.
+    # AC-3: a blocked professional is refused everything, in every mode.
     if facts.blocked:
         return Decision.deny(Reason.DENY_BLOCKED)
     if action is Action.DEPOSIT_DOCUMENT:
@@ -176,14 +285,45 @@ def decide(
         if not actor.structure_id:
             return Decision.deny(Reason.DENY_NO_STRUCTURE)
         return Decision(True, Reason.ALLOW_CARE_DEPOSIT)
+    if action is Action.UPDATE_DOCUMENT:
+        # AC-13/14: the author or the author's structure; checked per document by may_modify.
+        return Decision(True, Reason.ALLOW_AUTHOR, visibility=authored_visibility(actor))
     if action is Action.DECLARE_CONSENT:
         # AC-4: the professional records the consent the patient gave them.
         return Decision(True, Reason.ALLOW_CONSENT_DECLARATION)
     if action is Action.READ_HISTORY:
-        # AC-17: a professional reads the traces of their own actions only.
+        # AC-17: the GP reads every trace; another professional the traces of their own actions.
+        if actor.id == facts.medecin_traitant:
+            return Decision(True, Reason.ALLOW_MEDECIN_TRAITANT)
         return Decision(True, Reason.ALLOW_OWN_TRACES, own_traces_only=True)
     if action in (Action.READ_DOCUMENTS, Action.READ_RECORD):
-        if not facts.consented:
-            return Decision.deny(Reason.DENY_NO_CONSENT)
-        return Decision(True, Reason.ALLOW_CONSENT, visibility=_professional_visibility(actor))
+        return _read_decision(
+            actor, purpose, facts, matrix, now, has_justification=has_justification
+        )
     return Decision.deny(Reason.DENY_ACTOR_KIND)
+
+
+def authored_visibility(actor: Actor) -> DocumentVisibility:
+    """The documents a professional may modify: those they or their structure authored."""
+    return DocumentVisibility(
+        statuses=_LIVE,
+        authors=(actor.id,),
+        author_structures=(actor.structure_id,) if actor.structure_id else (),
+    )
+
+
+def may_modify(
+    actor: Actor, author_id: str, author_structure: str | None, author_kind: str
+) -> Decision:
+    """AC-13/14: only the author, or the author's structure, replaces, archives or deletes; the
+    holder and representatives manage the documents the patient deposited."""
+    if actor.kind is ActorKind.SYSTEM:
+        return Decision(True, Reason.ALLOW_SYSTEM)
+    if actor.kind is ActorKind.PROFESSIONAL and (
+        actor.id == author_id
+        or (actor.structure_id is not None and actor.structure_id == author_structure)
+    ):
+        return Decision(True, Reason.ALLOW_AUTHOR)
+    if actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE) and author_kind == "patient":
+        return Decision(True, Reason.ALLOW_HOLDER)
+    return Decision.deny(Reason.DENY_NOT_AUTHOR)

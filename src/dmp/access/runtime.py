@@ -13,6 +13,8 @@ from sqlalchemy.engine import Engine
 
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
+from dmp.access.matrix import load_matrix
+from dmp.access.policy import Matrix
 from dmp.clock import Clock, SystemClock
 from dmp.config import Settings
 from dmp.crypto.keyring import KeyRing, load_keyring, load_or_create_keyring
@@ -27,6 +29,7 @@ class Runtime:
     engine: Engine
     keyring: KeyRing
     clock: Clock
+    matrix: Matrix
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -36,9 +39,10 @@ class Runtime:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         keyring = load_or_create_keyring(settings.effective_keyring_path)
         engine = database.make_engine(settings.effective_database_url)
+        matrix = load_matrix(settings.matrix_file)
         if migrate:
             database.upgrade(engine)
-        return cls(settings, engine, keyring, clock or SystemClock())
+        return cls(settings, engine, keyring, clock or SystemClock(), matrix)
 
     def kek(self, kek_id: str) -> bytes:
         """A key-encryption key; reloads the ring once if another process rotated it."""
@@ -60,8 +64,10 @@ class Runtime:
         actor: Actor,
         purpose: PurposeOfUse = PurposeOfUse.NORMAL,
         ctx: RequestContext | None = None,
+        *,
+        justification: str | None = None,
     ) -> RecordAccess:
-        return RecordAccess(self, actor, purpose, ctx or RequestContext())
+        return RecordAccess(self, actor, purpose, ctx or RequestContext(), justification)
 
     def database_info(self) -> dict[str, str | None]:
         return {

@@ -115,8 +115,8 @@ def document_json(d: DocumentView) -> dict[str, Any]:
         if on
     ]
     return {
-        "id": d.id,
-        "logical_id": d.logical_id,
+        "id": d.logical_id,
+        "entry_id": d.id,
         "version": d.version,
         "unique_id": d.unique_id,
         "status": d.status,

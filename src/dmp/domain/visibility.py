@@ -24,3 +24,8 @@ class DocumentVisibility:
     # Hide INVISIBLE_PATIENT documents whose reveal time is after this instant (AC-11).
     hide_invisible_patient_at: datetime | None = None
     hide_invisible_representatives: bool = False
+    # The holder masked everything at once: every document counts as masked (AC-6).
+    mask_everything: bool = False
+    # Restrict to documents authored by these professionals or structures (modifications).
+    authors: tuple[str, ...] | None = None
+    author_structures: tuple[str, ...] = ()

@@ -22,15 +22,14 @@ def _visibility_clause(v: DocumentVisibility) -> list[sa.ColumnElement[bool]]:
         clauses.append(d.status.in_(v.statuses))
     if v.type_codes is not None:
         clauses.append(d.type_code.in_(sorted(v.type_codes)))
+    own = sa.or_(d.author_id.in_(v.masked_authors), d.author_structure.in_(v.masked_structures))
     if v.masked == "none":
-        clauses.append(d.masked_ps.is_(False))
+        clauses.append(sa.false() if v.mask_everything else d.masked_ps.is_(False))
     elif v.masked == "authors":
+        clauses.append(own if v.mask_everything else sa.or_(d.masked_ps.is_(False), own))
+    if v.authors is not None:
         clauses.append(
-            sa.or_(
-                d.masked_ps.is_(False),
-                d.author_id.in_(v.masked_authors),
-                d.author_structure.in_(v.masked_structures),
-            )
+            sa.or_(d.author_id.in_(v.authors), d.author_structure.in_(v.author_structures))
         )
     if v.hide_invisible_patient_at is not None:
         clauses.append(
@@ -51,7 +50,7 @@ def _criteria_clause(c: DocumentCriteria) -> list[sa.ColumnElement[bool]]:
     d = documents.c
     clauses: list[sa.ColumnElement[bool]] = []
     if c.document_id is not None:
-        clauses.append(d.id == c.document_id)
+        clauses.append(d.logical_id == c.document_id)
     if c.statuses is not None:
         clauses.append(d.status.in_(c.statuses))
     if c.type_codes is not None:
@@ -72,6 +71,7 @@ def search(
     """One page of visible documents, newest service date first, and the visible total."""
     where = [
         documents.c.patient_id == scope.patient_id,
+        documents.c.latest.is_(True),
         *_visibility_clause(visibility),
         *_criteria_clause(criteria),
     ]
@@ -100,6 +100,37 @@ def get(
 
 def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
     conn.execute(documents.insert().values(patient_id=scope.patient_id, **row))
+
+
+def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> None:
+    """Mark a metadata version as no longer the latest (a new version follows)."""
+    conn.execute(
+        documents.update()
+        .where(documents.c.patient_id == scope.patient_id, documents.c.id == entry_id)
+        .values(latest=False)
+    )
+
+
+def versions(conn: Connection, scope: AuthorizedPatient, logical_id: str) -> list[DocumentRow]:
+    """Every metadata version of a document, oldest first (no visibility: callers check the
+    latest version through ``get`` first)."""
+    rows = conn.execute(
+        sa.select(documents)
+        .where(documents.c.patient_id == scope.patient_id, documents.c.logical_id == logical_id)
+        .order_by(documents.c.version)
+    ).all()
+    return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows]
+
+
+def find_by_unique_id(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> str | None:
+    """The logical id of the latest version with this unique id, if any."""
+    return conn.execute(
+        sa.select(documents.c.logical_id).where(
+            documents.c.patient_id == scope.patient_id,
+            documents.c.unique_id == unique_id,
+            documents.c.latest.is_(True),
+        )
+    ).scalar_one_or_none()
 
 
 def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> bool:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-from datetime import datetime
+import uuid
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from dmp.records.schema import legal_representatives, patients, professional_permissions, records
+from dmp.records.schema import (
+    care_team,
+    documents,
+    emergency_accesses,
+    legal_representatives,
+    notifications,
+    patients,
+    professional_permissions,
+    records,
+)
 from dmp.records.sql import upsert
 from dmp.records.types import AuthorizedPatient, PatientRow, PermissionRow, RecordRow
 
@@ -33,17 +43,58 @@ def load_record(conn: Connection, patient_id: str) -> RecordRow | None:
     return None if row is None else _row(RecordRow, row)
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One professional's (or anyone's) standing in one record, read in one query."""
+
+    patient_id: str
+    record: RecordRow
+    permission: PermissionRow | None
+    care_team_declared: bool
+    structure_authored: bool
+    emergency_until: datetime | None
+
+
 def load_standing(
-    conn: Connection, ins_oid: str, ins_value: str, id_nat_ps: str | None
-) -> tuple[str, RecordRow, PermissionRow | None] | None:
-    """Patient id, record and the patient's decision about one professional: one query."""
+    conn: Connection,
+    ins_oid: str,
+    ins_value: str,
+    id_nat_ps: str | None,
+    structure_id: str | None,
+) -> Standing | None:
+    """Patient id, record, the patient's decision about this professional, care-team membership
+    and any emergency window: one query, whatever the actor."""
     perm = professional_permissions
+    pid = patients.c.id
+    declared = (
+        sa.exists()
+        .where(care_team.c.patient_id == pid, care_team.c.id_nat_ps == id_nat_ps)
+        .label("care_team_declared")
+    )
+    authored = (
+        sa.exists()
+        .where(documents.c.patient_id == pid, documents.c.author_structure == structure_id)
+        .label("structure_authored")
+    )
+    emergency = (
+        sa.select(sa.func.max(emergency_accesses.c.expires_at))
+        .where(emergency_accesses.c.patient_id == pid, emergency_accesses.c.id_nat_ps == id_nat_ps)
+        .scalar_subquery()
+        .label("emergency_until")
+    )
     stmt = (
-        sa.select(records, perm.c.consented_at, perm.c.consent_declared_by, perm.c.blocked_at)
+        sa.select(
+            records,
+            perm.c.consented_at,
+            perm.c.consent_declared_by,
+            perm.c.blocked_at,
+            declared,
+            authored,
+            emergency,
+        )
         .select_from(
-            patients.join(records, records.c.patient_id == patients.c.id).outerjoin(
-                perm,
-                sa.and_(perm.c.patient_id == patients.c.id, perm.c.id_nat_ps == id_nat_ps),
+            patients.join(records, records.c.patient_id == pid).outerjoin(
+                perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == id_nat_ps)
             )
         )
         .where(patients.c.ins_value == ins_value, patients.c.ins_oid == ins_oid)
@@ -56,7 +107,19 @@ def load_standing(
     permission = None
     if m["consented_at"] is not None or m["blocked_at"] is not None:
         permission = PermissionRow(m["consented_at"], m["consent_declared_by"], m["blocked_at"])
-    return record.patient_id, record, permission
+    until = m["emergency_until"]
+    if isinstance(until, str):  # SQLite returns an aggregate of a datetime column as text
+        until = datetime.fromisoformat(until)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    return Standing(
+        record.patient_id,
+        record,
+        permission,
+        bool(m["care_team_declared"]),
+        bool(m["structure_authored"]) if structure_id else False,
+        until,
+    )
 
 
 def representative_ids(conn: Connection, patient_id: str) -> frozenset[str]:
@@ -125,3 +188,81 @@ def declare_consent(
         key=("patient_id", "id_nat_ps"),
         update=("consented_at", "consent_declared_by"),
     )
+
+
+def update_record(conn: Connection, scope: AuthorizedPatient, **values: Any) -> None:
+    """Change the holder's settings on the record (oppositions, mask-all, GP)."""
+    conn.execute(records.update().where(records.c.patient_id == scope.patient_id).values(**values))
+
+
+def set_blocked(
+    conn: Connection, scope: AuthorizedPatient, id_nat_ps: str, blocked_at: datetime | None
+) -> None:
+    upsert(
+        conn,
+        professional_permissions,
+        {"patient_id": scope.patient_id, "id_nat_ps": id_nat_ps, "blocked_at": blocked_at},
+        key=("patient_id", "id_nat_ps"),
+        update=("blocked_at",),
+    )
+
+
+def declare_care_team(
+    conn: Connection, scope: AuthorizedPatient, id_nat_ps: str, *, at: datetime, by: str
+) -> None:
+    upsert(
+        conn,
+        care_team,
+        {
+            "patient_id": scope.patient_id,
+            "id_nat_ps": id_nat_ps,
+            "declared_at": at,
+            "declared_by": by,
+        },
+        key=("patient_id", "id_nat_ps"),
+        update=("declared_at", "declared_by"),
+    )
+
+
+def open_emergency(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    id_nat_ps: str,
+    *,
+    at: datetime,
+    until: datetime,
+    key_id: str,
+    justification_sealed: bytes,
+) -> None:
+    conn.execute(
+        emergency_accesses.insert().values(
+            patient_id=scope.patient_id,
+            id_nat_ps=id_nat_ps,
+            opened_at=at,
+            expires_at=until,
+            key_id=key_id,
+            justification_sealed=justification_sealed,
+        )
+    )
+
+
+def notify(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Queue notifications in the outbox (same transaction as their cause)."""
+    if rows:
+        conn.execute(
+            notifications.insert(),
+            [{"patient_id": scope.patient_id, "id": uuid.uuid4().hex, **r} for r in rows],
+        )
+
+
+def pending_notifications(conn: Connection, scope: AuthorizedPatient) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(notifications)
+        .where(notifications.c.patient_id == scope.patient_id)
+        .order_by(notifications.c.due_at, notifications.c.kind)
+    ).all()
+    return [dict(r._mapping) for r in rows]

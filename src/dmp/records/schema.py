@@ -148,6 +148,46 @@ professional_permissions = sa.Table(
     sa.Column("blocked_at", UtcDateTime),
 )
 
+# Professionals the patient (or a professional holding access, L1111-17 II) declared part of the
+# care team (équipe de soins, L1110-12): with the initial consent, they read without a consent of
+# their own (AC-4).
+care_team = sa.Table(
+    "care_team",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id_nat_ps", sa.String(32), primary_key=True),
+    sa.Column("declared_at", UtcDateTime, nullable=False),
+    sa.Column("declared_by", sa.String(64), nullable=False),
+)
+
+# Emergency access windows (bris de glace, AC-8): opened with a justification, time-boxed.
+emergency_accesses = sa.Table(
+    "emergency_accesses",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id_nat_ps", sa.String(32), primary_key=True),
+    sa.Column("opened_at", UtcDateTime, primary_key=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("justification_sealed", sa.LargeBinary, nullable=False),
+)
+
+# Transactional outbox: notifications due, written in the transaction of the event that causes
+# them; delivery (e-mail, SMS) reads it. No document content, no free text.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("recipient_kind", sa.String(20), nullable=False),
+    sa.Column("recipient_id", sa.String(64)),
+    sa.Column("subject_id", sa.String(64)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime),
+)
+
 patient_keys = sa.Table(
     "patient_keys",
     metadata,
@@ -193,7 +233,12 @@ documents = sa.Table(
     sa.Column("content_id", ID, nullable=False),
     sa.Column("replaces_id", ID),
     sa.Column("submitted_at", UtcDateTime, nullable=False),
+    # True on the current metadata version; a metadata change (mask, archive...) adds a version.
+    sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("version_at", UtcDateTime),  # when this metadata version was written
     sa.Index("ix_documents_patient_status_service", "patient_id", "status", "service_start"),
+    sa.Index("ix_documents_patient_logical", "patient_id", "logical_id", "version"),
+    sa.Index("ix_documents_patient_author_structure", "patient_id", "author_structure"),
     sa.Index("ix_documents_patient_unique", "patient_id", "unique_id"),
 )
 

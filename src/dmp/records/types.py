@@ -98,6 +98,8 @@ class DocumentRow:
     content_id: str
     replaces_id: str | None
     submitted_at: datetime
+    latest: bool
+    version_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
