@@ -25,6 +25,7 @@ GP = "810000000025"
 CARDIOLOGIST = "810000000033"
 NURSE = "810000000041"
 PHARMACIST = "810000000017"
+CARDIO_COLLEAGUE = "810000000066"  # same hospital as CARDIOLOGIST
 
 
 # -- factories (plain functions) --------------------------------------------------------------
@@ -62,6 +63,7 @@ def load_directory(rt: Runtime) -> None:
         (CARDIOLOGIST, "10", "SM04", HOSPITAL),
         (NURSE, "60", None, NURSE_PRACTICE),
         (PHARMACIST, "21", None, PHARMACY),
+        (CARDIO_COLLEAGUE, "10", "SM04", HOSPITAL),
     ]
     pros: list[dict[str, object]] = [
         {

@@ -740,6 +740,131 @@ class RecordAccess:
             self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
 
+    # -- the holder's controls ------------------------------------------------------------
+
+    def block_professional(self, ins: Ins, id_nat_ps: str) -> None:
+        """AC-3: the holder blocks a professional, who is then refused in every mode."""
+        self._set_block(ins, id_nat_ps, blocked=True)
+
+    def unblock_professional(self, ins: Ins, id_nat_ps: str) -> None:
+        self._set_block(ins, id_nat_ps, blocked=False)
+
+    def _set_block(self, ins: Ins, id_nat_ps: str, *, blocked: bool) -> None:
+        id_nat_ps = _id_nat_ps(id_nat_ps)
+        action = AuditAction.PERMISSION_BLOCK if blocked else AuditAction.PERMISSION_UNBLOCK
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(conn, ins, Action.MANAGE_RECORD, action, id_nat_ps)
+            at = self._rt.clock.now() if blocked else None
+            patients.set_blocked(conn, scope, id_nat_ps, at)
+            self._audit(conn, action, scope.patient_id, id_nat_ps, decision.reason)
+
+    def update_settings(
+        self,
+        ins: Ins,
+        *,
+        oppose_bris_de_glace: bool | None = None,
+        oppose_centre_15: bool | None = None,
+        mask_all: bool | None = None,
+        medecin_traitant: str | None = None,
+        clear_medecin_traitant: bool = False,
+    ) -> RecordView:
+        """The holder's settings: oppositions to emergency and regulation-centre access (AC-8,
+        AC-9, separately), masking everything at once (AC-6), the registered GP (AC-7)."""
+        values: dict[str, object] = {}
+        if oppose_bris_de_glace is not None:
+            values["oppose_bris_de_glace"] = oppose_bris_de_glace
+        if oppose_centre_15 is not None:
+            values["oppose_centre_15"] = oppose_centre_15
+        if mask_all is not None:
+            values["mask_all"] = mask_all
+        if medecin_traitant is not None:
+            values["medecin_traitant"] = _id_nat_ps(medecin_traitant)
+        elif clear_medecin_traitant:
+            values["medecin_traitant"] = None
+        if not values:
+            raise InvalidInput("nothing to change")
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn,
+                ins,
+                Action.MANAGE_RECORD,
+                AuditAction.RECORD_UPDATE,
+                ",".join(sorted(values)),
+            )
+            patients.update_record(conn, scope, **values)
+            self._audit(
+                conn,
+                AuditAction.RECORD_UPDATE,
+                scope.patient_id,
+                ",".join(sorted(values)),
+                decision.reason,
+            )
+        return self.read_record(ins)
+
+    def declare_care_team(self, ins: Ins, id_nat_ps: str) -> None:
+        """Add a professional to the care team: the holder, or a professional who holds access
+        and delegates part of the care (L1111-17 II, AC-4)."""
+        id_nat_ps = _id_nat_ps(id_nat_ps)
+        action = AuditAction.CARE_TEAM_DECLARE
+        with self._unit() as conn:
+            if self.actor.kind is ActorKind.PROFESSIONAL:
+                scope, _, decision = self._authorize(
+                    conn, ins, Action.READ_DOCUMENTS, action, id_nat_ps
+                )
+            else:
+                scope, _, decision = self._authorize(
+                    conn, ins, Action.MANAGE_RECORD, action, id_nat_ps
+                )
+            patients.declare_care_team(
+                conn, scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
+            )
+            self._audit(conn, action, scope.patient_id, id_nat_ps, decision.reason)
+
+    def add_representative(
+        self,
+        ins: Ins,
+        representative_id: str,
+        display_name: str,
+        relationship: str,
+        *,
+        minor: bool = False,
+    ) -> None:
+        """Register a legal representative (parental authority, guardianship): a system or
+        operator action, on proof of the legal status."""
+        if self.actor.kind is not ActorKind.SYSTEM:
+            raise Forbidden("legal representatives are registered by the operator")
+        if not representative_id.strip() or not display_name.strip():
+            raise InvalidInput("a representative needs an identifier and a name")
+        action = AuditAction.REPRESENTATIVE_ADD
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(conn, ins, Action.MANAGE_RECORD, action)
+            try:
+                patients.add_representative(
+                    conn,
+                    scope,
+                    representative_id.strip()[:64],
+                    display_name.strip()[:200],
+                    relationship.strip()[:40] or "representant_legal",
+                    self._rt.clock.now(),
+                )
+            except IntegrityError:
+                raise Conflict("this representative is already registered") from None
+            if minor:
+                patients.update_record(conn, scope, is_minor=True)
+            self._audit(conn, action, scope.patient_id, representative_id[:64], decision.reason)
+
+    def notifications(self, ins: Ins) -> list[dict[str, object]]:
+        """Notices queued for the record (the outbox), for the holder and operators."""
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.MANAGE_RECORD, AuditAction.HISTORY_READ
+            )
+            rows = patients.pending_notifications(conn, scope)
+            self._audit(
+                conn, AuditAction.HISTORY_READ, scope.patient_id, "notifications", decision.reason
+            )
+        return [{k: v for k, v in r.items() if k != "patient_id"} for r in rows]
+
     # -- history --------------------------------------------------------------------------
 
     def history(self, ins: Ins, *, limit: int = 50, offset: int = 0) -> Page[TraceView]:
@@ -834,6 +959,13 @@ def _record_view(
         oppose_bris_de_glace=record.oppose_bris_de_glace,
         oppose_centre_15=record.oppose_centre_15,
     )
+
+
+def _id_nat_ps(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 32 or not value.isalnum():
+        raise InvalidInput("a professional is named by their national identifier (idNatPS)")
+    return value
 
 
 def _validated_demographics(d: Demographics) -> Demographics:

@@ -78,11 +78,13 @@ class Matrix:
         """Most specific rule first: specialty, then pharmacist section, then profession.
         A profession absent from the matrix reads nothing."""
         p = actor.profession or ""
-        for key in (
-            (p, actor.specialty, None),
-            (p, None, actor.pharmacist_section),
-            (p, None, None),
-        ):
+        keys: list[tuple[str, str | None, str | None]] = []
+        if actor.specialty:
+            keys.append((p, actor.specialty, None))
+        if actor.pharmacist_section:
+            keys.append((p, None, actor.pharmacist_section))
+        keys.append((p, None, None))
+        for key in keys:
             if key in self.rules:
                 return self.rules[key]
         return frozenset()

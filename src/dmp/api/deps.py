@@ -7,13 +7,15 @@ when one does not (routes that need no actor are listed in ``PUBLIC_ROUTES``).
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
-from dmp.errors import NotAuthenticated
+from dmp.domain.codes import PurposeOfUse
+from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import verify_token
 from dmp.logs import request_id_var
@@ -37,13 +39,35 @@ def actor(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Actor:
     return verify_token(token.strip(), rt.token_secret, now=rt.clock.now())
 
 
+PURPOSE_HEADER = "x-dmp-purpose-of-use"
+JUSTIFICATION_HEADER = "x-dmp-justification"
+
+
 def gate(
     request: Request,
     rt: Annotated[Runtime, Depends(runtime)],
     who: Annotated[Actor, Depends(actor)],
 ) -> RecordAccess:
+    """The access gate for this request. The access mode (normal, bris_de_glace, centre_15) and
+    an emergency justification come with the request, as the VIHF assertion carries them."""
     client = request.client.host if request.client else None
-    return rt.access(who, ctx=RequestContext(request_id=request_id_var.get(), client_addr=client))
+    raw = request.headers.get(PURPOSE_HEADER, PurposeOfUse.NORMAL.value).strip().lower()
+    try:
+        purpose = PurposeOfUse(raw)
+    except ValueError:
+        modes = ", ".join(p.value for p in PurposeOfUse)
+        raise InvalidInput(
+            f"unknown purpose of use {raw[:40]!r}; expected one of {modes}"
+        ) from None
+    # Percent-encoded UTF-8, since HTTP header values are ASCII.
+    raw_justification = request.headers.get(JUSTIFICATION_HEADER)
+    justification = unquote(raw_justification) if raw_justification else None
+    return rt.access(
+        who,
+        purpose,
+        RequestContext(request_id=request_id_var.get(), client_addr=client),
+        justification=justification,
+    )
 
 
 Gate = Annotated[RecordAccess, Depends(gate)]

@@ -60,6 +60,9 @@ class ConsentIn(Strict):
 
 
 class DocumentIn(Strict):
+    replaces: str | None = Field(
+        default=None, max_length=64, description="id of the document replaced"
+    )
     unique_id: str | None = Field(default=None, max_length=128)
     type_code: str = Field(max_length=20)
     format_code: str = Field(max_length=80)
@@ -214,7 +217,9 @@ def deposit_document(
         expected_size=body.size,
         expected_sha1=body.sha1,
     )
-    return document_json(access.deposit_document(_ins(ins, oid), meta, content))
+    return document_json(
+        access.deposit_document(_ins(ins, oid), meta, content, replaces=body.replaces)
+    )
 
 
 @router.get("/{ins}/documents", name="search_documents")
@@ -226,6 +231,7 @@ def search_documents(
     status: Annotated[list[str] | None, Query()] = None,
     service_from: datetime | None = None,
     service_to: datetime | None = None,
+    all_dates: bool = False,
     count: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -235,6 +241,7 @@ def search_documents(
         statuses=tuple(status) if status else ("current",),
         service_from=service_from,
         service_to=service_to,
+        all_dates=all_dates,
         limit=count,
         offset=offset,
     )
@@ -270,3 +277,81 @@ def read_history(
 ) -> dict[str, Any]:
     page = access.history(_ins(ins, oid), limit=count, offset=offset)
     return {"total": page.total, "events": [trace_json(t) for t in page.items]}
+
+
+class DocumentUpdateIn(Strict):
+    masked_ps: bool | None = None
+    invisible_patient: bool | None = None
+    invisible_representatives: bool | None = None
+    archived: bool | None = None
+
+
+@router.patch("/{ins}/documents/{document_id}", name="update_document")
+def update_document(
+    ins: str, document_id: str, body: DocumentUpdateIn, access: Gate, oid: InsOid = OID_NIR
+) -> dict[str, Any]:
+    """Mask or unmask, hide from the patient or the representatives, archive or restore."""
+    doc = access.update_document(
+        _ins(ins, oid),
+        document_id,
+        masked_ps=body.masked_ps,
+        invisible_patient=body.invisible_patient,
+        invisible_representatives=body.invisible_representatives,
+        archived=body.archived,
+    )
+    return document_json(doc)
+
+
+@router.delete("/{ins}/documents/{document_id}", status_code=204, name="delete_document")
+def delete_document(ins: str, document_id: str, access: Gate, oid: InsOid = OID_NIR) -> Response:
+    access.delete_document(_ins(ins, oid), document_id)
+    return Response(status_code=204)
+
+
+class ProfessionalRef(Strict):
+    id_nat_ps: str = Field(min_length=1, max_length=32)
+
+
+@router.post("/{ins}/blocks", status_code=204, name="block_professional")
+def block_professional(
+    ins: str, body: ProfessionalRef, access: Gate, oid: InsOid = OID_NIR
+) -> Response:
+    access.block_professional(_ins(ins, oid), body.id_nat_ps)
+    return Response(status_code=204)
+
+
+@router.delete("/{ins}/blocks/{id_nat_ps}", status_code=204, name="unblock_professional")
+def unblock_professional(ins: str, id_nat_ps: str, access: Gate, oid: InsOid = OID_NIR) -> Response:
+    access.unblock_professional(_ins(ins, oid), id_nat_ps)
+    return Response(status_code=204)
+
+
+@router.post("/{ins}/care-team", status_code=204, name="declare_care_team")
+def declare_care_team(
+    ins: str, body: ProfessionalRef, access: Gate, oid: InsOid = OID_NIR
+) -> Response:
+    access.declare_care_team(_ins(ins, oid), body.id_nat_ps)
+    return Response(status_code=204)
+
+
+class SettingsIn(Strict):
+    oppose_bris_de_glace: bool | None = None
+    oppose_centre_15: bool | None = None
+    mask_all: bool | None = None
+    medecin_traitant: str | None = Field(default=None, max_length=32)
+    clear_medecin_traitant: bool = False
+
+
+@router.patch("/{ins}/settings", name="update_settings")
+def update_settings(
+    ins: str, body: SettingsIn, access: Gate, oid: InsOid = OID_NIR
+) -> dict[str, Any]:
+    view = access.update_settings(
+        _ins(ins, oid),
+        oppose_bris_de_glace=body.oppose_bris_de_glace,
+        oppose_centre_15=body.oppose_centre_15,
+        mask_all=body.mask_all,
+        medecin_traitant=body.medecin_traitant,
+        clear_medecin_traitant=body.clear_medecin_traitant,
+    )
+    return record_json(view)
