@@ -60,7 +60,9 @@ def test_demo_then_verify_then_tamper(env: dict[str, str]) -> None:
         ).one()
         conn.execute(
             sa.text(
-                "UPDATE audit_events SET reason = 'ALLOW_CONSENT' WHERE chain_id = :c AND seq = :s"
+                # Always a real change: the outcome of the event is flipped.
+                "UPDATE audit_events SET outcome = CASE outcome WHEN 'success' THEN 'denied' "
+                "ELSE 'success' END WHERE chain_id = :c AND seq = :s"
             ),
             {"c": chain, "s": seq},
         )
