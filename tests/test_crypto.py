@@ -92,7 +92,12 @@ def test_rotation_keeps_content_readable(world: Runtime) -> None:
 def test_a_running_process_picks_up_a_rotation(world: Runtime) -> None:
     ins, doc_id = _deposit(world)
     other = Runtime(
-        world.settings, world.engine, load_keyring(world.keyring.path), world.clock, world.matrix
+        world.settings,
+        world.engine,
+        load_keyring(world.keyring.path),
+        world.clock,
+        world.matrix,
+        world.milestones,
     )
     admin.rotate_keys(other)  # another process rotates; `world` still holds the old ring
     _, content = world.access(pro(world, GP)).read_content(ins, doc_id)

@@ -17,6 +17,7 @@ from dmp.access.runtime import Runtime
 from dmp.api import records
 from dmp.errors import DmpError
 from dmp.logs import request_id_var
+from dmp.stats import web as stats_web
 
 log = logging.getLogger("dmp.http")
 
@@ -132,6 +133,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"status": "ok", "version": __version__, "database": info}
 
     app.include_router(records.router)
+    app.include_router(stats_web.router)
     app.add_middleware(RequestLimits)
     return app
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -33,6 +34,10 @@ class Settings:
     emergency_access_days: int = field(default=5, metadata={"env": "DMP_EMERGENCY_DAYS"})
     # Default search window over service dates, in days (AC-15: two years).
     search_window_days: int = field(default=730, metadata={"env": "DMP_SEARCH_WINDOW_DAYS"})
+    # Adoption milestones per département: listed thresholds, then every N ("+N").
+    milestones: str = field(
+        default="10000,50000,100000,+100000", metadata={"env": "DMP_MILESTONES"}
+    )
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
     matrix_file: Path | None = field(default=None, metadata={"env": "DMP_MATRIX_FILE"})
 
@@ -60,6 +65,7 @@ class Settings:
             "emergency_access_days": str(self.emergency_access_days),
             "search_window_days": str(self.search_window_days),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
+            "milestones": self.milestones,
         }
 
 
@@ -117,7 +123,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigurationError(
             "DMP_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
         )
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    Thresholds.parse(settings.milestones)  # a bad list is an error at start, not at a milestone
+    return settings
 
 
 ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = tuple(

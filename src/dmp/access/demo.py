@@ -262,6 +262,8 @@ def load_demo(rt: Runtime) -> list[str]:
                 masked_ps=(i == 3),
             )
             rt.access(actors[CARDIOLOGIST]).deposit_document(ins, meta, content)
+        if i % 2 == 0:  # half of the holders activated their online account
+            rt.access(admin.patient_actor(rt, ins)).activate_account(ins)
         if i % 4 == 1:
             nurse = rt.access(actors[NURSE])
             nurse.declare_consent(ins)

@@ -55,7 +55,7 @@ from dmp.domain.ins import Ins, parse_ins
 from dmp.domain.visibility import DocumentVisibility
 from dmp.errors import Conflict, DmpError, Forbidden, IntegrityFailure, InvalidInput, NotFound
 from dmp.identity.actor import Actor, ActorKind
-from dmp.records import audit_log, documents, keys, patients
+from dmp.records import audit_log, directory, documents, keys, patients, stats
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, RecordRow
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class RecordAccess:
         )
         if not decision.allowed:
             self._refuse(decision, audit_action, patient_id, target, record)
-        scope = AuthorizedPatient(patient_id)
+        scope = AuthorizedPatient(patient_id, standing.departement)
         if decision.open_emergency:
             self._open_emergency(conn, scope, record)
         return scope, record, decision
@@ -354,6 +354,7 @@ class RecordAccess:
                 )
             except IntegrityError:
                 raise Conflict("this patient already has a record") from None
+            self._count_opening(conn, departement, channel, now)
             self._audit(conn, AuditAction.RECORD_OPEN, patient_id, None, decision.reason)
             return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
 
@@ -388,6 +389,7 @@ class RecordAccess:
             patients.close_record(
                 conn, scope, at=self._rt.clock.now(), reason=reason[:200], by=self.actor.id
             )
+            stats.record_closed(conn, scope.departement)
             self._audit(conn, AuditAction.RECORD_CLOSE, scope.patient_id, None, decision.reason)
 
     def declare_consent(self, ins: Ins, id_nat_ps: str | None = None) -> None:
@@ -486,6 +488,7 @@ class RecordAccess:
                 "version_at": now,
             }
             documents.insert(conn, scope, row)
+            stats.document_deposited(conn, scope.departement, now, meta.type_code)
             if meta.invisible_patient:
                 self._announce_pending(conn, scope, logical_id, now)
             self._audit(conn, action, scope.patient_id, logical_id, decision.reason)
@@ -548,6 +551,7 @@ class RecordAccess:
             )
             assert decision.visibility is not None
             rows, total = documents.search(conn, scope, decision.visibility, criteria)
+            self._count_access(conn, scope)
             self._audit(
                 conn,
                 AuditAction.DOCUMENT_SEARCH,
@@ -600,7 +604,28 @@ class RecordAccess:
         if doc is None:
             # Missing or hidden: one answer, so a hidden document cannot be told from none.
             raise NotFound("no such document")
+        self._count_access(conn, scope)
         return scope, doc, decision
+
+    def _count_access(self, conn: Connection, scope: AuthorizedPatient) -> None:
+        """Adoption statistics: professional consultations per access mode."""
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            stats.documents_accessed(
+                conn, scope.departement, self._rt.clock.now(), self.purpose.value
+            )
+
+    def _count_opening(
+        self, conn: Connection, departement: str, channel: CreationChannel, now: datetime
+    ) -> None:
+        """Count the opening; the opening that reaches a threshold records the milestone."""
+        kind = self.actor.structure_kind
+        if kind is None and self.actor.structure_id:
+            kind = directory.structure_sector(conn, self.actor.structure_id)
+        rank = stats.record_opened(conn, departement, now, channel.value, kind or "unknown")
+        if rank in self._rt.milestones:
+            stats.add_milestone(
+                conn, departement, rank, now, self.actor.structure_id, channel.value
+            )
 
     def _modifiable(
         self, conn: Connection, ins: Ins, document_id: str, audit_action: AuditAction
@@ -739,6 +764,19 @@ class RecordAccess:
                 self._holder_may_manage(doc, action)
             self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
+
+    def activate_account(self, ins: Ins) -> None:
+        """The holder activated their online account (counted in the adoption statistics)."""
+        with self._unit() as conn:
+            scope, record, decision = self._authorize(
+                conn, ins, Action.MANAGE_RECORD, AuditAction.RECORD_UPDATE, "activated_at"
+            )
+            if record.activated_at is None:
+                patients.update_record(conn, scope, activated_at=self._rt.clock.now())
+                stats.account_activated(conn, scope.departement)
+            self._audit(
+                conn, AuditAction.RECORD_UPDATE, scope.patient_id, "activated_at", decision.reason
+            )
 
     # -- the holder's controls ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dmp.clock import Clock, SystemClock
 from dmp.config import Settings
 from dmp.crypto.keyring import KeyRing, load_keyring, load_or_create_keyring
 from dmp.domain.codes import PurposeOfUse
+from dmp.domain.thresholds import Thresholds
 from dmp.identity.actor import Actor
 from dmp.records import database
 
@@ -30,6 +31,7 @@ class Runtime:
     keyring: KeyRing
     clock: Clock
     matrix: Matrix
+    milestones: Thresholds
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -42,7 +44,8 @@ class Runtime:
         matrix = load_matrix(settings.matrix_file)
         if migrate:
             database.upgrade(engine)
-        return cls(settings, engine, keyring, clock or SystemClock(), matrix)
+        thresholds = Thresholds.parse(settings.milestones)
+        return cls(settings, engine, keyring, clock or SystemClock(), matrix, thresholds)
 
     def kek(self, kek_id: str) -> bytes:
         """A key-encryption key; reloads the ring once if another process rotated it."""

@@ -21,8 +21,17 @@ from dmp.identity.tokens import verify_token
 from dmp.logs import request_id_var
 
 # Route names that serve no patient data and need no actor.
+# The statistics are aggregates with small counts suppressed: public by design.
 PUBLIC_ROUTES = frozenset(
-    {"health", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"}
+    {
+        "health",
+        "openapi",
+        "swagger_ui_html",
+        "swagger_ui_redirect",
+        "redoc_html",
+        "stats_page",
+        "stats_json",
+    }
 )
 
 

@@ -48,6 +48,7 @@ class Standing:
     """One professional's (or anyone's) standing in one record, read in one query."""
 
     patient_id: str
+    departement: str
     record: RecordRow
     permission: PermissionRow | None
     care_team_declared: bool
@@ -91,6 +92,7 @@ def load_standing(
             declared,
             authored,
             emergency,
+            patients.c.departement,
         )
         .select_from(
             patients.join(records, records.c.patient_id == pid).outerjoin(
@@ -114,6 +116,7 @@ def load_standing(
         until = until.replace(tzinfo=UTC)
     return Standing(
         record.patient_id,
+        str(m["departement"]),
         record,
         permission,
         bool(m["care_team_declared"]),

@@ -86,6 +86,8 @@ records = sa.Table(
     sa.Column("mask_all", sa.Boolean, nullable=False, default=False),
     sa.Column("medecin_traitant", sa.String(64)),
     sa.Column("is_minor", sa.Boolean, nullable=False, default=False),
+    # When the holder activated their online account (Mon espace santé), if they did.
+    sa.Column("activated_at", UtcDateTime),
     sa.Index("ix_records_status_opened_at", "status", "opened_at"),
 )
 
@@ -284,4 +286,60 @@ audit_heads = sa.Table(
     sa.Column("chain_id", ID, primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("last_hash", sa.String(64), nullable=False),
+)
+
+
+# -- adoption statistics: counters kept in the transaction of the event that changes them ------
+# Not patient data: counts per département. The per-département row is the sequence that numbers
+# record openings (its row lock makes milestones exact); document and access counters are spread
+# over shards (summed when read) so concurrent publications do not queue on one row.
+
+stats_departements = sa.Table(
+    "stats_departements",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("opened", sa.BigInteger, nullable=False),
+    sa.Column("active", sa.BigInteger, nullable=False),
+    sa.Column("closed", sa.BigInteger, nullable=False),
+    sa.Column("activated", sa.BigInteger, nullable=False),
+)
+
+stats_openings = sa.Table(
+    "stats_openings",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM
+    sa.Column("channel", sa.String(30), primary_key=True),
+    sa.Column("structure_kind", sa.String(16), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+stats_documents = sa.Table(
+    "stats_documents",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("type_code", sa.String(20), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+stats_accesses = sa.Table(
+    "stats_accesses",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("purpose", sa.String(20), primary_key=True),
+    sa.Column("shard", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+milestones = sa.Table(
+    "milestones",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("threshold", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("reached_at", UtcDateTime, nullable=False),
+    sa.Column("structure_id", sa.String(32)),
+    sa.Column("channel", sa.String(30), nullable=False),
 )

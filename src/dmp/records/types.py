@@ -19,6 +19,7 @@ class AuthorizedPatient:
     """
 
     patient_id: str
+    departement: str = ""  # for the adoption counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class RecordRow:
     mask_all: bool
     medecin_traitant: str | None
     is_minor: bool
+    activated_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

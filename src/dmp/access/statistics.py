@@ -1,0 +1,148 @@
+"""Adoption statistics per département, read from the counters (never from patient rows).
+
+Counts are aggregates; the presentation layer suppresses small counts (< 10) so that no figure
+singles out a person.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dmp.access.runtime import Runtime
+from dmp.domain.geo import geography
+from dmp.errors import InvalidInput
+from dmp.records import stats
+
+
+@dataclass
+class DepartementFigures:
+    code: str
+    name: str
+    zone: str
+    population: int
+    opened_total: int = 0  # every record ever opened
+    active: int = 0
+    closed: int = 0
+    activated: int = 0
+    opened: int = 0  # opened within the period
+    channels: dict[str, int] = field(default_factory=dict)
+    structure_kinds: dict[str, int] = field(default_factory=dict)
+    documents: int = 0
+    accesses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def penetration(self) -> float:
+        """Active records as a share of the legal population."""
+        return self.active / self.population if self.population else 0.0
+
+
+@dataclass(frozen=True)
+class Milestone:
+    departement: str
+    name: str
+    threshold: int
+    reached_at: datetime
+    structure_id: str | None
+    channel: str
+
+
+@dataclass
+class AdoptionReport:
+    period: tuple[str | None, str | None]
+    departements: list[DepartementFigures]
+    openings_per_month: dict[str, int]
+    documents_per_type: dict[str, int]
+    documents_per_month: dict[str, int]
+    accesses_per_mode: dict[str, int]
+    milestones: list[Milestone]
+
+
+def _month(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise InvalidInput(f"{name} must be a month written YYYY-MM, not {value!r}") from None
+    return f"{parsed.year:04d}-{parsed.month:02d}"
+
+
+def adoption(
+    rt: Runtime,
+    departements: list[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> AdoptionReport:
+    """The adoption figures, optionally for some départements and a period of months."""
+    geo = geography().departements
+    for code in departements or []:
+        if code not in geo:
+            raise InvalidInput(f"unknown département {code!r}")
+    start, end = _month(start, "from"), _month(end, "to")
+    if start and end and start > end:
+        raise InvalidInput("the period ends before it starts")
+    with rt.engine.connect() as conn:
+        raw = stats.read_counters(conn, departements, start, end)
+    figures = {
+        code: DepartementFigures(code, d.name, d.zone, d.population)
+        for code, d in geo.items()
+        if not departements or code in departements
+    }
+    for code, totals in raw["totals"].items():
+        f = figures.get(code)
+        if f is not None:
+            f.opened_total, f.active = totals["opened_total"], totals["active"]
+            f.closed, f.activated = totals["closed"], totals["activated"]
+    per_month: dict[str, int] = defaultdict(int)
+    for code, month, channel, kind, n in raw["openings"]:
+        f = figures[code]
+        f.opened += n
+        f.channels[channel] = f.channels.get(channel, 0) + n
+        f.structure_kinds[kind] = f.structure_kinds.get(kind, 0) + n
+        per_month[month] += n
+    doc_types: dict[str, int] = defaultdict(int)
+    doc_months: dict[str, int] = defaultdict(int)
+    for code, month, type_code, n in raw["documents"]:
+        figures[code].documents += n
+        doc_types[type_code] += n
+        doc_months[month] += n
+    modes: dict[str, int] = defaultdict(int)
+    for code, _, purpose, n in raw["accesses"]:
+        f = figures[code]
+        f.accesses[purpose] = f.accesses.get(purpose, 0) + n
+        modes[purpose] += n
+    reached = [
+        Milestone(code, geo[code].name, threshold, at, structure, channel)
+        for code, threshold, at, structure, channel in raw["milestones"]
+    ]
+    return AdoptionReport(
+        period=(start, end),
+        departements=sorted(figures.values(), key=lambda f: f.code),
+        openings_per_month=dict(sorted(per_month.items())),
+        documents_per_type=dict(sorted(doc_types.items())),
+        documents_per_month=dict(sorted(doc_months.items())),
+        accesses_per_mode=dict(sorted(modes.items())),
+        milestones=reached,
+    )
+
+
+def verify_counters(rt: Runtime) -> list[str]:
+    """Compare the counters with a full recount; the differences, if any, in words."""
+    with rt.engine.connect() as conn:
+        counted = stats.read_counters(conn, None, None, None)
+        recounted = stats.recount(conn)
+    problems: list[str] = []
+    if counted["totals"] != recounted["totals"]:
+        problems.append("record totals per département differ from a recount")
+    for key in ("openings", "documents", "accesses"):
+        if sorted(counted[key]) != sorted(recounted[key]):
+            problems.append(f"{key} counters differ from a recount")
+    return problems
+
+
+def rebuild_counters(rt: Runtime) -> None:
+    """Recompute every counter from the base tables (after an upgrade or a repair)."""
+    with rt.engine.begin() as conn:
+        stats.rebuild(conn)

@@ -1,0 +1,324 @@
+"""Adoption counters: updated in the transaction of the event, read in a few small queries."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dmp.records.schema import (
+    audit_events,
+    documents,
+    milestones,
+    patients,
+    records,
+    stats_accesses,
+    stats_departements,
+    stats_documents,
+    stats_openings,
+    structures,
+)
+
+SHARDS = 16
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _bump(
+    conn: Connection, table: sa.Table, key: dict[str, Any], column: str = "count", by: int = 1
+) -> None:
+    stmt = _insert(conn)(table).values(**key, **{column: by})
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=list(key), set_={column: getattr(table.c, column) + by}
+        )
+    )
+
+
+def month(at: datetime) -> str:
+    return f"{at.year:04d}-{at.month:02d}"
+
+
+def record_opened(
+    conn: Connection, departement: str, at: datetime, channel: str, structure_kind: str
+) -> int:
+    """Count an opening; returns its rank in the département (1 for the first record).
+
+    The upsert locks the département's row until commit, so concurrent openings in one
+    département get consecutive ranks and exactly one of them reaches each threshold.
+    """
+    stmt = _insert(conn)(stats_departements).values(
+        departement=departement, opened=1, active=1, closed=0, activated=0
+    )
+    c = stats_departements.c
+    rank = conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["departement"], set_={"opened": c.opened + 1, "active": c.active + 1}
+        ).returning(c.opened)
+    ).scalar_one()
+    _bump(
+        conn,
+        stats_openings,
+        {
+            "departement": departement,
+            "month": month(at),
+            "channel": channel,
+            "structure_kind": structure_kind,
+        },
+    )
+    return int(rank)
+
+
+def record_closed(conn: Connection, departement: str) -> None:
+    c = stats_departements.c
+    conn.execute(
+        stats_departements.update()
+        .where(c.departement == departement)
+        .values(active=c.active - 1, closed=c.closed + 1)
+    )
+
+
+def account_activated(conn: Connection, departement: str) -> None:
+    c = stats_departements.c
+    conn.execute(
+        stats_departements.update()
+        .where(c.departement == departement)
+        .values(activated=c.activated + 1)
+    )
+
+
+def document_deposited(conn: Connection, departement: str, at: datetime, type_code: str) -> None:
+    _bump(
+        conn,
+        stats_documents,
+        {
+            "departement": departement,
+            "month": month(at),
+            "type_code": type_code,
+            "shard": secrets.randbelow(SHARDS),
+        },
+    )
+
+
+def documents_accessed(conn: Connection, departement: str, at: datetime, purpose: str) -> None:
+    _bump(
+        conn,
+        stats_accesses,
+        {
+            "departement": departement,
+            "month": month(at),
+            "purpose": purpose,
+            "shard": secrets.randbelow(SHARDS),
+        },
+    )
+
+
+def add_milestone(
+    conn: Connection,
+    departement: str,
+    threshold: int,
+    at: datetime,
+    structure_id: str | None,
+    channel: str,
+) -> None:
+    conn.execute(
+        milestones.insert().values(
+            departement=departement,
+            threshold=threshold,
+            reached_at=at,
+            structure_id=structure_id,
+            channel=channel,
+        )
+    )
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _period(col: sa.ColumnElement[str], start: str | None, end: str | None) -> list[Any]:
+    out = []
+    if start:
+        out.append(col >= start)
+    if end:
+        out.append(col <= end)
+    return out
+
+
+def read_counters(
+    conn: Connection, departements: Sequence[str] | None, start: str | None, end: str | None
+) -> dict[str, Any]:
+    """Everything the statistics show, from the counter tables: a handful of grouped scans."""
+
+    def where_dept(col: sa.ColumnElement[str]) -> list[Any]:
+        return [col.in_(departements)] if departements else []
+
+    d = stats_departements.c
+    totals = {
+        r.departement: {
+            "opened_total": int(r.opened),
+            "active": int(r.active),
+            "closed": int(r.closed),
+            "activated": int(r.activated),
+        }
+        for r in conn.execute(sa.select(stats_departements).where(*where_dept(d.departement)))
+    }
+    o = stats_openings.c
+    openings = [
+        (r.departement, r.month, r.channel, r.structure_kind, int(r.n))
+        for r in conn.execute(
+            sa.select(
+                o.departement, o.month, o.channel, o.structure_kind, sa.func.sum(o.count).label("n")
+            )
+            .where(*where_dept(o.departement), *_period(o.month, start, end))
+            .group_by(o.departement, o.month, o.channel, o.structure_kind)
+        )
+    ]
+    dc = stats_documents.c
+    docs = [
+        (r.departement, r.month, r.type_code, int(r.n))
+        for r in conn.execute(
+            sa.select(dc.departement, dc.month, dc.type_code, sa.func.sum(dc.count).label("n"))
+            .where(*where_dept(dc.departement), *_period(dc.month, start, end))
+            .group_by(dc.departement, dc.month, dc.type_code)
+        )
+    ]
+    a = stats_accesses.c
+    accesses = [
+        (r.departement, r.month, r.purpose, int(r.n))
+        for r in conn.execute(
+            sa.select(a.departement, a.month, a.purpose, sa.func.sum(a.count).label("n"))
+            .where(*where_dept(a.departement), *_period(a.month, start, end))
+            .group_by(a.departement, a.month, a.purpose)
+        )
+    ]
+    m = milestones.c
+    reached = [
+        (r.departement, int(r.threshold), r.reached_at, r.structure_id, r.channel)
+        for r in conn.execute(
+            sa.select(milestones)
+            .where(*where_dept(m.departement))
+            .order_by(m.departement, m.threshold)
+        )
+    ]
+    return {
+        "totals": totals,
+        "openings": openings,
+        "documents": docs,
+        "accesses": accesses,
+        "milestones": reached,
+    }
+
+
+def _month_expr(conn: Connection, col: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    if conn.dialect.name == "postgresql":
+        return sa.func.to_char(col, "YYYY-MM")
+    return sa.func.strftime("%Y-%m", col)
+
+
+def recount(conn: Connection) -> dict[str, Any]:
+    """The same figures computed from the base tables (slow; for checks and rebuilds)."""
+    p, r = patients.c, records.c
+    totals: dict[str, dict[str, int]] = {}
+    for row in conn.execute(
+        sa.select(
+            p.departement,
+            sa.func.count().label("opened"),
+            sa.func.sum(sa.case((r.status == "active", 1), else_=0)).label("active"),
+            sa.func.sum(sa.case((r.status == "closed", 1), else_=0)).label("closed"),
+            sa.func.count(r.activated_at).label("activated"),
+        )
+        .select_from(patients.join(records, r.patient_id == p.id))
+        .group_by(p.departement)
+    ):
+        totals[row.departement] = {
+            "opened_total": int(row.opened),
+            "active": int(row.active),
+            "closed": int(row.closed),
+            "activated": int(row.activated),
+        }
+    st = structures.alias("s")
+    kind = sa.func.coalesce(st.c.sector_code, "unknown")
+    omonth = _month_expr(conn, r.opened_at)
+    openings = [
+        (row[0], row[1], row[2], row[3], int(row[4]))
+        for row in conn.execute(
+            sa.select(p.departement, omonth, r.channel, kind, sa.func.count())
+            .select_from(
+                patients.join(records, r.patient_id == p.id).outerjoin(
+                    st, st.c.id == r.opened_by_structure
+                )
+            )
+            .group_by(p.departement, omonth, r.channel, kind)
+        )
+    ]
+    dd = documents.c
+    dmonth = _month_expr(conn, dd.submitted_at)
+    docs = [
+        (row[0], row[1], row[2], int(row[3]))
+        for row in conn.execute(
+            sa.select(p.departement, dmonth, dd.type_code, sa.func.count())
+            .select_from(documents.join(patients, p.id == dd.patient_id))
+            .where(dd.version == 1)
+            .group_by(p.departement, dmonth, dd.type_code)
+        )
+    ]
+    ae = audit_events.c
+    amonth = _month_expr(conn, ae.at)
+    accesses = [
+        (row[0], row[1], row[2], int(row[3]))
+        for row in conn.execute(
+            sa.select(p.departement, amonth, ae.purpose, sa.func.count())
+            .select_from(audit_events.join(patients, p.id == ae.chain_id))
+            .where(
+                ae.action.in_(("document.search", "document.read")),
+                ae.outcome == "success",
+                ae.actor_kind == "professional",
+            )
+            .group_by(p.departement, amonth, ae.purpose)
+        )
+    ]
+    return {"totals": totals, "openings": openings, "documents": docs, "accesses": accesses}
+
+
+def rebuild(conn: Connection) -> None:
+    """Replace the counters by a full recount (milestones are kept: they are history)."""
+    figures = recount(conn)
+    for table in (stats_departements, stats_openings, stats_documents, stats_accesses):
+        conn.execute(table.delete())
+    rows = [
+        {
+            "departement": k,
+            "opened": v["opened_total"],
+            "active": v["active"],
+            "closed": v["closed"],
+            "activated": v["activated"],
+        }
+        for k, v in figures["totals"].items()
+    ]
+    if rows:
+        conn.execute(stats_departements.insert(), rows)
+    for table, key, items in (
+        (
+            stats_openings,
+            ("departement", "month", "channel", "structure_kind"),
+            figures["openings"],
+        ),
+        (stats_documents, ("departement", "month", "type_code"), figures["documents"]),
+        (stats_accesses, ("departement", "month", "purpose"), figures["accesses"]),
+    ):
+        batch = []
+        for item in items:
+            row = dict(zip(key, item[:-1], strict=True))
+            if "shard" in table.c:
+                row["shard"] = 0
+            row["count"] = item[-1]
+            batch.append(row)
+        if batch:
+            conn.execute(table.insert(), batch)

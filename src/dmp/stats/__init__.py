@@ -1,0 +1,1 @@
+"""Adoption statistics: presentation (table, CSV, JSON, SVG chart, HTML page)."""

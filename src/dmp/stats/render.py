@@ -1,0 +1,221 @@
+"""Render the adoption report. Every count under 10 is shown as "< 10" (small-count
+suppression: a figure must never single out a person), and so is any share computed from one."""
+
+from __future__ import annotations
+
+import csv
+import io
+from html import escape
+from typing import Any
+
+from dmp.access.statistics import AdoptionReport, DepartementFigures
+
+SUPPRESSED = "< 10"
+THRESHOLD = 10
+MODES = ("normal", "bris_de_glace", "centre_15")
+
+
+def suppress(n: int) -> int | str:
+    return n if n >= THRESHOLD else SUPPRESSED
+
+
+def _share(f: DepartementFigures) -> float | str:
+    return round(100 * f.penetration, 3) if f.active >= THRESHOLD else SUPPRESSED
+
+
+def departement_row(f: DepartementFigures) -> dict[str, Any]:
+    return {
+        "departement": f.code,
+        "name": f.name,
+        "population": f.population,
+        "records_opened": suppress(f.opened),
+        "records_opened_total": suppress(f.opened_total),
+        "records_active": suppress(f.active),
+        "records_closed": suppress(f.closed),
+        "penetration_percent": _share(f),
+        "accounts_activated": suppress(f.activated),
+        "documents": suppress(f.documents),
+        **{f"accesses_{m}": suppress(f.accesses.get(m, 0)) for m in MODES},
+        "channels": {k: suppress(v) for k, v in sorted(f.channels.items())},
+        "structure_kinds": {k: suppress(v) for k, v in sorted(f.structure_kinds.items())},
+    }
+
+
+def with_data(report: AdoptionReport) -> list[DepartementFigures]:
+    return [f for f in report.departements if f.opened_total or f.documents or f.opened]
+
+
+def report_json(report: AdoptionReport, *, all_departements: bool = False) -> dict[str, Any]:
+    rows = report.departements if all_departements else with_data(report)
+    return {
+        "period": {"from": report.period[0], "to": report.period[1]},
+        "suppression": f"counts under {THRESHOLD} are shown as {SUPPRESSED!r}",
+        "departements": [departement_row(f) for f in rows],
+        "openings_per_month": {k: suppress(v) for k, v in report.openings_per_month.items()},
+        "documents_per_type": {k: suppress(v) for k, v in report.documents_per_type.items()},
+        "documents_per_month": {k: suppress(v) for k, v in report.documents_per_month.items()},
+        "accesses_per_mode": {k: suppress(v) for k, v in report.accesses_per_mode.items()},
+        "milestones": [
+            {
+                "departement": m.departement,
+                "name": m.name,
+                "threshold": m.threshold,
+                "reached_at": m.reached_at.isoformat(),
+                "structure": m.structure_id,
+                "channel": m.channel,
+            }
+            for m in report.milestones
+        ],
+    }
+
+
+_FLAT = (
+    "departement",
+    "name",
+    "population",
+    "records_opened",
+    "records_opened_total",
+    "records_active",
+    "records_closed",
+    "penetration_percent",
+    "accounts_activated",
+    "documents",
+    "accesses_normal",
+    "accesses_bris_de_glace",
+    "accesses_centre_15",
+)
+
+
+def report_csv(report: AdoptionReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(_FLAT)
+    for f in with_data(report):
+        row = departement_row(f)
+        writer.writerow([row[k] for k in _FLAT])
+    return out.getvalue()
+
+
+def report_table(report: AdoptionReport) -> str:
+    headers = (
+        "dépt",
+        "nom",
+        "population",
+        "ouverts",
+        "actifs",
+        "clos",
+        "pénétration %",
+        "activés",
+        "documents",
+        "accès",
+    )
+    lines = []
+    for f in with_data(report):
+        r = departement_row(f)
+        accesses = sum(f.accesses.values())
+        lines.append(
+            (
+                f.code,
+                f.name[:24],
+                str(f.population),
+                str(r["records_opened"]),
+                str(r["records_active"]),
+                str(r["records_closed"]),
+                str(r["penetration_percent"]),
+                str(r["accounts_activated"]),
+                str(r["documents"]),
+                str(suppress(accesses)),
+            )
+        )
+    widths = [
+        max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(headers)
+    ]
+    text = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    text += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    period = report.period
+    if period[0] or period[1]:
+        text.insert(0, f"période : {period[0] or '…'} → {period[1] or '…'}")
+    if not lines:
+        text.append("(aucun dossier)")
+    for m in report.milestones:
+        text.append(
+            f"jalon : {m.threshold:,}e dossier de {m.name} ({m.departement}) ouvert le "
+            f"{m.reached_at:%d/%m/%Y} ({m.channel}, structure {m.structure_id or '—'})".replace(
+                ",", "\u202f"
+            )
+        )
+    return "\n".join(text)
+
+
+def svg_chart(report: AdoptionReport) -> str:
+    """A sorted horizontal bar chart of penetration per département, drawn by the server."""
+    rows = sorted(with_data(report), key=lambda f: (-f.penetration, f.code))
+    bar_h, gap, left, width = 14, 4, 210, 420
+    height = 30 + len(rows) * (bar_h + gap)
+    top = max((f.penetration for f in rows if f.active >= THRESHOLD), default=0.0) or 1.0
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
+        f'role="img" aria-labelledby="chart-title" font-family="sans-serif" font-size="11">',
+        '<title id="chart-title">Part de la population disposant d\'un dossier, par département'
+        "</title>",
+    ]
+    for i, f in enumerate(rows):
+        y = 20 + i * (bar_h + gap)
+        shown = f.active >= THRESHOLD
+        w = round(width * f.penetration / top, 1) if shown else 0
+        label = f"{f.penetration * 100:.2f} %" if shown else SUPPRESSED
+        parts.append(
+            f'<g data-departement="{escape(f.code)}">'
+            f'<text x="{left - 6}" y="{y + bar_h - 3}" text-anchor="end">'
+            f"{escape(f.code)} {escape(f.name[:26])}</text>"
+            f'<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="#000091"/>'
+            f'<text x="{left + w + 4}" y="{y + bar_h - 3}">{escape(label)}</text></g>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def html_page(report: AdoptionReport) -> str:
+    data = report_json(report)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{escape(str(r[k]))}</td>"
+            for k in (
+                "departement",
+                "name",
+                "population",
+                "records_opened_total",
+                "records_active",
+                "penetration_percent",
+                "accounts_activated",
+                "documents",
+            )
+        )
+        + "</tr>"
+        for r in data["departements"]
+    )
+    milestones = "".join(
+        f"<li>{m['threshold']:,} dossiers en {escape(m['name'])} ({escape(m['departement'])}) "
+        f"le {m['reached_at'][:10]}, ouvert par {escape(m['channel'])}</li>".replace(",", "\u202f")
+        for m in data["milestones"]
+    )
+    return f"""<!doctype html>
+<html lang="fr"><head><meta charset="utf-8">
+<title>Adoption du dossier médical partagé</title>
+<style>body{{font-family:sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
+td:nth-child(2){{text-align:left}}</style>
+</head><body>
+<h1>Adoption du dossier médical partagé</h1>
+<p>Dossiers actifs rapportés à la population légale de chaque département. Les effectifs
+inférieurs à 10 sont masqués (« {SUPPRESSED} »).</p>
+<figure>{svg_chart(report)}<figcaption>Part de la population disposant d'un dossier actif
+</figcaption></figure>
+<h2>Par département</h2>
+<table><thead><tr><th>Dépt</th><th>Nom</th><th>Population</th><th>Dossiers ouverts</th>
+<th>Actifs</th><th>Pénétration (%)</th><th>Comptes activés</th><th>Documents</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<h2>Jalons</h2><ul>{milestones or "<li>Aucun jalon atteint.</li>"}</ul>
+<p><a href="/api/stats">Données au format JSON</a></p>
+</body></html>"""

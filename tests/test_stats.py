@@ -1,0 +1,305 @@
+"""Adoption statistics: commune mapping, counters, milestones, suppression, outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from lxml import etree
+
+from dmp.access import admin, statistics
+from dmp.access.runtime import Runtime
+from dmp.access.views import Demographics
+from dmp.app import create_app
+from dmp.clock import FixedClock
+from dmp.config import Settings
+from dmp.domain.codes import CreationChannel, PurposeOfUse
+from dmp.domain.geo import departement_of_commune, geography
+from dmp.domain.thresholds import Thresholds
+from dmp.errors import ConfigurationError, InvalidInput
+from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress
+from tests.factories import CARDIOLOGIST, GP, NURSE, desk, ins_for, new_document, pro
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.mark.parametrize(
+    ("commune", "departement"),
+    [
+        ("37003", "37"),  # current commune
+        ("01015", "01"),  # delegated commune
+        ("01120", "01"),  # associated commune
+        ("02285", "59"),  # associated commune whose code does not start with its département
+        ("79224", "49"),
+        ("75101", "75"),
+        ("69381", "69"),
+        ("13201", "13"),  # municipal arrondissements
+        ("2A004", "2A"),
+        ("2B033", "2B"),
+        ("2a004", "2A"),  # Corsica
+        ("97105", "971"),
+        ("97209", "972"),
+        ("97302", "973"),
+        ("97411", "974"),
+        ("97611", "976"),
+        ("97502", "975"),
+        ("97701", "977"),
+        ("98735", "987"),
+        ("98812", "988"),
+    ],
+)
+def test_every_commune_code_form(commune: str, departement: str) -> None:
+    assert departement_of_commune(commune) == departement
+
+
+@pytest.mark.parametrize("commune", ["20004", "96001", "99001", "97999x", "2C004", "3700"])
+def test_codes_outside_any_departement(commune: str) -> None:
+    with pytest.raises(InvalidInput):
+        departement_of_commune(commune)
+
+
+def test_population_data() -> None:
+    geo = geography()
+    metro = [d for d in geo.departements.values() if d.zone == "metro"]
+    drom = sorted(d.code for d in geo.departements.values() if d.zone == "drom")
+    assert len(metro) == 96
+    assert drom == ["971", "972", "973", "974", "976"]
+    assert all(d.population > 0 for d in metro)
+    assert 60_000_000 < sum(d.population for d in geo.departements.values()) < 75_000_000
+    assert "decoupage-administratif@6.0.0" in geo.source
+
+
+def test_thresholds() -> None:
+    t = Thresholds.parse("10000,50000,100000,+100000")
+    assert [n for n in (9999, 10000, 50000, 100000, 150000, 200000, 300000) if n in t] == [
+        10000,
+        50000,
+        100000,
+        200000,
+        300000,
+    ]
+    assert 10 not in Thresholds.parse("5")
+    for bad in ("", "5,3", "+5", "5,+0", "a", "5,+5,10"):
+        with pytest.raises(ConfigurationError):
+            Thresholds.parse(bad)
+
+
+def test_suppression() -> None:
+    assert [suppress(n) for n in (0, 1, 9, 10, 11)] == [SUPPRESSED] * 3 + [10, 11]
+
+
+def _open(
+    rt: Runtime,
+    i: int,
+    commune: str = "37003",
+    channel: CreationChannel = CreationChannel.PHARMACY,
+    actor: object = None,
+) -> None:
+    who = actor or desk()
+    rt.access(who).open_record(  # type: ignore[arg-type]
+        ins_for(i),
+        Demographics("EXEMPLE", "ALEX", "U", date(1990, 1, 1), commune),
+        channel=channel,
+        patient_consent=True,
+    )
+
+
+def _activity(rt: Runtime) -> None:
+    """Openings in several départements and channels, documents, accesses, closures."""
+    for i in range(12):
+        _open(rt, 300 + i)
+    for i in range(3):
+        _open(rt, 320 + i, "2A004", CreationChannel.INSURER_DESK)
+    _open(rt, 330, "97105", CreationChannel.ONLINE, admin.patient_actor(rt, ins_for(330)))
+    clock = rt.clock
+    assert isinstance(clock, FixedClock)
+    clock.advance(timedelta(days=40))
+    gp = rt.access(pro(rt, GP))
+    for i in range(5):
+        gp.declare_consent(ins_for(300 + i))
+        gp.deposit_document(ins_for(300 + i), new_document(clock.now()), b"x")
+        gp.search_documents(ins_for(300 + i))
+    rt.access(pro(rt, CARDIOLOGIST)).deposit_document(
+        ins_for(320), new_document(clock.now(), type_code="34112-3"), b"y"
+    )
+    rt.access(pro(rt, NURSE), PurposeOfUse.BRIS_DE_GLACE, justification="urgence").search_documents(
+        ins_for(301)
+    )
+    rt.access(pro(rt, GP), PurposeOfUse.CENTRE_15).search_documents(ins_for(302))
+    rt.access(admin.patient_actor(rt, ins_for(303))).close_record(ins_for(303), "choix")
+    rt.access(admin.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))
+    rt.access(admin.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))  # once only
+
+
+def test_counters_match_a_full_recount(world: Runtime) -> None:
+    _activity(world)
+    assert statistics.verify_counters(world) == []
+    report = statistics.adoption(world)
+    by_code = {f.code: f for f in report.departements}
+    touraine = by_code["37"]
+    assert (touraine.opened_total, touraine.active, touraine.closed, touraine.activated) == (
+        12,
+        11,
+        1,
+        1,
+    )
+    assert touraine.channels == {"pharmacy": 12}
+    assert touraine.structure_kinds == {"SA33": 12}
+    assert touraine.documents == 5
+    assert touraine.accesses == {"normal": 5, "bris_de_glace": 1, "centre_15": 1}
+    assert by_code["2A"].channels == {"insurer_desk": 3}
+    assert by_code["971"].structure_kinds == {"unknown": 1}
+    assert report.documents_per_type == {"11488-4": 5, "34112-3": 1}
+    # Tampering with a counter is caught by the recount; a rebuild repairs it.
+    with world.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE stats_departements SET active = active + 1"))
+    assert statistics.verify_counters(world) != []
+    statistics.rebuild_counters(world)
+    assert statistics.verify_counters(world) == []
+
+
+def test_period_and_departement_filters(world: Runtime) -> None:
+    _activity(world)
+    march = statistics.adoption(world, start="2026-03", end="2026-03")
+    assert {f.code: f.opened for f in march.departements if f.opened} == {
+        "37": 12,
+        "2A": 3,
+        "971": 1,
+    }
+    assert sum(f.documents for f in march.departements) == 0  # deposits were in April
+    april = statistics.adoption(world, ["37"], "2026-04", "2026-04")
+    assert [f.code for f in april.departements] == ["37"]
+    assert april.departements[0].documents == 5
+    assert april.departements[0].opened == 0
+    with pytest.raises(InvalidInput, match="YYYY-MM"):
+        statistics.adoption(world, start="March")
+    with pytest.raises(InvalidInput, match="unknown département"):
+        statistics.adoption(world, ["20"])
+
+
+def test_milestones_are_recorded_once(rt: Runtime) -> None:
+    from tests.factories import load_directory
+
+    load_directory(rt)
+    rt.milestones = Thresholds.parse("3,5,+5")
+    for i in range(11):
+        _open(rt, 400 + i)
+    report = statistics.adoption(rt)
+    assert [(m.departement, m.threshold, m.channel) for m in report.milestones] == [
+        ("37", 3, "pharmacy"),
+        ("37", 5, "pharmacy"),
+        ("37", 10, "pharmacy"),
+    ]
+    assert report.milestones[0].structure_id == desk().structure_id
+
+
+@pytest.mark.postgres
+def test_concurrent_openings_reach_each_threshold_exactly_once(rt: Runtime) -> None:
+    from tests.factories import load_directory
+
+    load_directory(rt)
+    rt.milestones = Thresholds.parse("7,15,+10")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(8):
+                _open(rt, 500 + n * 10 + i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    report = statistics.adoption(rt, ["37"])
+    assert [m.threshold for m in report.milestones] == [7, 15, 25, 35, 45]
+    assert report.departements[0].opened_total == 48
+    assert statistics.verify_counters(rt) == []
+
+
+def test_outputs_suppress_small_counts(world: Runtime) -> None:
+    _activity(world)
+    report = statistics.adoption(world)
+    data = report_json(report)
+    rows = {r["departement"]: r for r in data["departements"]}
+    assert set(rows) == {"37", "2A", "971"}
+    assert rows["37"]["records_opened_total"] == 12
+    assert rows["2A"]["records_opened_total"] == SUPPRESSED
+    assert rows["2A"]["penetration_percent"] == SUPPRESSED
+    assert rows["37"]["records_closed"] == SUPPRESSED
+    assert data["accesses_per_mode"]["bris_de_glace"] == SUPPRESSED
+    assert "\n37,Indre-et-Loire," in report_csv(report)
+    assert ",< 10," in report_csv(report)
+
+
+@pytest.fixture
+def client(world: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(world)) as c:
+        yield c
+
+
+def test_stats_page(client: TestClient, world: Runtime) -> None:
+    _activity(world)
+    r = client.get("/stats")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "<script" not in html.lower()  # works without JavaScript
+    svg_text = html[html.index("<svg") : html.index("</svg>") + len("</svg>")]
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    svg = etree.fromstring(svg_text.encode(), parser)
+    assert svg.tag == f"{SVG}svg"
+    shown = {g.get("data-departement") for g in svg.iter(f"{SVG}g")}
+    assert shown == {"37", "2A", "971"}
+    assert "Indre-et-Loire" in svg_text
+    assert "http" not in svg_text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+    r = client.get("/api/stats", params={"departement": "37", "start": "2026-03", "end": "2026-04"})
+    assert r.status_code == 200
+    assert [d["departement"] for d in r.json()["departements"]] == ["37"]
+    assert client.get("/api/stats", params={"start": "2026-13"}).status_code == 422
+    assert client.get("/api/stats", params={"departement": "20"}).status_code == 422
+
+
+def test_stats_command(settings: Settings, tmp_path: object) -> None:
+    import os
+
+    env = {**os.environ, "DMP_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["DMP_DATABASE_URL"] = settings.database_url
+    run = [sys.executable, "-m", "dmp.cli"]
+    assert subprocess.run([*run, "demo"], env=env, capture_output=True, check=False).returncode == 0
+    r = subprocess.run(
+        [*run, "stats", "--verify"], env=env, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Indre-et-Loire" in r.stdout
+    assert "counters match" in r.stderr
+    r = subprocess.run(
+        [*run, "stats", "--json", "--departement", "37"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(r.stdout)["departements"][0]["records_opened_total"] == 12
+    r = subprocess.run(
+        [*run, "stats", "--csv"], env=env, capture_output=True, text=True, check=False
+    )
+    assert r.stdout.startswith("departement,name,population")
+    r = subprocess.run(
+        [*run, "stats", "--from", "2026/01"], env=env, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 2
+    assert "YYYY-MM" in r.stderr
