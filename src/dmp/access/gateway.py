@@ -51,7 +51,7 @@ from dmp.domain.codes import (
     RecordStatus,
 )
 from dmp.domain.geo import departement_of_commune
-from dmp.domain.ins import Ins, parse_ins
+from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins
 from dmp.domain.visibility import DocumentVisibility
 from dmp.errors import Conflict, DmpError, Forbidden, IntegrityFailure, InvalidInput, NotFound
 from dmp.identity.actor import Actor, ActorKind
@@ -191,20 +191,26 @@ class RecordAccess:
     def _parse_ins(self, ins: Ins) -> Ins:
         return parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
 
+    def _standing(
+        self, conn: Connection, ref: PatientRef, ps: str | None, structure: str | None
+    ) -> patients.Standing | None:
+        if isinstance(ref, PatientKey):
+            return patients.load_standing(conn, None, ref.id, ps, structure)
+        ins = self._parse_ins(ref)
+        return patients.load_standing(conn, (ins.oid, ins.value), None, ps, structure)
+
     def _authorize(
         self,
         conn: Connection,
-        ins: Ins,
+        ins: PatientRef,
         action: Action,
         audit_action: AuditAction,
         target: str | None = None,
     ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
-        ins = self._parse_ins(ins)
         professional = self.actor.kind is ActorKind.PROFESSIONAL
-        standing = patients.load_standing(
+        standing = self._standing(
             conn,
-            ins.oid,
-            ins.value,
+            ins,
             self.actor.id if professional else None,
             self.actor.structure_id if professional else None,
         )
@@ -219,7 +225,7 @@ class RecordAccess:
         facts = RecordFacts(
             status=RecordStatus(record.status),
             closed_at=record.closed_at,
-            holder_ins=(ins.oid, ins.value),
+            holder_ins=(standing.ins_oid, standing.ins_value),
             consented=permission is not None and permission.consented_at is not None,
             blocked=permission is not None and permission.blocked_at is not None,
             care_team=standing.care_team_declared or standing.structure_authored,
@@ -358,7 +364,7 @@ class RecordAccess:
             self._audit(conn, AuditAction.RECORD_OPEN, patient_id, None, decision.reason)
             return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
 
-    def read_record(self, ins: Ins) -> RecordView:
+    def read_record(self, ins: PatientRef) -> RecordView:
         with self._unit() as conn:
             scope, record, decision = self._authorize(
                 conn, ins, Action.READ_RECORD, AuditAction.RECORD_READ
@@ -376,7 +382,7 @@ class RecordAccess:
         )
         return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record)
 
-    def close_record(self, ins: Ins, reason: str) -> None:
+    def close_record(self, ins: PatientRef, reason: str) -> None:
         reason = reason.strip()
         if not reason:
             raise InvalidInput("a closure reason is required")
@@ -392,7 +398,7 @@ class RecordAccess:
             stats.record_closed(conn, scope.departement)
             self._audit(conn, AuditAction.RECORD_CLOSE, scope.patient_id, None, decision.reason)
 
-    def declare_consent(self, ins: Ins, id_nat_ps: str | None = None) -> None:
+    def declare_consent(self, ins: PatientRef, id_nat_ps: str | None = None) -> None:
         """Record the patient's consent for a professional: the professional declares the consent
         the patient gave them, or the holder authorises a named professional."""
         if self.actor.kind is ActorKind.PROFESSIONAL:
@@ -415,7 +421,7 @@ class RecordAccess:
     # -- documents ------------------------------------------------------------------------
 
     def deposit_document(
-        self, ins: Ins, meta: NewDocument, content: bytes, *, replaces: str | None = None
+        self, ins: PatientRef, meta: NewDocument, content: bytes, *, replaces: str | None = None
     ) -> DocumentView:
         """Store a new document (AC-10: deposit does not need read authorisation). With
         ``replaces``, the new document replaces that one (author only), which becomes
@@ -518,7 +524,7 @@ class RecordAccess:
 
     def search_documents(
         self,
-        ins: Ins,
+        ins: PatientRef,
         *,
         type_codes: tuple[str, ...] | None = None,
         statuses: tuple[str, ...] | None = ("current",),
@@ -562,7 +568,7 @@ class RecordAccess:
             )
         return Page(rows, total)
 
-    def read_document(self, ins: Ins, document_id: str) -> DocumentView:
+    def read_document(self, ins: PatientRef, document_id: str) -> DocumentView:
         """A document's metadata; missing and hidden are the same 404."""
         with self._unit() as conn:
             scope, doc, decision = self._visible_document(conn, ins, document_id)
@@ -571,7 +577,7 @@ class RecordAccess:
             )
         return doc
 
-    def read_content(self, ins: Ins, document_id: str) -> tuple[DocumentView, bytes]:
+    def read_content(self, ins: PatientRef, document_id: str) -> tuple[DocumentView, bytes]:
         with self._unit() as conn:
             scope, doc, decision = self._visible_document(conn, ins, document_id)
             key_id, sealed = documents.load_content(conn, scope, doc.content_id)
@@ -584,7 +590,7 @@ class RecordAccess:
             )
         return doc, content
 
-    def document_versions(self, ins: Ins, document_id: str) -> list[DocumentView]:
+    def document_versions(self, ins: PatientRef, document_id: str) -> list[DocumentView]:
         """Every metadata version of a visible document, oldest first."""
         with self._unit() as conn:
             scope, doc, decision = self._visible_document(conn, ins, document_id)
@@ -594,7 +600,7 @@ class RecordAccess:
             return documents.versions(conn, scope, doc.logical_id)
 
     def _visible_document(
-        self, conn: Connection, ins: Ins, document_id: str
+        self, conn: Connection, ins: PatientRef, document_id: str
     ) -> tuple[AuthorizedPatient, DocumentView, Decision]:
         scope, _, decision = self._authorize(
             conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_READ, document_id[:64]
@@ -628,7 +634,7 @@ class RecordAccess:
             )
 
     def _modifiable(
-        self, conn: Connection, ins: Ins, document_id: str, audit_action: AuditAction
+        self, conn: Connection, ins: PatientRef, document_id: str, audit_action: AuditAction
     ) -> tuple[AuthorizedPatient, DocumentRow, Decision]:
         """The document, if this actor may change it (AC-13/14): a professional finds only what
         they or their structure authored. One they can read but did not author is a 403; one
@@ -657,19 +663,16 @@ class RecordAccess:
         if not verdict.allowed:
             self._refuse(verdict, audit_action, doc.patient_id, doc.logical_id)
 
-    def _readable_by_actor(self, conn: Connection, ins: Ins, logical_id: str) -> bool:
+    def _readable_by_actor(self, conn: Connection, ins: PatientRef, logical_id: str) -> bool:
         """Whether the actor could read this document (no audit: internal check)."""
-        ins = self._parse_ins(ins)
-        standing = patients.load_standing(
-            conn, ins.oid, ins.value, self.actor.id, self.actor.structure_id
-        )
+        standing = self._standing(conn, ins, self.actor.id, self.actor.structure_id)
         if standing is None:
             return False
         r = standing.record
         facts = RecordFacts(
             status=RecordStatus(r.status),
             closed_at=r.closed_at,
-            holder_ins=(ins.oid, ins.value),
+            holder_ins=(standing.ins_oid, standing.ins_value),
             consented=standing.permission is not None
             and standing.permission.consented_at is not None,
             care_team=standing.care_team_declared or standing.structure_authored,
@@ -705,7 +708,7 @@ class RecordAccess:
 
     def update_document(
         self,
-        ins: Ins,
+        ins: PatientRef,
         document_id: str,
         *,
         masked_ps: bool | None = None,
@@ -755,7 +758,7 @@ class RecordAccess:
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
         return new
 
-    def delete_document(self, ins: Ins, document_id: str) -> None:
+    def delete_document(self, ins: PatientRef, document_id: str) -> None:
         """Logical delete by the author (AC-13): the document disappears from every read."""
         action = AuditAction.DOCUMENT_DELETE
         with self._unit() as conn:
@@ -765,7 +768,7 @@ class RecordAccess:
             self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
 
-    def activate_account(self, ins: Ins) -> None:
+    def activate_account(self, ins: PatientRef) -> None:
         """The holder activated their online account (counted in the adoption statistics)."""
         with self._unit() as conn:
             scope, record, decision = self._authorize(
@@ -780,14 +783,14 @@ class RecordAccess:
 
     # -- the holder's controls ------------------------------------------------------------
 
-    def block_professional(self, ins: Ins, id_nat_ps: str) -> None:
+    def block_professional(self, ins: PatientRef, id_nat_ps: str) -> None:
         """AC-3: the holder blocks a professional, who is then refused in every mode."""
         self._set_block(ins, id_nat_ps, blocked=True)
 
-    def unblock_professional(self, ins: Ins, id_nat_ps: str) -> None:
+    def unblock_professional(self, ins: PatientRef, id_nat_ps: str) -> None:
         self._set_block(ins, id_nat_ps, blocked=False)
 
-    def _set_block(self, ins: Ins, id_nat_ps: str, *, blocked: bool) -> None:
+    def _set_block(self, ins: PatientRef, id_nat_ps: str, *, blocked: bool) -> None:
         id_nat_ps = _id_nat_ps(id_nat_ps)
         action = AuditAction.PERMISSION_BLOCK if blocked else AuditAction.PERMISSION_UNBLOCK
         with self._unit() as conn:
@@ -798,7 +801,7 @@ class RecordAccess:
 
     def update_settings(
         self,
-        ins: Ins,
+        ins: PatientRef,
         *,
         oppose_bris_de_glace: bool | None = None,
         oppose_centre_15: bool | None = None,
@@ -839,7 +842,7 @@ class RecordAccess:
             )
         return self.read_record(ins)
 
-    def declare_care_team(self, ins: Ins, id_nat_ps: str) -> None:
+    def declare_care_team(self, ins: PatientRef, id_nat_ps: str) -> None:
         """Add a professional to the care team: the holder, or a professional who holds access
         and delegates part of the care (L1111-17 II, AC-4)."""
         id_nat_ps = _id_nat_ps(id_nat_ps)
@@ -860,7 +863,7 @@ class RecordAccess:
 
     def add_representative(
         self,
-        ins: Ins,
+        ins: PatientRef,
         representative_id: str,
         display_name: str,
         relationship: str,
@@ -891,7 +894,7 @@ class RecordAccess:
                 patients.update_record(conn, scope, is_minor=True)
             self._audit(conn, action, scope.patient_id, representative_id[:64], decision.reason)
 
-    def notifications(self, ins: Ins) -> list[dict[str, object]]:
+    def notifications(self, ins: PatientRef) -> list[dict[str, object]]:
         """Notices queued for the record (the outbox), for the holder and operators."""
         with self._unit() as conn:
             scope, _, decision = self._authorize(
@@ -905,7 +908,7 @@ class RecordAccess:
 
     # -- history --------------------------------------------------------------------------
 
-    def history(self, ins: Ins, *, limit: int = 50, offset: int = 0) -> Page[TraceView]:
+    def history(self, ins: PatientRef, *, limit: int = 50, offset: int = 0) -> Page[TraceView]:
         """The record's traces: all of them for the holder, one's own for a professional."""
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}, offset not negative")
@@ -938,7 +941,7 @@ class RecordAccess:
         ]
         return Page(items, total)
 
-    def destroy_data_keys(self, ins: Ins) -> int:
+    def destroy_data_keys(self, ins: PatientRef) -> int:
         """Crypto-shredding: destroy the patient's data keys, so their content is unreadable
         everywhere, backups included. Only a system job may do it (purge ten years after closure,
         or the holder's deletion request)."""

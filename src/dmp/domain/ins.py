@@ -88,3 +88,13 @@ def parse_ins_token(token: str, *, test_mode: bool = False) -> Ins:
 def make_ins_value(matricule: str) -> str:
     """Append the control key to a 13-character matricule (used by the demo and tests)."""
     return f"{matricule}{control_key(matricule):02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class PatientKey:
+    """The server's opaque key of a patient (FHIR resource ids carry it, never the INS)."""
+
+    id: str
+
+
+PatientRef = Ins | PatientKey

@@ -7,6 +7,7 @@ so a change in the directory takes effect quickly. Verification is pure CPU: no 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
@@ -20,7 +21,29 @@ AUDIENCE = "dmp-api"
 _ALGORITHM = "HS256"
 
 
-def issue_token(actor: Actor, secret: bytes, *, now: datetime, ttl_seconds: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token grants: the actor and, for API clients, the SMART scopes, the
+    access mode and its justification, bound at authentication like a VIHF assertion."""
+
+    actor: Actor
+    scopes: frozenset[str] | None = None  # None: an operator token, not limited by scopes
+    purpose: str | None = None
+    justification: str | None = None
+    client_id: str | None = None
+
+
+def issue_token(
+    actor: Actor,
+    secret: bytes,
+    *,
+    now: datetime,
+    ttl_seconds: int,
+    scopes: frozenset[str] | None = None,
+    purpose: str | None = None,
+    justification: str | None = None,
+    client_id: str | None = None,
+) -> str:
     claims: dict[str, object] = {
         "iss": ISSUER,
         "aud": AUDIENCE,
@@ -37,6 +60,11 @@ def issue_token(actor: Actor, secret: bytes, *, now: datetime, ttl_seconds: int)
         "section": actor.pharmacist_section,
         "structure_kind": actor.structure_kind,
         "ins": f"{actor.ins.oid}|{actor.ins.value}" if actor.ins else None,
+        "role": actor.role,
+        "scope": " ".join(sorted(scopes)) if scopes is not None else None,
+        "purpose": purpose,
+        "justification": justification,
+        "client_id": client_id,
     }
     claims.update({k: v for k, v in optional.items() if v is not None})
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
@@ -44,6 +72,11 @@ def issue_token(actor: Actor, secret: bytes, *, now: datetime, ttl_seconds: int)
 
 def verify_token(token: str, secret: bytes, *, now: datetime) -> Actor:
     """Check signature, issuer, audience and expiry; return the actor or raise 401."""
+    return verify_grant(token, secret, now=now).actor
+
+
+def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
+    """Check signature, issuer, audience and expiry; return the grant or raise 401."""
     try:
         claims = jwt.decode(
             token,
@@ -68,7 +101,7 @@ def verify_token(token: str, secret: bytes, *, now: datetime) -> Actor:
     if "ins" in claims:
         oid, _, value = str(claims["ins"]).partition("|")
         ins = Ins(oid=oid, value=value)
-    return Actor(
+    actor = Actor(
         kind=kind,
         id=str(claims["sub"]),
         structure_id=claims.get("structure"),
@@ -77,4 +110,13 @@ def verify_token(token: str, secret: bytes, *, now: datetime) -> Actor:
         pharmacist_section=claims.get("section"),
         structure_kind=claims.get("structure_kind"),
         ins=ins,
+        role=claims.get("role"),
+    )
+    scope = claims.get("scope")
+    return Grant(
+        actor=actor,
+        scopes=frozenset(str(scope).split()) if scope is not None else None,
+        purpose=claims.get("purpose"),
+        justification=claims.get("justification"),
+        client_id=claims.get("client_id"),
     )

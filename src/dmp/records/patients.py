@@ -49,6 +49,8 @@ class Standing:
 
     patient_id: str
     departement: str
+    ins_oid: str
+    ins_value: str
     record: RecordRow
     permission: PermissionRow | None
     care_team_declared: bool
@@ -58,8 +60,8 @@ class Standing:
 
 def load_standing(
     conn: Connection,
-    ins_oid: str,
-    ins_value: str,
+    ins: tuple[str, str] | None,
+    patient_id: str | None,
     id_nat_ps: str | None,
     structure_id: str | None,
 ) -> Standing | None:
@@ -93,13 +95,21 @@ def load_standing(
             authored,
             emergency,
             patients.c.departement,
+            patients.c.ins_oid,
+            patients.c.ins_value,
         )
         .select_from(
             patients.join(records, records.c.patient_id == pid).outerjoin(
                 perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == id_nat_ps)
             )
         )
-        .where(patients.c.ins_value == ins_value, patients.c.ins_oid == ins_oid)
+        .where(
+            *(
+                (patients.c.ins_value == ins[1], patients.c.ins_oid == ins[0])
+                if ins is not None
+                else (patients.c.id == patient_id,)
+            )
+        )
     )
     row = conn.execute(stmt).first()
     if row is None:
@@ -117,6 +127,8 @@ def load_standing(
     return Standing(
         record.patient_id,
         str(m["departement"]),
+        str(m["ins_oid"]),
+        str(m["ins_value"]),
         record,
         permission,
         bool(m["care_team_declared"]),

@@ -343,3 +343,26 @@ milestones = sa.Table(
     sa.Column("structure_id", sa.String(32)),
     sa.Column("channel", sa.String(30), nullable=False),
 )
+
+# -- FHIR API clients (SMART Backend Services) -------------------------------------------------
+
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("structure_id", sa.String(32), sa.ForeignKey("structures.id"), nullable=False),
+    sa.Column("jwks", sa.Text, nullable=False),  # public keys only (JSON Web Key Set)
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated scopes it may be granted
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+
+# Client-assertion ids already used (replay protection), kept until the assertion expires.
+client_assertion_jtis = sa.Table(
+    "client_assertion_jtis",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("jti", sa.String(128), primary_key=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)

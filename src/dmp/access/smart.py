@@ -1,0 +1,189 @@
+"""SMART Backend Services: API clients (a structure's software) get short-lived access tokens
+with a signed client assertion (client_credentials + private_key_jwt, RS384 or ES384).
+
+The assertion also names the acting professional (``idnatps``), the access mode
+(``purpose_of_use``: normal, bris_de_glace with a ``justification``, centre_15) and optionally a
+``role``, as the VIHF assertion of the real DMP does. The server takes profession and specialty
+from its directory, never from the assertion, and refuses a professional it does not know or who
+does not work in the client's structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from jwt import PyJWKSet
+
+from dmp.access import admin
+from dmp.access.runtime import Runtime
+from dmp.domain.codes import PurposeOfUse
+from dmp.errors import InvalidInput, NotAuthenticated
+from dmp.identity.tokens import issue_token
+from dmp.records import clients, directory
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ALGORITHMS = ["RS384", "ES384"]
+MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
+SUPPORTED_SCOPES = frozenset(
+    f"user/{resource}.{verbs}"
+    for resource in ("DocumentReference", "Binary", "List", "Patient", "Consent", "AuditEvent")
+    for verbs in ("c", "r", "u", "d", "s", "rs", "cruds", "cud")
+) | {"user/*.cruds", "user/*.rs"}
+
+
+class InvalidClient(NotAuthenticated):
+    """OAuth error invalid_client / invalid_grant (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    scope: str
+
+
+def register_client(
+    rt: Runtime,
+    *,
+    name: str,
+    structure_id: str,
+    jwks: dict[str, Any],
+    scopes: frozenset[str] | None = None,
+) -> str:
+    """Register a structure's software with its public keys; returns the client id."""
+    try:
+        keys = PyJWKSet.from_dict(jwks)
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"the key set is not a valid JWKS: {exc}") from None
+    for key in keys.keys:
+        if getattr(key.key, "private_numbers", None) is not None or "d" in key._jwk_data:
+            raise InvalidInput("register public keys only: this key set holds a private key")
+    granted = scopes or frozenset({"user/*.cruds"})
+    unknown = granted - SUPPORTED_SCOPES
+    if unknown:
+        raise InvalidInput(f"unknown scopes: {' '.join(sorted(unknown))}")
+    client_id = f"client-{secrets.token_hex(8)}"
+    with rt.engine.begin() as conn:
+        if not directory.structure_exists(conn, structure_id):
+            raise InvalidInput(f"structure {structure_id} is not in the directory")
+        clients.insert(
+            conn,
+            {
+                "client_id": client_id,
+                "name": name[:200],
+                "structure_id": structure_id,
+                "jwks": json.dumps(jwks),
+                "scopes": " ".join(sorted(granted)),
+                "created_at": rt.clock.now(),
+            },
+        )
+    return client_id
+
+
+def _scope_allows(granted: frozenset[str], wanted: str) -> bool:
+    resource, _, verbs = wanted.partition(".")
+    for g in granted:
+        g_resource, _, g_verbs = g.partition(".")
+        if g_resource in (resource, "user/*") and set(verbs) <= set(g_verbs):
+            return True
+    return False
+
+
+def scope_allows(scopes: frozenset[str], resource: str, verb: str) -> bool:
+    """SMART v2: ``user/DocumentReference.rs`` allows read and search."""
+    return _scope_allows(scopes, f"user/{resource}.{verb}")
+
+
+def exchange(
+    rt: Runtime, *, grant_type: str, assertion_type: str, assertion: str, scope: str, token_url: str
+) -> TokenResponse:
+    if grant_type != "client_credentials":
+        raise InvalidInput("grant_type must be client_credentials")
+    if assertion_type != ASSERTION_TYPE:
+        raise InvalidInput(f"client_assertion_type must be {ASSERTION_TYPE}")
+    try:
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        raise InvalidClient("the client assertion is not a JWT") from None
+    client_id = str(unverified.get("iss", ""))
+    if header.get("alg") not in ALGORITHMS:
+        raise InvalidClient("the client assertion must be signed with RS384 or ES384")
+    now = rt.clock.now()
+    with rt.engine.connect() as conn:
+        client = clients.get(conn, client_id)
+    if client is None or client.revoked_at is not None:
+        raise InvalidClient("unknown or revoked client")
+    claims = _verify_signature(assertion, header, client.jwks, client_id, token_url, now)
+    expires = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
+    if expires - now > MAX_ASSERTION_LIFETIME:
+        raise InvalidClient("the client assertion must expire within five minutes")
+    requested = frozenset(scope.split()) if scope.strip() else frozenset(client.scopes.split())
+    allowed = frozenset(client.scopes.split())
+    if not requested or any(not _scope_allows(allowed, s) for s in requested):
+        raise InvalidInput("scope not allowed for this client", reason="invalid_scope")
+    purpose_raw = str(claims.get("purpose_of_use", PurposeOfUse.NORMAL.value))
+    try:
+        purpose = PurposeOfUse(purpose_raw)
+    except ValueError:
+        raise InvalidClient(f"unknown purpose_of_use {purpose_raw[:40]!r}") from None
+    justification = claims.get("justification")
+    if purpose is PurposeOfUse.BRIS_DE_GLACE and not (justification and str(justification).strip()):
+        raise InvalidClient("bris_de_glace needs a justification in the client assertion")
+    ps = str(claims.get("idnatps", ""))
+    if not ps:
+        raise InvalidClient("the client assertion must name the acting professional (idnatps)")
+    actor = admin.professional_actor(rt, ps, client.structure_id)  # 401 if unknown there
+    role = claims.get("role")
+    if role is not None:
+        actor = dataclasses.replace(actor, role=str(role))
+    # Replay: the same assertion id is accepted once.
+    with rt.engine.begin() as conn:
+        if not clients.use_jti(conn, client_id, str(claims["jti"]), expires, now):
+            raise InvalidClient("this client assertion was already used (jti replay)")
+    ttl = rt.settings.token_ttl_seconds
+    token = issue_token(
+        actor,
+        rt.token_secret,
+        now=now,
+        ttl_seconds=ttl,
+        scopes=requested,
+        purpose=purpose.value,
+        justification=str(justification)[:1000] if justification else None,
+        client_id=client_id,
+    )
+    return TokenResponse(token, ttl, " ".join(sorted(requested)))
+
+
+def _verify_signature(
+    assertion: str, header: dict[str, Any], jwks: str, client_id: str, token_url: str, now: datetime
+) -> dict[str, Any]:
+    keyset = PyJWKSet.from_dict(json.loads(jwks))
+    kid = header.get("kid")
+    candidates = [k for k in keyset.keys if kid is None or k.key_id == kid]
+    for key in candidates:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                assertion,
+                key=key.key,
+                algorithms=ALGORITHMS,
+                audience=token_url,
+                issuer=client_id,
+                options={"require": ["exp", "iss", "sub", "jti", "aud"], "verify_exp": False},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:
+            raise InvalidClient(f"client assertion rejected: {exc}") from None
+        if claims.get("sub") != client_id:
+            raise InvalidClient("client assertion: sub must equal iss (the client id)")
+        if int(claims["exp"]) <= int(now.timestamp()):
+            raise InvalidClient("the client assertion has expired")
+        return claims
+    raise InvalidClient("the client assertion signature does not verify with the client's keys")
