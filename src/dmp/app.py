@@ -7,15 +7,19 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dmp import __version__
 from dmp.access.runtime import Runtime
 from dmp.api import records
 from dmp.errors import DmpError
+from dmp.fhir import routes as fhir_routes
+from dmp.fhir.outcome import operation_outcome, outcome_response
 from dmp.logs import request_id_var
 from dmp.stats import web as stats_web
 
@@ -43,7 +47,7 @@ class RequestLimits:
         declared = headers.get(b"content-length")
         try:
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                await _too_large(send, rid)
+                await _too_large(send, rid, str(scope.get("path", "")).startswith("/fhir"))
                 status["code"] = 413
                 return
             received = 0
@@ -68,7 +72,7 @@ class RequestLimits:
                 await self.app(scope, limited_receive, send_with_id)
             except _BodyTooLarge:
                 status["code"] = 413
-                await _too_large(send, rid)
+                await _too_large(send, rid, str(scope.get("path", "")).startswith("/fhir"))
         finally:
             route = scope.get("route")
             log.info(
@@ -87,16 +91,25 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, rid: str) -> None:
-    body = b'{"error":"too-large","message":"the request body is too large"}'
+async def _too_large(send: Send, rid: str, fhir: bool = False) -> None:
+    if fhir:
+        body = orjson.dumps(operation_outcome(413, "the request body is too large"))
+        kind = b"application/fhir+json"
+    else:
+        body = b'{"error":"too-large","message":"the request body is too large"}'
+        kind = b"application/json"
     await send(
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())],
+            "headers": [(b"content-type", kind), (b"x-request-id", rid.encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _is_fhir(request: Request) -> bool:
+    return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
 
 
 def _error_body(code: str, message: str, reason: str | None = None) -> dict[str, Any]:
@@ -111,21 +124,31 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
 
     @app.exception_handler(DmpError)
-    async def _dmp_error(_request: Request, exc: DmpError) -> JSONResponse:
+    async def _dmp_error(request: Request, exc: DmpError) -> Response:
         if exc.status >= 500:
             log.error("request failed", extra={"error_type": type(exc).__name__})
+        if _is_fhir(request):
+            return outcome_response(exc.status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(
             _error_body(exc.code, exc.message, exc.reason), exc.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
             for e in exc.errors()[:10]
         ]
+        if _is_fhir(request):
+            return outcome_response(400, "; ".join(problems))
         return JSONResponse(_error_body("invalid", "; ".join(problems)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_fhir(request):
+            return outcome_response(exc.status_code, str(exc.detail))
+        return JSONResponse({"error": "http", "message": str(exc.detail)}, exc.status_code)
 
     @app.get("/health", name="health")
     def health() -> dict[str, Any]:
@@ -133,6 +156,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"status": "ok", "version": __version__, "database": info}
 
     app.include_router(records.router)
+    app.include_router(fhir_routes.router)
     app.include_router(stats_web.router)
     app.add_middleware(RequestLimits)
     return app

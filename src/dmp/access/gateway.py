@@ -9,6 +9,7 @@ transaction after the request's own transaction was rolled back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -426,81 +427,120 @@ class RecordAccess:
         """Store a new document (AC-10: deposit does not need read authorisation). With
         ``replaces``, the new document replaces that one (author only), which becomes
         superseded, in the same transaction (XDS RPLC / MHD relatesTo replaces)."""
-        _validate_new_document(meta, content)
-        sha256 = hashlib.sha256(content).hexdigest()
-        sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
-        if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
-            raise InvalidInput("the document hash does not match its content")
+        return self.deposit_batch(ins, [(meta, content, replaces)])[0]
+
+    def deposit_batch(
+        self, ins: PatientRef, items: list[tuple[NewDocument, bytes, str | None]]
+    ) -> list[DocumentView]:
+        """Store several documents, all or nothing (an MHD Provide Document Bundle)."""
+        if not items:
+            raise InvalidInput("nothing to deposit")
+        hashes = []
+        for meta, content, _ in items:
+            _validate_new_document(meta, content)
+            sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
+            if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
+                raise InvalidInput(f"the hash of {meta.title!r} does not match its content")
+            hashes.append((hashlib.sha256(content).hexdigest(), sha1))
         now = self._rt.clock.now()
-        logical_id = uuid.uuid4().hex
-        action = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
+        action = (
+            AuditAction.DOCUMENT_REPLACE
+            if any(r for _, _, r in items)
+            else AuditAction.DOCUMENT_CREATE
+        )
+        stored: list[DocumentView] = []
         with self._unit() as conn:
             scope, _, decision = self._authorize(conn, ins, Action.DEPOSIT_DOCUMENT, action)
-            if replaces is not None:
-                _, old, _ = self._modifiable(conn, ins, replaces, action)
-                if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
-                    self._holder_may_manage(old, action)
-                if old.status != AvailabilityStatus.CURRENT.value:
-                    raise Conflict("only a current document can be replaced")
-                self._new_version(conn, scope, old, status=AvailabilityStatus.SUPERSEDED.value)
-            unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
-            if documents.unique_id_taken(conn, scope, unique_id):
-                raise Conflict("a document with this unique id already exists in the record")
-            content_id = uuid.uuid4().hex
             key_id, data_key = self._data_key(conn, scope, create=True)
-            sealed = envelope.seal(
-                data_key, content, envelope.content_context(scope.patient_id, content_id)
-            )
-            documents.store_content(conn, scope, content_id, key_id, sealed)
-            author_kind = (
-                "patient"
-                if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
-                else self.actor.kind.value
-            )
-            row = {
-                "id": uuid.uuid4().hex,
-                "logical_id": logical_id,
-                "version": 1,
-                "unique_id": unique_id,
-                "status": AvailabilityStatus.CURRENT.value,
-                "type_code": meta.type_code,
-                "class_code": TYPE_TO_CLASS[meta.type_code],
-                "format_code": meta.format_code,
-                "mime_type": meta.mime_type,
-                "title": meta.title,
-                "language": meta.language,
-                "creation_time": meta.creation_time,
-                "service_start": meta.service_start,
-                "service_stop": meta.service_stop,
-                "facility_type": meta.facility_type,
-                "practice_setting": meta.practice_setting,
-                "author_kind": author_kind,
-                "author_id": self.actor.id,
-                "author_structure": self.actor.structure_id,
-                "confidentiality": meta.confidentiality,
-                "masked_ps": meta.masked_ps,
-                "invisible_patient": meta.invisible_patient,
-                "invisible_patient_until": (
-                    now + INVISIBLE_PATIENT_DELAY if meta.invisible_patient else None
-                ),
-                "invisible_representatives": meta.invisible_representatives,
-                "size": len(content),
-                "sha256": sha256,
-                "sha1": sha1,
-                "content_id": content_id,
-                "replaces_id": replaces,
-                "submitted_at": now,
-                "latest": True,
-                "version_at": now,
-            }
-            documents.insert(conn, scope, row)
-            stats.document_deposited(conn, scope.departement, now, meta.type_code)
-            if meta.invisible_patient:
-                self._announce_pending(conn, scope, logical_id, now)
-            self._audit(conn, action, scope.patient_id, logical_id, decision.reason)
-            stored = documents.get(conn, scope, DocumentVisibility(), logical_id)
-        assert stored is not None
+            for (meta, content, replaces), (sha256, sha1) in zip(items, hashes, strict=True):
+                logical_id = self._store_document(
+                    conn, scope, ins, meta, content, replaces, key_id, data_key, sha256, sha1, now
+                )
+                each = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
+                self._audit(conn, each, scope.patient_id, logical_id, decision.reason)
+                doc = documents.get(conn, scope, DocumentVisibility(), logical_id)
+                assert doc is not None
+                stored.append(doc)
         return stored
+
+    def _store_document(
+        self,
+        conn: Connection,
+        scope: AuthorizedPatient,
+        ins: PatientRef,
+        meta: NewDocument,
+        content: bytes,
+        replaces: str | None,
+        key_id: str,
+        data_key: bytes,
+        sha256: str,
+        sha1: str,
+        now: datetime,
+    ) -> str:
+        action = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
+        if replaces is not None:
+            _, old, _ = self._modifiable(conn, ins, replaces, action)
+            if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
+                self._holder_may_manage(old, action)
+            if old.status != AvailabilityStatus.CURRENT.value:
+                raise Conflict("only a current document can be replaced")
+            self._new_version(conn, scope, old, status=AvailabilityStatus.SUPERSEDED.value)
+            replaces = old.logical_id
+        unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
+        if documents.unique_id_taken(conn, scope, unique_id):
+            raise Conflict(f"a document with the unique id {unique_id[:80]} already exists")
+        logical_id = uuid.uuid4().hex[:24]
+        content_id = uuid.uuid4().hex
+        sealed = envelope.seal(
+            data_key, content, envelope.content_context(scope.patient_id, content_id)
+        )
+        documents.store_content(conn, scope, content_id, key_id, sealed)
+        author_kind = (
+            "patient"
+            if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
+            else self.actor.kind.value
+        )
+        row = {
+            "id": uuid.uuid4().hex,
+            "logical_id": logical_id,
+            "version": 1,
+            "unique_id": unique_id,
+            "status": AvailabilityStatus.CURRENT.value,
+            "type_code": meta.type_code,
+            "class_code": meta.class_code or TYPE_TO_CLASS[meta.type_code],
+            "format_code": meta.format_code,
+            "mime_type": meta.mime_type,
+            "title": meta.title,
+            "language": meta.language,
+            "creation_time": meta.creation_time,
+            "service_start": meta.service_start,
+            "service_stop": meta.service_stop,
+            "facility_type": meta.facility_type,
+            "practice_setting": meta.practice_setting,
+            "author_kind": author_kind,
+            "author_id": self.actor.id,
+            "author_structure": self.actor.structure_id,
+            "confidentiality": meta.confidentiality,
+            "masked_ps": meta.masked_ps,
+            "invisible_patient": meta.invisible_patient,
+            "invisible_patient_until": (
+                now + INVISIBLE_PATIENT_DELAY if meta.invisible_patient else None
+            ),
+            "invisible_representatives": meta.invisible_representatives,
+            "size": len(content),
+            "sha256": sha256,
+            "sha1": sha1,
+            "content_id": content_id,
+            "replaces_id": replaces,
+            "submitted_at": now,
+            "latest": True,
+            "version_at": now,
+        }
+        documents.insert(conn, scope, row)
+        stats.document_deposited(conn, scope.departement, now, meta.type_code)
+        if meta.invisible_patient:
+            self._announce_pending(conn, scope, logical_id, now)
+        return logical_id
 
     def _announce_pending(
         self, conn: Connection, scope: AuthorizedPatient, logical_id: str, now: datetime
@@ -533,6 +573,7 @@ class RecordAccess:
         all_dates: bool = False,
         limit: int = 20,
         offset: int = 0,
+        criteria: DocumentCriteria | None = None,
     ) -> Page[DocumentView]:
         """Documents the actor may see. Without dates, the last two years of service dates
         (AC-15); ``all_dates`` or an explicit ``service_from`` widens it."""
@@ -543,7 +584,8 @@ class RecordAccess:
         if service_from is None and not all_dates:
             window = timedelta(days=self._rt.settings.search_window_days)
             service_from = self._rt.clock.now() - window
-        criteria = DocumentCriteria(
+        criteria = dataclasses.replace(
+            criteria or DocumentCriteria(),
             statuses=statuses,
             type_codes=type_codes,
             service_from=service_from,
@@ -894,6 +936,18 @@ class RecordAccess:
                 patients.update_record(conn, scope, is_minor=True)
             self._audit(conn, action, scope.patient_id, representative_id[:64], decision.reason)
 
+    def permissions(self, ins: PatientRef) -> list[tuple[str, datetime | None, datetime | None]]:
+        """The holder's decisions about professionals: (idNatPS, consented at, blocked at)."""
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.MANAGE_RECORD, AuditAction.RECORD_READ, "permissions"
+            )
+            rows = patients.list_permissions(conn, scope)
+            self._audit(
+                conn, AuditAction.RECORD_READ, scope.patient_id, "permissions", decision.reason
+            )
+        return [(ps, p.consented_at, p.blocked_at) for ps, p in rows]
+
     def notifications(self, ins: PatientRef) -> list[dict[str, object]]:
         """Notices queued for the record (the outbox), for the holder and operators."""
         with self._unit() as conn:
@@ -988,6 +1042,7 @@ def _record_view(
 ) -> RecordView:
     assert record is not None
     return RecordView(
+        key=record.patient_id,
         ins=ins,
         demographics=demo,
         departement=departement,
@@ -1023,6 +1078,14 @@ def _validated_demographics(d: Demographics) -> Demographics:
 def _validate_new_document(meta: NewDocument, content: bytes) -> None:
     if meta.type_code not in TYPE_TO_CLASS:
         raise InvalidInput(f"unknown document type code {meta.type_code!r}")
+    if meta.class_code is not None and not (0 < len(meta.class_code) <= 20):
+        raise InvalidInput("the class code has at most 20 characters")
+    for name in ("facility_type", "practice_setting"):
+        value = getattr(meta, name)
+        if value is not None and len(value) > 20:
+            raise InvalidInput(f"{name} has at most 20 characters")
+    if meta.unique_id is not None and not (0 < len(meta.unique_id) <= 128):
+        raise InvalidInput("a unique id has 1 to 128 characters")
     if not meta.title.strip() or len(meta.title) > 250:
         raise InvalidInput("a document title is required (at most 250 characters)")
     if not meta.format_code or len(meta.format_code) > 80:

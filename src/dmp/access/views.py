@@ -7,12 +7,14 @@ from datetime import date, datetime
 from typing import Generic, TypeVar
 
 from dmp.domain.ins import Ins
-from dmp.records.types import DocumentRow
+from dmp.records.types import DocumentCriteria, DocumentRow
 
 T = TypeVar("T")
 
 # A document's metadata as stored. Adapters read it; only the gate produces it.
 DocumentView = DocumentRow
+# Search parameters beyond the common ones (the FHIR search builds them).
+SearchCriteria = DocumentCriteria
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class Demographics:
 
 @dataclass(frozen=True, slots=True)
 class RecordView:
+    key: str  # the server's opaque patient key (FHIR Patient.id)
     ins: Ins
     demographics: Demographics
     departement: str
@@ -62,6 +65,7 @@ class NewDocument:
     language: str = "fr-FR"
     expected_size: int | None = None
     expected_sha1: str | None = None  # hex
+    class_code: str | None = None  # derived from the type when absent (JDV_J57 / ASS_X04)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ PUBLIC_ROUTES = frozenset(
         "redoc_html",
         "stats_page",
         "stats_json",
+        "fhir_metadata",
+        "fhir_token",
     }
 )
 
@@ -80,3 +82,6 @@ def gate(
 
 
 Gate = Annotated[RecordAccess, Depends(gate)]
+
+
+gate.__dmp_gate__ = True  # type: ignore[attr-defined]  # the route walk recognises gates by it

@@ -109,6 +109,10 @@ TYPE_TO_CLASS: dict[str, str] = {
     "EXPPAT_1": "90",
     "EXPPAT_2": "90",
     "EXPPAT_3": "90",  # Directives anticipées
+    "SYNTH": "11",  # Synthèse (TRE_A05; the VSM of the CI-SIS examples)
+    "PROT_ALD": "44",  # Protocole de soins ALD
+    "IMG-KOS": "31",  # Manifeste d'imagerie (DICOM KOS)
+    **{f"DOCPAT{n:02d}": "90" for n in range(1, 10)},  # documents deposited by the patient
 }
 
 TYPE_LABELS: dict[str, str] = {
@@ -133,6 +137,10 @@ TYPE_LABELS: dict[str, str] = {
     "EXPPAT_1": "Volontés et droits du patient",
     "EXPPAT_2": "Autre document du patient",
     "EXPPAT_3": "Directives anticipées",
+    "SYNTH": "Synthèse",
+    "PROT_ALD": "Protocole de soins ALD",
+    "IMG-KOS": "Manifeste d'imagerie médicale",
+    **{f"DOCPAT{n:02d}": f"Document déposé par le patient ({n:02d})" for n in range(1, 10)},
 }
 
 MIME_TYPES = frozenset(

@@ -59,6 +59,37 @@ def _criteria_clause(c: DocumentCriteria) -> list[sa.ColumnElement[bool]]:
         clauses.append(d.service_start >= c.service_from)
     if c.service_to is not None:
         clauses.append(d.service_start < c.service_to)
+    for values, column in (
+        (c.class_codes, d.class_code),
+        (c.format_codes, d.format_code),
+        (c.facility_types, d.facility_type),
+        (c.practice_settings, d.practice_setting),
+        (c.unique_ids, d.unique_id),
+        (c.author_ids, d.author_id),
+        (c.replaces_ids, d.replaces_id),
+    ):
+        if values is not None:
+            clauses.append(column.in_(values))
+    for start, end, column in (
+        (c.created_from, c.created_to, d.creation_time),
+        (c.submitted_from, c.submitted_to, d.submitted_at),
+        (c.service_end_from, c.service_end_to, d.service_stop),
+    ):
+        if start is not None:
+            clauses.append(column >= start)
+        if end is not None:
+            clauses.append(column < end)
+    if c.confidentiality is not None:
+        flags = {
+            "MASQUE_PS": d.masked_ps,
+            "INVISIBLE_PATIENT": d.invisible_patient,
+            "INVISIBLE_REPRESENTANTS_LEGAUX": d.invisible_representatives,
+        }
+        alternatives = [flags[v].is_(True) for v in c.confidentiality if v in flags]
+        levels = [v for v in c.confidentiality if v not in flags]
+        if levels:
+            alternatives.append(d.confidentiality.in_(levels))
+        clauses.append(sa.or_(*alternatives) if alternatives else sa.false())
     return clauses
 
 
@@ -83,7 +114,12 @@ def search(
     rows = conn.execute(
         sa.select(documents)
         .where(*where)
-        .order_by(documents.c.service_start.desc(), documents.c.id)
+        .order_by(
+            documents.c.service_start.asc()
+            if criteria.oldest_first
+            else documents.c.service_start.desc(),
+            documents.c.id,
+        )
         .limit(criteria.limit)
         .offset(criteria.offset)
     ).all()

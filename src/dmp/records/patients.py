@@ -281,3 +281,14 @@ def pending_notifications(conn: Connection, scope: AuthorizedPatient) -> list[di
         .order_by(notifications.c.due_at, notifications.c.kind)
     ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def list_permissions(conn: Connection, scope: AuthorizedPatient) -> list[tuple[str, PermissionRow]]:
+    perm = professional_permissions
+    rows = conn.execute(
+        sa.select(perm).where(perm.c.patient_id == scope.patient_id).order_by(perm.c.id_nat_ps)
+    ).all()
+    return [
+        (r.id_nat_ps, PermissionRow(r.consented_at, r.consent_declared_by, r.blocked_at))
+        for r in rows
+    ]

@@ -1,0 +1,114 @@
+"""Safe reading of a CDA R2 header (the French CI-SIS documents).
+
+lxml with no network, no entity expansion, no DTD loading, a size cap and a depth cap: an XXE
+or "billion laughs" document is refused, never expanded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from lxml import etree
+
+from dmp.errors import InvalidInput
+
+NS = {"hl7": "urn:hl7-org:v3"}
+MAX_CDA_BYTES = 20 * 1024 * 1024
+MAX_DEPTH = 256
+INS_OIDS = (
+    "1.2.250.1.213.1.4.8",
+    "1.2.250.1.213.1.4.9",
+    "1.2.250.1.213.1.4.10",
+    "1.2.250.1.213.1.4.11",
+)
+
+
+@dataclass(frozen=True)
+class CdaHeader:
+    patient_ids: tuple[tuple[str, str], ...]  # (root OID, extension) of recordTarget/patientRole/id
+    type_code: str | None
+    title: str | None
+    effective_time: datetime | None
+    confidentiality: str | None
+    service_start: datetime | None
+    service_stop: datetime | None
+
+    def ins(self) -> list[tuple[str, str]]:
+        return [(root, ext) for root, ext in self.patient_ids if root in INS_OIDS]
+
+
+def looks_like_cda(content: bytes) -> bool:
+    head = content[:4096]
+    return b"ClinicalDocument" in head and b"urn:hl7-org:v3" in head
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    """HL7 TS: YYYYMMDD[HHMM[SS]][+ZZZZ]."""
+    if not value:
+        return None
+    digits = value.split("+")[0].split("-")[0].split(".")[0]
+    fmt = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}.get(len(digits))
+    if fmt is None:
+        return None
+    try:
+        parsed = datetime.strptime(digits, fmt)
+    except ValueError:
+        return None
+    rest = value[len(digits) :]
+    tz_part = (
+        rest[rest.find("+") :] if "+" in rest else rest[rest.find("-") :] if "-" in rest else ""
+    )
+    if tz_part and len(tz_part) == 5:
+        sign = 1 if tz_part[0] == "+" else -1
+        offset = timedelta(hours=int(tz_part[1:3]), minutes=int(tz_part[3:5])) * sign
+        return parsed.replace(tzinfo=timezone(offset)).astimezone(UTC)
+    return parsed.replace(tzinfo=UTC)
+
+
+def parse_header(content: bytes) -> CdaHeader:
+    if len(content) > MAX_CDA_BYTES:
+        raise InvalidInput("the CDA document is too large")
+    if b"<!ENTITY" in content[:65536] or b"<!DOCTYPE" in content[:65536]:
+        raise InvalidInput("CDA documents with a DOCTYPE or entity declarations are refused")
+    try:
+        root = etree.fromstring(content, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise InvalidInput(f"the CDA document is not well-formed XML: {exc.msg}") from None
+    if root.tag != "{urn:hl7-org:v3}ClinicalDocument":
+        raise InvalidInput("the XML document is not a CDA ClinicalDocument")
+    depth = 0
+    for event, _el in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > MAX_DEPTH:
+            raise InvalidInput("the CDA document is nested too deeply")
+    ids = tuple(
+        (str(el.get("root", "")), str(el.get("extension", "")))
+        for el in root.findall("hl7:recordTarget/hl7:patientRole/hl7:id", NS)
+    )
+    code = root.find("hl7:code", NS)
+    title = root.findtext("hl7:title", namespaces=NS)
+    eff = root.find("hl7:effectiveTime", NS)
+    conf = root.find("hl7:confidentialityCode", NS)
+    low = root.find("hl7:documentationOf/hl7:serviceEvent/hl7:effectiveTime/hl7:low", NS)
+    high = root.find("hl7:documentationOf/hl7:serviceEvent/hl7:effectiveTime/hl7:high", NS)
+    return CdaHeader(
+        patient_ids=ids,
+        type_code=code.get("code") if code is not None else None,
+        title=title.strip() if title else None,
+        effective_time=_time(eff.get("value")) if eff is not None else None,
+        confidentiality=conf.get("code") if conf is not None else None,
+        service_start=_time(low.get("value")) if low is not None else None,
+        service_stop=_time(high.get("value")) if high is not None else None,
+    )

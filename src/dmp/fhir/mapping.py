@@ -1,0 +1,406 @@
+"""Between FHIR resources (plain dicts) and the gate's values."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from dmp.access.views import DocumentView, NewDocument, RecordView, TraceView
+from dmp.domain.codes import TYPE_LABELS
+from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
+from dmp.errors import BadRequest, InvalidInput
+
+PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm"
+PROFILE_DOCREF = f"{PDSM}/StructureDefinition/pdsm-comprehensive-document-reference"
+EXT_ARCHIVED = f"{PDSM}/StructureDefinition/pdsm-ext-is-archived"
+LOINC = "http://loinc.org"
+TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+TRE_A07 = (
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/"
+    "TRE-A07-StatutVisibiliteDocument"
+)
+V3_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+FORMAT_SYSTEM = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
+PS_OID = "urn:oid:1.2.250.1.71.4.2.1"
+STRUCT_OID = "urn:oid:1.2.250.1.71.4.2.2"
+RFC3986 = "urn:ietf:rfc:3986"
+FLAGS = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
+DEFAULT_FORMAT = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+# -- identifiers ------------------------------------------------------------------------------
+
+
+def doc_fhir_id(doc: DocumentView) -> str:
+    """The resource id carries the patient key, so a read by id finds the record (patient-scoped
+    storage) without a cross-patient index: ``<patient key>.<document logical id>``."""
+    return f"{doc.patient_id}.{doc.logical_id}"
+
+
+def parse_doc_id(fhir_id: str) -> tuple[PatientKey, str]:
+    key, sep, logical = fhir_id.partition(".")
+    if not sep or len(key) != 32 or not key.isalnum() or not logical.isalnum() or len(logical) > 32:
+        raise InvalidInput("not a document id of this server", reason="not-found")
+    return PatientKey(key), logical
+
+
+def patient_ref(reference: str, *, test_mode: bool) -> PatientRef:
+    """``Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|<INS>`` or ``Patient/<key>``."""
+    if reference.startswith("Patient?identifier="):
+        return parse_ins_token(reference.split("=", 1)[1], test_mode=test_mode)
+    if reference.startswith("Patient/"):
+        key = reference.removeprefix("Patient/")
+        if len(key) == 32 and key.isalnum():
+            return PatientKey(key)
+    raise InvalidInput(f"unsupported patient reference {reference[:80]!r}")
+
+
+# -- DocumentReference out ------------------------------------------------------------------------
+
+
+def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
+    fid = doc_fhir_id(doc)
+    type_system = LOINC if "-" in doc.type_code else TRE_A05
+    labels: list[dict[str, Any]] = [{"coding": [{"system": V3_CONF, "code": doc.confidentiality}]}]
+    for flag, on in zip(
+        FLAGS, (doc.masked_ps, doc.invisible_patient, doc.invisible_representatives), strict=True
+    ):
+        if on:
+            labels.append({"coding": [{"system": TRE_A07, "code": flag}]})
+    author: dict[str, Any]
+    if doc.author_kind == "patient":
+        author = {"reference": f"Patient/{doc.patient_id}"}
+    else:
+        author = {"type": "Practitioner", "identifier": {"system": PS_OID, "value": doc.author_id}}
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "id": fid,
+        "meta": {
+            "versionId": str(doc.version),
+            "lastUpdated": iso(doc.version_at or doc.submitted_at),
+            "profile": [PROFILE_DOCREF],
+        },
+        "extension": [{"url": EXT_ARCHIVED, "valueBoolean": doc.status == "archived"}],
+        "masterIdentifier": {"system": RFC3986, "value": doc.unique_id},
+        "identifier": [
+            {"use": "official", "system": RFC3986, "value": f"urn:uuid:{_uuid(doc.id)}"}
+        ],
+        "status": "superseded" if doc.status == "superseded" else "current",
+        "type": {
+            "coding": [
+                {
+                    "system": type_system,
+                    "code": doc.type_code,
+                    "display": TYPE_LABELS.get(doc.type_code, doc.type_code),
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": TRE_A03, "code": doc.class_code}]}],
+        "subject": {"reference": f"Patient/{doc.patient_id}"},
+        "date": iso(doc.submitted_at),
+        "author": [author],
+        "custodian": {"identifier": {"system": STRUCT_OID, "value": "dmp"}},
+        "securityLabel": labels,
+        "content": [
+            {
+                "attachment": {
+                    "contentType": doc.mime_type,
+                    "language": doc.language,
+                    "url": f"{base}/Binary/{fid}",
+                    "size": doc.size,
+                    "hash": base64.b64encode(bytes.fromhex(doc.sha1)).decode(),
+                    "title": doc.title,
+                    "creation": iso(doc.creation_time),
+                },
+                "format": {"system": FORMAT_SYSTEM, "code": doc.format_code},
+            }
+        ],
+        "context": {"period": {"start": iso(doc.service_start)}},
+    }
+    if doc.author_structure:
+        author["extension"] = [
+            {
+                "url": "https://interop.esante.gouv.fr/ig/fhir/pdsm/author-institution",
+                "valueIdentifier": {"system": STRUCT_OID, "value": doc.author_structure},
+            }
+        ]
+    if doc.service_stop:
+        resource["context"]["period"]["end"] = iso(doc.service_stop)
+    if doc.facility_type:
+        resource["context"]["facilityType"] = {"coding": [{"code": doc.facility_type}]}
+    if doc.practice_setting:
+        resource["context"]["practiceSetting"] = {"coding": [{"code": doc.practice_setting}]}
+    if doc.replaces_id:
+        resource["relatesTo"] = [
+            {
+                "code": "replaces",
+                "target": {"reference": f"DocumentReference/{doc.patient_id}.{doc.replaces_id}"},
+            }
+        ]
+    return resource
+
+
+def _uuid(hex32: str) -> str:
+    h = hex32.ljust(32, "0")
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def binary(doc: DocumentView, content: bytes) -> dict[str, Any]:
+    return {
+        "resourceType": "Binary",
+        "id": doc_fhir_id(doc),
+        "contentType": doc.mime_type,
+        "data": base64.b64encode(content).decode(),
+    }
+
+
+# -- DocumentReference in -------------------------------------------------------------------------
+
+
+def _codes(concept: Any) -> list[tuple[str | None, str]]:
+    if not isinstance(concept, dict):
+        return []
+    return [
+        (c.get("system"), str(c["code"]))
+        for c in concept.get("coding", []) or []
+        if isinstance(c, dict) and c.get("code")
+    ]
+
+
+def _time(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} is not a FHIR dateTime: {str(value)[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{field} must carry a time zone")
+    return parsed
+
+
+def security_flags(labels: list[Any]) -> tuple[str, dict[str, bool]]:
+    conf = "N"
+    flags = dict.fromkeys(FLAGS, False)
+    for label in labels or []:
+        for _system, code in _codes(label):
+            if code in ("N", "R", "V"):
+                conf = code
+            elif code in flags:
+                flags[code] = True
+            else:
+                raise InvalidInput(f"unknown security label {code!r}")
+    return conf, flags
+
+
+def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocument, str | None]:
+    """Metadata from a DocumentReference (MHD comprehensive or PDSm simplified publish).
+
+    Returns the metadata and the id of the document it replaces, if any. Missing type, title or
+    dates may be filled from a CDA header by the caller (ITI-105 without metadata)."""
+    contents = res.get("content") or []
+    if not contents or not isinstance(contents[0], dict) or "attachment" not in contents[0]:
+        raise InvalidInput("DocumentReference.content.attachment is required", reason="content")
+    att = contents[0]["attachment"]
+    types = _codes(res.get("type"))
+    type_code = types[0][1] if types else ""
+    classes = _codes((res.get("category") or [None])[0])
+    fmt = contents[0].get("format")
+    format_code = (
+        str(fmt.get("code") or DEFAULT_FORMAT) if isinstance(fmt, dict) else DEFAULT_FORMAT
+    )
+    conf, flags = security_flags(res.get("securityLabel") or [])
+    period = (res.get("context") or {}).get("period") or {}
+    creation = _time(att.get("creation"), "attachment.creation") or _time(res.get("date"), "date")
+    if creation is None:
+        raise InvalidInput("DocumentReference.date or attachment.creation is required")
+    start = _time(period.get("start"), "context.period.start") or creation
+    size = att.get("size")
+    sha1 = None
+    if att.get("hash"):
+        try:
+            sha1 = base64.b64decode(att["hash"], validate=True).hex()
+        except (binascii.Error, ValueError):
+            raise InvalidInput("attachment.hash is not base64") from None
+    ctx = res.get("context") or {}
+    facility = _codes(ctx.get("facilityType"))
+    setting = _codes(ctx.get("practiceSetting"))
+    replaces = None
+    for rel in res.get("relatesTo") or []:
+        if isinstance(rel, dict) and rel.get("code") == "replaces":
+            target = (rel.get("target") or {}).get("reference", "")
+            replaces = target.removeprefix("DocumentReference/")
+    master = res.get("masterIdentifier") or {}
+    meta = NewDocument(
+        type_code=type_code,
+        format_code=format_code,
+        mime_type=str(att.get("contentType") or ""),
+        title=str(att.get("title") or res.get("description") or ""),
+        creation_time=creation,
+        service_start=start,
+        unique_id=master.get("value"),
+        service_stop=_time(period.get("end"), "context.period.end"),
+        confidentiality=conf,
+        masked_ps=flags["MASQUE_PS"],
+        invisible_patient=flags["INVISIBLE_PATIENT"],
+        invisible_representatives=flags["INVISIBLE_REPRESENTANTS_LEGAUX"],
+        facility_type=facility[0][1] if facility else None,
+        practice_setting=setting[0][1] if setting else None,
+        language=str(att.get("language") or "fr-FR"),
+        expected_size=int(size) if size is not None else None,
+        expected_sha1=sha1,
+        class_code=classes[0][1] if classes else None,
+    )
+    return meta, replaces
+
+
+def attachment_bytes(res: dict[str, Any]) -> bytes | None:
+    att = ((res.get("content") or [{}])[0] or {}).get("attachment") or {}
+    data = att.get("data")
+    if data is None:
+        return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("attachment.data is not valid base64") from None
+
+
+# -- Patient, AuditEvent, Bundle -----------------------------------------------------------------
+
+
+def patient(view: RecordView, key: str) -> dict[str, Any]:
+    d = view.demographics
+    names: list[dict[str, Any]] = [
+        {"use": "official", "family": d.birth_family_name, "given": d.given_names.split()}
+    ]
+    if d.used_name:
+        names.append({"use": "usual", "family": d.used_name})
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": key,
+        "identifier": [
+            {
+                "use": "official",
+                "system": f"urn:oid:{view.ins.oid}",
+                "value": view.ins.value,
+                "type": {
+                    "coding": [
+                        {
+                            "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
+                            "code": "INS-NIR"
+                            if view.ins.oid.endswith(".8")
+                            else "INS-NIA"
+                            if view.ins.oid.endswith(".9")
+                            else "INS-NIR-TEST",
+                        }
+                    ]
+                },
+            }
+        ],
+        "active": view.status == "active",
+        "name": names,
+        "gender": {"M": "male", "F": "female"}.get(d.sex, "unknown"),
+        "birthDate": d.birth_date.isoformat(),
+        "address": [
+            {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/iso21090-ADXP-precinct",
+                        "valueString": d.residence_commune,
+                    }
+                ]
+            }
+        ],
+    }
+    if view.closed_at:
+        resource["extension"] = [
+            {
+                "url": "https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/StructureDefinition/dmp-fermeture",
+                "extension": [
+                    {"url": "dateFermeture", "valueDateTime": iso(view.closed_at)},
+                    {"url": "motifFermeture", "valueString": view.closure_reason or ""},
+                ],
+            }
+        ]
+    if view.medecin_traitant:
+        resource["generalPractitioner"] = [
+            {"identifier": {"system": PS_OID, "value": view.medecin_traitant}}
+        ]
+    return resource
+
+
+def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
+    """IHE BALP shape: who, what, when, why (purpose of use), outcome."""
+    return {
+        "resourceType": "AuditEvent",
+        "id": f"{patient_key}.{n}",
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+        },
+        "subtype": [
+            {"system": "https://dmp.example.org/fhir/CodeSystem/dmp-audit-action", "code": t.action}
+        ],
+        "action": {
+            "document.create": "C",
+            "document.replace": "C",
+            "document.update": "U",
+            "document.delete": "D",
+        }.get(t.action, "R" if "read" in t.action or "search" in t.action else "E"),
+        "recorded": iso(t.at),
+        "outcome": "0" if t.outcome == "success" else "4",
+        "outcomeDesc": t.reason,
+        "purposeOfEvent": [
+            {
+                "coding": [
+                    {
+                        "system": "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces",
+                        "code": t.purpose,
+                    }
+                ]
+            }
+        ],
+        "agent": [
+            {
+                "type": {"text": t.actor_kind},
+                "who": {
+                    "identifier": {
+                        "system": PS_OID if t.actor_kind == "professional" else "urn:dmp:actor",
+                        "value": t.actor_id,
+                    }
+                },
+                "requestor": True,
+            }
+        ],
+        "source": {"observer": {"display": "dmp"}},
+        "entity": [{"what": {"reference": f"Patient/{patient_key}"}, "role": {"code": "1"}}]
+        + [
+            {"what": {"reference": f"DocumentReference/{patient_key}.{d}"}}
+            for d in ((t.target,) if t.target and t.action.startswith("document.") else ())
+            + t.documents
+        ],
+    }
+
+
+def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": [{"relation": rel, "url": url} for rel, url in links.items()],
+        "entry": [
+            {
+                "fullUrl": r.get("_fullUrl", ""),
+                "resource": {k: v for k, v in r.items() if k != "_fullUrl"},
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
+    }
