@@ -284,6 +284,44 @@ def record_show(ins_value: str, oid: str) -> None:
 
 
 @main.group()
+def client() -> None:
+    """API clients: the software of hospitals, labs and pharmacies (SMART Backend Services)."""
+
+
+@client.command("add")
+@click.option("--name", required=True, help="The software's name.")
+@click.option("--structure", required=True, help="idNatStruct of the structure it acts for.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON file with its public key(s): a JWK or a JWK Set.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A SMART scope it may be granted (repeatable; default user/*.cruds).",
+)
+@friendly_errors
+def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ...]) -> None:
+    """Register a client with its public keys; prints the client id."""
+    from dmp.access import smart
+
+    try:
+        doc = orjson.loads(jwks_file.read_bytes())
+    except orjson.JSONDecodeError:
+        raise click.UsageError("the key file is not JSON") from None
+    jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
+    with _runtime() as rt:
+        client_id = smart.register_client(
+            rt, name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
+        )
+    click.echo(client_id)
+
+
+@main.group()
 def token() -> None:
     """Issue bearer tokens (operator and integration testing)."""
 

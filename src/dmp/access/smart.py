@@ -139,7 +139,10 @@ def exchange(
     ps = str(claims.get("idnatps", ""))
     if not ps:
         raise InvalidClient("the client assertion must name the acting professional (idnatps)")
-    actor = admin.professional_actor(rt, ps, client.structure_id)  # 401 if unknown there
+    try:
+        actor = admin.professional_actor(rt, ps, client.structure_id)
+    except NotAuthenticated as exc:  # unknown to the directory, or not in this structure
+        raise InvalidClient(exc.message) from None
     role = claims.get("role")
     if role is not None:
         actor = dataclasses.replace(actor, role=str(role))
