@@ -121,8 +121,33 @@ def test_comprehensive_docref_example_with_its_binary(client: TestClient, world:
             },
         ],
     }
+    folder = example("pdsm/example/List-ExampleFolder.json", CDA_INS)
+    folder["entry"] = [{"item": {"reference": "urn:uuid:00000000-0000-0000-0000-0000000000a2"}}]
+    bundle["entry"].append(
+        {
+            "fullUrl": "urn:uuid:00000000-0000-0000-0000-0000000000a3",
+            "resource": folder,
+            "request": {"method": "POST", "url": "List"},
+        }
+    )
     h = bearer(world, pro(world, CARDIOLOGIST))
     _ok(client.post("/fhir", json=bundle, headers=h))
+    # ITI-66: both Lists are found, each pointing at the document.
+    q = {"patient.identifier": f"urn:oid:{CDA_INS.oid}|{CDA_INS.value}"}
+    for code in ("submissionset", "folder"):
+        found = _ok(client.get("/fhir/List", params={**q, "code": code}, headers=h))
+        Bundle.model_validate(found)
+        assert found["total"] == 1
+        assert len(found["entry"][0]["resource"]["entry"]) == 1
+    # A caller who may see none of its documents does not see the List either.
+    world.access(pro(world, NURSE)).declare_consent(CDA_INS)
+    nurse = bearer(world, pro(world, NURSE))
+    assert _ok(client.get("/fhir/List", params=q, headers=nurse))["total"] == 2
+    doc_id = found["entry"][0]["resource"]["entry"][0]["item"]["reference"].split("/")[1]
+    world.access(admin.patient_actor(world, CDA_INS)).update_document(
+        CDA_INS, doc_id.split(".")[1], masked_ps=True
+    )
+    assert _ok(client.get("/fhir/List", params=q, headers=nurse))["total"] == 0
 
 
 def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> None:

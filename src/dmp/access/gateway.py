@@ -34,7 +34,9 @@ from dmp.access.policy import (
 from dmp.access.views import (
     Demographics,
     DocumentView,
+    ListView,
     NewDocument,
+    NewList,
     Page,
     RecordView,
     TraceView,
@@ -430,7 +432,10 @@ class RecordAccess:
         return self.deposit_batch(ins, [(meta, content, replaces)])[0]
 
     def deposit_batch(
-        self, ins: PatientRef, items: list[tuple[NewDocument, bytes, str | None]]
+        self,
+        ins: PatientRef,
+        items: list[tuple[NewDocument, bytes, str | None]],
+        lists: list[NewList] | None = None,
     ) -> list[DocumentView]:
         """Store several documents, all or nothing (an MHD Provide Document Bundle)."""
         if not items:
@@ -461,7 +466,68 @@ class RecordAccess:
                 doc = documents.get(conn, scope, DocumentVisibility(), logical_id)
                 assert doc is not None
                 stored.append(doc)
+            for lst in lists or []:
+                if lst.kind not in ("submissionset", "folder"):
+                    raise InvalidInput("a List is a submissionset or a folder")
+                if any(not 0 <= i < len(stored) for i in lst.documents):
+                    raise InvalidInput("a List refers to a document outside the submission")
+                documents.insert_list(
+                    conn,
+                    scope,
+                    {
+                        "id": uuid.uuid4().hex,
+                        "kind": lst.kind,
+                        "unique_id": (lst.unique_id or "")[:128] or None,
+                        "source_id": (lst.source_id or "")[:128] or None,
+                        "title": (lst.title or "")[:250] or None,
+                        "code": (lst.code or "")[:40] or None,
+                        "submitted_at": now,
+                        "author_id": self.actor.id,
+                        "author_structure": self.actor.structure_id,
+                        "document_ids": " ".join(stored[i].logical_id for i in lst.documents),
+                    },
+                )
         return stored
+
+    def search_lists(self, ins: PatientRef, kind: str | None = None) -> list[ListView]:
+        """ITI-66: SubmissionSets and Folders, each showing only the documents this caller may
+        see; a List with none of them visible is not shown at all."""
+        with self._unit() as conn:
+            scope, _, decision = self._authorize(
+                conn, ins, Action.READ_DOCUMENTS, AuditAction.LIST_SEARCH, "lists"
+            )
+            assert decision.visibility is not None
+            rows = documents.lists(conn, scope, kind)
+            every = sorted({d for r in rows for d in str(r["document_ids"]).split()})
+            visible = documents.visible_ids(conn, scope, decision.visibility, every)
+            out = []
+            for r in rows:
+                ids = tuple(d for d in str(r["document_ids"]).split() if d in visible)
+                if ids:
+                    out.append(
+                        ListView(
+                            r["id"],
+                            r["patient_id"],
+                            r["kind"],
+                            r["unique_id"],
+                            r["source_id"],
+                            r["title"],
+                            r["code"],
+                            r["submitted_at"],
+                            r["author_id"],
+                            r["author_structure"],
+                            ids,
+                        )
+                    )
+            self._audit(
+                conn,
+                AuditAction.LIST_SEARCH,
+                scope.patient_id,
+                "lists",
+                decision.reason,
+                targets=tuple(sorted({d for x in out for d in x.document_ids})),
+            )
+        return out
 
     def _store_document(
         self,

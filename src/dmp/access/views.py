@@ -88,3 +88,30 @@ class TraceView:
 class Page(Generic[T]):
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewList:
+    """A SubmissionSet or Folder sent with a Provide Document Bundle (MHD List)."""
+
+    kind: str  # submissionset | folder
+    documents: tuple[int, ...]  # positions of its documents in the batch
+    unique_id: str | None = None
+    source_id: str | None = None
+    title: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListView:
+    id: str
+    patient_id: str
+    kind: str
+    unique_id: str | None
+    source_id: str | None
+    title: str | None
+    code: str | None
+    submitted_at: datetime
+    author_id: str
+    author_structure: str | None
+    document_ids: tuple[str, ...]  # only the documents this caller may see

@@ -73,6 +73,7 @@ class AuditAction(StrEnum):
     DOCUMENT_UPDATE = "document.update"
     DOCUMENT_REPLACE = "document.replace"
     DOCUMENT_DELETE = "document.delete"
+    LIST_SEARCH = "list.search"  # SubmissionSets and Folders (ITI-66)
     PROFESSIONAL_IMPORT = "directory.import"
     KEYS_ROTATE = "keys.rotate"
     KEY_SHRED = "keys.shred"

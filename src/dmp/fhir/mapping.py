@@ -7,7 +7,7 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from dmp.access.views import DocumentView, NewDocument, RecordView, TraceView
+from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
 from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
@@ -404,3 +404,33 @@ def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]
             for r in resources
         ],
     }
+
+
+def codes_of(concept: Any) -> list[tuple[str | None, str]]:
+    return _codes(concept)
+
+
+MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+
+
+def list_resource(lst: ListView) -> dict[str, Any]:
+    """An MHD SubmissionSet or Folder List, with the documents the caller may see."""
+    resource: dict[str, Any] = {
+        "resourceType": "List",
+        "id": f"{lst.patient_id}.{lst.id}",
+        "status": "current",
+        "mode": "working",
+        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": lst.kind}]},
+        "subject": {"reference": f"Patient/{lst.patient_id}"},
+        "date": iso(lst.submitted_at),
+        "source": {"identifier": {"system": PS_OID, "value": lst.author_id}},
+        "entry": [
+            {"item": {"reference": f"DocumentReference/{lst.patient_id}.{d}"}}
+            for d in lst.document_ids
+        ],
+    }
+    if lst.title:
+        resource["title"] = lst.title
+    if lst.unique_id:
+        resource["identifier"] = [{"use": "usual", "system": RFC3986, "value": lst.unique_id}]
+    return resource

@@ -24,7 +24,7 @@ from dmp import __version__
 from dmp.access import smart
 from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
-from dmp.access.views import Demographics, NewDocument
+from dmp.access.views import Demographics, NewDocument, NewList
 from dmp.api.deps import runtime
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
@@ -544,6 +544,7 @@ async def transaction(
         raise InvalidInput("the Bundle needs exactly one SubmissionSet List")
     patient: PatientRef | None = None
     items: list[tuple[NewDocument, bytes, str | None]] = []
+    positions: dict[str, int] = {}  # fullUrl of each DocumentReference -> its place in items
     for n, entry in enumerate(entries):
         res = entry.get("resource") or {}
         if res.get("resourceType") != "DocumentReference":
@@ -579,13 +580,15 @@ async def transaction(
         patient = ref
         if replaces is not None:
             replaces = _doc(replaces)[1] if "." in replaces else replaces
+        positions[str(entry.get("fullUrl", ""))] = len(items)
         items.append((meta, content, replaces))
     for p in patches:
         target = str((p.get("request") or {}).get("url", "")).removeprefix("DocumentReference/")
         if not any(r and (target.endswith(r)) for _, _, r in items):
             raise InvalidInput(f"the PATCH of {target[:80]} does not match a relatesTo replaces")
     assert patient is not None
-    stored = await run_in_threadpool(access.deposit_batch, patient, items)
+    new_lists = [_new_list(e["resource"], positions, len(items)) for e in lists]
+    stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
     base = base_url(request)
     response_entries = []
     it = iter(stored)
@@ -632,12 +635,78 @@ def _binary_entry(
     return resource if resource.get("resourceType") == "Binary" else None
 
 
+def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> NewList:
+    """A SubmissionSet or Folder List; its entries point at DocumentReferences of the Bundle."""
+    kind = "submissionset" if _is_submission_set(res) else "folder"
+    refs = [str((e.get("item") or {}).get("reference", "")) for e in res.get("entry") or []]
+    docs = tuple(sorted({positions[r] for r in refs if r in positions}))
+    if kind == "submissionset" and not docs:
+        docs = tuple(range(count))
+    identifiers = {
+        str(i.get("use", "")): str(i.get("value", "")) for i in res.get("identifier") or []
+    }
+    source = next(
+        (
+            str(e.get("valueIdentifier", {}).get("value", ""))
+            for e in res.get("extension") or []
+            if str(e.get("url", "")).endswith("ihe-sourceId")
+        ),
+        None,
+    )
+    code = next((c for _, c in mapping.codes_of(res.get("code"))), None)
+    return NewList(
+        kind=kind,
+        documents=docs,
+        unique_id=identifiers.get("usual") or next(iter(identifiers.values()), None),
+        source_id=source,
+        title=res.get("title"),
+        code=code,
+    )
+
+
+@router.get("/List", name="fhir_list_search")
+def list_search(
+    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("List", "s"))]
+) -> Response:
+    """ITI-66 Find Lists: SubmissionSets (code=submissionset) and Folders (code=folder)."""
+    params = request.query_params
+    unknown = set(params) - {
+        "patient",
+        "patient.identifier",
+        "code",
+        "status",
+        "identifier",
+        "_count",
+    }
+    if unknown:
+        raise BadRequest(f"unsupported search parameters: {', '.join(sorted(unknown))}")
+    patient = _patient_param(request, rt)
+    code = (params.get("code") or "").split("|")[-1] or None
+    if code not in (None, "submissionset", "folder"):
+        raise BadRequest("code is submissionset or folder")
+    if params.get("status") not in (None, "current"):
+        return fhir(mapping.searchset([], 0, {"self": str(request.url)}))
+    wanted = (params.get("identifier") or "").split("|")[-1] or None
+    base = base_url(request)
+    found = [
+        lst
+        for lst in access.search_lists(patient, code)
+        if wanted is None or wanted in (lst.unique_id, lst.id)
+    ]
+    resources = []
+    for lst in found:
+        r = mapping.list_resource(lst)
+        r["_fullUrl"] = f"{base}/List/{r['id']}"
+        resources.append(r)
+    return fhir(mapping.searchset(resources, len(resources), {"self": str(request.url)}))
+
+
 def _is_submission_set(res: dict[str, Any]) -> bool:
-    for ext in res.get("extension") or []:
-        if str(ext.get("url", "")).endswith("designationType") or "SubmissionSet" in str(ext):
-            return True
-    code = res.get("code") or {}
-    return any(c.get("code") == "submissionset" for c in code.get("coding") or [])
+    """MHD: the List's code says submissionset or folder; a SubmissionSet also has a sourceId."""
+    codes = {c for _, c in mapping.codes_of(res.get("code"))}
+    if codes & {"submissionset", "folder"}:
+        return "submissionset" in codes
+    return any(str(e.get("url", "")).endswith("sourceId") for e in res.get("extension") or [])
 
 
 # -- AuditEvent and Consent ----------------------------------------------------------------------
@@ -825,6 +894,20 @@ def capability_statement(base: str) -> dict[str, Any]:
                         ],
                         "versioning": "versioned",
                         "searchParam": [{"name": n, "type": "token"} for n in docref_params],
+                    },
+                    {
+                        "type": "List",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [
+                            {"name": n, "type": "token"}
+                            for n in (
+                                "patient",
+                                "patient.identifier",
+                                "code",
+                                "status",
+                                "identifier",
+                            )
+                        ],
                     },
                     {"type": "Binary", "interaction": [{"code": "read"}]},
                     {

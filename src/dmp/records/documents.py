@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from dmp.domain.visibility import DocumentVisibility
-from dmp.records.schema import document_contents, documents
+from dmp.records.schema import document_contents, document_lists, documents
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow
 
 _DOC_FIELDS = tuple(f.name for f in fields(DocumentRow))
@@ -198,3 +198,32 @@ def load_content(conn: Connection, scope: AuthorizedPatient, content_id: str) ->
         )
     ).one()
     return str(row.key_id), bytes(row.sealed)
+
+
+def insert_list(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
+    conn.execute(document_lists.insert().values(patient_id=scope.patient_id, **row))
+
+
+def lists(conn: Connection, scope: AuthorizedPatient, kind: str | None) -> list[dict[str, Any]]:
+    where = [document_lists.c.patient_id == scope.patient_id]
+    if kind is not None:
+        where.append(document_lists.c.kind == kind)
+    rows = conn.execute(
+        sa.select(document_lists).where(*where).order_by(document_lists.c.submitted_at.desc())
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def visible_ids(
+    conn: Connection, scope: AuthorizedPatient, visibility: DocumentVisibility, ids: list[str]
+) -> set[str]:
+    """Which of these documents the visibility lets through (one query)."""
+    if not ids:
+        return set()
+    where = [
+        documents.c.patient_id == scope.patient_id,
+        documents.c.latest.is_(True),
+        documents.c.logical_id.in_(ids),
+        *_visibility_clause(visibility),
+    ]
+    return {str(x) for x in conn.execute(sa.select(documents.c.logical_id).where(*where)).scalars()}

@@ -366,3 +366,20 @@ client_assertion_jtis = sa.Table(
     sa.Column("jti", sa.String(128), primary_key=True),
     sa.Column("expires_at", UtcDateTime, nullable=False),
 )
+
+# SubmissionSets and Folders (MHD Lists): the documents submitted together, or grouped.
+document_lists = sa.Table(
+    "document_lists",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # submissionset | folder
+    sa.Column("unique_id", sa.String(128)),
+    sa.Column("source_id", sa.String(128)),
+    sa.Column("title", sa.String(250)),
+    sa.Column("code", sa.String(40)),  # contentType (SubmissionSet) or code list (Folder)
+    sa.Column("submitted_at", UtcDateTime, nullable=False),
+    sa.Column("author_id", sa.String(64), nullable=False),
+    sa.Column("author_structure", sa.String(32)),
+    sa.Column("document_ids", sa.Text, nullable=False),  # space-separated logical ids
+)
