@@ -418,6 +418,12 @@ def test_search_retrieve_patch_delete(client: TestClient, world: Runtime) -> Non
     }
     archived = _ok(client.patch(f"/fhir/DocumentReference/{doc['id']}", json=archive, headers=h))
     assert archived["extension"][0]["valueBoolean"] is True
+    stale = client.patch(
+        f"/fhir/DocumentReference/{doc['id']}",
+        json=patch,
+        headers={**h, "Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'},
+    )
+    assert "version 3" in _outcome(stale, 412)
     bad = [{"op": "replace", "path": "/content/0/attachment/title", "value": "autre"}]
     _outcome(client.patch(f"/fhir/DocumentReference/{doc['id']}", json=bad, headers=h), 405)
     history = _ok(client.get(f"/fhir/DocumentReference/{doc['id']}/_history", headers=h))

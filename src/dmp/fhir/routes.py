@@ -44,6 +44,11 @@ class MethodNotAllowed(DmpError):
     code = "not-supported"
 
 
+class PreconditionFailed(DmpError):
+    status = 412
+    code = "conflict"
+
+
 def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
@@ -378,6 +383,14 @@ async def docref_patch(
     body = await read_json(request)
     base = base_url(request)
     current = await run_in_threadpool(access.read_document, key, logical)
+    expected = request.headers.get("if-match")
+    if expected is not None and expected.strip() not in (
+        f'W/"{current.version}"',
+        f'"{current.version}"',
+    ):
+        raise PreconditionFailed(
+            f"the document is at version {current.version}, not {expected.strip()}"
+        )
     before = mapping.document_reference(current, base)
     if isinstance(body, list):
         try:
