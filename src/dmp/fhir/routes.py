@@ -32,6 +32,7 @@ from dmp.errors import BadRequest, DmpError, Forbidden, InvalidInput, NotFound
 from dmp.fhir import cda, mapping
 from dmp.fhir.deps import fhir_gate
 from dmp.fhir.outcome import FHIR_JSON
+from dmp.fhir.search import SUPPORTED as SEARCH_PARAMETERS
 from dmp.fhir.search import page_links, parse_document_search
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
@@ -55,6 +56,14 @@ def base_url(request: Request) -> str:
 
 def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, media_type=FHIR_JSON)
+
+
+async def read_resource(request: Request, kind: str) -> dict[str, Any]:
+    """The request body as a resource of the expected type (400 otherwise)."""
+    res = await read_json(request)
+    if not isinstance(res, dict) or res.get("resourceType") != kind:
+        raise BadRequest(f"expected a {kind} resource")
+    return res
 
 
 async def read_json(request: Request) -> Any:
@@ -149,9 +158,7 @@ async def patient_create(
 ) -> Response:
     """Open a record. The patient's consent is stated with the extension
     ``dmp-consentement-ouverture`` (valueBoolean true)."""
-    res = await read_json(request)
-    if not isinstance(res, dict) or res.get("resourceType") != "Patient":
-        raise BadRequest("expected a Patient resource")
+    res = await read_resource(request, "Patient")
     ins = None
     for ident in res.get("identifier") or []:
         system = str(ident.get("system", ""))
@@ -345,9 +352,7 @@ async def docref_create(
     access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "c"))],
 ) -> Response:
     """ITI-105 Simplified Publish: a DocumentReference carrying its content in attachment.data."""
-    res = await read_json(request)
-    if not isinstance(res, dict) or res.get("resourceType") != "DocumentReference":
-        raise BadRequest("expected a DocumentReference resource")
+    res = await read_resource(request, "DocumentReference")
     _validate(DocumentReference, res, "DocumentReference")
     content = mapping.attachment_bytes(res)
     if content is None:
@@ -535,9 +540,7 @@ async def transaction(
     rt: Rt,
     access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "c"))],
 ) -> Response:
-    bundle = await read_json(request)
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise BadRequest("expected a Bundle")
+    bundle = await read_resource(request, "Bundle")
     if bundle.get("type") != "transaction":
         raise BadRequest("ITI-65 takes a transaction Bundle")
     entries = bundle.get("entry") or []
@@ -806,9 +809,7 @@ async def consent_create(
     request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("Consent", "c"))]
 ) -> Response:
     """A professional declares the consent the patient gave them (provision permit)."""
-    res = await read_json(request)
-    if not isinstance(res, dict) or res.get("resourceType") != "Consent":
-        raise BadRequest("expected a Consent resource")
+    res = await read_resource(request, "Consent")
     ref = (res.get("patient") or {}).get("reference")
     if not ref:
         raise InvalidInput("Consent.patient is required")
@@ -821,29 +822,7 @@ async def consent_create(
 
 
 def capability_statement(base: str) -> dict[str, Any]:
-    docref_params = [
-        "patient",
-        "patient.identifier",
-        "status",
-        "type",
-        "category",
-        "date",
-        "creation",
-        "period",
-        "period-start",
-        "period-end",
-        "setting",
-        "facility",
-        "format",
-        "security-label",
-        "event",
-        "identifier",
-        "related",
-        "author",
-        "isArchived",
-        "_count",
-        "_sort",
-    ]
+    docref_params = sorted(p for p in SEARCH_PARAMETERS if p not in ("_offset", "_format"))
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
