@@ -499,3 +499,43 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
         )
     )
     assert {e["resource"]["provision"]["type"] for e in consents["entry"]} == {"deny"}
+
+
+def test_doc_x_example_then_its_replacement(client: TestClient, world: Runtime) -> None:
+    """DocumentReference-doc-x-id (content at a urn:oid: URL) published in a Bundle, then
+    replaced by the replacement example."""
+    doc_x = example("pdsm4dmp/DocumentReference-doc-x-id.json", CDA_INS)
+    iti65 = _iti65(world)
+    binary = next(
+        e["resource"] for e in iti65["entry"] if e["resource"]["resourceType"] == "Binary"
+    )
+    submission = next(
+        e["resource"] for e in iti65["entry"] if e["resource"]["resourceType"] == "List"
+    )
+    url = doc_x["content"][0]["attachment"]["url"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:00000000-0000-0000-0000-0000000000b1",
+                "resource": submission,
+                "request": {"method": "POST", "url": "List"},
+            },
+            {
+                "fullUrl": "urn:uuid:00000000-0000-0000-0000-0000000000b2",
+                "resource": doc_x,
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
+            {"fullUrl": url, "resource": binary, "request": {"method": "POST", "url": "Binary"}},
+        ],
+    }
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    body = _ok(client.post("/fhir", json=bundle, headers=h))
+    location = next(e["response"]["location"] for e in body["entry"] if "location" in e["response"])
+    doc_id = location.split("/DocumentReference/")[1].split("/")[0]
+    replacement = example("pdsm4dmp/Bundle-example-td2-1-remplacement.json", CDA_INS)
+    _ok(
+        client.post("/fhir", content=json.dumps(replacement).replace("doc-x-id", doc_id), headers=h)
+    )
+    assert _ok(client.get(f"/fhir/DocumentReference/{doc_id}", headers=h))["status"] == "superseded"
