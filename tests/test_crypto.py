@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import stat
 from pathlib import Path
@@ -132,3 +133,44 @@ def test_keyring_file_is_private_and_stable(tmp_path: Path) -> None:
     assert again.keks == ring.keks and again.token_secret == ring.token_secret
     key = ring.keks[ring.active_kek_id]
     assert repr(key) not in repr(ring) and key.hex() not in repr(ring)
+
+
+def test_large_content_is_chunked_and_streamed(world: Runtime) -> None:
+    big = os.urandom(700 * 1024)  # three chunks of 256 KiB
+    ins = ins_for(5)
+    open_record(world, ins)
+    gp = world.access(pro(world, GP))
+    gp.declare_consent(ins)
+    doc = gp.deposit_document(ins, new_document(T0), big)
+    with world.engine.connect() as conn:
+        chunks = conn.execute(
+            sa.text("SELECT chunk FROM document_contents ORDER BY chunk")
+        ).scalars()
+        assert list(chunks) == [0, 1, 2]
+    _, whole = gp.read_content(ins, doc.logical_id)
+    assert whole == big
+    _, stream = gp.stream_content(ins, doc.logical_id)
+    parts = list(stream)
+    assert len(parts) == 3
+    assert b"".join(parts) == big
+
+
+@pytest.mark.parametrize("attack", ["reorder", "truncate"])
+def test_tampered_chunks_fail(world: Runtime, attack: str) -> None:
+    ins = ins_for(6)
+    open_record(world, ins)
+    gp = world.access(pro(world, GP))
+    gp.declare_consent(ins)
+    doc = gp.deposit_document(ins, new_document(T0), os.urandom(600 * 1024))
+    with world.engine.begin() as conn:
+        if attack == "reorder":
+            conn.execute(sa.text("UPDATE document_contents SET chunk = 99 WHERE chunk = 0"))
+            conn.execute(sa.text("UPDATE document_contents SET chunk = 0 WHERE chunk = 1"))
+            conn.execute(sa.text("UPDATE document_contents SET chunk = 1 WHERE chunk = 99"))
+        else:
+            conn.execute(sa.text("DELETE FROM document_contents WHERE chunk = 2"))
+    with pytest.raises(IntegrityFailure):
+        gp.read_content(ins, doc.logical_id)
+    _, stream = gp.stream_content(ins, doc.logical_id)
+    with pytest.raises(IntegrityFailure):
+        b"".join(stream)

@@ -557,10 +557,10 @@ class RecordAccess:
             raise Conflict(f"a document with the unique id {unique_id[:80]} already exists")
         logical_id = uuid.uuid4().hex[:24]
         content_id = uuid.uuid4().hex
-        sealed = envelope.seal(
+        chunks = envelope.seal_chunks(
             data_key, content, envelope.content_context(scope.patient_id, content_id)
         )
-        documents.store_content(conn, scope, content_id, key_id, sealed)
+        documents.store_content(conn, scope, content_id, key_id, chunks)
         author_kind = (
             "patient"
             if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
@@ -686,17 +686,50 @@ class RecordAccess:
         return doc
 
     def read_content(self, ins: PatientRef, document_id: str) -> tuple[DocumentView, bytes]:
+        """A document's content, whole (use ``stream_content`` for large ones)."""
         with self._unit() as conn:
             scope, doc, decision = self._visible_document(conn, ins, document_id)
-            key_id, sealed = documents.load_content(conn, scope, doc.content_id)
+            key_id, chunks = documents.load_content(conn, scope, doc.content_id)
             data_key = self._existing_data_key(conn, scope, key_id)
-            content = envelope.open_sealed(
-                data_key, sealed, envelope.content_context(scope.patient_id, doc.content_id)
-            )
+            context = envelope.content_context(scope.patient_id, doc.content_id)
+            content = envelope.open_chunks(data_key, chunks, context)
             self._audit(
                 conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
             )
         return doc, content
+
+    def stream_content(
+        self, ins: PatientRef, document_id: str
+    ) -> tuple[DocumentView, Iterator[bytes]]:
+        """A document's content as decrypted chunks, read from the database as they are sent.
+
+        The access is decided and audited before the first byte; the chunks are then read in
+        their own read-only connection, each authenticated with its position (no truncation or
+        reordering goes unnoticed)."""
+        with self._unit() as conn:
+            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            key_id, count = documents.content_key(conn, scope, doc.content_id)
+            data_key = self._existing_data_key(conn, scope, key_id)
+            self._audit(
+                conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
+            )
+        context = envelope.content_context(scope.patient_id, doc.content_id)
+        engine = self._rt.engine
+
+        def chunks() -> Iterator[bytes]:
+            with engine.connect() as reader:
+                reader.execution_options(dmp_readonly=True)
+                n = -1
+                stored = documents.iter_chunks(reader, scope, doc.content_id)
+                try:
+                    for n, sealed in enumerate(stored):
+                        yield envelope.open_chunk(data_key, sealed, context, n, n == count - 1)
+                finally:
+                    stored.close()
+                if n != count - 1:
+                    raise IntegrityFailure("stored content is incomplete")
+
+        return doc, chunks()
 
     def document_versions(self, ins: PatientRef, document_id: str) -> list[DocumentView]:
         """Every metadata version of a visible document, oldest first."""

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dmp.access.views import Demographics, DocumentView, NewDocument, RecordView, TraceView
@@ -259,11 +260,15 @@ def read_document(
 def read_document_content(
     ins: str, document_id: str, access: Gate, oid: InsOid = OID_NIR
 ) -> Response:
-    doc, content = access.read_content(_ins(ins, oid), document_id)
-    return Response(
-        content=content,
+    doc, chunks = access.stream_content(_ins(ins, oid), document_id)
+    return StreamingResponse(
+        chunks,
         media_type=doc.mime_type,
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Content-Length": str(doc.size),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -43,3 +43,30 @@ def unwrap_data_key(kek: bytes, wrapped: bytes, patient_id: str) -> bytes:
 
 def content_context(patient_id: str, content_id: str) -> bytes:
     return b"dmp-content:" + patient_id.encode() + b":" + content_id.encode()
+
+
+CHUNK = 256 * 1024
+
+
+def _chunk_context(context: bytes, index: int, last: bool) -> bytes:
+    # The index and the "last" mark are authenticated: chunks cannot be reordered, dropped or
+    # the content truncated without failing authentication.
+    return context + b":chunk:" + str(index).encode() + (b":last" if last else b":more")
+
+
+def seal_chunks(key: bytes, plaintext: bytes, context: bytes, size: int = CHUNK) -> list[bytes]:
+    pieces = [plaintext[i : i + size] for i in range(0, len(plaintext), size)] or [b""]
+    return [
+        seal(key, piece, _chunk_context(context, n, n == len(pieces) - 1))
+        for n, piece in enumerate(pieces)
+    ]
+
+
+def open_chunk(key: bytes, sealed: bytes, context: bytes, index: int, last: bool) -> bytes:
+    return open_sealed(key, sealed, _chunk_context(context, index, last))
+
+
+def open_chunks(key: bytes, chunks: list[bytes], context: bytes) -> bytes:
+    return b"".join(
+        open_chunk(key, c, context, n, n == len(chunks) - 1) for n, c in enumerate(chunks)
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -506,24 +505,17 @@ def binary_read(
     access: Annotated[RecordAccess, Depends(fhir_gate("Binary", "r"))],
 ) -> Response:
     key, logical = _doc(fhir_id)
-    doc, content = access.read_content(key, logical)
     accept = request.headers.get("accept", "")
-    if "fhir+json" in accept or request.query_params.get("_format") in (
-        "json",
-        "application/fhir+json",
-    ):
+    as_fhir = request.query_params.get("_format") in ("json", "application/fhir+json")
+    if "fhir+json" in accept or as_fhir:
+        doc, content = access.read_content(key, logical)
         return fhir(mapping.binary(doc, content))
-
-    def chunks() -> Iterator[bytes]:
-        view = memoryview(content)
-        for i in range(0, len(view), 64 * 1024):
-            yield bytes(view[i : i + 64 * 1024])
-
+    doc, chunks = access.stream_content(key, logical)
     return StreamingResponse(
-        chunks(),
+        chunks,
         media_type=doc.mime_type,
         headers={
-            "Content-Length": str(len(content)),
+            "Content-Length": str(doc.size),
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "attachment",

@@ -47,8 +47,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Take the write lock at the start: a deferred transaction that reads and then writes
-        # fails with SQLITE_BUSY when another writer committed in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # fails with SQLITE_BUSY when another writer committed in between. Connections marked
+        # read-only (content streaming) do not take it, so a download blocks no writer.
+        readonly = conn.get_execution_options().get("dmp_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

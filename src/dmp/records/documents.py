@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import fields
 from typing import Any
 
@@ -181,23 +182,64 @@ def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) 
 
 
 def store_content(
-    conn: Connection, scope: AuthorizedPatient, content_id: str, key_id: str, sealed: bytes
+    conn: Connection, scope: AuthorizedPatient, content_id: str, key_id: str, chunks: list[bytes]
 ) -> None:
     conn.execute(
-        document_contents.insert().values(
-            patient_id=scope.patient_id, content_id=content_id, key_id=key_id, sealed=sealed
-        )
+        document_contents.insert(),
+        [
+            {
+                "patient_id": scope.patient_id,
+                "content_id": content_id,
+                "chunk": n,
+                "key_id": key_id,
+                "sealed": sealed,
+            }
+            for n, sealed in enumerate(chunks)
+        ],
     )
 
 
-def load_content(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, bytes]:
+def _chunks(scope: AuthorizedPatient, content_id: str) -> sa.Select[Any]:
+    c = document_contents.c
+    return (
+        sa.select(c.chunk, c.key_id, c.sealed)
+        .where(c.patient_id == scope.patient_id, c.content_id == content_id)
+        .order_by(c.chunk)
+    )
+
+
+def load_content(
+    conn: Connection, scope: AuthorizedPatient, content_id: str
+) -> tuple[str, list[bytes]]:
+    rows = conn.execute(_chunks(scope, content_id)).all()
+    if not rows:
+        raise LookupError("content missing")
+    return str(rows[0].key_id), [bytes(r.sealed) for r in rows]
+
+
+def content_key(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, int]:
+    """The data key id of a content and its number of chunks (one small query)."""
+    c = document_contents.c
     row = conn.execute(
-        sa.select(document_contents.c.key_id, document_contents.c.sealed).where(
-            document_contents.c.patient_id == scope.patient_id,
-            document_contents.c.content_id == content_id,
+        sa.select(sa.func.min(c.key_id), sa.func.count()).where(
+            c.patient_id == scope.patient_id, c.content_id == content_id
         )
     ).one()
-    return str(row.key_id), bytes(row.sealed)
+    return str(row[0]), int(row[1])
+
+
+def iter_chunks(
+    conn: Connection, scope: AuthorizedPatient, content_id: str
+) -> Generator[bytes, None, None]:
+    """The sealed chunks in order, fetched as they are consumed (a server-side cursor)."""
+    result = conn.execution_options(stream_results=True, yield_per=1).execute(
+        _chunks(scope, content_id)
+    )
+    try:
+        for row in result:
+            yield bytes(row.sealed)
+    finally:  # also when the consumer stops early (a failed chunk, a client gone)
+        result.close()
 
 
 def insert_list(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:

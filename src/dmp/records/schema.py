@@ -249,6 +249,8 @@ document_contents = sa.Table(
     metadata,
     sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
     sa.Column("content_id", ID, primary_key=True),
+    # Content is sealed in chunks (256 KiB) so that it can be streamed without loading it whole.
+    sa.Column("chunk", sa.Integer, primary_key=True, autoincrement=False, server_default="0"),
     sa.Column("key_id", sa.String(32), nullable=False),  # the patient data key that sealed it
     sa.Column("sealed", sa.LargeBinary, nullable=False),
 )
