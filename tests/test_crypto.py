@@ -174,3 +174,22 @@ def test_tampered_chunks_fail(world: Runtime, attack: str) -> None:
     _, stream = gp.stream_content(ins, doc.logical_id)
     with pytest.raises(IntegrityFailure):
         b"".join(stream)
+
+
+def test_content_sealed_before_chunking_stays_readable(world: Runtime) -> None:
+    """Databases written before migration 0006 hold one piece sealed with the bare context."""
+    from dmp.crypto import envelope
+
+    ins, doc_id = _deposit(world)
+    with world.engine.begin() as conn:
+        row = conn.execute(sa.text("SELECT patient_id, content_id FROM document_contents")).one()
+        key_row = conn.execute(sa.text("SELECT kek_id, wrapped FROM patient_keys")).one()
+        data_key = envelope.unwrap_data_key(
+            world.kek(key_row.kek_id), bytes(key_row.wrapped), row.patient_id
+        )
+        legacy = envelope.seal(
+            data_key, SECRET.encode(), envelope.content_context(row.patient_id, row.content_id)
+        )
+        conn.execute(sa.text("UPDATE document_contents SET sealed = :s"), {"s": legacy})
+    _, content = world.access(pro(world, GP)).read_content(ins, doc_id)
+    assert content.decode() == SECRET
