@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
@@ -493,12 +494,21 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
     )
     Bundle.model_validate(events)
     assert any(e["resource"]["outcome"] == "4" for e in events["entry"])
+    world.access(admin.patient_actor(world, CDA_INS)).update_settings(
+        CDA_INS, oppose_centre_15=True
+    )
     consents = _ok(
         client.get(
             "/fhir/Consent", params=q, headers=bearer(world, admin.patient_actor(world, CDA_INS))
         )
     )
     assert {e["resource"]["provision"]["type"] for e in consents["entry"]} == {"deny"}
+    purposes = [
+        p["code"] for e in consents["entry"] for p in e["resource"]["provision"].get("purpose", [])
+    ]
+    assert purposes == ["centre_15"]
+    for entry in consents["entry"]:
+        Consent.model_validate(entry["resource"])
 
 
 def test_doc_x_example_then_its_replacement(client: TestClient, world: Runtime) -> None:

@@ -142,3 +142,16 @@ def test_care_team_through_http(client: TestClient, world: Runtime) -> None:
     r = client.get(f"{BASE}/documents", params=Q, headers=gp)
     assert r.status_code == 200
     assert r.json()["total"] == 1
+
+
+def test_account_activation_is_counted_once(client: TestClient, world: Runtime) -> None:
+    from dmp.access import statistics
+
+    holder = h(world, admin.patient_actor(world, INS))
+    assert client.post(f"{BASE}/activation", params=Q, headers=holder).status_code == 204
+    assert client.post(f"{BASE}/activation", params=Q, headers=holder).status_code == 204
+    r = client.post(f"{BASE}/activation", params=Q, headers=h(world, pro(world, NURSE)))
+    assert r.status_code == 403
+    figures = {f.code: f for f in statistics.adoption(world).departements}
+    assert figures["37"].activated == 1
+    assert statistics.verify_counters(world) == []

@@ -360,3 +360,10 @@ def update_settings(
         clear_medecin_traitant=body.clear_medecin_traitant,
     )
     return record_json(view)
+
+
+@router.post("/{ins}/activation", status_code=204, name="activate_account")
+def activate_account(ins: str, access: Gate, oid: InsOid = OID_NIR) -> Response:
+    """The holder activated their online account (counted in the adoption statistics)."""
+    access.activate_account(_ins(ins, oid))
+    return Response(status_code=204)

@@ -755,8 +755,49 @@ def consent_search(
     """The holder's authorisations and blocks of professionals, as Consent resources."""
     patient = _patient_param(request, rt)
     rows = access.permissions(patient)
-    key = patient.id if isinstance(patient, PatientKey) else access.read_record(patient).key
-    resources = []
+    record = access.read_record(patient)
+    key = record.key
+    resources: list[dict[str, Any]] = []
+    # The holder's oppositions to emergency and regulation-centre access (AC-8, AC-9).
+    for opposed, mode in (
+        (record.oppose_bris_de_glace, "bris_de_glace"),
+        (record.oppose_centre_15, "centre_15"),
+    ):
+        if opposed:
+            resources.append(
+                {
+                    "resourceType": "Consent",
+                    "id": f"{key}.opposition-{mode.replace('_', '-')}",
+                    "status": "active",
+                    "scope": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                "code": "patient-privacy",
+                            }
+                        ]
+                    },
+                    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+                    "patient": {"reference": f"Patient/{key}"},
+                    "policyRule": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                "code": "OPTOUT",
+                            }
+                        ]
+                    },
+                    "provision": {
+                        "type": "deny",
+                        "purpose": [
+                            {
+                                "system": "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces",
+                                "code": mode,
+                            }
+                        ],
+                    },
+                }
+            )
     for ps, consented, blocked in rows:
         resources.append(
             {
