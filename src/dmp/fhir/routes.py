@@ -854,6 +854,21 @@ async def consent_create(
     return fhir(res, 201)
 
 
+_PARAM_TYPES = {
+    "patient": "reference",
+    "author": "reference",
+    "related": "reference",
+    "relatesto": "reference",
+    "date": "date",
+    "creation": "date",
+    "period": "date",
+    "period-start": "date",
+    "period-end": "date",
+    "_count": "number",
+    "_sort": "string",
+}
+
+
 def capability_statement(base: str) -> dict[str, Any]:
     docref_params = sorted(p for p in SEARCH_PARAMETERS if p not in ("_offset", "_format"))
     return {
@@ -918,7 +933,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                             )
                         ],
                         "versioning": "versioned",
-                        "searchParam": [{"name": n, "type": "token"} for n in docref_params],
+                        "searchParam": [
+                            {"name": n, "type": _PARAM_TYPES.get(n, "token")} for n in docref_params
+                        ],
                     },
                     {
                         "type": "List",
