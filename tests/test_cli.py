@@ -141,6 +141,13 @@ def test_record_open_show_close(env: dict[str, str]) -> None:
     r = dmp(test_env, "record", "show", *args)
     assert r.returncode == 0, r.stderr
     assert "active" in r.stdout
+    r = dmp(
+        test_env, "record", "representative", *args, "--id", "rep-1", "--name", "PARENT", "--minor"
+    )
+    assert r.returncode == 0, r.stderr
+    r = dmp(test_env, "record", "representative", *args, "--id", "rep-1", "--name", "PARENT")
+    assert r.returncode == 2
+    assert "already registered" in r.stderr
     assert (
         dmp(test_env, "record", "close", *args, "--reason", "demande du titulaire").returncode == 0
     )
@@ -182,6 +189,9 @@ def test_bad_setting_is_a_readable_error(env: dict[str, str]) -> None:
         ["record", "open"],
         ["record", "close"],
         ["record", "show"],
+        ["record", "representative"],
+        ["client", "add"],
+        ["stats"],
         ["audit", "verify"],
         ["professional", "import"],
         ["keys", "rotate"],

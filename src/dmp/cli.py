@@ -321,6 +321,26 @@ def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ..
     click.echo(client_id)
 
 
+@record.command("representative")
+@_ins_option
+@click.option("--id", "rep_id", required=True, help="Identifier of the legal representative.")
+@click.option("--name", required=True, help="Their name, as shown to the holder.")
+@click.option(
+    "--relationship", default="representant_legal", show_default=True, help="Parent, guardian..."
+)
+@click.option("--minor", is_flag=True, help="The holder is a minor.")
+@friendly_errors
+def record_representative(
+    ins_value: str, oid: str, rep_id: str, name: str, relationship: str, minor: bool
+) -> None:
+    """Register a legal representative (on proof of parental authority or guardianship)."""
+    with _runtime() as rt:
+        rt.access(system_actor("cli-representative")).add_representative(
+            Ins(oid, ins_value), rep_id, name, relationship, minor=minor
+        )
+    click.echo("representative registered")
+
+
 @main.group()
 def token() -> None:
     """Issue bearer tokens (operator and integration testing)."""
