@@ -30,8 +30,12 @@ def prefix_departement(code: str) -> str:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=tmp, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["npm", "pack", f"{PACKAGE}@{VERSION}", "--silent"],
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+        )
         tgz = next(Path(tmp).glob("*.tgz"))
         with tarfile.open(tgz) as tar:
             tar.extractall(tmp, filter="data")

@@ -23,6 +23,7 @@ TRE_A07 = (
     "TRE-A07-StatutVisibiliteDocument"
 )
 V3_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+TRE_R248 = "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces"
 FORMAT_SYSTEM = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
 PS_OID = "urn:oid:1.2.250.1.71.4.2.1"
 STRUCT_OID = "urn:oid:1.2.250.1.71.4.2.2"
@@ -361,7 +362,7 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
             {
                 "coding": [
                     {
-                        "system": "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces",
+                        "system": TRE_R248,
                         "code": t.purpose,
                     }
                 ]
@@ -433,4 +434,54 @@ def list_resource(lst: ListView) -> dict[str, Any]:
         resource["title"] = lst.title
     if lst.unique_id:
         resource["identifier"] = [{"use": "usual", "system": RFC3986, "value": lst.unique_id}]
+    return resource
+
+
+def consent(
+    patient_key: str,
+    suffix: str,
+    *,
+    permit: bool,
+    professional: str | None = None,
+    purpose: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """A Consent for one decision of the holder: a professional authorised or blocked, or an
+    opposition to an access mode."""
+    provision: dict[str, Any] = {"type": "permit" if permit else "deny"}
+    if professional:
+        provision["actor"] = [
+            {
+                "role": {"coding": [{"code": "PRCP"}]},
+                "reference": {"identifier": {"system": PS_OID, "value": professional}},
+            }
+        ]
+    if purpose:
+        provision["purpose"] = [{"system": TRE_R248, "code": purpose}]
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": f"{patient_key}.{suffix}",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_key}"},
+        "policyRule": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "OPTIN" if permit else "OPTOUT",
+                }
+            ]
+        },
+        "provision": provision,
+    }
+    if at is not None:
+        resource["dateTime"] = iso(at)
     return resource

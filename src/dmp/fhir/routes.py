@@ -757,83 +757,20 @@ def consent_search(
     rows = access.permissions(patient)
     record = access.read_record(patient)
     key = record.key
-    resources: list[dict[str, Any]] = []
-    # The holder's oppositions to emergency and regulation-centre access (AC-8, AC-9).
-    for opposed, mode in (
-        (record.oppose_bris_de_glace, "bris_de_glace"),
-        (record.oppose_centre_15, "centre_15"),
-    ):
-        if opposed:
-            resources.append(
-                {
-                    "resourceType": "Consent",
-                    "id": f"{key}.opposition-{mode.replace('_', '-')}",
-                    "status": "active",
-                    "scope": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                "code": "patient-privacy",
-                            }
-                        ]
-                    },
-                    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-                    "patient": {"reference": f"Patient/{key}"},
-                    "policyRule": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                "code": "OPTOUT",
-                            }
-                        ]
-                    },
-                    "provision": {
-                        "type": "deny",
-                        "purpose": [
-                            {
-                                "system": "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces",
-                                "code": mode,
-                            }
-                        ],
-                    },
-                }
-            )
-    for ps, consented, blocked in rows:
-        resources.append(
-            {
-                "resourceType": "Consent",
-                "id": f"{key}.{ps}",
-                "status": "active",
-                "scope": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                            "code": "patient-privacy",
-                        }
-                    ]
-                },
-                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-                "patient": {"reference": f"Patient/{key}"},
-                "dateTime": mapping.iso(blocked or consented),
-                "policyRule": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                            "code": "OPTOUT" if blocked else "OPTIN",
-                        }
-                    ]
-                },
-                "provision": {
-                    "type": "deny" if blocked else "permit",
-                    "actor": [
-                        {
-                            "role": {"coding": [{"code": "PRCP"}]},
-                            "reference": {"identifier": {"system": mapping.PS_OID, "value": ps}},
-                        }
-                    ],
-                },
-            }
+    # The holder's oppositions to emergency and regulation-centre access (AC-8, AC-9), then
+    # the decisions about professionals (authorised, blocked).
+    resources = [
+        mapping.consent(key, f"opposition-{mode.replace('_', '-')}", permit=False, purpose=mode)
+        for opposed, mode in (
+            (record.oppose_bris_de_glace, "bris_de_glace"),
+            (record.oppose_centre_15, "centre_15"),
         )
+        if opposed
+    ]
+    resources += [
+        mapping.consent(key, ps, permit=blocked is None, professional=ps, at=blocked or consented)
+        for ps, consented, blocked in rows
+    ]
     return fhir(mapping.searchset(resources, len(resources), {"self": str(request.url)}))
 
 
