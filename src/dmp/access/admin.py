@@ -174,8 +174,3 @@ def token_for(rt: Runtime, actor: Actor, ttl_seconds: int | None = None) -> str:
         now=rt.clock.now(),
         ttl_seconds=ttl_seconds or rt.settings.token_ttl_seconds,
     )
-
-
-def directory_counts(rt: Runtime) -> tuple[int, int]:
-    with rt.engine.connect() as conn:
-        return directory.counts(conn)

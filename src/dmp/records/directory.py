@@ -67,12 +67,6 @@ def structure_sector(conn: Connection, structure_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def counts(conn: Connection) -> tuple[int, int]:
-    n_ps = conn.execute(sa.select(sa.func.count()).select_from(professionals)).scalar_one()
-    n_st = conn.execute(sa.select(sa.func.count()).select_from(structures)).scalar_one()
-    return int(n_ps), int(n_st)
-
-
 def structure_exists(conn: Connection, structure_id: str) -> bool:
     return (
         conn.execute(sa.select(structures.c.id).where(structures.c.id == structure_id)).first()

@@ -159,17 +159,6 @@ def versions(conn: Connection, scope: AuthorizedPatient, logical_id: str) -> lis
     return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows]
 
 
-def find_by_unique_id(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> str | None:
-    """The logical id of the latest version with this unique id, if any."""
-    return conn.execute(
-        sa.select(documents.c.logical_id).where(
-            documents.c.patient_id == scope.patient_id,
-            documents.c.unique_id == unique_id,
-            documents.c.latest.is_(True),
-        )
-    ).scalar_one_or_none()
-
-
 def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> bool:
     return (
         conn.execute(
