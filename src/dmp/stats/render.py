@@ -15,12 +15,18 @@ THRESHOLD = 10
 MODES = ("normal", "bris_de_glace", "centre_15")
 
 
+def percent_fr(value: float) -> str:
+    """A share in French notation, with enough digits to read small shares: 12,35 % / 0,00194 %."""
+    text = f"{value:.2f}" if value >= 1 else f"{value:.3g}"
+    return text.replace(".", ",") + "\u202f%"
+
+
 def suppress(n: int) -> int | str:
     return n if n >= THRESHOLD else SUPPRESSED
 
 
 def _share(f: DepartementFigures) -> float | str:
-    return round(100 * f.penetration, 3) if f.active >= THRESHOLD else SUPPRESSED
+    return round(100 * f.penetration, 5) if f.active >= THRESHOLD else SUPPRESSED
 
 
 def departement_row(f: DepartementFigures) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def svg_chart(report: AdoptionReport) -> str:
         y = 20 + i * (bar_h + gap)
         shown = f.active >= THRESHOLD
         w = round(width * f.penetration / top, 1) if shown else 0
-        label = f"{f.penetration * 100:.2f} %" if shown else SUPPRESSED
+        label = percent_fr(f.penetration * 100) if shown else SUPPRESSED
         parts.append(
             f'<g data-departement="{escape(f.code)}">'
             f'<text x="{left - 6}" y="{y + bar_h - 3}" text-anchor="end">'
@@ -175,12 +181,18 @@ def svg_chart(report: AdoptionReport) -> str:
     return "".join(parts)
 
 
+def _cell(key: str, value: Any) -> str:
+    if key == "penetration_percent" and isinstance(value, float):
+        return percent_fr(value).removesuffix("\u202f%")
+    return str(value)
+
+
 def html_page(report: AdoptionReport) -> str:
     data = report_json(report)
     rows = "".join(
         "<tr>"
         + "".join(
-            f"<td>{escape(str(r[k]))}</td>"
+            f"<td>{escape(_cell(k, r[k]))}</td>"
             for k in (
                 "departement",
                 "name",
