@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
@@ -120,3 +122,14 @@ def new_document(
         masked_ps=masked_ps,
         invisible_patient=invisible_patient,
     )
+
+
+def lift_audit_protection(engine: sa.Engine) -> None:
+    """What an attacker with the database owner's rights can do: drop the append-only
+    triggers, so that tampering tests can change stored events (and the chain must catch it)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events"))
+        else:
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+            conn.execute(sa.text("DROP TRIGGER IF EXISTS audit_events_no_delete"))

@@ -8,7 +8,16 @@ import sqlalchemy as sa
 from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.errors import Forbidden
-from tests.factories import GP, NURSE, T0, ins_for, new_document, open_record, pro
+from tests.factories import (
+    GP,
+    NURSE,
+    T0,
+    ins_for,
+    lift_audit_protection,
+    new_document,
+    open_record,
+    pro,
+)
 
 
 def _activity(rt: Runtime) -> str:
@@ -34,6 +43,8 @@ def _events(rt: Runtime, chain: str) -> list[sa.Row[tuple[int, str]]]:
 
 
 def _exec(rt: Runtime, sql: str, **params: object) -> None:
+    """Tamper as the database owner would: the append-only triggers are dropped first."""
+    lift_audit_protection(rt.engine)
     with rt.engine.begin() as conn:
         conn.execute(sa.text(sql), params)
 
@@ -140,3 +151,14 @@ def test_concurrent_writers_of_one_chain_keep_it_consistent(world: Runtime) -> N
     report = admin.verify_audit(world)
     assert report.ok, report.fault
     assert report.events == 21  # the opening + 20 deposits
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["UPDATE audit_events SET reason = 'X'", "DELETE FROM audit_events"],
+)
+def test_the_database_refuses_to_change_events(world: Runtime, sql: str) -> None:
+    _activity(world)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), world.engine.begin() as conn:
+        conn.execute(sa.text(sql))
+    assert admin.verify_audit(world).ok
