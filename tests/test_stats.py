@@ -198,6 +198,12 @@ def test_milestones_are_recorded_once(rt: Runtime) -> None:
         ("37", 10, "pharmacy"),
     ]
     assert report.milestones[0].structure_id == desk().structure_id
+    assert report.milestones[0].structure_name == f"STRUCTURE {desk().structure_id}"
+    from dmp.stats.render import html_page, report_table
+
+    assert "3e dossier de Indre-et-Loire (37)" in report_table(report)
+    assert f"par STRUCTURE {desk().structure_id} (pharmacy)" in report_table(report)
+    assert "3e dossier en Indre-et-Loire" in html_page(report)
 
 
 @pytest.mark.postgres

@@ -13,7 +13,7 @@ from datetime import datetime
 from dmp.access.runtime import Runtime
 from dmp.domain.geo import geography
 from dmp.errors import InvalidInput
-from dmp.records import stats
+from dmp.records import directory, stats
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Milestone:
     reached_at: datetime
     structure_id: str | None
     channel: str
+    structure_name: str | None = None  # from the directory, when the structure is known
 
 
 @dataclass
@@ -85,6 +86,7 @@ def adoption(
         raise InvalidInput("the period ends before it starts")
     with rt.engine.connect() as conn:
         raw = stats.read_counters(conn, departements, start, end)
+        names = directory.structure_names(conn, {m[3] for m in raw["milestones"] if m[3]})
     figures = {
         code: DepartementFigures(code, d.name, d.zone, d.population)
         for code, d in geo.items()
@@ -114,7 +116,15 @@ def adoption(
         f.accesses[purpose] = f.accesses.get(purpose, 0) + n
         modes[purpose] += n
     reached = [
-        Milestone(code, geo[code].name, threshold, at, structure, channel)
+        Milestone(
+            code,
+            geo[code].name,
+            threshold,
+            at,
+            structure,
+            channel,
+            names.get(structure) if structure else None,
+        )
         for code, threshold, at, structure, channel in raw["milestones"]
     ]
     return AdoptionReport(

@@ -72,3 +72,12 @@ def structure_exists(conn: Connection, structure_id: str) -> bool:
         conn.execute(sa.select(structures.c.id).where(structures.c.id == structure_id)).first()
         is not None
     )
+
+
+def structure_names(conn: Connection, ids: set[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(structures.c.id, structures.c.name).where(structures.c.id.in_(ids))
+    )
+    return {str(r.id): str(r.name) for r in rows}

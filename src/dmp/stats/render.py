@@ -21,6 +21,11 @@ def percent_fr(value: float) -> str:
     return text.replace(".", ",") + "\u202f%"
 
 
+def thousands(n: int) -> str:
+    """12 345 (French thousands separator, a narrow no-break space)."""
+    return f"{n:,}".replace(",", "\u202f")
+
+
 def suppress(n: int) -> int | str:
     return n if n >= THRESHOLD else SUPPRESSED
 
@@ -68,6 +73,7 @@ def report_json(report: AdoptionReport, *, all_departements: bool = False) -> di
                 "threshold": m.threshold,
                 "reached_at": m.reached_at.isoformat(),
                 "structure": m.structure_id,
+                "structure_name": m.structure_name,
                 "channel": m.channel,
             }
             for m in report.milestones
@@ -144,11 +150,10 @@ def report_table(report: AdoptionReport) -> str:
     if not lines:
         text.append("(aucun dossier)")
     for m in report.milestones:
+        who = m.structure_name or m.structure_id or "—"
         text.append(
-            f"jalon : {m.threshold:,}e dossier de {m.name} ({m.departement}) ouvert le "
-            f"{m.reached_at:%d/%m/%Y} ({m.channel}, structure {m.structure_id or '—'})".replace(
-                ",", "\u202f"
-            )
+            f"jalon : {thousands(m.threshold)}e dossier de {m.name} ({m.departement}) ouvert le "
+            f"{m.reached_at:%d/%m/%Y} par {who} ({m.channel})"
         )
     return "\n".join(text)
 
@@ -208,8 +213,9 @@ def html_page(report: AdoptionReport) -> str:
         for r in data["departements"]
     )
     milestones = "".join(
-        f"<li>{m['threshold']:,} dossiers en {escape(m['name'])} ({escape(m['departement'])}) "
-        f"le {m['reached_at'][:10]}, ouvert par {escape(m['channel'])}</li>".replace(",", "\u202f")
+        f"<li>{thousands(m['threshold'])}e dossier en {escape(m['name'])} "
+        f"({escape(m['departement'])}) le {m['reached_at'][:10]}, ouvert par "
+        f"{escape(m['structure_name'] or m['structure'] or '—')} ({escape(m['channel'])})</li>"
         for m in data["milestones"]
     )
     return f"""<!doctype html>
