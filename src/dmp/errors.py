@@ -33,6 +33,28 @@ class BadRequest(InvalidInput):
     status = 400
 
 
+class InvalidItem(InvalidInput):
+    """One item of a batch is invalid; ``index`` says which, so an adapter can name it."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class MethodNotAllowed(DmpError):
+    """The interaction exists but not for this (e.g. a PATCH outside the patchable fields)."""
+
+    status = 405
+    code = "not-supported"
+
+
+class PreconditionFailed(DmpError):
+    """A conditional request's version precondition (If-Match) does not hold."""
+
+    status = 412
+    code = "conflict"
+
+
 class NotAuthenticated(DmpError):
     status = 401
     code = "login"

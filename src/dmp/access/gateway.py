@@ -56,7 +56,15 @@ from dmp.domain.codes import (
 from dmp.domain.geo import departement_of_commune
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins
 from dmp.domain.visibility import DocumentVisibility
-from dmp.errors import Conflict, DmpError, Forbidden, IntegrityFailure, InvalidInput, NotFound
+from dmp.errors import (
+    Conflict,
+    DmpError,
+    Forbidden,
+    IntegrityFailure,
+    InvalidInput,
+    InvalidItem,
+    NotFound,
+)
 from dmp.identity.actor import Actor, ActorKind
 from dmp.records import audit_log, directory, documents, keys, patients, stats
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, RecordRow
@@ -202,14 +210,11 @@ class RecordAccess:
         ins = self._parse_ins(ref)
         return patients.load_standing(conn, (ins.oid, ins.value), None, ps, structure)
 
-    def _authorize(
-        self,
-        conn: Connection,
-        ins: PatientRef,
-        action: Action,
-        audit_action: AuditAction,
-        target: str | None = None,
-    ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
+    def _load_facts(
+        self, conn: Connection, ins: PatientRef, audit_action: AuditAction, target: str | None
+    ) -> tuple[patients.Standing, RecordFacts]:
+        """The record and this actor's standing in it, as the policy's facts (one query, two for
+        a representative). An unknown patient is refused here."""
         professional = self.actor.kind is ActorKind.PROFESSIONAL
         standing = self._standing(
             conn,
@@ -219,9 +224,9 @@ class RecordAccess:
         )
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
-        patient_id, record, permission = standing.patient_id, standing.record, standing.permission
+        record, permission = standing.record, standing.permission
         reps = (
-            patients.representative_ids(conn, patient_id)
+            patients.representative_ids(conn, standing.patient_id)
             if self.actor.kind is ActorKind.REPRESENTATIVE
             else frozenset()
         )
@@ -240,7 +245,10 @@ class RecordAccess:
             emergency_until=standing.emergency_until,
             representative_ids=reps,
         )
-        decision = decide(
+        return standing, facts
+
+    def _decide(self, action: Action, facts: RecordFacts) -> Decision:
+        return decide(
             self.actor,
             action,
             self.purpose,
@@ -249,12 +257,36 @@ class RecordAccess:
             self._rt.clock.now(),
             has_justification=self._justification is not None,
         )
+
+    def _grant(
+        self,
+        conn: Connection,
+        standing: patients.Standing,
+        facts: RecordFacts,
+        action: Action,
+        audit_action: AuditAction,
+        target: str | None,
+    ) -> tuple[AuthorizedPatient, Decision]:
+        """Ask the policy; refuse (audited) or return the scope it allows."""
+        decision = self._decide(action, facts)
         if not decision.allowed:
-            self._refuse(decision, audit_action, patient_id, target, record)
-        scope = AuthorizedPatient(patient_id, standing.departement)
+            self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
+        scope = AuthorizedPatient(standing.patient_id, standing.departement)
         if decision.open_emergency:
-            self._open_emergency(conn, scope, record)
-        return scope, record, decision
+            self._open_emergency(conn, scope, standing.record)
+        return scope, decision
+
+    def _authorize(
+        self,
+        conn: Connection,
+        ins: PatientRef,
+        action: Action,
+        audit_action: AuditAction,
+        target: str | None = None,
+    ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
+        standing, facts = self._load_facts(conn, ins, audit_action, target)
+        scope, decision = self._grant(conn, standing, facts, action, audit_action, target)
+        return scope, standing.record, decision
 
     def _open_emergency(
         self, conn: Connection, scope: AuthorizedPatient, record: RecordRow
@@ -441,11 +473,14 @@ class RecordAccess:
         if not items:
             raise InvalidInput("nothing to deposit")
         hashes = []
-        for meta, content, _ in items:
-            _validate_new_document(meta, content)
+        for n, (meta, content, _) in enumerate(items):
             sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
-            if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
-                raise InvalidInput(f"the hash of {meta.title!r} does not match its content")
+            try:
+                _validate_new_document(meta, content)
+                if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
+                    raise InvalidInput("the document hash does not match its content")
+            except InvalidInput as exc:
+                raise InvalidItem(exc.message, n) from None
             hashes.append((hashlib.sha256(content).hexdigest(), sha1))
         now = self._rt.clock.now()
         action = (
@@ -780,20 +815,23 @@ class RecordAccess:
         """The document, if this actor may change it (AC-13/14): a professional finds only what
         they or their structure authored. One they can read but did not author is a 403; one
         they cannot see at all is a 404, like a missing one."""
-        scope, _, decision = self._authorize(
-            conn, ins, Action.UPDATE_DOCUMENT, audit_action, document_id[:64]
+        target = document_id[:64]
+        standing, facts = self._load_facts(conn, ins, audit_action, target)
+        scope, decision = self._grant(
+            conn, standing, facts, Action.UPDATE_DOCUMENT, audit_action, target
         )
         assert decision.visibility is not None
         doc = documents.get(conn, scope, decision.visibility, document_id)
         if doc is None:
-            if self.actor.kind is ActorKind.PROFESSIONAL and self._readable_by_actor(
-                conn, ins, document_id
+            # Same facts, read rule: does the actor see the document they may not change?
+            read = self._decide(Action.READ_DOCUMENTS, facts)
+            if (
+                self.actor.kind is ActorKind.PROFESSIONAL
+                and read.visibility is not None
+                and documents.get(conn, scope, read.visibility, document_id) is not None
             ):
                 self._refuse(
-                    Decision.deny(Reason.DENY_NOT_AUTHOR),
-                    audit_action,
-                    scope.patient_id,
-                    document_id,
+                    Decision.deny(Reason.DENY_NOT_AUTHOR), audit_action, scope.patient_id, target
                 )
             raise NotFound("no such document")
         return scope, doc, decision
@@ -803,36 +841,6 @@ class RecordAccess:
         verdict = may_modify(self.actor, doc.author_id, doc.author_structure, doc.author_kind)
         if not verdict.allowed:
             self._refuse(verdict, audit_action, doc.patient_id, doc.logical_id)
-
-    def _readable_by_actor(self, conn: Connection, ins: PatientRef, logical_id: str) -> bool:
-        """Whether the actor could read this document (no audit: internal check)."""
-        standing = self._standing(conn, ins, self.actor.id, self.actor.structure_id)
-        if standing is None:
-            return False
-        r = standing.record
-        facts = RecordFacts(
-            status=RecordStatus(r.status),
-            closed_at=r.closed_at,
-            holder_ins=(standing.ins_oid, standing.ins_value),
-            consented=standing.permission is not None
-            and standing.permission.consented_at is not None,
-            care_team=standing.care_team_declared or standing.structure_authored,
-            initial_consent=r.initial_consent_at is not None,
-            medecin_traitant=r.medecin_traitant,
-            mask_all=r.mask_all,
-        )
-        read = decide(
-            self.actor,
-            Action.READ_DOCUMENTS,
-            PurposeOfUse.NORMAL,
-            facts,
-            self._rt.matrix,
-            self._rt.clock.now(),
-        )
-        if not read.allowed or read.visibility is None:
-            return False
-        scope = AuthorizedPatient(standing.patient_id)
-        return documents.get(conn, scope, read.visibility, logical_id) is not None
 
     def _new_version(
         self, conn: Connection, scope: AuthorizedPatient, doc: DocumentRow, **changes: object

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -27,7 +26,15 @@ from dmp.access.views import Demographics, NewDocument, NewList
 from dmp.api.deps import runtime
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
-from dmp.errors import BadRequest, DmpError, Forbidden, InvalidInput, NotFound
+from dmp.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidInput,
+    InvalidItem,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
 from dmp.fhir import cda, mapping
 from dmp.fhir.deps import fhir_gate
 from dmp.fhir.outcome import FHIR_JSON
@@ -37,16 +44,6 @@ from dmp.fhir.search import page_links, parse_document_search
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 
 MAX_BUNDLE_ENTRIES = 200
-
-
-class MethodNotAllowed(DmpError):
-    status = 405
-    code = "not-supported"
-
-
-class PreconditionFailed(DmpError):
-    status = 412
-    code = "conflict"
 
 
 def base_url(request: Request) -> str:
@@ -553,6 +550,7 @@ async def transaction(
     patient: PatientRef | None = None
     items: list[tuple[NewDocument, bytes, str | None]] = []
     positions: dict[str, int] = {}  # fullUrl of each DocumentReference -> its place in items
+    entry_of: list[int] = []  # place in items -> index of its Bundle entry
     for n, entry in enumerate(entries):
         res = entry.get("resource") or {}
         if res.get("resourceType") != "DocumentReference":
@@ -576,11 +574,6 @@ async def transaction(
         assert content is not None
         try:
             ref, meta, content, replaces = _prepare(res, content, rt, None)
-            if meta.expected_size is not None and meta.expected_size != len(content):
-                raise InvalidInput("the attachment size does not match its content")
-            sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()
-            if meta.expected_sha1 is not None and sha1 != meta.expected_sha1:
-                raise InvalidInput("the attachment hash does not match its content")
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}", reason=exc.reason) from None
         if patient is not None and ref != patient:
@@ -589,6 +582,7 @@ async def transaction(
         if replaces is not None:
             replaces = _doc(replaces)[1] if "." in replaces else replaces
         positions[str(entry.get("fullUrl", ""))] = len(items)
+        entry_of.append(n)
         items.append((meta, content, replaces))
     for p in patches:
         target = str((p.get("request") or {}).get("url", "")).removeprefix("DocumentReference/")
@@ -596,7 +590,10 @@ async def transaction(
             raise InvalidInput(f"the PATCH of {target[:80]} does not match a relatesTo replaces")
     assert patient is not None
     new_lists = [_new_list(e["resource"], positions, len(items)) for e in lists]
-    stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
+    try:
+        stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
+    except InvalidItem as exc:  # size, hash, metadata: name the entry
+        raise InvalidInput(f"Bundle.entry[{entry_of[exc.index]}]: {exc.message}") from None
     base = base_url(request)
     response_entries = []
     it = iter(stored)
