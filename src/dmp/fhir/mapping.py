@@ -9,7 +9,7 @@ from typing import Any
 
 from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
 from dmp.domain.codes import TYPE_LABELS
-from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
+from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
 
 PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm"
@@ -30,6 +30,7 @@ STRUCT_OID = "urn:oid:1.2.250.1.71.4.2.2"
 RFC3986 = "urn:ietf:rfc:3986"
 FLAGS = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 DEFAULT_FORMAT = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
+INS_TYPES = {OID_NIR: "INS-NIR", OID_NIA: "INS-NIA"}  # fr-core identifier types
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -165,7 +166,7 @@ def binary(doc: DocumentView, content: bytes) -> dict[str, Any]:
 # -- DocumentReference in -------------------------------------------------------------------------
 
 
-def _codes(concept: Any) -> list[tuple[str | None, str]]:
+def codes(concept: Any) -> list[tuple[str | None, str]]:
     if not isinstance(concept, dict):
         return []
     return [
@@ -191,7 +192,7 @@ def security_flags(labels: list[Any]) -> tuple[str, dict[str, bool]]:
     conf = "N"
     flags = dict.fromkeys(FLAGS, False)
     for label in labels or []:
-        for _system, code in _codes(label):
+        for _system, code in codes(label):
             if code in ("N", "R", "V"):
                 conf = code
             elif code in flags:
@@ -210,9 +211,9 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
     if not contents or not isinstance(contents[0], dict) or "attachment" not in contents[0]:
         raise InvalidInput("DocumentReference.content.attachment is required", reason="content")
     att = contents[0]["attachment"]
-    types = _codes(res.get("type"))
+    types = codes(res.get("type"))
     type_code = types[0][1] if types else ""
-    classes = _codes((res.get("category") or [None])[0])
+    classes = codes((res.get("category") or [None])[0])
     fmt = contents[0].get("format")
     format_code = (
         str(fmt.get("code") or DEFAULT_FORMAT) if isinstance(fmt, dict) else DEFAULT_FORMAT
@@ -231,8 +232,8 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         except (binascii.Error, ValueError):
             raise InvalidInput("attachment.hash is not base64") from None
     ctx = res.get("context") or {}
-    facility = _codes(ctx.get("facilityType"))
-    setting = _codes(ctx.get("practiceSetting"))
+    facility = codes(ctx.get("facilityType"))
+    setting = codes(ctx.get("practiceSetting"))
     replaces = None
     for rel in res.get("relatesTo") or []:
         if isinstance(rel, dict) and rel.get("code") == "replaces":
@@ -295,11 +296,7 @@ def patient(view: RecordView, key: str) -> dict[str, Any]:
                     "coding": [
                         {
                             "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
-                            "code": "INS-NIR"
-                            if view.ins.oid.endswith(".8")
-                            else "INS-NIA"
-                            if view.ins.oid.endswith(".9")
-                            else "INS-NIR-TEST",
+                            "code": INS_TYPES.get(view.ins.oid, "INS-NIR-TEST"),
                         }
                     ]
                 },
@@ -405,10 +402,6 @@ def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]
             for r in resources
         ],
     }
-
-
-def codes_of(concept: Any) -> list[tuple[str | None, str]]:
-    return _codes(concept)
 
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"

@@ -658,7 +658,7 @@ def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> New
         ),
         None,
     )
-    code = next((c for _, c in mapping.codes_of(res.get("code"))), None)
+    code = next((c for _, c in mapping.codes(res.get("code"))), None)
     return NewList(
         kind=kind,
         documents=docs,
@@ -708,7 +708,7 @@ def list_search(
 
 def _is_submission_set(res: dict[str, Any]) -> bool:
     """MHD: the List's code says submissionset or folder; a SubmissionSet also has a sourceId."""
-    codes = {c for _, c in mapping.codes_of(res.get("code"))}
+    codes = {c for _, c in mapping.codes(res.get("code"))}
     if codes & {"submissionset", "folder"}:
         return "submissionset" in codes
     return any(str(e.get("url", "")).endswith("sourceId") for e in res.get("extension") or [])
