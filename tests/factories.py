@@ -14,8 +14,8 @@ from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_TEST, Ins, make_ins_value
 from dmp.identity.actor import Actor
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-EXAMPLES = SHARED / "examples"
+# Example material copied into the repository (sources and licences: tests/fixtures/SOURCES.md).
+EXAMPLES = Path(__file__).resolve().parent / "fixtures"
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

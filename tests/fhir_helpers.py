@@ -1,4 +1,4 @@
-"""Helpers for the FHIR tests: the shared examples with a test patient put in them, tokens."""
+"""Helpers for the FHIR tests: published examples (tests/fixtures) with a test patient, tokens."""
 
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def test_access_invariants(world: Runtime, w: World) -> None:
     ins, ids = _build(rt, w)
     structures = {ps: pro(rt, ps).structure_id for ps in PROFESSIONALS}
     for who, actor, mode in _actors(rt, ins):
-        access = rt.access(actor, mode, justification="patient inconscient")
+        access = rt.access(actor, mode, justification="patient inconscient", patient=ins)
         try:
             page = access.search_documents(ins, statuses=None, all_dates=True, limit=100)
         except DmpError as refused:

@@ -32,13 +32,15 @@ def test_fhir_search_and_retrieve_obey_the_rules(world: Runtime, w: World) -> No
             kw = (
                 {}
                 if mode is PurposeOfUse.NORMAL
-                else {"purpose": mode.value, "justification": "patient inconscient"}
+                else {"purpose": mode.value, "justification": "patient inconscient", "patient": ins}
             )
             h = bearer(rt, actor, frozenset({"user/*.rs"}), **kw)
             try:
                 expected = {
                     f"{d.patient_id}.{d.logical_id}"
-                    for d in rt.access(actor, mode, justification="patient inconscient")
+                    for d in rt.access(
+                        actor, mode, justification="patient inconscient", patient=ins
+                    )
                     .search_documents(
                         ins,
                         statuses=("current", "archived", "superseded"),

@@ -55,7 +55,7 @@ def _visible(
     purpose: PurposeOfUse = PurposeOfUse.NORMAL,
     justification: str | None = None,
 ) -> set[str]:
-    page = rt.access(actor, purpose, justification=justification).search_documents(
+    page = rt.access(actor, purpose, justification=justification, patient=ins).search_documents(
         ins, statuses=None, all_dates=True, limit=100
     )
     assert page.total == len(page.items)
@@ -87,7 +87,7 @@ def test_ac3_block_overrides_consent_in_every_mode(world: Runtime, ins: Ins) -> 
     nurse = pro(world, NURSE)
     for purpose, why in ((PurposeOfUse.NORMAL, None), (BDG, "inconscient")):
         with pytest.raises(Forbidden) as err:
-            world.access(nurse, purpose, justification=why).search_documents(ins)
+            world.access(nurse, purpose, justification=why, patient=ins).search_documents(ins)
         assert err.value.reason == "DENY_BLOCKED"
     with pytest.raises(Forbidden):
         world.access(nurse).deposit_document(ins, new_document(T0), b"x")
@@ -176,14 +176,16 @@ def test_ac8_emergency_access(world: Runtime, ins: Ins) -> None:
     doc = _deposit(world, CARDIOLOGIST, ins)
     nurse = pro(world, NURSE)
     with pytest.raises(Forbidden, match="justification"):
-        world.access(nurse, BDG).search_documents(ins)
-    world.access(nurse, BDG, justification="malaise, patiente inconsciente").read_document(ins, doc)
+        world.access(nurse, BDG, patient=ins).search_documents(ins)
+    world.access(
+        nurse, BDG, justification="malaise, patiente inconsciente", patient=ins
+    ).read_document(ins, doc)
     # The window stays open five days without a new justification.
     _clock(world).advance(timedelta(days=4, hours=23))
-    assert world.access(nurse, BDG).read_document(ins, doc).logical_id == doc
+    assert world.access(nurse, BDG, patient=ins).read_document(ins, doc).logical_id == doc
     _clock(world).advance(timedelta(hours=2))
     with pytest.raises(Forbidden, match="justification"):
-        world.access(nurse, BDG).read_document(ins, doc)
+        world.access(nurse, BDG, patient=ins).read_document(ins, doc)
     # Notices to the holder and the GP were queued with the opening, in the same transaction.
     notes = world.access(system_actor("test")).notifications(ins)
     assert sorted((n["kind"], n["recipient_kind"]) for n in notes) == [
@@ -204,7 +206,9 @@ def test_ac8_emergency_access(world: Runtime, ins: Ins) -> None:
 def test_ac8_opposition(world: Runtime, ins: Ins) -> None:
     world.access(_holder(world, ins)).update_settings(ins, oppose_bris_de_glace=True)
     with pytest.raises(Forbidden) as err:
-        world.access(pro(world, NURSE), BDG, justification="urgence").search_documents(ins)
+        world.access(pro(world, NURSE), BDG, justification="urgence", patient=ins).search_documents(
+            ins
+        )
     assert err.value.reason == "DENY_OPPOSED_EMERGENCY"
 
 

@@ -1,4 +1,4 @@
-"""The FHIR API (IHE MHD / PDSm): the shared examples, responses valid as FHIR R4, negatives."""
+"""The FHIR API (IHE MHD / PDSm): the published examples, responses valid as FHIR R4, negatives."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.ins import Ins
+from tests.cda_fixtures import CDA_PATIENT, cda_document
 from tests.factories import CARDIOLOGIST, EXAMPLES, GP, NURSE, open_record, pro
 from tests.fhir_helpers import bearer, example
 
-CDA_INS = Ins("1.2.250.1.213.1.4.10", "279035121518989")  # the patient of the CI-SIS examples
+CDA_INS = Ins(*CDA_PATIENT)  # the patient of the fictional CDA documents
 
 
 @pytest.fixture
@@ -181,7 +182,7 @@ def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> N
 
 
 def _publish_cda(client: TestClient, world: Runtime, rel: str, **overrides: Any) -> dict[str, Any]:
-    content = (EXAMPLES / "cda" / rel).read_bytes()
+    content = cda_document(rel)
     res: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "status": "current",
@@ -198,19 +199,19 @@ def _publish_cda(client: TestClient, world: Runtime, rel: str, **overrides: Any)
 
 
 def test_iti105_without_metadata_takes_it_from_the_cda(client: TestClient, world: Runtime) -> None:
-    out = _publish_cda(client, world, "BIO-CR-BIO_2024.01_TSH_1.xml")
+    out = _publish_cda(client, world, "lab-report")
     assert out["status"] == 201, out
     doc = out["body"]
     assert doc["type"]["coding"][0]["code"] == "11502-2"
     assert doc["content"][0]["attachment"]["title"].startswith("Compte rendu d")
     for rel in (
-        "VSM_1.4_2022.01.xml",
-        "VAC_2023.01.xml",
-        "LDL-SES_2022.01.xml",
-        "IMG_CR_IMG_2024.01.xml",
-        "CNAM-HR_2021.01.xml",
-        "eP-MED-DM_2024.01_PosoStruct.xml",
-        "DOC_NON_STRUCTURE_CDA-R2-N1.xml",
+        "medical-summary",
+        "vaccinations",
+        "discharge-letter",
+        "imaging",
+        "reimbursement",
+        "prescription",
+        "unstructured",
     ):
         assert _publish_cda(client, world, rel)["status"] == 201, rel
 
@@ -223,7 +224,7 @@ def test_cda_for_another_patient_or_type_is_refused(client: TestClient, world: R
     out = _publish_cda(
         client,
         world,
-        "BIO-CR-BIO_2024.01_TSH_1.xml",
+        "lab-report",
         subject={"reference": f"Patient?identifier=urn:oid:{other.oid}|{other.value}"},
     )
     assert out["status"] == 422
@@ -231,7 +232,7 @@ def test_cda_for_another_patient_or_type_is_refused(client: TestClient, world: R
     out = _publish_cda(
         client,
         world,
-        "BIO-CR-BIO_2024.01_TSH_1.xml",
+        "lab-report",
         type={"coding": [{"system": "http://loinc.org", "code": "18748-4"}]},
     )
     assert out["status"] == 422
@@ -336,7 +337,7 @@ def test_oversized_body(client: TestClient, world: Runtime) -> None:
 def test_search_retrieve_patch_delete(client: TestClient, world: Runtime) -> None:
     h = bearer(world, pro(world, CARDIOLOGIST))
     _ok(client.post("/fhir", json=_iti65(world), headers=h))
-    _publish_cda(client, world, "IMG_CR_IMG_2024.01.xml")
+    _publish_cda(client, world, "imaging")
     q = {"patient.identifier": f"urn:oid:{CDA_INS.oid}|{CDA_INS.value}", "status": "current"}
     body = _ok(client.get("/fhir/DocumentReference", params=q, headers=h))
     Bundle.model_validate(body)
@@ -484,6 +485,7 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
         frozenset({"user/*.rs"}),
         purpose="bris_de_glace",
         justification="patient inconscient",
+        patient=CDA_INS,
     )
     assert _ok(client.get("/fhir/DocumentReference", params=q, headers=emergency))["total"] == 0
     # The patient's history as AuditEvents, for the holder.

@@ -12,7 +12,11 @@ from fastapi.testclient import TestClient
 from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins
+from dmp.errors import InvalidInput
 from dmp.identity.actor import Actor
+from dmp.identity.tokens import issue_token
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, ins_for, open_record, pro
 
 INS = ins_for(21)
@@ -95,41 +99,96 @@ def test_mask_and_delete_documents(client: TestClient, world: Runtime) -> None:
     assert client.get(f"{BASE}/documents/{doc}", params=Q, headers=holder).status_code == 404
 
 
-def test_emergency_mode_through_headers(client: TestClient, world: Runtime) -> None:
+def _emergency(rt: Runtime, actor: Actor, why: str | None, patient: Ins | None = INS) -> str:
+    """A token in emergency mode (bris de glace); the server refuses to issue one without a
+    justification and a patient, so the claims are written here to test the gate itself."""
+    claims: dict[str, object] = {"purpose": "bris_de_glace", "patient": patient}
+    if why is not None:
+        claims["justification"] = why
+    token = issue_token(actor, rt.token_secret, now=rt.clock.now(), ttl_seconds=300, **claims)
+    return f"Bearer {token}"
+
+
+def test_emergency_mode_comes_from_the_token(client: TestClient, world: Runtime) -> None:
     doc = _deposit(client, world, CARDIOLOGIST)
     nurse = pro(world, NURSE)
-    r = client.get(
-        f"{BASE}/documents/{doc}",
-        params=Q,
-        headers=h(world, nurse, **{"X-DMP-Purpose-Of-Use": "bris_de_glace"}),
-    )
+    url = f"{BASE}/documents/{doc}"
+    r = client.get(url, params=Q, headers={"Authorization": _emergency(world, nurse, None)})
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_JUSTIFICATION_REQUIRED")
-    why = quote("patiente inconsciente, détresse respiratoire")
-    r = client.get(
-        f"{BASE}/documents/{doc}",
-        params=Q,
-        headers=h(
-            world, nurse, **{"X-DMP-Purpose-Of-Use": "bris_de_glace", "X-DMP-Justification": why}
-        ),
-    )
+    why = "patiente inconsciente, détresse respiratoire"
+    r = client.get(url, params=Q, headers={"Authorization": _emergency(world, nurse, why)})
     assert r.status_code == 200
-    r = client.get(
-        f"{BASE}/documents",
-        params=Q,
-        headers=h(world, nurse, **{"X-DMP-Purpose-Of-Use": "BRIS_DE_GLACE"}),
-    )
-    assert r.status_code == 200
-    r = client.get(
-        f"{BASE}/documents",
-        params=Q,
-        headers=h(world, nurse, **{"X-DMP-Purpose-Of-Use": "curiosity"}),
-    )
-    assert r.status_code == 422
-    assert "purpose of use" in r.json()["message"]
+    # The same kind of token without a patient opens nothing (one justification, one record).
+    unbound = {"Authorization": _emergency(world, nurse, why, patient=None)}
+    r = client.get(url, params=Q, headers=unbound)
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_UNBOUND_EMERGENCY")
     history = client.get(
         f"{BASE}/history", params=Q, headers=h(world, admin.patient_actor(world, INS))
     ).json()["events"]
     assert any(e["action"] == "emergency.open" and e["purpose"] == "bris_de_glace" for e in history)
+
+
+def test_an_emergency_token_opens_one_patient_only(client: TestClient, world: Runtime) -> None:
+    other = ins_for(22)
+    open_record(world, other)
+    why = "patient inconscient"
+    token = {"Authorization": _emergency(world, pro(world, NURSE), why)}
+    assert client.get(f"{BASE}/documents", params=Q, headers=token).status_code == 200
+    r = client.get(
+        f"/api/records/{other.value}/documents", params={"oid": other.oid}, headers=token
+    )
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_OTHER_PATIENT")
+    # Refused and audited in the other patient's trail.
+    trail = world.access(admin.patient_actor(world, other)).history(other).items
+    assert [(t.outcome, t.reason) for t in trail][:1] == [("denied", "DENY_OTHER_PATIENT")]
+    with pytest.raises(InvalidInput, match="justification and the patient"):
+        admin.token_for(world, pro(world, NURSE), purpose=PurposeOfUse.BRIS_DE_GLACE)
+
+
+def test_the_purpose_never_comes_from_a_header(client: TestClient, world: Runtime) -> None:
+    """Defect: a header once switched any token into emergency mode on /api."""
+    _deposit(client, world, CARDIOLOGIST)
+    headers = h(world, pro(world, NURSE), **{"X-DMP-Purpose-Of-Use": "bris_de_glace"})
+    headers["X-DMP-Justification"] = quote("urgence")
+    r = client.get(f"{BASE}/documents", params=Q, headers=headers)
+    assert r.status_code == 400
+    assert "come from the token" in r.json()["message"]
+
+
+def test_scopes_bind_the_json_api_too(client: TestClient, world: Runtime) -> None:
+    """Defect: a SMART token limited to DocumentReference.rs deposited and declared consent
+    through /api. The gate enforces scopes whichever API the request came through."""
+    gp = pro(world, GP)
+    scoped = issue_token(
+        gp,
+        world.token_secret,
+        now=world.clock.now(),
+        ttl_seconds=300,
+        scopes=frozenset({"user/DocumentReference.rs"}),
+    )
+    headers = {"Authorization": f"Bearer {scoped}"}
+    r = client.post(f"{BASE}/consents", params=Q, json={}, headers=headers)
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
+    assert "user/Consent.c" in r.json()["message"]
+    body = {
+        "type_code": "11502-2",
+        "format_code": "urn:ihe:iti:xds-sd:text:2008",
+        "mime_type": "text/plain",
+        "title": "Biologie",
+        "creation_time": T0.isoformat(),
+        "service_start": T0.isoformat(),
+        "content_base64": base64.b64encode(b"x").decode(),
+    }
+    r = client.post(f"{BASE}/documents", params=Q, json=body, headers=headers)
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
+    r = client.get(f"{BASE}/history", params=Q, headers=headers)
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
+    # What the scopes allow still works (the rules decide: the GP reads).
+    world.access(admin.patient_actor(world, INS)).update_settings(INS, medecin_traitant=GP)
+    assert client.get(f"{BASE}/documents", params=Q, headers=headers).status_code == 200
+    # Refusals for scope are audited in the patient's trail.
+    trail = world.access(admin.patient_actor(world, INS)).history(INS, limit=100).items
+    assert sum(t.reason == "DENY_SCOPE" for t in trail) == 3
 
 
 def test_care_team_through_http(client: TestClient, world: Runtime) -> None:

@@ -22,7 +22,7 @@ from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.errors import InvalidInput
 from tests.factories import CARDIOLOGIST, GP, HOSPITAL, ins_for, open_record
-from tests.fhir_helpers import assertion, ec_key, rsa_key
+from tests.fhir_helpers import assertion, ec_key, example, rsa_key
 
 TOKEN_URL = "http://testserver/fhir/auth/token"
 INS = ins_for(61)
@@ -67,8 +67,11 @@ def test_token_exchange_and_use(client: TestClient, world: Runtime, make: Any) -
     h = {"Authorization": f"Bearer {body['access_token']}"}
     q = {"patient.identifier": f"urn:oid:{INS.oid}|{INS.value}"}
     assert client.get("/fhir/DocumentReference", params=q, headers=h).status_code == 200
-    # Missing scope for publishing.
-    assert client.post("/fhir/DocumentReference", json={}, headers=h).status_code == 403
+    # Missing scope for publishing: a valid publication is refused by the gate, and audited.
+    doc = example("pdsm/example/DocumentReference-PDSmSimplifiedExample.json", INS)
+    r = client.post("/fhir/DocumentReference", json=doc, headers=h)
+    assert r.status_code == 403
+    assert "user/DocumentReference.c" in r.json()["issue"][0]["diagnostics"]
     # The access token is short-lived.
     clock = world.clock
     assert isinstance(clock, FixedClock)
@@ -182,6 +185,7 @@ def test_emergency_mode_travels_in_the_token(
         idnatps=CARDIOLOGIST,
         purpose_of_use="bris_de_glace",
         justification="arrêt cardiaque",
+        patient=f"urn:oid:{INS.oid}|{INS.value}",
     )
     token = _exchange(client, signed).json()["access_token"]
     q = {"patient.identifier": f"urn:oid:{INS.oid}|{INS.value}"}
@@ -234,3 +238,15 @@ def test_client_add_command(world: Runtime, settings: Settings, tmp_path: Path) 
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("client-")
+
+
+def test_an_emergency_assertion_must_name_its_patient(
+    client: TestClient, world: Runtime, registered: Any
+) -> None:
+    """Defect: one emergency token with one justification opened any number of records."""
+    key, jwks, cid = registered
+    claims = {"idnatps": CARDIOLOGIST, "purpose_of_use": "bris_de_glace", "justification": "x"}
+    signed = assertion(key, jwks, cid, TOKEN_URL, now=_now(world), **claims)
+    r = _exchange(client, signed)
+    assert r.status_code == 401
+    assert "patient" in r.json()["error_description"]

@@ -18,7 +18,7 @@ from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
 from dmp.config import ENVIRONMENT_VARIABLES, Settings, load_settings
-from dmp.domain.codes import CreationChannel
+from dmp.domain.codes import CreationChannel, PurposeOfUse
 from dmp.domain.ins import OID_NIR, Ins
 from dmp.errors import DmpError
 from dmp.identity.actor import system_actor
@@ -353,6 +353,17 @@ def token() -> None:
 @click.option("--oid", default=OID_NIR, show_default=True)
 @click.option("--desk-agent", help="Identifier of a registration-desk agent (needs --structure).")
 @click.option("--ttl", type=click.IntRange(30, 86400), default=None, help="Lifetime in seconds.")
+@click.option(
+    "--purpose",
+    type=click.Choice([p.value for p in PurposeOfUse]),
+    default=PurposeOfUse.NORMAL.value,
+    show_default=True,
+    help="Access mode of a professional's token (bris_de_glace: emergency, centre_15).",
+)
+@click.option("--justification", help="Why emergency access is needed (bris_de_glace).")
+@click.option(
+    "--for-patient", "for_patient", help="INS the token is bound to (required for bris_de_glace)."
+)
 @friendly_errors
 def token_issue(
     id_nat_ps: str | None,
@@ -361,6 +372,9 @@ def token_issue(
     oid: str,
     desk_agent: str | None,
     ttl: int | None,
+    purpose: str,
+    justification: str | None,
+    for_patient: str | None,
 ) -> None:
     """Print a signed bearer token for one actor."""
     chosen = [x for x in (id_nat_ps, patient_ins, desk_agent) if x]
@@ -375,7 +389,17 @@ def token_issue(
             if not structure:
                 raise click.UsageError("--desk-agent needs --structure")
             actor = admin.desk_actor(str(desk_agent), structure)
-        click.echo(admin.token_for(rt, actor, ttl))
+        bound = Ins(oid, for_patient) if for_patient else None
+        click.echo(
+            admin.token_for(
+                rt,
+                actor,
+                ttl,
+                purpose=PurposeOfUse(purpose),
+                justification=justification,
+                patient=bound,
+            )
+        )
 
 
 @main.command()

@@ -16,7 +16,7 @@ from dmp.config import Settings
 from dmp.crypto import envelope
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
-from dmp.errors import NotAuthenticated
+from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.identity.tokens import issue_token
 from dmp.records import database, directory, keys
@@ -167,10 +167,28 @@ def desk_actor(agent_id: str, structure_id: str) -> Actor:
     return Actor(kind=ActorKind.DESK_AGENT, id=agent_id, structure_id=structure_id)
 
 
-def token_for(rt: Runtime, actor: Actor, ttl_seconds: int | None = None) -> str:
+def token_for(
+    rt: Runtime,
+    actor: Actor,
+    ttl_seconds: int | None = None,
+    *,
+    purpose: PurposeOfUse = PurposeOfUse.NORMAL,
+    justification: str | None = None,
+    patient: Ins | None = None,
+) -> str:
+    """A bearer token for one actor. An emergency (bris de glace) token carries its
+    justification and is bound to one patient, as a SMART client's is."""
+    justification = (justification or "").strip() or None
+    if purpose is PurposeOfUse.BRIS_DE_GLACE and (justification is None or patient is None):
+        raise InvalidInput("an emergency token needs a justification and the patient's INS")
+    if patient is not None:
+        patient = parse_ins(patient.value, patient.oid, test_mode=rt.settings.test_mode)
     return issue_token(
         actor,
         rt.token_secret,
         now=rt.clock.now(),
         ttl_seconds=ttl_seconds or rt.settings.token_ttl_seconds,
+        purpose=purpose.value if purpose is not PurposeOfUse.NORMAL else None,
+        justification=justification,
+        patient=patient,
     )

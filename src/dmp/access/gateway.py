@@ -65,7 +65,9 @@ from dmp.errors import (
     InvalidItem,
     NotFound,
 )
-from dmp.identity.actor import Actor, ActorKind
+from dmp.identity.actor import ActorKind
+from dmp.identity.scopes import Need, scope_allows
+from dmp.identity.tokens import Grant
 from dmp.records import audit_log, directory, documents, keys, patients, stats
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, RecordRow
 
@@ -94,7 +96,27 @@ _MESSAGES: dict[Reason, str] = {
     Reason.DENY_JUSTIFICATION_REQUIRED: "emergency access needs a justification",
     Reason.DENY_NOT_REGULATOR: "regulation-centre access is for regulating physicians",
     Reason.DENY_NOT_AUTHOR: "only the document's author or the author's structure may do this",
+    Reason.DENY_SCOPE: "the grant's scopes do not allow this action",
+    Reason.DENY_OTHER_PATIENT: "this grant is bound to another patient",
+    Reason.DENY_UNBOUND_EMERGENCY: "an emergency grant must name the one patient it is for",
 }
+
+# What each action needs from a scoped grant (SMART v2), whichever API it came through.
+PATIENT_CREATE = Need("Patient", "c")
+PATIENT_READ = Need("Patient", "r")
+PATIENT_SEARCH = Need("Patient", "s")
+PATIENT_UPDATE = Need("Patient", "u")
+DOCUMENT_CREATE = Need("DocumentReference", "c")
+DOCUMENT_READ = Need("DocumentReference", "r")
+DOCUMENT_SEARCH = Need("DocumentReference", "s")
+DOCUMENT_UPDATE = Need("DocumentReference", "u")
+DOCUMENT_DELETE = Need("DocumentReference", "d")
+CONTENT_READ = Need("Binary", "r")
+LIST_SEARCH = Need("List", "s")
+CONSENT_CREATE = Need("Consent", "c")
+CONSENT_SEARCH = Need("Consent", "s")
+CONSENT_UPDATE = Need("Consent", "u")
+HISTORY_SEARCH = Need("AuditEvent", "s")
 
 
 class _Refusal(Exception):
@@ -119,19 +141,13 @@ class _Refusal(Exception):
 class RecordAccess:
     """Per-request access to records, bound to one authenticated actor and purpose of use."""
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        actor: Actor,
-        purpose: PurposeOfUse,
-        ctx: RequestContext,
-        justification: str | None = None,
-    ) -> None:
+    def __init__(self, runtime: Runtime, grant: Grant, ctx: RequestContext) -> None:
         self._rt = runtime
-        self.actor = actor
-        self.purpose = purpose
+        self.grant = grant
+        self.actor = grant.actor
+        self.purpose = grant.purpose
         self._ctx = ctx
-        self._justification = (justification or "").strip()[:1000] or None
+        self._justification = (grant.justification or "").strip()[:1000] or None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -186,8 +202,11 @@ class RecordAccess:
         patient_id: str | None,
         target: str | None = None,
         record: RecordRow | None = None,
+        detail: str | None = None,
     ) -> NoReturn:
         message = _MESSAGES.get(decision.reason, "access refused")
+        if detail:
+            message = f"{message} ({detail})"
         error: DmpError
         if decision.reason in (Reason.DENY_UNKNOWN_PATIENT, Reason.DENY_NOT_HOLDER):
             error = NotFound(message, reason=decision.reason.value)
@@ -210,8 +229,39 @@ class RecordAccess:
         ins = self._parse_ins(ref)
         return patients.load_standing(conn, (ins.oid, ins.value), None, ps, structure)
 
+    def _check_grant(
+        self, need: Need, audit_action: AuditAction, standing: patients.Standing, target: str | None
+    ) -> None:
+        """What the grant itself allows, before any rule: its SMART scopes, and the one patient
+        an emergency grant is bound to. Enforced here, so every API and page obeys it."""
+        g = self.grant
+        refusal: Reason | None = None
+        if g.scopes is not None and not scope_allows(g.scopes, str(need)):
+            refusal = Reason.DENY_SCOPE
+        elif g.patient is not None and (g.patient.oid, g.patient.value) != (
+            standing.ins_oid,
+            standing.ins_value,
+        ):
+            refusal = Reason.DENY_OTHER_PATIENT
+        elif (
+            g.purpose is PurposeOfUse.BRIS_DE_GLACE
+            and g.patient is None
+            and self.actor.kind is ActorKind.PROFESSIONAL
+        ):
+            refusal = Reason.DENY_UNBOUND_EMERGENCY
+        if refusal is not None:
+            detail = f"needs {need}" if refusal is Reason.DENY_SCOPE else None
+            self._refuse(
+                Decision.deny(refusal), audit_action, standing.patient_id, target, detail=detail
+            )
+
     def _load_facts(
-        self, conn: Connection, ins: PatientRef, audit_action: AuditAction, target: str | None
+        self,
+        conn: Connection,
+        ins: PatientRef,
+        audit_action: AuditAction,
+        target: str | None,
+        need: Need,
     ) -> tuple[patients.Standing, RecordFacts]:
         """The record and this actor's standing in it, as the policy's facts (one query, two for
         a representative). An unknown patient is refused here."""
@@ -224,6 +274,7 @@ class RecordAccess:
         )
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
+        self._check_grant(need, audit_action, standing, target)
         record, permission = standing.record, standing.permission
         reps = (
             patients.representative_ids(conn, standing.patient_id)
@@ -283,8 +334,10 @@ class RecordAccess:
         action: Action,
         audit_action: AuditAction,
         target: str | None = None,
+        *,
+        need: Need,
     ) -> tuple[AuthorizedPatient, RecordRow, Decision]:
-        standing, facts = self._load_facts(conn, ins, audit_action, target)
+        standing, facts = self._load_facts(conn, ins, audit_action, target, need)
         scope, decision = self._grant(conn, standing, facts, action, audit_action, target)
         return scope, standing.record, decision
 
@@ -348,8 +401,16 @@ class RecordAccess:
         demo = _validated_demographics(demographics)
         departement = departement_of_commune(demo.residence_commune)
         now = self._rt.clock.now()
+        g = self.grant
         with self._unit() as conn:
             exists = patients.find_patient_id(conn, ins.oid, ins.value)
+            if g.scopes is not None and not scope_allows(g.scopes, str(PATIENT_CREATE)):
+                self._refuse(
+                    Decision.deny(Reason.DENY_SCOPE),
+                    AuditAction.RECORD_OPEN,
+                    exists,
+                    detail=f"needs {PATIENT_CREATE}",
+                )
             decision = decide_open(
                 self.actor,
                 self._rt.matrix,
@@ -400,22 +461,24 @@ class RecordAccess:
             return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
 
     def read_record(self, ins: PatientRef) -> RecordView:
+        """The record's status and the patient's demographics."""
+        return self._read_record(ins, PATIENT_READ)
+
+    def find_record(self, ins: PatientRef) -> RecordView | None:
+        """A search by INS (FHIR ``Patient?identifier=``): the record, or None when there is
+        none this actor may see."""
+        try:
+            return self._read_record(ins, PATIENT_SEARCH)
+        except NotFound:
+            return None
+
+    def _read_record(self, ins: PatientRef, need: Need) -> RecordView:
         with self._unit() as conn:
             scope, record, decision = self._authorize(
-                conn, ins, Action.READ_RECORD, AuditAction.RECORD_READ
+                conn, ins, Action.READ_RECORD, AuditAction.RECORD_READ, need=need
             )
-            p = patients.load_patient(conn, scope)
             self._audit(conn, AuditAction.RECORD_READ, scope.patient_id, None, decision.reason)
-        demo = Demographics(
-            p.birth_family_name,
-            p.given_names,
-            p.sex,
-            p.birth_date,
-            p.residence_commune,
-            p.used_name,
-            p.birth_place_code,
-        )
-        return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record)
+            return _stored_record_view(conn, scope, record)
 
     def close_record(self, ins: PatientRef, reason: str) -> None:
         reason = reason.strip()
@@ -423,7 +486,7 @@ class RecordAccess:
             raise InvalidInput("a closure reason is required")
         with self._unit() as conn:
             scope, record, decision = self._authorize(
-                conn, ins, Action.CLOSE_RECORD, AuditAction.RECORD_CLOSE
+                conn, ins, Action.CLOSE_RECORD, AuditAction.RECORD_CLOSE, need=PATIENT_UPDATE
             )
             if record.status == RecordStatus.CLOSED.value:
                 raise Conflict("the record is already closed")
@@ -444,7 +507,12 @@ class RecordAccess:
             raise InvalidInput("name the professional (idNatPS) the consent is for")
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.DECLARE_CONSENT, AuditAction.CONSENT_DECLARE, id_nat_ps
+                conn,
+                ins,
+                Action.DECLARE_CONSENT,
+                AuditAction.CONSENT_DECLARE,
+                id_nat_ps,
+                need=CONSENT_CREATE,
             )
             patients.declare_consent(
                 conn, scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
@@ -490,7 +558,9 @@ class RecordAccess:
         )
         stored: list[DocumentView] = []
         with self._unit() as conn:
-            scope, _, decision = self._authorize(conn, ins, Action.DEPOSIT_DOCUMENT, action)
+            scope, _, decision = self._authorize(
+                conn, ins, Action.DEPOSIT_DOCUMENT, action, need=DOCUMENT_CREATE
+            )
             key_id, data_key = self._data_key(conn, scope, create=True)
             for (meta, content, replaces), (sha256, sha1) in zip(items, hashes, strict=True):
                 logical_id = self._store_document(
@@ -529,7 +599,7 @@ class RecordAccess:
         see; a List with none of them visible is not shown at all."""
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.READ_DOCUMENTS, AuditAction.LIST_SEARCH, "lists"
+                conn, ins, Action.READ_DOCUMENTS, AuditAction.LIST_SEARCH, "lists", need=LIST_SEARCH
             )
             assert decision.visibility is not None
             rows = documents.lists(conn, scope, kind)
@@ -580,7 +650,7 @@ class RecordAccess:
     ) -> str:
         action = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
         if replaces is not None:
-            _, old, _ = self._modifiable(conn, ins, replaces, action)
+            _, old, _ = self._modifiable(conn, ins, replaces, action, DOCUMENT_CREATE)
             if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
                 self._holder_may_manage(old, action)
             if old.status != AvailabilityStatus.CURRENT.value:
@@ -696,7 +766,7 @@ class RecordAccess:
         )
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_SEARCH
+                conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_SEARCH, need=DOCUMENT_SEARCH
             )
             assert decision.visibility is not None
             rows, total = documents.search(conn, scope, decision.visibility, criteria)
@@ -714,7 +784,7 @@ class RecordAccess:
     def read_document(self, ins: PatientRef, document_id: str) -> DocumentView:
         """A document's metadata; missing and hidden are the same 404."""
         with self._unit() as conn:
-            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            scope, doc, decision = self._visible_document(conn, ins, document_id, DOCUMENT_READ)
             self._audit(
                 conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
             )
@@ -723,7 +793,7 @@ class RecordAccess:
     def read_content(self, ins: PatientRef, document_id: str) -> tuple[DocumentView, bytes]:
         """A document's content, whole (use ``stream_content`` for large ones)."""
         with self._unit() as conn:
-            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            scope, doc, decision = self._visible_document(conn, ins, document_id, CONTENT_READ)
             key_id, chunks = documents.load_content(conn, scope, doc.content_id)
             data_key = self._existing_data_key(conn, scope, key_id)
             context = envelope.content_context(scope.patient_id, doc.content_id)
@@ -742,7 +812,7 @@ class RecordAccess:
         their own read-only connection, each authenticated with its position (no truncation or
         reordering goes unnoticed)."""
         with self._unit() as conn:
-            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            scope, doc, decision = self._visible_document(conn, ins, document_id, CONTENT_READ)
             key_id, count = documents.content_key(conn, scope, doc.content_id)
             data_key = self._existing_data_key(conn, scope, key_id)
             self._audit(
@@ -769,17 +839,17 @@ class RecordAccess:
     def document_versions(self, ins: PatientRef, document_id: str) -> list[DocumentView]:
         """Every metadata version of a visible document, oldest first."""
         with self._unit() as conn:
-            scope, doc, decision = self._visible_document(conn, ins, document_id)
+            scope, doc, decision = self._visible_document(conn, ins, document_id, DOCUMENT_READ)
             self._audit(
                 conn, AuditAction.DOCUMENT_READ, scope.patient_id, doc.logical_id, decision.reason
             )
             return documents.versions(conn, scope, doc.logical_id)
 
     def _visible_document(
-        self, conn: Connection, ins: PatientRef, document_id: str
+        self, conn: Connection, ins: PatientRef, document_id: str, need: Need
     ) -> tuple[AuthorizedPatient, DocumentView, Decision]:
         scope, _, decision = self._authorize(
-            conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_READ, document_id[:64]
+            conn, ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_READ, document_id[:64], need=need
         )
         assert decision.visibility is not None
         doc = documents.get(conn, scope, decision.visibility, document_id)
@@ -810,13 +880,18 @@ class RecordAccess:
             )
 
     def _modifiable(
-        self, conn: Connection, ins: PatientRef, document_id: str, audit_action: AuditAction
+        self,
+        conn: Connection,
+        ins: PatientRef,
+        document_id: str,
+        audit_action: AuditAction,
+        need: Need,
     ) -> tuple[AuthorizedPatient, DocumentRow, Decision]:
         """The document, if this actor may change it (AC-13/14): a professional finds only what
         they or their structure authored. One they can read but did not author is a 403; one
         they cannot see at all is a 404, like a missing one."""
         target = document_id[:64]
-        standing, facts = self._load_facts(conn, ins, audit_action, target)
+        standing, facts = self._load_facts(conn, ins, audit_action, target, need)
         scope, decision = self._grant(
             conn, standing, facts, Action.UPDATE_DOCUMENT, audit_action, target
         )
@@ -896,7 +971,7 @@ class RecordAccess:
             raise InvalidInput("nothing to change")
         action = AuditAction.DOCUMENT_UPDATE
         with self._unit() as conn:
-            scope, doc, decision = self._modifiable(conn, ins, document_id, action)
+            scope, doc, decision = self._modifiable(conn, ins, document_id, action, DOCUMENT_UPDATE)
             if archived is not None and holder_side:
                 self._holder_may_manage(doc, action)
             if archived is not None and doc.status not in ("current", "archived"):
@@ -911,7 +986,7 @@ class RecordAccess:
         """Logical delete by the author (AC-13): the document disappears from every read."""
         action = AuditAction.DOCUMENT_DELETE
         with self._unit() as conn:
-            scope, doc, decision = self._modifiable(conn, ins, document_id, action)
+            scope, doc, decision = self._modifiable(conn, ins, document_id, action, DOCUMENT_DELETE)
             if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
                 self._holder_may_manage(doc, action)
             self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
@@ -921,7 +996,12 @@ class RecordAccess:
         """The holder activated their online account (counted in the adoption statistics)."""
         with self._unit() as conn:
             scope, record, decision = self._authorize(
-                conn, ins, Action.MANAGE_RECORD, AuditAction.RECORD_UPDATE, "activated_at"
+                conn,
+                ins,
+                Action.MANAGE_RECORD,
+                AuditAction.RECORD_UPDATE,
+                "activated_at",
+                need=PATIENT_UPDATE,
             )
             if record.activated_at is None:
                 patients.update_record(conn, scope, activated_at=self._rt.clock.now())
@@ -943,7 +1023,9 @@ class RecordAccess:
         id_nat_ps = _id_nat_ps(id_nat_ps)
         action = AuditAction.PERMISSION_BLOCK if blocked else AuditAction.PERMISSION_UNBLOCK
         with self._unit() as conn:
-            scope, _, decision = self._authorize(conn, ins, Action.MANAGE_RECORD, action, id_nat_ps)
+            scope, _, decision = self._authorize(
+                conn, ins, Action.MANAGE_RECORD, action, id_nat_ps, need=CONSENT_UPDATE
+            )
             at = self._rt.clock.now() if blocked else None
             patients.set_blocked(conn, scope, id_nat_ps, at)
             self._audit(conn, action, scope.patient_id, id_nat_ps, decision.reason)
@@ -980,6 +1062,7 @@ class RecordAccess:
                 Action.MANAGE_RECORD,
                 AuditAction.RECORD_UPDATE,
                 ",".join(sorted(values)),
+                need=CONSENT_UPDATE,
             )
             patients.update_record(conn, scope, **values)
             self._audit(
@@ -989,7 +1072,7 @@ class RecordAccess:
                 ",".join(sorted(values)),
                 decision.reason,
             )
-        return self.read_record(ins)
+            return _stored_record_view(conn, scope, patients.load_record(conn, scope.patient_id))
 
     def declare_care_team(self, ins: PatientRef, id_nat_ps: str) -> None:
         """Add a professional to the care team: the holder, or a professional who holds access
@@ -999,11 +1082,11 @@ class RecordAccess:
         with self._unit() as conn:
             if self.actor.kind is ActorKind.PROFESSIONAL:
                 scope, _, decision = self._authorize(
-                    conn, ins, Action.READ_DOCUMENTS, action, id_nat_ps
+                    conn, ins, Action.READ_DOCUMENTS, action, id_nat_ps, need=CONSENT_CREATE
                 )
             else:
                 scope, _, decision = self._authorize(
-                    conn, ins, Action.MANAGE_RECORD, action, id_nat_ps
+                    conn, ins, Action.MANAGE_RECORD, action, id_nat_ps, need=CONSENT_CREATE
                 )
             patients.declare_care_team(
                 conn, scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
@@ -1027,7 +1110,9 @@ class RecordAccess:
             raise InvalidInput("a representative needs an identifier and a name")
         action = AuditAction.REPRESENTATIVE_ADD
         with self._unit() as conn:
-            scope, _, decision = self._authorize(conn, ins, Action.MANAGE_RECORD, action)
+            scope, _, decision = self._authorize(
+                conn, ins, Action.MANAGE_RECORD, action, need=PATIENT_UPDATE
+            )
             try:
                 patients.add_representative(
                     conn,
@@ -1047,7 +1132,12 @@ class RecordAccess:
         """The holder's decisions about professionals: (idNatPS, consented at, blocked at)."""
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.MANAGE_RECORD, AuditAction.RECORD_READ, "permissions"
+                conn,
+                ins,
+                Action.MANAGE_RECORD,
+                AuditAction.RECORD_READ,
+                "permissions",
+                need=CONSENT_SEARCH,
             )
             rows = patients.list_permissions(conn, scope)
             self._audit(
@@ -1059,7 +1149,7 @@ class RecordAccess:
         """Notices queued for the record (the outbox), for the holder and operators."""
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.MANAGE_RECORD, AuditAction.HISTORY_READ
+                conn, ins, Action.MANAGE_RECORD, AuditAction.HISTORY_READ, need=PATIENT_READ
             )
             rows = patients.pending_notifications(conn, scope)
             self._audit(
@@ -1075,7 +1165,7 @@ class RecordAccess:
             raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}, offset not negative")
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.READ_HISTORY, AuditAction.HISTORY_READ
+                conn, ins, Action.READ_HISTORY, AuditAction.HISTORY_READ, need=HISTORY_SEARCH
             )
             rows, total = audit_log.patient_history(
                 conn,
@@ -1108,7 +1198,7 @@ class RecordAccess:
         or the holder's deletion request)."""
         with self._unit() as conn:
             scope, _, decision = self._authorize(
-                conn, ins, Action.DESTROY_KEYS, AuditAction.KEY_SHRED
+                conn, ins, Action.DESTROY_KEYS, AuditAction.KEY_SHRED, need=PATIENT_UPDATE
             )
             count = keys.shred(conn, scope, self._rt.clock.now())
             self._audit(conn, AuditAction.KEY_SHRED, scope.patient_id, None, decision.reason)
@@ -1162,6 +1252,22 @@ def _record_view(
         oppose_bris_de_glace=record.oppose_bris_de_glace,
         oppose_centre_15=record.oppose_centre_15,
     )
+
+
+def _stored_record_view(
+    conn: Connection, scope: AuthorizedPatient, record: RecordRow | None
+) -> RecordView:
+    p = patients.load_patient(conn, scope)
+    demo = Demographics(
+        p.birth_family_name,
+        p.given_names,
+        p.sex,
+        p.birth_date,
+        p.residence_commune,
+        p.used_name,
+        p.birth_place_code,
+    )
+    return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record)
 
 
 def _id_nat_ps(value: str) -> str:

@@ -61,6 +61,9 @@ class Reason(StrEnum):
     DENY_NOT_HOLDER = "DENY_NOT_HOLDER"
     DENY_ACTOR_KIND = "DENY_ACTOR_KIND"
     DENY_NO_STRUCTURE = "DENY_NO_STRUCTURE"
+    DENY_SCOPE = "DENY_SCOPE"  # the grant's SMART scopes do not cover the action
+    DENY_OTHER_PATIENT = "DENY_OTHER_PATIENT"  # the grant is bound to another patient
+    DENY_UNBOUND_EMERGENCY = "DENY_UNBOUND_EMERGENCY"  # an emergency grant names no patient
 
 
 @dataclass(frozen=True)

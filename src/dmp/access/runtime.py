@@ -19,8 +19,10 @@ from dmp.clock import Clock, SystemClock
 from dmp.config import Settings
 from dmp.crypto.keyring import KeyRing, load_keyring, load_or_create_keyring
 from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins
 from dmp.domain.thresholds import Thresholds
 from dmp.identity.actor import Actor
+from dmp.identity.tokens import Grant
 from dmp.records import database
 
 
@@ -69,8 +71,18 @@ class Runtime:
         ctx: RequestContext | None = None,
         *,
         justification: str | None = None,
+        patient: Ins | None = None,
+        scopes: frozenset[str] | None = None,
     ) -> RecordAccess:
-        return RecordAccess(self, actor, purpose, ctx or RequestContext(), justification)
+        """A gate for in-process callers (commands, jobs, tests): the grant is built here."""
+        grant = Grant(
+            actor, scopes=scopes, purpose=purpose, justification=justification, patient=patient
+        )
+        return self.gate(grant, ctx)
+
+    def gate(self, grant: Grant, ctx: RequestContext | None = None) -> RecordAccess:
+        """The gate for one authenticated grant (what every HTTP request gets)."""
+        return RecordAccess(self, grant, ctx or RequestContext())
 
     def database_info(self) -> dict[str, str | None]:
         return {

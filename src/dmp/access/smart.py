@@ -23,7 +23,9 @@ from jwt import PyJWKSet
 from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins, parse_ins_token
 from dmp.errors import InvalidInput, NotAuthenticated
+from dmp.identity.scopes import scope_allows
 from dmp.identity.tokens import issue_token
 from dmp.records import clients, directory
 
@@ -86,20 +88,6 @@ def register_client(
     return client_id
 
 
-def _scope_allows(granted: frozenset[str], wanted: str) -> bool:
-    resource, _, verbs = wanted.partition(".")
-    for g in granted:
-        g_resource, _, g_verbs = g.partition(".")
-        if g_resource in (resource, "user/*") and set(verbs) <= set(g_verbs):
-            return True
-    return False
-
-
-def scope_allows(scopes: frozenset[str], resource: str, verb: str) -> bool:
-    """SMART v2: ``user/DocumentReference.rs`` allows read and search."""
-    return _scope_allows(scopes, f"user/{resource}.{verb}")
-
-
 def exchange(
     rt: Runtime, *, grant_type: str, assertion_type: str, assertion: str, scope: str, token_url: str
 ) -> TokenResponse:
@@ -126,7 +114,7 @@ def exchange(
         raise InvalidClient("the client assertion must expire within five minutes")
     requested = frozenset(scope.split()) if scope.strip() else frozenset(client.scopes.split())
     allowed = frozenset(client.scopes.split())
-    if not requested or any(not _scope_allows(allowed, s) for s in requested):
+    if not requested or any(not scope_allows(allowed, s) for s in requested):
         raise InvalidInput("scope not allowed for this client", reason="invalid_scope")
     purpose_raw = str(claims.get("purpose_of_use", PurposeOfUse.NORMAL.value))
     try:
@@ -136,6 +124,13 @@ def exchange(
     justification = claims.get("justification")
     if purpose is PurposeOfUse.BRIS_DE_GLACE and not (justification and str(justification).strip()):
         raise InvalidClient("bris_de_glace needs a justification in the client assertion")
+    patient = _patient_claim(rt, claims.get("patient"))
+    if purpose is PurposeOfUse.BRIS_DE_GLACE and patient is None:
+        # One justification opens one patient's record, not every record (AC-8).
+        raise InvalidClient(
+            "bris_de_glace needs the patient's INS in the client assertion "
+            "(claim patient: urn:oid:<OID>|<INS>)"
+        )
     ps = str(claims.get("idnatps", ""))
     if not ps:
         raise InvalidClient("the client assertion must name the acting professional (idnatps)")
@@ -160,8 +155,19 @@ def exchange(
         purpose=purpose.value,
         justification=str(justification)[:1000] if justification else None,
         client_id=client_id,
+        patient=patient,
     )
     return TokenResponse(token, ttl, " ".join(sorted(requested)))
+
+
+def _patient_claim(rt: Runtime, value: object) -> Ins | None:
+    """The ``patient`` claim binds the grant to one patient (``urn:oid:<OID>|<INS>``)."""
+    if value is None:
+        return None
+    try:
+        return parse_ins_token(str(value), test_mode=rt.settings.test_mode)
+    except InvalidInput as exc:
+        raise InvalidClient(f"the patient claim is not an INS: {exc.message}") from None
 
 
 def _verify_signature(

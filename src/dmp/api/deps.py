@@ -1,23 +1,24 @@
-"""Request dependencies: the authenticated actor and the access gate bound to it.
+"""The one front door: every request that touches patient data, through ``/api`` or ``/fhir``,
+gets its gate from :func:`gate`, bound to the grant its bearer token carries.
 
-Every route that touches patient data depends on :func:`gate`; a test walks the routes and fails
-when one does not (routes that need no actor are listed in ``PUBLIC_ROUTES``).
+The grant (actor, SMART scopes, purpose of use, justification, and the patient an emergency grant
+is bound to) comes from the authenticated token only: the gate enforces scopes, purpose and rules
+for every action, whichever API it came through. A test walks the routes and fails when one
+reaches patient data without this dependency (routes that need no actor are in
+``PUBLIC_ROUTES``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import unquote
 
 from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
-from dmp.domain.codes import PurposeOfUse
-from dmp.errors import InvalidInput, NotAuthenticated
-from dmp.identity.actor import Actor
-from dmp.identity.tokens import verify_token
+from dmp.errors import BadRequest, NotAuthenticated
+from dmp.identity.tokens import Grant, verify_grant
 from dmp.logs import request_id_var
 
 # Route names that serve no patient data and need no actor.
@@ -36,49 +37,37 @@ PUBLIC_ROUTES = frozenset(
     }
 )
 
+# Headers an earlier version read the access mode from. The mode is part of the authenticated
+# grant now; a request still sending them is told so rather than silently served in normal mode.
+_RETIRED_HEADERS = ("x-dmp-purpose-of-use", "x-dmp-justification")
+
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def actor(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Actor:
+def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated("a bearer token is required")
-    return verify_token(token.strip(), rt.token_secret, now=rt.clock.now())
-
-
-PURPOSE_HEADER = "x-dmp-purpose-of-use"
-JUSTIFICATION_HEADER = "x-dmp-justification"
+    if any(h in request.headers for h in _RETIRED_HEADERS):
+        raise BadRequest(
+            "the purpose of use and its justification come from the token (SMART client "
+            "assertion or `dmp token issue --purpose`), not from request headers"
+        )
+    return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
 
 
 def gate(
     request: Request,
     rt: Annotated[Runtime, Depends(runtime)],
-    who: Annotated[Actor, Depends(actor)],
+    g: Annotated[Grant, Depends(grant)],
 ) -> RecordAccess:
-    """The access gate for this request. The access mode (normal, bris_de_glace, centre_15) and
-    an emergency justification come with the request, as the VIHF assertion carries them."""
+    """The access gate for this request, bound to its grant."""
     client = request.client.host if request.client else None
-    raw = request.headers.get(PURPOSE_HEADER, PurposeOfUse.NORMAL.value).strip().lower()
-    try:
-        purpose = PurposeOfUse(raw)
-    except ValueError:
-        modes = ", ".join(p.value for p in PurposeOfUse)
-        raise InvalidInput(
-            f"unknown purpose of use {raw[:40]!r}; expected one of {modes}"
-        ) from None
-    # Percent-encoded UTF-8, since HTTP header values are ASCII.
-    raw_justification = request.headers.get(JUSTIFICATION_HEADER)
-    justification = unquote(raw_justification) if raw_justification else None
-    return rt.access(
-        who,
-        purpose,
-        RequestContext(request_id=request_id_var.get(), client_addr=client),
-        justification=justification,
-    )
+    return rt.gate(g, RequestContext(request_id=request_id_var.get(), client_addr=client))
 
 
 Gate = Annotated[RecordAccess, Depends(gate)]

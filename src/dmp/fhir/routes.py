@@ -20,10 +20,9 @@ from pydantic import ValidationError
 
 from dmp import __version__
 from dmp.access import smart
-from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument, NewList
-from dmp.api.deps import runtime
+from dmp.api.deps import Gate, runtime
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import (
@@ -36,7 +35,6 @@ from dmp.errors import (
     PreconditionFailed,
 )
 from dmp.fhir import cda, mapping
-from dmp.fhir.deps import fhir_gate
 from dmp.fhir.outcome import FHIR_JSON
 from dmp.fhir.search import SUPPORTED as SEARCH_PARAMETERS
 from dmp.fhir.search import page_links, parse_document_search
@@ -120,17 +118,14 @@ async def token(request: Request, rt: Rt) -> JSONResponse:
 
 
 @router.get("/Patient", name="fhir_patient_search")
-def patient_search(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("Patient", "s"))]
-) -> Response:
+def patient_search(request: Request, rt: Rt, access: Gate) -> Response:
     identifier = request.query_params.get("identifier")
     if not identifier:
         raise BadRequest("Patient search needs identifier=urn:oid:<INS OID>|<INS>")
     ins = parse_ins_token(identifier, test_mode=_test_mode(rt))
     base = base_url(request)
-    try:
-        view = access.read_record(ins)
-    except NotFound:
+    view = access.find_record(ins)
+    if view is None:
         return fhir(mapping.searchset([], 0, {"self": str(request.url)}))
     resource = mapping.patient(view, view.key)
     resource["_fullUrl"] = f"{base}/Patient/{view.key}"
@@ -138,9 +133,7 @@ def patient_search(
 
 
 @router.get("/Patient/{key}", name="fhir_patient_read")
-def patient_read(
-    key: str, access: Annotated[RecordAccess, Depends(fhir_gate("Patient", "r"))]
-) -> Response:
+def patient_read(key: str, access: Gate) -> Response:
     view = access.read_record(PatientKey(key))
     return fhir(mapping.patient(view, view.key))
 
@@ -149,9 +142,7 @@ CONSENT_EXTENSION = "https://dmp.example.org/fhir/StructureDefinition/dmp-consen
 
 
 @router.post("/Patient", name="fhir_patient_create")
-async def patient_create(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("Patient", "c"))]
-) -> Response:
+async def patient_create(request: Request, rt: Rt, access: Gate) -> Response:
     """Open a record. The patient's consent is stated with the extension
     ``dmp-consentement-ouverture`` (valueBoolean true)."""
     res = await read_resource(request, "Patient")
@@ -202,7 +193,7 @@ async def patient_create(
 def docref_search(
     request: Request,
     rt: Rt,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "s"))],
+    access: Gate,
 ) -> Response:
     q = parse_document_search(request.query_params, test_mode=_test_mode(rt))
     base = base_url(request)
@@ -241,7 +232,7 @@ def _doc(fhir_id: str) -> tuple[PatientKey, str]:
 def docref_read(
     fhir_id: str,
     request: Request,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "r"))],
+    access: Gate,
 ) -> Response:
     key, logical = _doc(fhir_id)
     doc = access.read_document(key, logical)
@@ -254,7 +245,7 @@ def docref_read(
 def docref_history(
     fhir_id: str,
     request: Request,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "r"))],
+    access: Gate,
 ) -> Response:
     key, logical = _doc(fhir_id)
     versions = access.document_versions(key, logical)
@@ -276,7 +267,7 @@ def docref_vread(
     fhir_id: str,
     vid: str,
     request: Request,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "r"))],
+    access: Gate,
 ) -> Response:
     key, logical = _doc(fhir_id)
     for v in access.document_versions(key, logical):
@@ -345,7 +336,7 @@ def _check_cda(header: cda.CdaHeader, patient: PatientRef, meta: NewDocument) ->
 async def docref_create(
     request: Request,
     rt: Rt,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "c"))],
+    access: Gate,
 ) -> Response:
     """ITI-105 Simplified Publish: a DocumentReference carrying its content in attachment.data."""
     res = await read_resource(request, "DocumentReference")
@@ -376,7 +367,7 @@ PATCHABLE = ("status", "securityLabel", "extension")
 async def docref_patch(
     fhir_id: str,
     request: Request,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "u"))],
+    access: Gate,
 ) -> Response:
     """PDSm metadata update: only status, securityLabel and the isArchived extension; a new
     version each time. JSON Patch or FHIRPath Patch (a Parameters resource)."""
@@ -484,9 +475,7 @@ def _code(label: dict[str, Any]) -> str | None:
 
 
 @router.delete("/DocumentReference/{fhir_id}", name="fhir_docref_delete")
-def docref_delete(
-    fhir_id: str, access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "d"))]
-) -> Response:
+def docref_delete(fhir_id: str, access: Gate) -> Response:
     key, logical = _doc(fhir_id)
     access.delete_document(key, logical)
     return Response(status_code=204)
@@ -499,7 +488,7 @@ def docref_delete(
 def binary_read(
     fhir_id: str,
     request: Request,
-    access: Annotated[RecordAccess, Depends(fhir_gate("Binary", "r"))],
+    access: Gate,
 ) -> Response:
     key, logical = _doc(fhir_id)
     accept = request.headers.get("accept", "")
@@ -527,7 +516,7 @@ def binary_read(
 async def transaction(
     request: Request,
     rt: Rt,
-    access: Annotated[RecordAccess, Depends(fhir_gate("DocumentReference", "c"))],
+    access: Gate,
 ) -> Response:
     bundle = await read_resource(request, "Bundle")
     if bundle.get("type") != "transaction":
@@ -670,9 +659,7 @@ def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> New
 
 
 @router.get("/List", name="fhir_list_search")
-def list_search(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("List", "s"))]
-) -> Response:
+def list_search(request: Request, rt: Rt, access: Gate) -> Response:
     """ITI-66 Find Lists: SubmissionSets (code=submissionset) and Folders (code=folder)."""
     params = request.query_params
     unknown = set(params) - {
@@ -729,9 +716,7 @@ def _patient_param(request: Request, rt: Runtime) -> PatientRef:
 
 
 @router.get("/AuditEvent", name="fhir_auditevent_search")
-def auditevent_search(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("AuditEvent", "s"))]
-) -> Response:
+def auditevent_search(request: Request, rt: Rt, access: Gate) -> Response:
     """The record's traces: the holder and the GP see all, a professional their own."""
     patient = _patient_param(request, rt)
     try:
@@ -746,9 +731,7 @@ def auditevent_search(
 
 
 @router.get("/Consent", name="fhir_consent_search")
-def consent_search(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("Consent", "s"))]
-) -> Response:
+def consent_search(request: Request, rt: Rt, access: Gate) -> Response:
     """The holder's authorisations and blocks of professionals, as Consent resources."""
     patient = _patient_param(request, rt)
     rows = access.permissions(patient)
@@ -772,9 +755,7 @@ def consent_search(
 
 
 @router.post("/Consent", name="fhir_consent_create")
-async def consent_create(
-    request: Request, rt: Rt, access: Annotated[RecordAccess, Depends(fhir_gate("Consent", "c"))]
-) -> Response:
+async def consent_create(request: Request, rt: Rt, access: Gate) -> Response:
     """A professional declares the consent the patient gave them (provision permit)."""
     res = await read_resource(request, "Consent")
     ref = (res.get("patient") or {}).get("reference")

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import jwt
 
+from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind
@@ -23,14 +24,17 @@ _ALGORITHM = "HS256"
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a verified token grants: the actor and, for API clients, the SMART scopes, the
-    access mode and its justification, bound at authentication like a VIHF assertion."""
+    """What an authenticated request may do: the actor and, for API clients, the SMART scopes,
+    the access mode (purpose of use) and its justification, bound at authentication like a VIHF
+    assertion. An emergency grant is bound to one patient (``patient``). The gate enforces all
+    of it, whichever API the request came through; nothing else sets the purpose."""
 
     actor: Actor
-    scopes: frozenset[str] | None = None  # None: an operator token, not limited by scopes
-    purpose: str | None = None
+    scopes: frozenset[str] | None = None  # None: not limited by scopes (operators, patients)
+    purpose: PurposeOfUse = PurposeOfUse.NORMAL
     justification: str | None = None
     client_id: str | None = None
+    patient: Ins | None = None  # the one patient this grant is for (required for emergency)
 
 
 def issue_token(
@@ -43,6 +47,7 @@ def issue_token(
     purpose: str | None = None,
     justification: str | None = None,
     client_id: str | None = None,
+    patient: Ins | None = None,
 ) -> str:
     claims: dict[str, object] = {
         "iss": ISSUER,
@@ -65,6 +70,7 @@ def issue_token(
         "purpose": purpose,
         "justification": justification,
         "client_id": client_id,
+        "patient": f"{patient.oid}|{patient.value}" if patient else None,
     }
     claims.update({k: v for k, v in optional.items() if v is not None})
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
@@ -97,10 +103,11 @@ def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
         raise NotAuthenticated("the bearer token is invalid") from None
     if kind is ActorKind.SYSTEM:
         raise NotAuthenticated("system actors do not authenticate over HTTP")
-    ins = None
-    if "ins" in claims:
-        oid, _, value = str(claims["ins"]).partition("|")
-        ins = Ins(oid=oid, value=value)
+    try:
+        purpose = PurposeOfUse(claims.get("purpose") or PurposeOfUse.NORMAL.value)
+    except ValueError:
+        raise NotAuthenticated("the bearer token is invalid") from None
+    ins = _ins_claim(claims.get("ins"))
     actor = Actor(
         kind=kind,
         id=str(claims["sub"]),
@@ -116,7 +123,15 @@ def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
     return Grant(
         actor=actor,
         scopes=frozenset(str(scope).split()) if scope is not None else None,
-        purpose=claims.get("purpose"),
+        purpose=purpose,
         justification=claims.get("justification"),
         client_id=claims.get("client_id"),
+        patient=_ins_claim(claims.get("patient")),
     )
+
+
+def _ins_claim(value: object) -> Ins | None:
+    if value is None:
+        return None
+    oid, _, ins = str(value).partition("|")
+    return Ins(oid=oid, value=ins)
