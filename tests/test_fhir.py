@@ -216,6 +216,40 @@ def test_iti105_without_metadata_takes_it_from_the_cda(client: TestClient, world
         assert _publish_cda(client, world, rel)["status"] == 201, rel
 
 
+def test_cda_about_another_patient_is_refused_whatever_the_subject_form(
+    client: TestClient, world: Runtime
+) -> None:
+    """Defect: the CDA's patient was checked only for ``Patient?identifier=``; a subject given
+    as ``Patient/<key>`` filed another patient's document in this record."""
+    from tests.factories import ins_for
+
+    other = ins_for(43)
+    open_record(world, other)
+    key = world.access(admin.patient_actor(world, other)).read_record(other).key
+    out = _publish_cda(client, world, "lab-report", subject={"reference": f"Patient/{key}"})
+    assert out["status"] == 422, out
+    assert "another patient" in out["body"]["issue"][0]["diagnostics"]
+    # Through the JSON API as well: the gate checks the content, not the route.
+    body = {
+        "type_code": "11502-2",
+        "format_code": "urn:ihe:iti:xds-sd:text:2008",
+        "mime_type": "text/xml",
+        "title": "Biologie",
+        "creation_time": "2026-01-05T10:00:00+01:00",
+        "service_start": "2026-01-05T10:00:00+01:00",
+        "content_base64": base64.b64encode(cda_document("lab-report")).decode(),
+    }
+    r = client.post(
+        f"/api/records/{other.value}/documents",
+        params={"oid": other.oid},
+        json=body,
+        headers=bearer(world, pro(world, CARDIOLOGIST)),
+    )
+    assert r.status_code == 422, r.text
+    assert "another patient" in r.json()["message"]
+    assert world.access(admin.patient_actor(world, other)).search_documents(other).total == 0
+
+
 def test_cda_for_another_patient_or_type_is_refused(client: TestClient, world: Runtime) -> None:
     from tests.factories import ins_for
 

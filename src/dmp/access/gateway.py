@@ -42,6 +42,7 @@ from dmp.access.views import (
     TraceView,
 )
 from dmp.crypto import envelope
+from dmp.domain import cda
 from dmp.domain.codes import (
     SEXES,
     TYPE_TO_CLASS,
@@ -558,9 +559,17 @@ class RecordAccess:
         )
         stored: list[DocumentView] = []
         with self._unit() as conn:
-            scope, _, decision = self._authorize(
-                conn, ins, Action.DEPOSIT_DOCUMENT, action, need=DOCUMENT_CREATE
+            standing, facts = self._load_facts(conn, ins, action, None, DOCUMENT_CREATE)
+            scope, decision = self._grant(
+                conn, standing, facts, Action.DEPOSIT_DOCUMENT, action, None
             )
+            for n, (meta, content, _) in enumerate(items):
+                try:
+                    cda.check_content(
+                        content, (standing.ins_oid, standing.ins_value), meta.type_code
+                    )
+                except InvalidInput as exc:
+                    raise InvalidItem(exc.message, n) from None
             key_id, data_key = self._data_key(conn, scope, create=True)
             for (meta, content, replaces), (sha256, sha1) in zip(items, hashes, strict=True):
                 logical_id = self._store_document(

@@ -23,6 +23,7 @@ from dmp.access import smart
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument, NewList
 from dmp.api.deps import Gate, runtime
+from dmp.domain import cda
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import (
@@ -34,7 +35,7 @@ from dmp.errors import (
     NotFound,
     PreconditionFailed,
 )
-from dmp.fhir import cda, mapping
+from dmp.fhir import mapping
 from dmp.fhir.outcome import FHIR_JSON
 from dmp.fhir.search import SUPPORTED as SEARCH_PARAMETERS
 from dmp.fhir.search import page_links, parse_document_search
@@ -298,8 +299,6 @@ def _prepare(
     if header is not None:
         _fill_from_cda(res, header)
     meta, replaces = mapping.new_document(res, content)
-    if header is not None:
-        _check_cda(header, patient, meta)
     return patient, meta, content, replaces
 
 
@@ -317,19 +316,6 @@ def _fill_from_cda(res: dict[str, Any], header: cda.CdaHeader) -> None:
         period["start"] = header.service_start.isoformat()
     if not res.get("securityLabel") and header.confidentiality in ("N", "R", "V"):
         res["securityLabel"] = [{"coding": [{"code": header.confidentiality}]}]
-
-
-def _check_cda(header: cda.CdaHeader, patient: PatientRef, meta: NewDocument) -> None:
-    if (
-        isinstance(patient, Ins)
-        and header.ins()
-        and (patient.oid, patient.value) not in header.ins()
-    ):
-        raise InvalidInput("the CDA document is about another patient than the metadata's")
-    if header.type_code and meta.type_code and header.type_code != meta.type_code:
-        raise InvalidInput(
-            f"the CDA type code {header.type_code} differs from the metadata's {meta.type_code}"
-        )
 
 
 @router.post("/DocumentReference", name="fhir_docref_create")

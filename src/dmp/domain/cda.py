@@ -11,17 +11,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
+from dmp.domain.ins import PRODUCTION_OIDS, TEST_OIDS
 from dmp.errors import InvalidInput
 
 NS = {"hl7": "urn:hl7-org:v3"}
 MAX_CDA_BYTES = 20 * 1024 * 1024
 MAX_DEPTH = 256
-INS_OIDS = (
-    "1.2.250.1.213.1.4.8",
-    "1.2.250.1.213.1.4.9",
-    "1.2.250.1.213.1.4.10",
-    "1.2.250.1.213.1.4.11",
-)
+INS_OIDS = PRODUCTION_OIDS | TEST_OIDS
 
 
 @dataclass(frozen=True)
@@ -112,3 +108,17 @@ def parse_header(content: bytes) -> CdaHeader:
         service_start=_time(low.get("value")) if low is not None else None,
         service_stop=_time(high.get("value")) if high is not None else None,
     )
+
+
+def check_content(content: bytes, patient_ins: tuple[str, str], type_code: str) -> None:
+    """A CDA document must be about the record's patient and of the declared type, whichever
+    API brought it (a document filed in the wrong record is a patient-safety incident)."""
+    if not looks_like_cda(content):
+        return
+    header = parse_header(content)
+    if header.ins() and patient_ins not in header.ins():
+        raise InvalidInput("the CDA document is about another patient than the metadata's")
+    if header.type_code and header.type_code != type_code:
+        raise InvalidInput(
+            f"the CDA type code {header.type_code} differs from the metadata's {type_code}"
+        )
