@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -33,6 +33,7 @@ from dmp.access.policy import (
 )
 from dmp.access.views import (
     Demographics,
+    DocumentChange,
     DocumentView,
     ListView,
     NewDocument,
@@ -65,6 +66,7 @@ from dmp.errors import (
     InvalidInput,
     InvalidItem,
     NotFound,
+    PreconditionFailed,
 )
 from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need, scope_allows
@@ -81,6 +83,7 @@ MAX_CONTENT_BYTES = 20 * 1024 * 1024
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)
 INVISIBLE_PATIENT_NOTICE = timedelta(days=14)
 _LIVE = ("current", "superseded", "archived")
+_READS = frozenset({Action.READ_RECORD, Action.READ_DOCUMENTS, Action.READ_HISTORY})
 
 _MESSAGES: dict[Reason, str] = {
     Reason.DENY_UNKNOWN_PATIENT: "no record was found for this patient",
@@ -149,6 +152,7 @@ class RecordAccess:
         self.purpose = grant.purpose
         self._ctx = ctx
         self._justification = (grant.justification or "").strip()[:1000] or None
+        self._tally = stats.Tally()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -156,9 +160,12 @@ class RecordAccess:
     def _unit(self) -> Iterator[Connection]:
         """One transaction: committed on success, rolled back on any error. Refusals are
         written after the rollback, in their own transaction."""
+        self._tally = stats.Tally()
         try:
             with self._rt.engine.begin() as conn:
                 yield conn
+                # Counters last, once, in a fixed order (see stats.Tally).
+                self._tally.flush(conn)
         except _Refusal as refusal:
             audit.write_denial(
                 self._rt.engine,
@@ -324,6 +331,10 @@ class RecordAccess:
         if not decision.allowed:
             self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
         scope = AuthorizedPatient(standing.patient_id, standing.departement)
+        if action not in _READS:
+            # A change holds the patient's audit chain from its start: changes to one record
+            # queue there, before any other row lock, so they cannot deadlock on each other.
+            audit_log.lock_chain(conn, standing.patient_id)
         if decision.open_emergency:
             self._open_emergency(conn, scope, standing.record)
         return scope, decision
@@ -664,7 +675,7 @@ class RecordAccess:
                 self._holder_may_manage(old, action)
             if old.status != AvailabilityStatus.CURRENT.value:
                 raise Conflict("only a current document can be replaced")
-            self._new_version(conn, scope, old, status=AvailabilityStatus.SUPERSEDED.value)
+            self._new_version(conn, scope, old, None, status=AvailabilityStatus.SUPERSEDED.value)
             replaces = old.logical_id
         unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
         if documents.unique_id_taken(conn, scope, unique_id):
@@ -716,8 +727,14 @@ class RecordAccess:
             "latest": True,
             "version_at": now,
         }
-        documents.insert(conn, scope, row)
-        stats.document_deposited(conn, scope.departement, now, meta.type_code)
+        try:
+            documents.insert(conn, scope, row)
+        except IntegrityError:
+            # A concurrent deposit took the uniqueId between the check above and this insert.
+            raise Conflict(
+                f"a document with the unique id {unique_id[:80]} already exists"
+            ) from None
+        self._tally.document_deposited(scope.departement, now, meta.type_code)
         if meta.invisible_patient:
             self._announce_pending(conn, scope, logical_id, now)
         return logical_id
@@ -779,7 +796,7 @@ class RecordAccess:
             )
             assert decision.visibility is not None
             rows, total = documents.search(conn, scope, decision.visibility, criteria)
-            self._count_access(conn, scope)
+            self._count_access(scope)
             self._audit(
                 conn,
                 AuditAction.DOCUMENT_SEARCH,
@@ -865,14 +882,14 @@ class RecordAccess:
         if doc is None:
             # Missing or hidden: one answer, so a hidden document cannot be told from none.
             raise NotFound("no such document")
-        self._count_access(conn, scope)
+        self._count_access(scope)
         return scope, doc, decision
 
-    def _count_access(self, conn: Connection, scope: AuthorizedPatient) -> None:
+    def _count_access(self, scope: AuthorizedPatient) -> None:
         """Adoption statistics: professional consultations per access mode."""
         if self.actor.kind is ActorKind.PROFESSIONAL:
-            stats.documents_accessed(
-                conn, scope.departement, self._rt.clock.now(), self.purpose.value
+            self._tally.documents_accessed(
+                scope.departement, self._rt.clock.now(), self.purpose.value
             )
 
     def _count_opening(
@@ -927,11 +944,26 @@ class RecordAccess:
             self._refuse(verdict, audit_action, doc.patient_id, doc.logical_id)
 
     def _new_version(
-        self, conn: Connection, scope: AuthorizedPatient, doc: DocumentRow, **changes: object
+        self,
+        conn: Connection,
+        scope: AuthorizedPatient,
+        doc: DocumentRow,
+        expected_version: int | None = None,
+        **changes: object,
     ) -> DocumentRow:
-        """A metadata change writes a new version (new entry id, same logical id)."""
+        """A metadata change writes a new version (new entry id, same logical id).
+
+        The old version stops being the latest by a compare-and-set: of concurrent changes to
+        one document exactly one wins; the others get 412 (they named the version they expected)
+        or 409, and the version chain never forks (a unique index backs it)."""
         now = self._rt.clock.now()
-        documents.supersede_version(conn, scope, doc.id)
+        if not documents.supersede_version(conn, scope, doc.id):
+            if expected_version is not None:
+                raise PreconditionFailed(
+                    f"the document is no longer at version {expected_version}: it was changed "
+                    "meanwhile"
+                )
+            raise Conflict("the document was changed by a concurrent request; read it and retry")
         row: dict[str, Any] = {f.name: getattr(doc, f.name) for f in fields(doc)}
         row.update(
             changes, id=uuid.uuid4().hex, version=doc.version + 1, latest=True, version_at=now
@@ -948,57 +980,76 @@ class RecordAccess:
         invisible_patient: bool | None = None,
         invisible_representatives: bool | None = None,
         archived: bool | None = None,
+        expected_version: int | None = None,
     ) -> DocumentView:
         """Change a document's visibility flags or archive it: a new metadata version.
 
         The holder (and representatives) mask and unmask any document they see and archive the
         documents the patient deposited; professionals change only what they or their structure
         authored. Only professionals hide a document from the patient pending an announcement
-        (AC-11); representatives cannot touch what is hidden from them (AC-12).
+        (AC-11); representatives cannot touch what is hidden from them (AC-12). With
+        ``expected_version`` (HTTP If-Match), a document at another version is a 412.
         """
-        holder_side = self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
-        if invisible_patient is not None and holder_side:
+        change = DocumentChange(masked_ps, invisible_patient, invisible_representatives, archived)
+        self._may_request(change)  # before any lookup: the answer does not depend on the record
+        return self.patch_document(ins, document_id, lambda _: change, expected_version)
+
+    def _may_request(self, change: DocumentChange) -> None:
+        if change.invisible_patient is not None and self.actor.kind in (
+            ActorKind.PATIENT,
+            ActorKind.REPRESENTATIVE,
+        ):
             raise Forbidden("only a professional hides a document from the patient")
-        if invisible_representatives is not None and self.actor.kind is ActorKind.REPRESENTATIVE:
+        if (
+            change.invisible_representatives is not None
+            and self.actor.kind is ActorKind.REPRESENTATIVE
+        ):
             raise Forbidden("representatives cannot change what is hidden from them")
-        now = self._rt.clock.now()
-        changes: dict[str, object] = {}
-        if masked_ps is not None:
-            changes["masked_ps"] = masked_ps
-        if invisible_patient is not None:
-            changes["invisible_patient"] = invisible_patient
-            changes["invisible_patient_until"] = (
-                now + INVISIBLE_PATIENT_DELAY if invisible_patient else None
-            )
-        if invisible_representatives is not None:
-            changes["invisible_representatives"] = invisible_representatives
-        if archived is not None:
-            changes["status"] = (
-                AvailabilityStatus.ARCHIVED.value if archived else AvailabilityStatus.CURRENT.value
-            )
-        if not changes:
-            raise InvalidInput("nothing to change")
+
+    def patch_document(
+        self,
+        ins: PatientRef,
+        document_id: str,
+        compute: Callable[[DocumentView], DocumentChange],
+        expected_version: int | None = None,
+    ) -> DocumentView:
+        """Like :meth:`update_document`, the change computed from the current version (a FHIR
+        PATCH) inside the transaction that holds it: the version checked, the change computed
+        and the new version written cannot be told apart by a concurrent request."""
         action = AuditAction.DOCUMENT_UPDATE
+        holder_side = self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
+        now = self._rt.clock.now()
         with self._unit() as conn:
             scope, doc, decision = self._modifiable(conn, ins, document_id, action, DOCUMENT_UPDATE)
-            if archived is not None and holder_side:
+            _check_version(doc, expected_version)
+            change = compute(doc)
+            self._may_request(change)
+            changes = change.columns(now, INVISIBLE_PATIENT_DELAY)
+            if not changes:
+                raise InvalidInput("nothing to change")
+            if change.archived is not None and holder_side:
                 self._holder_may_manage(doc, action)
-            if archived is not None and doc.status not in ("current", "archived"):
+            if change.archived is not None and doc.status not in ("current", "archived"):
                 raise Conflict("only a current document can be archived or restored")
-            new = self._new_version(conn, scope, doc, **changes)
-            if invisible_patient:
+            new = self._new_version(conn, scope, doc, expected_version, **changes)
+            if change.invisible_patient:
                 self._announce_pending(conn, scope, doc.logical_id, now)
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
         return new
 
-    def delete_document(self, ins: PatientRef, document_id: str) -> None:
+    def delete_document(
+        self, ins: PatientRef, document_id: str, *, expected_version: int | None = None
+    ) -> None:
         """Logical delete by the author (AC-13): the document disappears from every read."""
         action = AuditAction.DOCUMENT_DELETE
         with self._unit() as conn:
             scope, doc, decision = self._modifiable(conn, ins, document_id, action, DOCUMENT_DELETE)
             if self.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
                 self._holder_may_manage(doc, action)
-            self._new_version(conn, scope, doc, status=AvailabilityStatus.DELETED.value)
+            _check_version(doc, expected_version)
+            self._new_version(
+                conn, scope, doc, expected_version, status=AvailabilityStatus.DELETED.value
+            )
             self._audit(conn, action, scope.patient_id, doc.logical_id, decision.reason)
 
     def activate_account(self, ins: PatientRef) -> None:
@@ -1261,6 +1312,13 @@ def _record_view(
         oppose_bris_de_glace=record.oppose_bris_de_glace,
         oppose_centre_15=record.oppose_centre_15,
     )
+
+
+def _check_version(doc: DocumentRow, expected_version: int | None) -> None:
+    if expected_version is not None and doc.version != expected_version:
+        raise PreconditionFailed(
+            f"the document is at version {doc.version}, not {expected_version}"
+        )
 
 
 def _stored_record_view(

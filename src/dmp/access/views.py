@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Generic, TypeVar
 
 from dmp.domain.ins import Ins
@@ -115,3 +115,29 @@ class ListView:
     author_id: str
     author_structure: str | None
     document_ids: tuple[str, ...]  # only the documents this caller may see
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentChange:
+    """A change of a document's flags or archiving (None: unchanged). Visibility flags: the
+    XDS confidentiality codes MASQUE_PS, INVISIBLE_PATIENT, INVISIBLE_REPRESENTANTS_LEGAUX."""
+
+    masked_ps: bool | None = None
+    invisible_patient: bool | None = None
+    invisible_representatives: bool | None = None
+    archived: bool | None = None
+
+    def columns(self, now: datetime, reveal_delay: timedelta) -> dict[str, object]:
+        """The stored columns this change sets (an INVISIBLE_PATIENT flag reveals itself after
+        ``reveal_delay``, AC-11)."""
+        out: dict[str, object] = {}
+        if self.masked_ps is not None:
+            out["masked_ps"] = self.masked_ps
+        if self.invisible_patient is not None:
+            out["invisible_patient"] = self.invisible_patient
+            out["invisible_patient_until"] = now + reveal_delay if self.invisible_patient else None
+        if self.invisible_representatives is not None:
+            out["invisible_representatives"] = self.invisible_representatives
+        if self.archived is not None:
+            out["status"] = "archived" if self.archived else "current"
+        return out

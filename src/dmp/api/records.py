@@ -289,6 +289,9 @@ class DocumentUpdateIn(Strict):
     invisible_patient: bool | None = None
     invisible_representatives: bool | None = None
     archived: bool | None = None
+    expected_version: int | None = Field(
+        default=None, ge=1, le=10**9, description="the version the change applies to (else 412)"
+    )
 
 
 @router.patch("/{ins}/documents/{document_id}", name="update_document")
@@ -303,6 +306,7 @@ def update_document(
         invisible_patient=body.invisible_patient,
         invisible_representatives=body.invisible_representatives,
         archived=body.archived,
+        expected_version=body.expected_version,
     )
     return document_json(doc)
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from dmp import __version__
 from dmp.access import smart
 from dmp.access.runtime import Runtime
-from dmp.access.views import Demographics, NewDocument, NewList
+from dmp.access.views import Demographics, DocumentChange, DocumentView, NewDocument, NewList
 from dmp.api.deps import Gate, runtime
 from dmp.domain import cda
 from dmp.domain.codes import CreationChannel
@@ -33,7 +33,6 @@ from dmp.errors import (
     InvalidItem,
     MethodNotAllowed,
     NotFound,
-    PreconditionFailed,
 )
 from dmp.fhir import mapping
 from dmp.fhir.outcome import FHIR_JSON
@@ -360,25 +359,41 @@ async def docref_patch(
     key, logical = _doc(fhir_id)
     body = await read_json(request)
     base = base_url(request)
-    current = await run_in_threadpool(access.read_document, key, logical)
-    expected = request.headers.get("if-match")
-    if expected is not None and expected.strip() not in (
-        f'W/"{current.version}"',
-        f'"{current.version}"',
+    if not isinstance(body, list) and not (
+        isinstance(body, dict) and body.get("resourceType") == "Parameters"
     ):
-        raise PreconditionFailed(
-            f"the document is at version {current.version}, not {expected.strip()}"
-        )
+        raise BadRequest("send a JSON Patch array or a FHIRPath Patch Parameters resource")
+    expected = _if_match(request.headers.get("if-match"))
+
+    def change(current: DocumentView) -> DocumentChange:
+        # Runs inside the gate's transaction, on the version it holds.
+        return _patched_change(current, body, base)
+
+    doc = await run_in_threadpool(access.patch_document, key, logical, change, expected)
+    return fhir(mapping.document_reference(doc, base), headers={"ETag": f'W/"{doc.version}"'})
+
+
+def _if_match(value: str | None) -> int | None:
+    """``If-Match: W/"3"`` (or ``"3"``) names the version a change expects."""
+    if value is None:
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest('If-Match must name a version, as in W/"3"')
+    return int(raw)
+
+
+def _patched_change(current: DocumentView, body: Any, base: str) -> DocumentChange:
+    """The flags a PATCH changes, from the document as it stands (PDSm: only status,
+    securityLabel and the isArchived extension)."""
     before = mapping.document_reference(current, base)
     if isinstance(body, list):
         try:
             after = jsonpatch.apply_patch(before, body)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             raise InvalidInput(f"the JSON Patch does not apply: {exc}") from None
-    elif isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        after = _fhirpath_patch(before, body)
     else:
-        raise BadRequest("send a JSON Patch array or a FHIRPath Patch Parameters resource")
+        after = _fhirpath_patch(before, body)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     if changed - set(PATCHABLE):
         raise MethodNotAllowed(
@@ -394,25 +409,29 @@ async def docref_patch(
         ),
         None,
     )
-    kwargs: dict[str, Any] = {}
-    if flags["MASQUE_PS"] != current.masked_ps:
-        kwargs["masked_ps"] = flags["MASQUE_PS"]
-    if flags["INVISIBLE_PATIENT"] != current.invisible_patient:
-        kwargs["invisible_patient"] = flags["INVISIBLE_PATIENT"]
-    if flags["INVISIBLE_REPRESENTANTS_LEGAUX"] != current.invisible_representatives:
-        kwargs["invisible_representatives"] = flags["INVISIBLE_REPRESENTANTS_LEGAUX"]
-    if archived is not None and bool(archived) != (current.status == "archived"):
-        kwargs["archived"] = bool(archived)
     if conf != current.confidentiality:
         raise MethodNotAllowed("the confidentiality level (N/R/V) cannot be changed by PATCH")
     if after.get("status") != before.get("status"):
         if after.get("status") != "superseded":
             raise InvalidInput("status can only become superseded")
         raise MethodNotAllowed("a document becomes superseded by its replacement (ITI-65)")
-    if not kwargs:
+
+    def differs(new: bool, old: bool) -> bool | None:
+        return new if new != old else None
+
+    change = DocumentChange(
+        masked_ps=differs(flags["MASQUE_PS"], current.masked_ps),
+        invisible_patient=differs(flags["INVISIBLE_PATIENT"], current.invisible_patient),
+        invisible_representatives=differs(
+            flags["INVISIBLE_REPRESENTANTS_LEGAUX"], current.invisible_representatives
+        ),
+        archived=(
+            differs(bool(archived), current.status == "archived") if archived is not None else None
+        ),
+    )
+    if change == DocumentChange():
         raise InvalidInput("the patch changes nothing")
-    doc = await run_in_threadpool(lambda: access.update_document(key, logical, **kwargs))
-    return fhir(mapping.document_reference(doc, base), headers={"ETag": f'W/"{doc.version}"'})
+    return change
 
 
 def _fhirpath_patch(resource: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -461,9 +480,10 @@ def _code(label: dict[str, Any]) -> str | None:
 
 
 @router.delete("/DocumentReference/{fhir_id}", name="fhir_docref_delete")
-def docref_delete(fhir_id: str, access: Gate) -> Response:
+def docref_delete(fhir_id: str, request: Request, access: Gate) -> Response:
     key, logical = _doc(fhir_id)
-    access.delete_document(key, logical)
+    expected = _if_match(request.headers.get("if-match"))
+    access.delete_document(key, logical, expected_version=expected)
     return Response(status_code=204)
 
 

@@ -32,6 +32,14 @@ def reserve(conn: Connection, chain_id: str) -> tuple[int, str]:
     return int(row.seq), str(row.last_hash)
 
 
+def lock_chain(conn: Connection, chain_id: str) -> None:
+    """Take the chain's head row lock now, until the transaction ends (PostgreSQL; SQLite's
+    write transactions are serial already)."""
+    conn.execute(
+        sa.select(audit_heads.c.seq).where(audit_heads.c.chain_id == chain_id).with_for_update()
+    ).first()
+
+
 def append(conn: Connection, event: dict[str, Any]) -> None:
     conn.execute(audit_events.insert().values(**event))
     conn.execute(

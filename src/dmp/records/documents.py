@@ -139,13 +139,20 @@ def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> N
     conn.execute(documents.insert().values(patient_id=scope.patient_id, **row))
 
 
-def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> None:
-    """Mark a metadata version as no longer the latest (a new version follows)."""
-    conn.execute(
+def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> bool:
+    """Mark a metadata version as no longer the latest (a new version follows): a compare and
+    set. False when that version is no longer the latest: a concurrent change won (on
+    PostgreSQL the row lock makes the loser wait, then re-check ``latest`` and update nothing)."""
+    result = conn.execute(
         documents.update()
-        .where(documents.c.patient_id == scope.patient_id, documents.c.id == entry_id)
+        .where(
+            documents.c.patient_id == scope.patient_id,
+            documents.c.id == entry_id,
+            documents.c.latest.is_(True),
+        )
         .values(latest=False)
     )
+    return result.rowcount == 1
 
 
 def versions(conn: Connection, scope: AuthorizedPatient, logical_id: str) -> list[DocumentRow]:
@@ -160,6 +167,7 @@ def versions(conn: Connection, scope: AuthorizedPatient, logical_id: str) -> lis
 
 
 def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> bool:
+    """A fast, friendly answer for the common case; the unique index decides under races."""
     return (
         conn.execute(
             sa.select(documents.c.id)

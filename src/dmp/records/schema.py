@@ -241,7 +241,24 @@ documents = sa.Table(
     sa.Index("ix_documents_patient_status_service", "patient_id", "status", "service_start"),
     sa.Index("ix_documents_patient_logical", "patient_id", "logical_id", "version"),
     sa.Index("ix_documents_patient_author_structure", "patient_id", "author_structure"),
-    sa.Index("ix_documents_patient_unique", "patient_id", "unique_id"),
+    # One document per uniqueId in a record (its first version; later versions repeat it), and
+    # one latest version per document: the database refuses a fork whatever the race.
+    sa.Index(
+        "ux_documents_patient_unique",
+        "patient_id",
+        "unique_id",
+        unique=True,
+        postgresql_where=sa.text("version = 1"),
+        sqlite_where=sa.text("version = 1"),
+    ),
+    sa.Index(
+        "ux_documents_patient_latest",
+        "patient_id",
+        "logical_id",
+        unique=True,
+        postgresql_where=sa.text("latest"),
+        sqlite_where=sa.text("latest"),
+    ),
 )
 
 document_contents = sa.Table(

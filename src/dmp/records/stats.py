@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -94,30 +95,37 @@ def account_activated(conn: Connection, departement: str) -> None:
     )
 
 
-def document_deposited(conn: Connection, departement: str, at: datetime, type_code: str) -> None:
-    _bump(
-        conn,
-        stats_documents,
-        {
-            "departement": departement,
-            "month": month(at),
-            "type_code": type_code,
-            "shard": secrets.randbelow(SHARDS),
-        },
-    )
+class Tally:
+    """The document and access counters of one transaction, applied once at its end.
+
+    Each counter row is bumped once per transaction, whatever the number of documents, and the
+    rows are taken in one fixed order (table, then key), on one shard chosen per transaction:
+    two transactions never hold counter rows in opposite orders, so they cannot deadlock on
+    them (they once did, with a random shard per document)."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
+
+    def document_deposited(self, departement: str, at: datetime, type_code: str) -> None:
+        self._counts[(stats_documents.name, (departement, month(at), type_code))] += 1
+
+    def documents_accessed(self, departement: str, at: datetime, purpose: str) -> None:
+        self._counts[(stats_accesses.name, (departement, month(at), purpose))] += 1
+
+    def flush(self, conn: Connection) -> None:
+        if not self._counts:
+            return
+        shard = secrets.randbelow(SHARDS)
+        for (table_name, key), by in sorted(self._counts.items()):
+            table, names = _TALLIED[table_name]
+            _bump(conn, table, {**dict(zip(names, key, strict=True)), "shard": shard}, by=by)
+        self._counts.clear()
 
 
-def documents_accessed(conn: Connection, departement: str, at: datetime, purpose: str) -> None:
-    _bump(
-        conn,
-        stats_accesses,
-        {
-            "departement": departement,
-            "month": month(at),
-            "purpose": purpose,
-            "shard": secrets.randbelow(SHARDS),
-        },
-    )
+_TALLIED: dict[str, tuple[sa.Table, tuple[str, ...]]] = {
+    stats_documents.name: (stats_documents, ("departement", "month", "type_code")),
+    stats_accesses.name: (stats_accesses, ("departement", "month", "purpose")),
+}
 
 
 def add_milestone(

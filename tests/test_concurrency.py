@@ -1,0 +1,169 @@
+"""Writes that race, fired 50 at a time on PostgreSQL: exactly one winner, no forked version chain.
+
+Each of these once failed on PostgreSQL: the same uniqueId accepted twice, 40 replacements of one
+document giving 6 successes, 40 PATCHes leaving 37 rows marked as the latest version, and two
+multi-document bundles deadlocking on counter and audit rows taken in opposite orders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dmp.access import admin
+from dmp.access.runtime import Runtime
+from dmp.access.statistics import verify_counters
+from dmp.errors import Conflict, DmpError, PreconditionFailed
+from dmp.identity.actor import system_actor
+from tests.factories import CARDIOLOGIST, GP, T0, ins_for, new_document, open_record, pro
+
+pytestmark = pytest.mark.postgres
+
+N = 50
+
+
+def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` for i < n from n threads released together; results or exceptions."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        try:
+            return work(i)
+        except DmpError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def _versions(rt: Runtime, patient_id: str) -> list[tuple[str, int, bool, str]]:
+    with rt.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT logical_id, version, latest, status FROM documents "
+                "WHERE patient_id = :p ORDER BY logical_id, version"
+            ),
+            {"p": patient_id},
+        ).all()
+    return [(r[0], int(r[1]), bool(r[2]), str(r[3])) for r in rows]
+
+
+def _assert_chains_intact(rt: Runtime, patient_id: str) -> dict[str, list[tuple[int, bool, str]]]:
+    chains: dict[str, list[tuple[int, bool, str]]] = {}
+    for logical, version, latest, status in _versions(rt, patient_id):
+        chains.setdefault(logical, []).append((version, latest, status))
+    for logical, chain in chains.items():
+        assert [v for v, _, _ in chain] == list(range(1, len(chain) + 1)), logical
+        assert [latest for _, latest, _ in chain] == [False] * (len(chain) - 1) + [True], logical
+    return chains
+
+
+@pytest.fixture
+def record(world: Runtime) -> tuple[Runtime, Any, str]:
+    ins = ins_for(900)
+    open_record(world, ins)
+    key = world.access(system_actor("test")).read_record(ins).key
+    return world, ins, key
+
+
+def test_one_unique_id_is_stored_once(record: tuple[Runtime, Any, str]) -> None:
+    rt, ins, key = record
+    meta = dataclasses.replace(new_document(T0), unique_id="1.2.250.1.999.1.42")
+    results = _race(N, lambda _: rt.access(pro(rt, CARDIOLOGIST)).deposit_document(ins, meta, b"x"))
+    won = [r for r in results if not isinstance(r, DmpError)]
+    assert len(won) == 1, results
+    assert all(isinstance(r, Conflict) for r in results if r not in won)
+    assert len(_assert_chains_intact(rt, key)) == 1
+    assert admin.verify_audit(rt).ok
+
+
+def test_concurrent_replacements_have_one_winner(record: tuple[Runtime, Any, str]) -> None:
+    rt, ins, key = record
+    gate = rt.access(pro(rt, CARDIOLOGIST))
+    original = gate.deposit_document(ins, new_document(T0), b"v1").logical_id
+    results = _race(
+        N,
+        lambda _: rt.access(pro(rt, CARDIOLOGIST)).deposit_document(
+            ins, new_document(T0), b"v2", replaces=original
+        ),
+    )
+    won = [r for r in results if not isinstance(r, DmpError)]
+    assert len(won) == 1, [r for r in results if isinstance(r, DmpError)][:3]
+    assert all(isinstance(r, Conflict) for r in results if r not in won)
+    chains = _assert_chains_intact(rt, key)
+    # The original: version 1 current, version 2 superseded (once); and one replacement.
+    assert chains[original] == [(1, False, "current"), (2, True, "superseded")]
+    assert len(chains) == 2
+    assert admin.verify_audit(rt).ok
+
+
+def test_concurrent_patches_never_fork_the_version_chain(
+    record: tuple[Runtime, Any, str],
+) -> None:
+    rt, ins, key = record
+    doc = rt.access(pro(rt, CARDIOLOGIST)).deposit_document(ins, new_document(T0), b"x")
+    # Every request names version 1 (If-Match): exactly one wins, the others get 412.
+    results = _race(
+        N,
+        lambda i: rt.access(pro(rt, CARDIOLOGIST)).update_document(
+            ins, doc.logical_id, masked_ps=i % 2 == 0, expected_version=1
+        ),
+    )
+    won = [r for r in results if not isinstance(r, DmpError)]
+    assert len(won) == 1
+    assert all(isinstance(r, PreconditionFailed) for r in results if r not in won)
+    # Without If-Match: each either wins or gets 409, and the chain stays one line.
+    results = _race(
+        N,
+        lambda i: rt.access(pro(rt, CARDIOLOGIST)).update_document(
+            ins, doc.logical_id, masked_ps=i % 2 == 0
+        ),
+    )
+    won = [r for r in results if not isinstance(r, DmpError)]
+    assert won
+    assert all(isinstance(r, Conflict) for r in results if r not in won)
+    chain = _assert_chains_intact(rt, key)[doc.logical_id]
+    assert len(chain) == 2 + len(won)
+    search = rt.access(pro(rt, CARDIOLOGIST)).search_documents(ins, statuses=None)
+    assert [d.logical_id for d in search.items] == [doc.logical_id]
+
+
+def test_concurrent_deletes_have_one_winner(record: tuple[Runtime, Any, str]) -> None:
+    rt, ins, key = record
+    doc = rt.access(pro(rt, CARDIOLOGIST)).deposit_document(ins, new_document(T0), b"x")
+    results = _race(
+        N, lambda _: rt.access(pro(rt, CARDIOLOGIST)).delete_document(ins, doc.logical_id)
+    )
+    assert sum(r is None for r in results) == 1
+    assert len(_assert_chains_intact(rt, key)[doc.logical_id]) == 2
+
+
+def test_bundles_on_many_records_do_not_deadlock(world: Runtime) -> None:
+    """Bundles of several documents of several types, on records of one département, take the
+    statistics counters and the audit heads in one order: none deadlocks or fails."""
+    rt = world
+    records = [ins_for(910 + i) for i in range(10)]
+    for ins in records:
+        open_record(rt, ins)
+        rt.access(admin.patient_actor(rt, ins)).update_settings(ins, medecin_traitant=GP)
+    types = ["11502-2", "34112-3", "11488-4", "18748-4"]
+
+    def bundle(i: int) -> Any:
+        order = types if i % 2 else list(reversed(types))
+        items = [
+            (dataclasses.replace(new_document(T0), type_code=t), f"{i}-{t}".encode(), None)
+            for t in order
+        ]
+        return rt.access(pro(rt, CARDIOLOGIST)).deposit_batch(records[i % len(records)], items)
+
+    results = _race(N, bundle)
+    assert [r for r in results if isinstance(r, DmpError)] == []
+    assert verify_counters(rt) == []
+    assert admin.verify_audit(rt).ok
