@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import admin
+from dmp.access import admin, audit
 from dmp.access.runtime import Runtime
+from dmp.clock import FixedClock
 from dmp.errors import Forbidden
+from dmp.records.schema import audit_events, audit_heads
 from tests.factories import (
     GP,
     NURSE,
@@ -162,3 +165,120 @@ def test_the_database_refuses_to_change_events(world: Runtime, sql: str) -> None
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), world.engine.begin() as conn:
         conn.execute(sa.text(sql))
     assert admin.verify_audit(world).ok
+
+
+def _rewrite_chain(
+    rt: Runtime, chain: str, seq: int, secret: bytes | None, key_id: str | None = None
+) -> None:
+    """What whoever holds the database can do: change one event's reason, recompute its hash
+    and every later one's with the public algorithm (or a guessed key), and the head."""
+    lift_audit_protection(rt.engine)
+    with rt.engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(audit_events)
+            .where(audit_events.c.chain_id == chain, audit_events.c.seq >= seq)
+            .order_by(audit_events.c.seq)
+        ).all()
+        prev = conn.execute(
+            sa.select(audit_events.c.hash).where(
+                audit_events.c.chain_id == chain, audit_events.c.seq == seq - 1
+            )
+        ).scalar_one()
+        for r in rows:
+            event = {str(k): v for k, v in r._asdict().items() if k != "hash"}
+            event["prev_hash"] = prev
+            if r.seq == seq:
+                event["reason"] = "ALLOW_SYSTEM"
+            event["key_id"] = key_id
+            new_hash = audit.event_mac(event, secret)
+            conn.execute(
+                audit_events.update()
+                .where(audit_events.c.chain_id == chain, audit_events.c.seq == r.seq)
+                .values(
+                    reason=event["reason"], prev_hash=prev, hash=new_hash, key_id=event["key_id"]
+                )
+            )
+            prev = new_hash
+        conn.execute(
+            audit_heads.update().where(audit_heads.c.chain_id == chain).values(last_hash=prev)
+        )
+
+
+@pytest.mark.parametrize("guess", ["plain-sha256", "wrong-key"])
+def test_a_full_rewrite_with_the_database_alone_is_detected(world: Runtime, guess: str) -> None:
+    """Defect: the chain was plain SHA-256, so changing an event and recomputing the following
+    hashes and the head passed verification. The MAC key lives in the key ring, not the
+    database."""
+    chain = _activity(world)
+    if guess == "plain-sha256":
+        _rewrite_chain(world, chain, 3, None)
+    else:
+        _rewrite_chain(world, chain, 3, b"k" * 32, world.keyring.active_audit_key_id)
+    report = admin.verify_audit(world)
+    assert not report.ok
+    assert report.fault is not None and report.fault.seq == 3
+    # The same rewrite with the real key would pass: the key is what protects the trail.
+    ring = world.keyring
+    assert ring.active_audit_key_id is not None
+    key_id = ring.active_audit_key_id
+    _rewrite_chain(world, chain, 3, ring.audit_keys[key_id], key_id)
+    assert admin.verify_audit(world).ok
+
+
+def test_verification_runs_beside_live_writes(world: Runtime) -> None:
+    """Defect: verify reported tampering when an event was committed while it ran."""
+    _activity(world)
+    gp = world.access(pro(world, GP))
+    ins = ins_for(1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while not stop.is_set():
+                gp.search_documents(ins)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(15):
+            report = admin.verify_audit(world)
+            assert report.ok, report.fault
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+
+
+def test_a_clock_with_another_offset_keeps_chains_valid(world: Runtime) -> None:
+    """Defect: an event written at 10:30+01:00 was hashed with its offset but stored in UTC."""
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    clock.set(T0.astimezone(timezone(timedelta(hours=1))))
+    _activity(world)
+    report = admin.verify_audit(world)
+    assert report.ok, report.fault
+
+
+def test_readers_never_take_the_write_lock(world: Runtime) -> None:
+    """Defect: on SQLite, `dmp audit verify` and the public statistics took the write lock, so
+    a long verification stopped every deposit. They read a snapshot now: with a writer holding
+    its transaction open, both finish at once."""
+    from dmp.access import statistics
+
+    _activity(world)
+    done: list[str] = []
+
+    def readers() -> None:
+        assert admin.verify_audit(world).ok
+        statistics.adoption(world)
+        done.append("read")
+
+    with world.engine.begin() as writer:
+        writer.execute(sa.text("UPDATE records SET mask_all = mask_all"))
+        thread = threading.Thread(target=readers)
+        thread.start()
+        thread.join(timeout=10)
+        assert done == ["read"]

@@ -4,6 +4,8 @@ import dataclasses
 import os
 import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,13 @@ import sqlalchemy as sa
 
 from dmp.access import admin
 from dmp.access.runtime import Runtime
-from dmp.crypto.keyring import load_keyring, load_or_create_keyring
+from dmp.clock import FixedClock
+from dmp.config import Settings
+from dmp.crypto.keyring import create_keyring, load_keyring
 from dmp.domain.ins import Ins
-from dmp.errors import Forbidden, IntegrityFailure, NotFound
+from dmp.errors import ConfigurationError, Forbidden, IntegrityFailure, NotFound
 from dmp.identity.actor import system_actor
-from tests.factories import GP, T0, ins_for, new_document, open_record, pro
+from tests.factories import GP, T0, ins_for, load_directory, new_document, open_record, pro
 
 SECRET = "Diagnostic confidentiel: hypertension arterielle 7f3a9c"
 
@@ -127,10 +131,12 @@ def test_only_a_system_job_shreds(world: Runtime) -> None:
 
 def test_keyring_file_is_private_and_stable(tmp_path: Path) -> None:
     path = tmp_path / "ring" / "keyring.json"
-    ring = load_or_create_keyring(path)
+    ring = create_keyring(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    again = load_or_create_keyring(path)
+    again = load_keyring(path)
     assert again.keks == ring.keks and again.token_secret == ring.token_secret
+    assert again.audit_keys == ring.audit_keys and ring.active_audit_key_id in ring.audit_keys
+    assert create_keyring(path).keks == ring.keks  # a second start loads the first one's ring
     key = ring.keks[ring.active_kek_id]
     assert repr(key) not in repr(ring) and key.hex() not in repr(ring)
 
@@ -193,3 +199,67 @@ def test_content_sealed_before_chunking_stays_readable(world: Runtime) -> None:
         conn.execute(sa.text("UPDATE document_contents SET sealed = :s"), {"s": legacy})
     _, content = world.access(pro(world, GP)).read_content(ins, doc_id)
     assert content.decode() == SECRET
+
+
+def test_a_missing_key_ring_is_never_silently_replaced(
+    settings: Settings, clock: FixedClock
+) -> None:
+    """Defect: with the ring gone, a new one was created; the server said healthy, reads failed
+    with 500 naming the key, and documents deposited meanwhile were unreadable with the real
+    ring restored. Now the server refuses to start and says what to do."""
+    rt = Runtime.start(settings, clock=clock)
+    load_directory(rt)
+    ins, doc = _deposit(rt)
+    rt.close()
+    ring = settings.effective_keyring_path
+    backup = ring.with_name("keyring.backup")
+    ring.rename(backup)
+    with pytest.raises(ConfigurationError, match="restore the key ring"):
+        Runtime.start(settings, clock=clock)
+    assert not ring.exists()  # no new ring was made
+    backup.rename(ring)
+    rt = Runtime.start(settings, clock=clock)
+    _, content = rt.access(pro(rt, GP)).read_content(ins, doc)
+    assert content == SECRET.encode()
+    rt.close()
+
+
+def test_serve_refuses_to_start_without_its_key_ring(settings: Settings, clock: FixedClock) -> None:
+    rt = Runtime.start(settings, clock=clock)
+    load_directory(rt)
+    _deposit(rt)
+    rt.close()
+    settings.effective_keyring_path.unlink()
+    env = {
+        **os.environ,
+        "DMP_DATA_DIR": str(settings.data_dir),
+        "DMP_DATABASE_URL": settings.effective_database_url,
+        "DMP_TEST_MODE": "true",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "dmp.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "restore the key ring" in out.stderr
+
+
+def test_keys_check_names_what_the_database_needs(settings: Settings, clock: FixedClock) -> None:
+    rt = Runtime.start(settings, clock=clock)
+    load_directory(rt)
+    _deposit(rt)
+    report = admin.check_keys(rt)
+    assert report.ok
+    assert report.keks_needed == {rt.keyring.active_kek_id}
+    assert rt.keyring.active_audit_key_id in report.audit_keys_needed
+    # A ring that lacks what the database needs is reported, key by key.
+    stranger = create_keyring(settings.data_dir / "other.json")
+    rt.keyring = stranger
+    report = admin.check_keys(rt, reload=False)
+    assert not report.ok
+    assert report.keks_missing == report.keks_needed
+    rt.close()

@@ -154,6 +154,24 @@ def keys() -> None:
     """Encryption keys."""
 
 
+@keys.command("check")
+@friendly_errors
+def keys_check() -> None:
+    """Which key ids the database needs and whether the key ring holds them (exit 1 if not)."""
+    report = admin.check_keys_offline(_settings())
+    click.echo(f"key ring: {report.ring_path} ({'found' if report.ring_found else 'MISSING'})")
+    for label, needed, missing in (
+        ("key-encryption keys", report.keks_needed, report.keks_missing),
+        ("audit keys", report.audit_keys_needed, report.audit_keys_missing),
+    ):
+        listed = ", ".join(f"{k}{' (missing)' if k in missing else ''}" for k in sorted(needed))
+        click.echo(f"{label} the database needs: {listed or 'none'}")
+    if not report.ok:
+        click.echo("the key ring does not open this database: restore it from its backup", err=True)
+        sys.exit(1)
+    click.echo("the key ring holds every key the database needs")
+
+
 @keys.command("rotate")
 @friendly_errors
 def keys_rotate() -> None:

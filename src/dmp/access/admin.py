@@ -6,7 +6,10 @@ Each runs as a named system actor and is audited, like any other access.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import Engine
 
 from dmp.access import audit
 from dmp.access.audit import RequestContext, VerifyReport
@@ -14,12 +17,13 @@ from dmp.access.directory_import import ImportSummary, batches
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.crypto import envelope
+from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.identity.tokens import issue_token
-from dmp.records import database, directory, keys
+from dmp.records import audit_log, database, directory, keys
 
 
 def upgrade_database(settings: Settings) -> str | None:
@@ -50,11 +54,58 @@ def _system_event(
             reason="ALLOW_SYSTEM",
             ctx=RequestContext(),
             at=rt.clock.now(),
+            key=rt.audit_key,
         )
 
 
 def verify_audit(rt: Runtime) -> VerifyReport:
-    return audit.verify(rt.engine)
+    return audit.verify(rt.engine, rt.audit_keys())
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """Which key ids the database needs, and which of them the key ring lacks."""
+
+    ring_path: Path
+    ring_found: bool
+    keks_needed: set[str]
+    audit_keys_needed: set[str]
+    keks_missing: set[str]
+    audit_keys_missing: set[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.ring_found and not self.keks_missing and not self.audit_keys_missing
+
+
+def _key_report(engine: Engine, path: Path, ring: KeyRing | None) -> KeyReport:
+    with database.snapshot(engine) as conn:
+        keks = keys.kek_ids_in_use(conn)
+        audit_keys = audit_log.key_ids_in_use(conn)
+    held_keks = set(ring.keks) if ring else set()
+    held_audit = set(ring.audit_keys) if ring else set()
+    return KeyReport(
+        path, ring is not None, keks, audit_keys, keks - held_keks, audit_keys - held_audit
+    )
+
+
+def check_keys(rt: Runtime, *, reload: bool = True) -> KeyReport:
+    """`dmp keys check` for a running service's ring."""
+    if reload:
+        rt.reload_keyring()
+    return _key_report(rt.engine, rt.keyring.path, rt.keyring)
+
+
+def check_keys_offline(settings: Settings) -> KeyReport:
+    """`dmp keys check` without starting the service (it may refuse to start for lack of its
+    key ring): reads the database and the ring file, if any, and changes nothing."""
+    engine = database.make_engine(settings.effective_database_url)
+    path = settings.effective_keyring_path
+    try:
+        ring = load_keyring(path) if path.exists() else None
+        return _key_report(engine, path, ring)
+    finally:
+        engine.dispose()
 
 
 def rotate_keys(rt: Runtime, *, batch: int = 500) -> tuple[str, int]:

@@ -8,9 +8,10 @@ rolling back the refused request does not erase the trace of the refusal.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
 from dmp.identity.actor import Actor
-from dmp.records import audit_log
+from dmp.records import audit_log, database
 from dmp.records.types import AuditRow
 
 _ACTOR_CHAIN_NS = uuid.UUID("6f1d2c8e-6b1e-4a57-9d0e-3c1f5e2a7b90")
@@ -38,14 +39,33 @@ def actor_chain(actor: Actor) -> str:
     return uuid.uuid5(_ACTOR_CHAIN_NS, f"{actor.kind.value}:{actor.id}").hex
 
 
+@dataclass(frozen=True, slots=True)
+class AuditKey:
+    """The key ring's key that MACs new audit events."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+
 def _payload(event: dict[str, Any]) -> bytes:
-    fields = {k: v for k, v in event.items() if k != "hash"}
-    fields["at"] = event["at"].isoformat(timespec="microseconds")
+    fields = {
+        k: v
+        for k, v in event.items()
+        if k != "hash" and not (k == "key_id" and v is None)  # events before migration 0009
+    }
+    # UTC before hashing: the database stores UTC, so a clock with another offset must not
+    # make the stored event disagree with its MAC.
+    fields["at"] = event["at"].astimezone(UTC).isoformat(timespec="microseconds")
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def event_hash(event: dict[str, Any]) -> str:
-    return hashlib.sha256(_payload(event)).hexdigest()
+def event_mac(event: dict[str, Any], secret: bytes | None) -> str:
+    """HMAC-SHA-256 of the event under an audit key of the key ring; without a key, the plain
+    SHA-256 of events written before the trail was keyed."""
+    payload = _payload(event)
+    if secret is None:
+        return hashlib.sha256(payload).hexdigest()
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
 def write(
@@ -61,6 +81,7 @@ def write(
     reason: str,
     ctx: RequestContext,
     at: datetime,
+    key: AuditKey,
 ) -> None:
     """Append one event to the patient's chain (or the actor's, for events about no patient)."""
     chain_id = patient_id or actor_chain(actor)
@@ -69,7 +90,7 @@ def write(
         "chain_id": chain_id,
         "seq": seq,
         "event_id": uuid.uuid4().hex,
-        "at": at,
+        "at": at.astimezone(UTC),
         "patient_id": patient_id,
         "actor_kind": actor.kind.value,
         "actor_id": actor.id,
@@ -83,8 +104,9 @@ def write(
         "request_id": ctx.request_id,
         "client_addr": ctx.client_addr,
         "prev_hash": prev,
+        "key_id": key.key_id,
     }
-    event["hash"] = event_hash(event)
+    event["hash"] = event_mac(event, key.secret)
     audit_log.append(conn, event)
 
 
@@ -136,15 +158,43 @@ def _row_event(row: AuditRow) -> dict[str, Any]:
         "request_id": row.request_id,
         "client_addr": row.client_addr,
         "prev_hash": row.prev_hash,
+        "key_id": row.key_id,
     }
 
 
+@dataclass(frozen=True)
+class AuditKeys:
+    """What verification needs from the key ring: its audit keys, and whether events without a
+    MAC are accepted (only for a ring upgraded from before the trail was keyed, and only before
+    the first keyed event of a chain)."""
+
+    keys: dict[str, bytes] = field(repr=False)
+    accept_unkeyed: bool = False
+
+
+def _check_event(row: AuditRow, keys: AuditKeys, keyed_before: bool) -> str | None:
+    if row.key_id is None:
+        if keyed_before or not keys.accept_unkeyed:
+            return "has no MAC (written or rewritten without the key ring)"
+        expected = event_mac(_row_event(row), None)
+    else:
+        secret = keys.keys.get(row.key_id)
+        if secret is None:
+            return f"its MAC key {row.key_id} is not in the key ring"
+        expected = event_mac(_row_event(row), secret)
+    if not hmac.compare_digest(expected, row.hash):
+        return "content changed after it was written"
+    return None
+
+
 def _verify_chain(
-    conn: Connection, chain_id: str, head_seq: int, head_hash: str
+    conn: Connection, chain_id: str, head_seq: int, head_hash: str, keys: AuditKeys
 ) -> tuple[int, ChainFault | None]:
     prev = audit_log.GENESIS
     expected = 1
-    for row in audit_log.chain(conn, chain_id):
+    keyed = False
+    # Read up to the head as the snapshot saw it: events appended later are not this check's.
+    for row in audit_log.chain(conn, chain_id, upto=head_seq):
         if row.seq != expected:
             return expected, ChainFault(chain_id, expected, None, "event missing from the chain")
         if row.prev_hash != prev:
@@ -154,10 +204,10 @@ def _verify_chain(
                 row.event_id,
                 "does not follow the previous event (reordered or removed)",
             )
-        if event_hash(_row_event(row)) != row.hash:
-            return expected, ChainFault(
-                chain_id, row.seq, row.event_id, "content changed after it was written"
-            )
+        problem = _check_event(row, keys, keyed)
+        if problem is not None:
+            return expected, ChainFault(chain_id, row.seq, row.event_id, problem)
+        keyed = keyed or row.key_id is not None
         prev = row.hash
         expected += 1
     count = expected - 1
@@ -168,17 +218,18 @@ def _verify_chain(
     return count, None
 
 
-def verify(engine: Engine) -> VerifyReport:
-    """Check every chain; stop at the first fault."""
+def verify(engine: Engine, keys: AuditKeys) -> VerifyReport:
+    """Check every chain on one consistent snapshot, bounded by the heads; stop at the first
+    fault. Runs beside live traffic: it takes no write lock and new events do not disturb it."""
     chains = events = 0
-    with engine.connect() as conn:
+    with database.snapshot(engine) as conn:
         orphans = audit_log.chain_ids_without_head(conn)
         if orphans:
             return VerifyReport(
                 0, 0, ChainFault(orphans[0], 1, None, "chain head record is missing")
             )
         for chain_id, head_seq, head_hash in list(audit_log.heads(conn)):
-            n, fault = _verify_chain(conn, chain_id, head_seq, head_hash)
+            n, fault = _verify_chain(conn, chain_id, head_seq, head_hash, keys)
             chains += 1
             events += n
             if fault is not None:

@@ -177,6 +177,7 @@ class RecordAccess:
                 reason=refusal.reason.value,
                 ctx=self._ctx,
                 at=self._rt.clock.now(),
+                key=self._rt.audit_key,
             )
             raise refusal.error from None
 
@@ -201,6 +202,7 @@ class RecordAccess:
             reason=reason.value,
             ctx=self._ctx,
             at=self._rt.clock.now(),
+            key=self._rt.audit_key,
         )
 
     def _refuse(

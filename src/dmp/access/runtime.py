@@ -6,24 +6,28 @@ side by side on one database.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from dmp.access.audit import RequestContext
+from dmp.access.audit import AuditKey, AuditKeys, RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.matrix import load_matrix
 from dmp.access.policy import Matrix
 from dmp.clock import Clock, SystemClock
 from dmp.config import Settings
-from dmp.crypto.keyring import KeyRing, load_keyring, load_or_create_keyring
+from dmp.crypto.keyring import KeyRing, create_keyring, load_keyring
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.domain.thresholds import Thresholds
+from dmp.errors import ConfigurationError
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import Grant
-from dmp.records import database
+from dmp.records import audit_log, database, keys
 
 
 @dataclass
@@ -41,11 +45,15 @@ class Runtime:
         cls, settings: Settings, *, clock: Clock | None = None, migrate: bool = True
     ) -> Runtime:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        keyring = load_or_create_keyring(settings.effective_keyring_path)
         engine = database.make_engine(settings.effective_database_url)
         matrix = load_matrix(settings.matrix_file)
         if migrate:
             database.upgrade(engine)
+        try:
+            keyring = open_keyring(settings.effective_keyring_path, engine)
+        except BaseException:
+            engine.dispose()
+            raise
         thresholds = Thresholds.parse(settings.milestones)
         return cls(settings, engine, keyring, clock or SystemClock(), matrix, thresholds)
 
@@ -63,6 +71,19 @@ class Runtime:
     @property
     def token_secret(self) -> bytes:
         return self.keyring.token_secret
+
+    @property
+    def audit_key(self) -> AuditKey:
+        """The key that MACs new audit events."""
+        ring = self.keyring
+        assert ring.active_audit_key_id is not None  # open_keyring gives every ring one
+        return AuditKey(ring.active_audit_key_id, ring.audit_keys[ring.active_audit_key_id])
+
+    def audit_keys(self) -> AuditKeys:
+        """Every audit key, for verification (the ring reloaded: another process may have
+        added one)."""
+        self.reload_keyring()
+        return AuditKeys(dict(self.keyring.audit_keys), self.keyring.accept_unkeyed_audit)
 
     def access(
         self,
@@ -93,3 +114,36 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _holds_sealed_data(engine: Engine) -> bool:
+    """Whether the database holds data keys or audit events (sealed with some key ring)."""
+    try:
+        with database.snapshot(engine) as conn:
+            return keys.any_key_stored(conn) or audit_log.any_event(conn)
+    except sa_exc.DBAPIError:
+        return False  # no schema yet: an empty database
+
+
+def open_keyring(path: Path, engine: Engine) -> KeyRing:
+    """The key ring for this database. A new ring is created only for an empty database: with
+    wrapped keys or audit events stored and no ring, the server refuses to start rather than
+    make a new ring that opens none of them (documents deposited meanwhile would then be
+    unreadable once the real ring is back)."""
+    if not path.exists():
+        if _holds_sealed_data(engine):
+            raise ConfigurationError(
+                f"no key ring at {path}, but the database holds data keys and audit events "
+                "sealed with one: restore the key ring from its backup, or set DMP_KEYRING to "
+                "its path (`dmp keys check` lists the key ids the database needs)"
+            )
+        return create_keyring(path)
+    ring = load_keyring(path)
+    if ring.active_audit_key_id is None:
+        # A ring from before the audit trail was keyed: give it an audit key; the events
+        # written until now carry no MAC and stay acceptable as they are.
+        ring = dataclasses.replace(
+            ring.with_new_audit_key(), accept_unkeyed_audit=_holds_sealed_data(engine)
+        )
+        ring.save()
+    return ring

@@ -13,7 +13,7 @@ from datetime import datetime
 from dmp.access.runtime import Runtime
 from dmp.domain.geo import geography
 from dmp.errors import InvalidInput
-from dmp.records import directory, stats
+from dmp.records import database, directory, stats
 
 
 @dataclass
@@ -84,7 +84,8 @@ def adoption(
     start, end = _month(start, "from"), _month(end, "to")
     if start and end and start > end:
         raise InvalidInput("the period ends before it starts")
-    with rt.engine.connect() as conn:
+    # One snapshot, no write lock: the public page must not hold up the writers.
+    with database.snapshot(rt.engine) as conn:
         raw = stats.read_counters(conn, departements, start, end)
         names = directory.structure_names(conn, {m[3] for m in raw["milestones"] if m[3]})
     figures = {
@@ -140,7 +141,7 @@ def adoption(
 
 def verify_counters(rt: Runtime) -> list[str]:
     """Compare the counters with a full recount; the differences, if any, in words."""
-    with rt.engine.connect() as conn:
+    with database.snapshot(rt.engine) as conn:  # counters and recount from one snapshot
         counted = stats.read_counters(conn, None, None, None)
         recounted = stats.recount(conn)
     problems: list[str] = []

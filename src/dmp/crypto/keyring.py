@@ -1,4 +1,5 @@
-"""The key ring: key-encryption keys (KEKs) and the token-signing secret, in one 0600 file.
+"""The key ring: key-encryption keys (KEKs), the audit MAC keys and the token-signing secret,
+in one 0600 file.
 
 The file is created on first start. Losing it makes every document unreadable: it must be backed
 up, separately from the database (a database backup alone must not be enough to read content).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -22,7 +24,7 @@ from dmp.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2 added the audit keys; a version 1 ring gets one on first start
 
 
 def _b64(data: bytes) -> str:
@@ -41,6 +43,21 @@ class KeyRing:
     active_kek_id: str
     keks: dict[str, bytes] = field(repr=False)
     token_secret: bytes = field(repr=False)
+    # Keys of the audit trail's MACs: kept apart from the database, so that whoever holds the
+    # database alone cannot rewrite the trail and recompute it.
+    audit_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    active_audit_key_id: str | None = None
+    # True only for a ring upgraded from before the trail was keyed: events of that time carry
+    # no MAC and are accepted as such (see docs/decisions/0008-audit-mac.md).
+    accept_unkeyed_audit: bool = False
+
+    def audit_key(self, key_id: str) -> bytes | None:
+        return self.audit_keys.get(key_id)
+
+    def with_new_audit_key(self) -> KeyRing:
+        key_id = f"audit-{uuid.uuid4().hex[:12]}"
+        keys = {**self.audit_keys, key_id: secrets.token_bytes(32)}
+        return dataclasses.replace(self, audit_keys=keys, active_audit_key_id=key_id)
 
     def kek(self, kek_id: str) -> bytes:
         try:
@@ -54,7 +71,7 @@ class KeyRing:
         kek_id = f"kek-{uuid.uuid4().hex[:12]}"
         keks = dict(self.keks)
         keks[kek_id] = secrets.token_bytes(32)
-        return KeyRing(self.path, kek_id, keks, self.token_secret)
+        return dataclasses.replace(self, active_kek_id=kek_id, keks=keks)
 
     def _serialise(self) -> bytes:
         return orjson.dumps(
@@ -63,6 +80,9 @@ class KeyRing:
                 "active_kek": self.active_kek_id,
                 "keks": {k: _b64(v) for k, v in self.keks.items()},
                 "token_secret": _b64(self.token_secret),
+                "active_audit_key": self.active_audit_key_id,
+                "audit_keys": {k: _b64(v) for k, v in self.audit_keys.items()},
+                "accept_unkeyed_audit": self.accept_unkeyed_audit,
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -86,10 +106,24 @@ def _parse(path: Path, raw: bytes) -> KeyRing:
     try:
         doc = orjson.loads(raw)
         keks = {str(k): _unb64(v) for k, v in doc["keks"].items()}
-        ring = KeyRing(path, str(doc["active_kek"]), keks, _unb64(doc["token_secret"]))
+        audit_keys = {str(k): _unb64(v) for k, v in (doc.get("audit_keys") or {}).items()}
+        active_audit = doc.get("active_audit_key")
+        ring = KeyRing(
+            path,
+            str(doc["active_kek"]),
+            keks,
+            _unb64(doc["token_secret"]),
+            audit_keys,
+            str(active_audit) if active_audit else None,
+            bool(doc.get("accept_unkeyed_audit", False)),
+        )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise ConfigurationError(f"the key ring {path} is not a valid key ring file") from None
-    if ring.active_kek_id not in keks or any(len(k) != 32 for k in keks.values()):
+    if (
+        ring.active_kek_id not in keks
+        or any(len(k) != 32 for k in [*keks.values(), *ring.audit_keys.values()])
+        or (ring.active_audit_key_id is not None and ring.active_audit_key_id not in audit_keys)
+    ):
         raise ConfigurationError(f"the key ring {path} is inconsistent")
     return ring
 
@@ -105,12 +139,11 @@ def load_keyring(path: Path) -> KeyRing:
     return _parse(path, raw)
 
 
-def load_or_create_keyring(path: Path) -> KeyRing:
-    """Load the key ring, creating it (mode 0600) if absent. Safe when two processes start."""
-    if path.exists():
-        return load_keyring(path)
+def create_keyring(path: Path) -> KeyRing:
+    """Create a new key ring (mode 0600). Only for a database that holds no keys: the caller
+    checks. Safe when two processes start: the second loads the first one's ring."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ring = KeyRing(path, "", {}, secrets.token_bytes(32)).with_new_kek()
+    ring = KeyRing(path, "", {}, secrets.token_bytes(32)).with_new_kek().with_new_audit_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -32,6 +32,16 @@ def reserve(conn: Connection, chain_id: str) -> tuple[int, str]:
     return int(row.seq), str(row.last_hash)
 
 
+def any_event(conn: Connection) -> bool:
+    return conn.execute(sa.select(audit_events.c.seq).limit(1)).first() is not None
+
+
+def key_ids_in_use(conn: Connection) -> set[str]:
+    """The audit keys the stored MACs need (a full scan: operator checks only)."""
+    stmt = sa.select(audit_events.c.key_id).where(audit_events.c.key_id.is_not(None)).distinct()
+    return {str(k) for k in conn.execute(stmt).scalars()}
+
+
 def lock_chain(conn: Connection, chain_id: str) -> None:
     """Take the chain's head row lock now, until the transaction ends (PostgreSQL; SQLite's
     write transactions are serial already)."""
@@ -68,13 +78,16 @@ def chain_ids_without_head(conn: Connection) -> list[str]:
     return [str(x) for x in conn.execute(stmt).scalars()]
 
 
-def chain(conn: Connection, chain_id: str, batch: int = 1000) -> Iterator[AuditRow]:
-    """A chain's events in stored sequence order, read in batches."""
+def chain(
+    conn: Connection, chain_id: str, *, upto: int | None = None, batch: int = 1000
+) -> Iterator[AuditRow]:
+    """A chain's events in stored sequence order (up to ``upto``), read in batches."""
     last = 0
+    bound = [] if upto is None else [audit_events.c.seq <= upto]
     while True:
         rows = conn.execute(
             sa.select(audit_events)
-            .where(audit_events.c.chain_id == chain_id, audit_events.c.seq > last)
+            .where(audit_events.c.chain_id == chain_id, audit_events.c.seq > last, *bound)
             .order_by(audit_events.c.seq)
             .limit(batch)
         ).all()

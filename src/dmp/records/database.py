@@ -53,6 +53,23 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """A read-only connection on one consistent snapshot of the database, for long reads
+    (audit verification, statistics): on PostgreSQL a REPEATABLE READ read-only transaction; on
+    SQLite a deferred transaction, which in WAL mode reads one snapshot and takes no write lock,
+    so it blocks no writer and no writer changes what it sees."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            conn = conn.execution_options(dmp_readonly=True)
+        with conn.begin():
+            yield conn
+
+
 def _alembic_config(connection: sa.Connection) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))

@@ -97,3 +97,13 @@ def rewrap(conn: Connection, updates: list[dict[str, object]]) -> None:
         .values(kek_id=sa.bindparam("kek"), wrapped=sa.bindparam("w")),
         updates,
     )
+
+
+def kek_ids_in_use(conn: Connection) -> set[str]:
+    """The key-encryption keys the stored data keys need (a full scan: operator checks only)."""
+    stmt = sa.select(patient_keys.c.kek_id).where(patient_keys.c.wrapped.is_not(None)).distinct()
+    return {str(k) for k in conn.execute(stmt).scalars()}
+
+
+def any_key_stored(conn: Connection) -> bool:
+    return conn.execute(sa.select(patient_keys.c.key_id).limit(1)).first() is not None

@@ -296,7 +296,10 @@ audit_events = sa.Table(
     sa.Column("request_id", sa.String(64)),
     sa.Column("client_addr", sa.String(64)),
     sa.Column("prev_hash", sa.String(64), nullable=False),
+    # HMAC-SHA-256 of the event under the key ring's audit key ``key_id`` (plain SHA-256 for
+    # events written before migration 0009, whose key_id is NULL).
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(40)),
 )
 
 audit_heads = sa.Table(

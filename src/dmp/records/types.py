@@ -124,6 +124,7 @@ class AuditRow:
     client_addr: str | None
     prev_hash: str
     hash: str
+    key_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
