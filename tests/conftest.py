@@ -9,11 +9,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
 
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from tests.factories import T0, load_directory
+
+# `pytest --hypothesis-profile=mutation`: no shrinking, to check quickly that a mutant of the
+# policy turns the property tests red (shrinking a failure through the database is slow).
+hypothesis_settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate]
+)
 
 PG_URL = os.environ.get("DMP_TEST_DATABASE_URL", "")
 ON_POSTGRES = PG_URL.startswith("postgresql")

@@ -28,6 +28,8 @@ CARDIOLOGIST = "810000000033"
 NURSE = "810000000041"
 PHARMACIST = "810000000017"
 CARDIO_COLLEAGUE = "810000000066"  # same hospital as CARDIOLOGIST
+OCCUPATIONAL_HEALTH = "C10000000058"  # an occupational health service (AC-16)
+OCCUPATIONAL_DOCTOR = "810000000074"  # a physician working there
 
 
 # -- factories (plain functions) --------------------------------------------------------------
@@ -58,6 +60,7 @@ def load_directory(rt: Runtime) -> None:
             (GP_PRACTICE, "SA07"),
             (HOSPITAL, "SA01"),
             (NURSE_PRACTICE, "SA07"),
+            (OCCUPATIONAL_HEALTH, "SA-SANTE-TRAVAIL"),
         )
     ]
     rows = [
@@ -66,6 +69,7 @@ def load_directory(rt: Runtime) -> None:
         (NURSE, "60", None, NURSE_PRACTICE),
         (PHARMACIST, "21", None, PHARMACY),
         (CARDIO_COLLEAGUE, "10", "SM04", HOSPITAL),
+        (OCCUPATIONAL_DOCTOR, "10", "SM54", OCCUPATIONAL_HEALTH),
     ]
     pros: list[dict[str, object]] = [
         {

@@ -1,6 +1,7 @@
 """Property-based tests over random worlds: professionals of every kind, documents with random
-codes and flags, consents, blocks, oppositions, modes and times. The invariants of the access rules
-must hold in every one of them, through the real gate and database."""
+codes and flags, consents, care teams, blocks, oppositions, modes and times. In every world, what
+the real gate and database return must be exactly what the independent reference model
+(``tests/access_model.py``, written from docs/access-rules.md) says each actor must see."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import DmpError, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
+from tests import access_model
 from tests.factories import (
     CARDIO_COLLEAGUE,
     CARDIOLOGIST,
@@ -54,6 +56,7 @@ class Doc:
 class World:
     docs: tuple[Doc, ...]
     consented: frozenset[str]
+    care_team: frozenset[str]
     blocked: frozenset[str]
     medecin_traitant: str | None
     mask_all: bool
@@ -73,7 +76,8 @@ docs = st.builds(
 worlds = st.builds(
     World,
     docs=st.lists(docs, max_size=5).map(tuple),
-    consented=st.frozensets(st.sampled_from(PROFESSIONALS)),
+    consented=st.frozensets(st.sampled_from(PROFESSIONALS), max_size=3),
+    care_team=st.frozensets(st.sampled_from(PROFESSIONALS), max_size=2),
     blocked=st.frozensets(st.sampled_from(PROFESSIONALS), max_size=2),
     medecin_traitant=st.one_of(st.none(), st.sampled_from((GP, NURSE))),
     mask_all=st.booleans(),
@@ -104,6 +108,8 @@ def _build(rt: Runtime, w: World) -> tuple[Ins, dict[str, Doc]]:
     holder = rt.access(admin.patient_actor(rt, ins))
     for ps in w.consented:
         rt.access(pro(rt, ps)).declare_consent(ins)
+    for ps in w.care_team:
+        holder.declare_care_team(ins, ps)
     for ps in w.blocked:
         holder.block_professional(ins, ps)
     holder.update_settings(
@@ -143,59 +149,78 @@ def _actors(rt: Runtime, ins: Ins) -> list[tuple[str, Actor, PurposeOfUse]]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(w=worlds)
-def test_access_invariants(world: Runtime, w: World) -> None:
+def test_the_gate_gives_exactly_what_the_reference_model_says(world: Runtime, w: World) -> None:
     rt = world
     ins, ids = _build(rt, w)
-    structures = {ps: pro(rt, ps).structure_id for ps in PROFESSIONALS}
+    model = _model_world(rt, w, ids)
     for who, actor, mode in _actors(rt, ins):
         access = rt.access(actor, mode, justification="patient inconscient", patient=ins)
+        if who == "holder":
+            expected: set[str] | None = access_model.holder_sees(model, representative=False)
+        elif who == "rep":
+            expected = access_model.holder_sees(model, representative=True)
+        else:
+            expected = access_model.professional_sees(model, _model_pro(rt, who), mode.value)
         try:
             page = access.search_documents(ins, statuses=None, all_dates=True, limit=100)
         except DmpError as refused:
+            assert expected is access_model.REFUSED, (who, mode, refused.reason)
             # A refused request wrote its refusal, with the same reason.
             last = _last_event(rt, ins)
             assert (last.outcome, last.reason) == ("denied", refused.reason)
-            seen: set[str] = set()
-            searched = False
-        else:
-            seen = {d.logical_id for d in page.items}
-            assert page.total == len(seen)
-            last = _last_event(rt, ins)
-            assert last.action == "document.search"
-            assert set((last.targets or "").split()) == seen
-            reason = last.reason
-            searched = True
-
-        # A blocked professional never reads, whatever the mode.
-        if who in w.blocked:
-            assert not searched
-        for doc_id, d in ids.items():
-            author_side = who == d.author or structures.get(who) == structures[d.author]
-            # A masked document reaches no professional but its author, the author's structure
-            # and the GP (in normal mode).
-            if (d.masked or w.mask_all) and who in PROFESSIONALS and not author_side:
-                assert doc_id not in seen or (
-                    who == w.medecin_traitant and mode is PurposeOfUse.NORMAL
-                )
-            if d.invisible_patient and d.days_ago < 30 and who in ("holder", "rep"):
-                assert doc_id not in seen
-            if d.invisible_reps and who == "rep":
-                assert doc_id not in seen
-            # Single read and search agree.
+            continue
+        seen = {d.logical_id for d in page.items}
+        assert seen == expected, (who, mode.value)
+        assert page.total == len(seen)
+        last = _last_event(rt, ins)
+        assert last.action == "document.search"
+        assert set((last.targets or "").split()) == seen
+        reason = last.reason
+        for doc_id in ids:
+            # Single read and search agree; a hidden document is a 404 like a missing one.
             try:
                 read = access.read_document(ins, doc_id)
             except NotFound:
                 assert doc_id not in seen
-            except DmpError:
-                assert not searched
             else:
                 assert doc_id in seen
                 assert read.logical_id == doc_id
                 last = _last_event(rt, ins)
-                assert (last.action, last.target, last.outcome) == (
+                assert (last.action, last.target, last.outcome, last.reason) == (
                     "document.read",
                     doc_id,
                     "success",
+                    reason,
                 )
-                assert last.reason == reason
     assert admin.verify_audit(rt).ok
+
+
+def _model_pro(rt: Runtime, ps: str) -> access_model.ModelProfessional:
+    actor = pro(rt, ps)
+    assert actor.profession is not None and actor.structure_id is not None
+    return access_model.ModelProfessional(ps, actor.structure_id, actor.profession)
+
+
+def _model_world(rt: Runtime, w: World, ids: dict[str, Doc]) -> access_model.ModelWorld:
+    structure = {ps: pro(rt, ps).structure_id or "" for ps in PROFESSIONALS}
+    docs = {
+        doc_id: access_model.ModelDoc(
+            author=d.author,
+            author_structure=structure[d.author],
+            type_code=d.type_code,
+            masked=d.masked,
+            hidden_from_patient=d.invisible_patient and d.days_ago < 30,
+            hidden_from_representatives=d.invisible_reps,
+        )
+        for doc_id, d in ids.items()
+    }
+    return access_model.ModelWorld(
+        docs=docs,
+        consented=w.consented,
+        care_team=w.care_team,
+        blocked=w.blocked,
+        gp=w.medecin_traitant,
+        mask_all=w.mask_all,
+        opposes_emergency=w.oppose_bdg,
+        opposes_regulation=w.oppose_c15,
+    )

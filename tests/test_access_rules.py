@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from dmp.access import admin
 from dmp.access.runtime import Runtime
+from dmp.access.views import TraceView
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
@@ -23,6 +24,7 @@ from tests.factories import (
     CARDIOLOGIST,
     GP,
     NURSE,
+    OCCUPATIONAL_DOCTOR,
     PHARMACIST,
     T0,
     ins_for,
@@ -96,23 +98,51 @@ def test_ac3_block_overrides_consent_in_every_mode(world: Runtime, ins: Ins) -> 
 
 
 def test_ac4_care_team_and_consent(world: Runtime, ins: Ins) -> None:
-    _deposit(world, CARDIOLOGIST, ins)
-    # Same structure as an author: the colleague is in the care team (initial consent given).
-    assert len(_visible(world, pro(world, CARDIO_COLLEAGUE), ins)) == 1
+    doc = _deposit(world, CARDIOLOGIST, ins)
+    # Authorship is not consent (AC-10 is write-only): neither the author nor a colleague of
+    # the author's structure reads the record for having deposited in it.
+    for who in (CARDIOLOGIST, CARDIO_COLLEAGUE):
+        with pytest.raises(Forbidden, match="consent") as err:
+            _visible(world, pro(world, who), ins)
+        assert err.value.reason == "DENY_NO_CONSENT"
     with pytest.raises(Forbidden, match="consent"):
         _visible(world, pro(world, NURSE), ins)
-    # The holder declares the nurse part of the team.
+    # The holder declares the nurse part of the team (initial consent given at opening).
     world.access(_holder(world, ins)).declare_care_team(ins, NURSE)
-    assert len(_visible(world, pro(world, NURSE), ins)) == 1
-    # A professional holding access adds a colleague (L1111-17 II); one without access cannot.
+    assert _visible(world, pro(world, NURSE), ins) == {doc}
+    # A professional who may read adds a colleague (L1111-17 II); one who may not cannot.
     with pytest.raises(Forbidden):
         world.access(pro(world, PHARMACIST)).declare_care_team(ins, GP)
+    with pytest.raises(Forbidden):
+        world.access(pro(world, CARDIOLOGIST)).declare_care_team(ins, PHARMACIST)
+    world.access(pro(world, CARDIOLOGIST)).declare_consent(ins)
     world.access(pro(world, CARDIOLOGIST)).declare_care_team(ins, PHARMACIST)
-    assert len(_visible(world, pro(world, PHARMACIST), ins)) == 1
+    assert _visible(world, pro(world, PHARMACIST), ins) == {doc}
+
+
+def test_ac4_care_team_is_declared_in_normal_mode_only(world: Runtime, ins: Ins) -> None:
+    """Defect: an emergency reader declared a care team and kept normal access after the
+    window closed."""
+    _deposit(world, CARDIOLOGIST, ins)
+    nurse = pro(world, NURSE)
+    emergency = world.access(nurse, BDG, justification="patient inconscient", patient=ins)
+    assert emergency.search_documents(ins).total == 1
+    for mode, kw in ((BDG, {"justification": "x", "patient": ins}), (PurposeOfUse.CENTRE_15, {})):
+        with pytest.raises(Forbidden) as err:
+            world.access(pro(world, GP), mode, **kw).declare_care_team(ins, NURSE)  # type: ignore[arg-type]
+        assert err.value.reason == "DENY_NORMAL_MODE_ONLY"
+    with pytest.raises(Forbidden) as err:
+        emergency.declare_care_team(ins, NURSE)
+    assert err.value.reason == "DENY_NORMAL_MODE_ONLY"
+    _clock(world).advance(timedelta(days=6))  # the window closed
+    with pytest.raises(Forbidden, match="consent"):
+        _visible(world, nurse, ins)
 
 
 def test_ac4_care_team_needs_the_initial_consent(world: Runtime, ins: Ins) -> None:
     _deposit(world, CARDIOLOGIST, ins)
+    world.access(_holder(world, ins)).declare_care_team(ins, CARDIO_COLLEAGUE)
+    assert len(_visible(world, pro(world, CARDIO_COLLEAGUE), ins)) == 1
     with world.engine.begin() as conn:
         conn.execute(sa.text("UPDATE records SET initial_consent_at = NULL"))
     with pytest.raises(Forbidden, match="consent"):
@@ -139,7 +169,8 @@ def test_ac5_matrix_applies_in_sql_before_paging(world: Runtime, ins: Ins) -> No
 def test_ac6_masked_documents(world: Runtime, ins: Ins) -> None:
     masked = _deposit(world, CARDIOLOGIST, ins, masked_ps=True)
     plain = _deposit(world, CARDIOLOGIST, ins)
-    world.access(pro(world, NURSE)).declare_consent(ins)
+    for who in (NURSE, CARDIOLOGIST, CARDIO_COLLEAGUE):
+        world.access(pro(world, who)).declare_consent(ins)
     assert _visible(world, pro(world, NURSE), ins) == {plain}
     assert _visible(world, pro(world, CARDIOLOGIST), ins) == {masked, plain}  # author
     assert _visible(world, pro(world, CARDIO_COLLEAGUE), ins) == {masked, plain}  # structure
@@ -169,6 +200,12 @@ def test_ac7_medecin_traitant_reads_masked(world: Runtime, ins: Ins) -> None:
     world.access(_holder(world, ins)).update_settings(ins, medecin_traitant=GP, mask_all=True)
     assert _visible(world, pro(world, GP), ins) == {masked}
     assert world.access(pro(world, GP)).read_document(ins, masked).masked_ps
+    # Defect: in emergency or regulation-centre mode the GP lost the masked documents; AC-6/7
+    # exempt the GP in every mode, and the GP opens no emergency window to read.
+    assert _visible(world, pro(world, GP), ins, BDG, "patient inconscient") == {masked}
+    assert _visible(world, pro(world, GP), ins, PurposeOfUse.CENTRE_15) == {masked}
+    history = world.access(_holder(world, ins)).history(ins, limit=100).items
+    assert not [t for t in history if t.action == "emergency.open"]
 
 
 def test_ac8_emergency_access(world: Runtime, ins: Ins) -> None:
@@ -245,6 +282,7 @@ def test_ac10_ac13_ac14_writing(world: Runtime, ins: Ins) -> None:
     with pytest.raises(NotFound):
         world.access(pro(world, PHARMACIST)).delete_document(ins, doc)
     # The author's structure replaces; the old document is superseded.
+    world.access(pro(world, CARDIOLOGIST)).declare_consent(ins)
     colleague = world.access(pro(world, CARDIO_COLLEAGUE))
     new = colleague.deposit_document(ins, new_document(T0), b"v2", replaces=doc)
     assert new.replaces_id == doc
@@ -305,10 +343,20 @@ def test_ac11_ac12_representatives(world: Runtime, ins: Ins) -> None:
 
 
 def test_ac16_forbidden_actors(world: Runtime, ins: Ins) -> None:
-    world.access(pro(world, CARDIOLOGIST)).declare_consent(ins)
-    occupational = dataclasses.replace(pro(world, CARDIOLOGIST), role="medecin_du_travail")
+    """Recognised from the directory (the structure's activity sector), even with consent and
+    in emergency; and a client can no longer opt in or out by asserting a role."""
+    occupational = pro(world, OCCUPATIONAL_DOCTOR)
+    with pytest.raises(Forbidden):  # not even a consent can be recorded for them
+        world.access(occupational).declare_consent(ins)
+    world.access(_holder(world, ins)).declare_consent(ins, OCCUPATIONAL_DOCTOR)
+    for purpose in (PurposeOfUse.NORMAL, BDG, PurposeOfUse.CENTRE_15):
+        with pytest.raises(Forbidden) as err:
+            world.access(occupational, purpose, justification="x", patient=ins).search_documents(
+                ins
+            )
+        assert err.value.reason == "DENY_FORBIDDEN_ACTOR"
     with pytest.raises(Forbidden) as err:
-        world.access(occupational).search_documents(ins)
+        world.access(occupational).deposit_document(ins, new_document(T0), b"x")
     assert err.value.reason == "DENY_FORBIDDEN_ACTOR"
 
 
@@ -348,3 +396,40 @@ def test_holder_input_is_validated(world: Runtime, ins: Ins) -> None:
         holder.block_professional(ins, "not an id!")
     with pytest.raises(Forbidden):
         world.access(pro(world, GP)).update_settings(ins, mask_all=True)
+
+
+def test_hidden_documents_leave_no_id_in_the_history(world: Runtime, ins: Ins) -> None:
+    """Defect: the access history (and AuditEvent) showed the ids of documents hidden from the
+    patient or from the representatives. The accesses stay visible; the ids do not."""
+    world.access(system_actor("desk")).add_representative(ins, "rep-1", "PARENT EXEMPLE", "mere")
+    pending = _deposit(world, CARDIOLOGIST, ins, invisible_patient=True)
+    confidential = (
+        world.access(pro(world, CARDIOLOGIST))
+        .deposit_document(
+            ins, dataclasses.replace(new_document(T0), invisible_representatives=True), b"x"
+        )
+        .logical_id
+    )
+    plain = _deposit(world, CARDIOLOGIST, ins)
+    world.access(pro(world, NURSE)).declare_consent(ins)
+    world.access(pro(world, NURSE)).search_documents(ins)
+
+    def ids_in(items: list[TraceView]) -> set[str]:
+        return {x for t in items for x in (t.target, *t.documents) if x}
+
+    holder_view = world.access(_holder(world, ins)).history(ins, limit=100).items
+    assert pending not in ids_in(holder_view)
+    assert {confidential, plain} <= ids_in(holder_view)
+    assert any(t.action == "document.create" and t.target is None for t in holder_view)
+    rep = Actor(ActorKind.REPRESENTATIVE, "rep-1", ins=ins)
+    rep_view = world.access(rep).history(ins, limit=100).items
+    assert not {pending, confidential} & ids_in(rep_view)
+    assert plain in ids_in(rep_view)
+    # The GP, who may see them all, sees every id.
+    world.access(_holder(world, ins)).update_settings(ins, medecin_traitant=GP)
+    gp_view = world.access(pro(world, GP)).history(ins, limit=100).items
+    assert {pending, confidential, plain} <= ids_in(gp_view)
+    # Once revealed (one month), the holder sees the id again.
+    _clock(world).advance(timedelta(days=31))
+    holder_view = world.access(_holder(world, ins)).history(ins, limit=100).items
+    assert pending in ids_in(holder_view)

@@ -31,6 +31,9 @@ CDA_INS = Ins(*CDA_PATIENT)  # the patient of the fictional CDA documents
 @pytest.fixture
 def client(world: Runtime) -> Iterator[TestClient]:
     open_record(world, CDA_INS)
+    # The publishing cardiologist reads back what they publish: authorship alone gives no
+    # reading (AC-10), so the patient's consent is declared, as at a consultation.
+    world.access(pro(world, CARDIOLOGIST)).declare_consent(CDA_INS)
     with TestClient(create_app(world)) as c:
         yield c
 
@@ -538,7 +541,9 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
             "/fhir/Consent", params=q, headers=bearer(world, admin.patient_actor(world, CDA_INS))
         )
     )
-    assert {e["resource"]["provision"]["type"] for e in consents["entry"]} == {"deny"}
+    # The GP's block and the centre-15 opposition deny; the cardiologist's consent permits.
+    types = sorted(e["resource"]["provision"]["type"] for e in consents["entry"])
+    assert types == ["deny", "deny", "permit"]
     purposes = [
         p["code"] for e in consents["entry"] for p in e["resource"]["provision"].get("purpose", [])
     ]

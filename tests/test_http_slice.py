@@ -153,11 +153,13 @@ def test_hidden_and_missing_documents_look_the_same(client: TestClient, world: R
     missing = client.get(f"{BASE}/documents/{'0' * 32}", params=Q, headers=auth(world, gp))
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json() == missing.json()
-    # The author still sees it (AC-6): having deposited in this record, the author's structure
-    # is part of the care team, which the initial consent authorises (AC-4).
-    r = client.get(
-        f"{BASE}/documents/{doc_id}", params=Q, headers=auth(world, pro(world, CARDIOLOGIST))
-    )
+    # Having deposited gives the author no reading (AC-10); with the patient's consent the
+    # author sees their masked document (AC-6), which others still cannot.
+    author = auth(world, pro(world, CARDIOLOGIST))
+    r = client.get(f"{BASE}/documents/{doc_id}", params=Q, headers=author)
+    assert (r.status_code, r.json()["reason"]) == (403, "DENY_NO_CONSENT")
+    client.post(f"{BASE}/consents", params=Q, json={}, headers=author)
+    r = client.get(f"{BASE}/documents/{doc_id}", params=Q, headers=author)
     assert r.status_code == 200
 
 

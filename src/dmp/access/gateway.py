@@ -72,7 +72,13 @@ from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need, scope_allows
 from dmp.identity.tokens import Grant
 from dmp.records import audit_log, directory, documents, keys, patients, stats
-from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, RecordRow
+from dmp.records.types import (
+    AuditRow,
+    AuthorizedPatient,
+    DocumentCriteria,
+    DocumentRow,
+    RecordRow,
+)
 
 if TYPE_CHECKING:
     from dmp.access.runtime import Runtime
@@ -103,6 +109,7 @@ _MESSAGES: dict[Reason, str] = {
     Reason.DENY_SCOPE: "the grant's scopes do not allow this action",
     Reason.DENY_OTHER_PATIENT: "this grant is bound to another patient",
     Reason.DENY_UNBOUND_EMERGENCY: "an emergency grant must name the one patient it is for",
+    Reason.DENY_NORMAL_MODE_ONLY: "the care team is declared in normal mode only",
 }
 
 # What each action needs from a scoped grant (SMART v2), whichever API it came through.
@@ -232,12 +239,12 @@ class RecordAccess:
         return parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
 
     def _standing(
-        self, conn: Connection, ref: PatientRef, ps: str | None, structure: str | None
+        self, conn: Connection, ref: PatientRef, ps: str | None
     ) -> patients.Standing | None:
         if isinstance(ref, PatientKey):
-            return patients.load_standing(conn, None, ref.id, ps, structure)
+            return patients.load_standing(conn, None, ref.id, ps)
         ins = self._parse_ins(ref)
-        return patients.load_standing(conn, (ins.oid, ins.value), None, ps, structure)
+        return patients.load_standing(conn, (ins.oid, ins.value), None, ps)
 
     def _check_grant(
         self, need: Need, audit_action: AuditAction, standing: patients.Standing, target: str | None
@@ -276,12 +283,7 @@ class RecordAccess:
         """The record and this actor's standing in it, as the policy's facts (one query, two for
         a representative). An unknown patient is refused here."""
         professional = self.actor.kind is ActorKind.PROFESSIONAL
-        standing = self._standing(
-            conn,
-            ins,
-            self.actor.id if professional else None,
-            self.actor.structure_id if professional else None,
-        )
+        standing = self._standing(conn, ins, self.actor.id if professional else None)
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
         self._check_grant(need, audit_action, standing, target)
@@ -297,7 +299,7 @@ class RecordAccess:
             holder_ins=(standing.ins_oid, standing.ins_value),
             consented=permission is not None and permission.consented_at is not None,
             blocked=permission is not None and permission.blocked_at is not None,
-            care_team=standing.care_team_declared or standing.structure_authored,
+            care_team=standing.care_team_declared,
             initial_consent=record.initial_consent_at is not None,
             medecin_traitant=record.medecin_traitant,
             oppose_bris_de_glace=record.oppose_bris_de_glace,
@@ -1142,14 +1144,9 @@ class RecordAccess:
         id_nat_ps = _id_nat_ps(id_nat_ps)
         action = AuditAction.CARE_TEAM_DECLARE
         with self._unit() as conn:
-            if self.actor.kind is ActorKind.PROFESSIONAL:
-                scope, _, decision = self._authorize(
-                    conn, ins, Action.READ_DOCUMENTS, action, id_nat_ps, need=CONSENT_CREATE
-                )
-            else:
-                scope, _, decision = self._authorize(
-                    conn, ins, Action.MANAGE_RECORD, action, id_nat_ps, need=CONSENT_CREATE
-                )
+            scope, _, decision = self._authorize(
+                conn, ins, Action.DECLARE_CARE_TEAM, action, id_nat_ps, need=CONSENT_CREATE
+            )
             patients.declare_care_team(
                 conn, scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
             )
@@ -1236,6 +1233,7 @@ class RecordAccess:
                 limit=limit,
                 offset=offset,
             )
+            hidden = self._hidden_documents(conn, scope, decision, rows)
             self._audit(conn, AuditAction.HISTORY_READ, scope.patient_id, None, decision.reason)
         items = [
             TraceView(
@@ -1244,8 +1242,8 @@ class RecordAccess:
                 r.actor_id,
                 r.structure_id,
                 r.action,
-                r.target,
-                tuple(r.targets.split()) if r.targets else (),
+                None if r.target in hidden else r.target,
+                tuple(t for t in r.targets.split() if t not in hidden) if r.targets else (),
                 r.purpose,
                 r.outcome,
                 r.reason,
@@ -1253,6 +1251,22 @@ class RecordAccess:
             for r in rows
         ]
         return Page(items, total)
+
+    def _hidden_documents(
+        self,
+        conn: Connection,
+        scope: AuthorizedPatient,
+        decision: Decision,
+        rows: list[AuditRow],
+    ) -> set[str]:
+        """The document ids in these traces that the reader may not see (AC-11, AC-12): the
+        accesses stay in the history, the ids of documents hidden from the reader do not."""
+        if decision.visibility is None:
+            return set()
+        ids = {t for r in rows for t in (r.target, *(r.targets or "").split()) if t}
+        present = documents.visible_ids(conn, scope, DocumentVisibility(), sorted(ids))
+        every_status = dataclasses.replace(decision.visibility, statuses=None)
+        return present - documents.visible_ids(conn, scope, every_status, sorted(present))
 
     def destroy_data_keys(self, ins: PatientRef) -> int:
         """Crypto-shredding: destroy the patient's data keys, so their content is unreadable

@@ -63,16 +63,24 @@ def parse_matrix(doc: Any, origin: str) -> Matrix:
             raise ConfigurationError(f"{where}: duplicate rule for {key}")
         rules[key] = _expand(rule.get("types"), groups, where)
         labels[key] = str(rule.get("label", ""))
-    forbidden = doc.get("forbidden_roles", [])
-    regulation = doc.get("regulation_professions", ["10"])
-    if not all(isinstance(x, str) for x in [*forbidden, *regulation]):
+    forbidden = doc.get("forbidden", {})
+    if not isinstance(forbidden, dict) or set(forbidden) - {"sectors", "specialties", "note"}:
         raise ConfigurationError(
-            f"{origin}: forbidden_roles and regulation_professions are lists of strings"
+            f"{origin}: 'forbidden' is an object with 'sectors' and 'specialties' lists"
+        )
+    sectors = forbidden.get("sectors", [])
+    specialties = forbidden.get("specialties", [])
+    regulation = doc.get("regulation_professions", ["10"])
+    if not all(isinstance(x, str) for x in [*sectors, *specialties, *regulation]):
+        raise ConfigurationError(
+            f"{origin}: forbidden sectors and specialties and regulation_professions are lists "
+            "of strings"
         )
     return Matrix(
         rules=rules,
         labels=labels,
-        forbidden_roles=frozenset(forbidden),
+        forbidden_sectors=frozenset(sectors),
+        forbidden_specialties=frozenset(specialties),
         regulation_professions=frozenset(regulation),
         version=str(doc.get("version", "")),
     )

@@ -27,6 +27,7 @@ class Action(StrEnum):
     DEPOSIT_DOCUMENT = "deposit_document"
     UPDATE_DOCUMENT = "update_document"  # replace, archive, delete, visibility flags
     DECLARE_CONSENT = "declare_consent"
+    DECLARE_CARE_TEAM = "declare_care_team"
     READ_HISTORY = "read_history"
     DESTROY_KEYS = "destroy_keys"  # crypto-shredding, system jobs only
 
@@ -61,6 +62,7 @@ class Reason(StrEnum):
     DENY_NOT_HOLDER = "DENY_NOT_HOLDER"
     DENY_ACTOR_KIND = "DENY_ACTOR_KIND"
     DENY_NO_STRUCTURE = "DENY_NO_STRUCTURE"
+    DENY_NORMAL_MODE_ONLY = "DENY_NORMAL_MODE_ONLY"  # care team: declared in normal mode only
     DENY_SCOPE = "DENY_SCOPE"  # the grant's SMART scopes do not cover the action
     DENY_OTHER_PATIENT = "DENY_OTHER_PATIENT"  # the grant is bound to another patient
     DENY_UNBOUND_EMERGENCY = "DENY_UNBOUND_EMERGENCY"  # an emergency grant names no patient
@@ -73,7 +75,10 @@ class Matrix:
 
     rules: Mapping[tuple[str, str | None, str | None], frozenset[str] | None]
     labels: Mapping[tuple[str, str | None, str | None], str] = field(default_factory=dict)
-    forbidden_roles: frozenset[str] = frozenset()
+    # AC-16: directory values (activity sector of the structure, specialty of the professional)
+    # that mark an actor who may never access a record, whatever they claim about themselves.
+    forbidden_sectors: frozenset[str] = frozenset()
+    forbidden_specialties: frozenset[str] = frozenset()
     regulation_professions: frozenset[str] = frozenset({"10"})
     version: str = ""
 
@@ -102,7 +107,7 @@ class RecordFacts:
     holder_ins: tuple[str, str]  # (oid, value)
     consented: bool = False  # the patient's consent for this professional was declared (AC-4)
     blocked: bool = False  # the patient blocked this professional (AC-3)
-    care_team: bool = False  # declared team member, or same structure as an author (AC-4)
+    care_team: bool = False  # declared member of the care team (AC-4); authorship is not
     initial_consent: bool = False  # explicit initial consent to the care team (AC-4)
     medecin_traitant: str | None = None
     oppose_bris_de_glace: bool = False
@@ -146,8 +151,12 @@ def _is_representative(actor: Actor, facts: RecordFacts) -> bool:
 
 
 def is_forbidden(actor: Actor, matrix: Matrix) -> bool:
-    """AC-16 (L1111-18): insurers, employers, occupational doctors, even with consent."""
-    return actor.role is not None and actor.role in matrix.forbidden_roles
+    """AC-16 (L1111-18): insurers, employers, occupational doctors, even with consent. Known
+    from the directory entry the actor was built from (the structure's activity sector, the
+    professional's specialty), never from what the client asserts."""
+    return (
+        actor.structure_kind is not None and actor.structure_kind in matrix.forbidden_sectors
+    ) or (actor.specialty is not None and actor.specialty in matrix.forbidden_specialties)
 
 
 def decide_open(
@@ -208,11 +217,13 @@ def _read_decision(
     *,
     has_justification: bool,
 ) -> Decision:
+    if actor.id == facts.medecin_traitant:
+        # AC-7 with AC-6: the registered GP reads every document, masked ones included, in
+        # every mode (designating the GP authorises them: docs/decisions/0009).
+        return Decision(
+            True, Reason.ALLOW_MEDECIN_TRAITANT, visibility=medecin_traitant_visibility()
+        )
     if purpose is PurposeOfUse.NORMAL:
-        if actor.id == facts.medecin_traitant:
-            return Decision(
-                True, Reason.ALLOW_MEDECIN_TRAITANT, visibility=medecin_traitant_visibility()
-            )
         if facts.consented:
             reason = Reason.ALLOW_CONSENT
         elif facts.care_team and facts.initial_consent:
@@ -266,7 +277,8 @@ def decide(
         reason = Reason.ALLOW_REPRESENTATIVE if representative else Reason.ALLOW_HOLDER
         if action is Action.OPEN_RECORD:
             return Decision.deny(Reason.DENY_RECORD_EXISTS)
-        if action is Action.READ_DOCUMENTS or action is Action.UPDATE_DOCUMENT:
+        if action in (Action.READ_DOCUMENTS, Action.UPDATE_DOCUMENT, Action.READ_HISTORY):
+            # For the history, the visibility says which document ids the traces may show.
             return Decision(
                 True, reason, visibility=holder_visibility(now, representative=representative)
             )
@@ -296,6 +308,14 @@ def decide(
     if action is Action.DECLARE_CONSENT:
         # AC-4: the professional records the consent the patient gave them.
         return Decision(True, Reason.ALLOW_CONSENT_DECLARATION)
+    if action is Action.DECLARE_CARE_TEAM:
+        # L1111-17 II: a professional who may read the record, in normal mode, may add a
+        # colleague to the care team; an emergency or regulation reader may not (the window
+        # would otherwise become lasting access).
+        if purpose is not PurposeOfUse.NORMAL:
+            return Decision.deny(Reason.DENY_NORMAL_MODE_ONLY)
+        read = _read_decision(actor, purpose, facts, matrix, now, has_justification=False)
+        return Decision(read.allowed, read.reason)
     if action is Action.READ_HISTORY:
         # AC-17: the GP reads every trace; another professional the traces of their own actions.
         if actor.id == facts.medecin_traitant:

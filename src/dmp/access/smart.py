@@ -10,7 +10,6 @@ does not work in the client's structure.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -138,9 +137,6 @@ def exchange(
         actor = admin.professional_actor(rt, ps, client.structure_id)
     except NotAuthenticated as exc:  # unknown to the directory, or not in this structure
         raise InvalidClient(exc.message) from None
-    role = claims.get("role")
-    if role is not None:
-        actor = dataclasses.replace(actor, role=str(role))
     # Replay: the same assertion id is accepted once.
     with rt.engine.begin() as conn:
         if not clients.use_jti(conn, client_id, str(claims["jti"]), expires, now):

@@ -29,9 +29,6 @@ class Actor:
     pharmacist_section: str | None = None
     structure_kind: str | None = None  # secteur d'activité (SA33 officine, SA01 hôpital...)
     ins: Ins | None = None  # for a patient or representative: whose record they act on
-    # Role asserted at authentication (VIHF / Pro Santé Connect), e.g. "medecin_du_travail":
-    # some roles may never read a record (L1111-18, AC-16).
-    role: str | None = None
 
     @property
     def label(self) -> str:

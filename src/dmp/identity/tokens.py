@@ -65,7 +65,6 @@ def issue_token(
         "section": actor.pharmacist_section,
         "structure_kind": actor.structure_kind,
         "ins": f"{actor.ins.oid}|{actor.ins.value}" if actor.ins else None,
-        "role": actor.role,
         "scope": " ".join(sorted(scopes)) if scopes is not None else None,
         "purpose": purpose,
         "justification": justification,
@@ -117,7 +116,6 @@ def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
         pharmacist_section=claims.get("section"),
         structure_kind=claims.get("structure_kind"),
         ins=ins,
-        role=claims.get("role"),
     )
     scope = claims.get("scope")
     return Grant(

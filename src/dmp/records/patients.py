@@ -12,7 +12,6 @@ from sqlalchemy import Connection
 
 from dmp.records.schema import (
     care_team,
-    documents,
     emergency_accesses,
     legal_representatives,
     notifications,
@@ -54,7 +53,6 @@ class Standing:
     record: RecordRow
     permission: PermissionRow | None
     care_team_declared: bool
-    structure_authored: bool
     emergency_until: datetime | None
 
 
@@ -63,7 +61,6 @@ def load_standing(
     ins: tuple[str, str] | None,
     patient_id: str | None,
     id_nat_ps: str | None,
-    structure_id: str | None,
 ) -> Standing | None:
     """Patient id, record, the patient's decision about this professional, care-team membership
     and any emergency window: one query, whatever the actor."""
@@ -73,11 +70,6 @@ def load_standing(
         sa.exists()
         .where(care_team.c.patient_id == pid, care_team.c.id_nat_ps == id_nat_ps)
         .label("care_team_declared")
-    )
-    authored = (
-        sa.exists()
-        .where(documents.c.patient_id == pid, documents.c.author_structure == structure_id)
-        .label("structure_authored")
     )
     emergency = (
         sa.select(sa.func.max(emergency_accesses.c.expires_at))
@@ -92,7 +84,6 @@ def load_standing(
             perm.c.consent_declared_by,
             perm.c.blocked_at,
             declared,
-            authored,
             emergency,
             patients.c.departement,
             patients.c.ins_oid,
@@ -132,7 +123,6 @@ def load_standing(
         record,
         permission,
         bool(m["care_team_declared"]),
-        bool(m["structure_authored"]) if structure_id else False,
         until,
     )
 
