@@ -60,7 +60,7 @@ def load_directory(rt: Runtime) -> None:
             (GP_PRACTICE, "SA07"),
             (HOSPITAL, "SA01"),
             (NURSE_PRACTICE, "SA07"),
-            (OCCUPATIONAL_HEALTH, "SA-SANTE-TRAVAIL"),
+            (OCCUPATIONAL_HEALTH, "SA-STRAV"),
         )
     ]
     rows = [

@@ -433,3 +433,20 @@ def test_hidden_documents_leave_no_id_in_the_history(world: Runtime, ins: Ins) -
     _clock(world).advance(timedelta(days=31))
     holder_view = world.access(_holder(world, ins)).history(ins, limit=100).items
     assert pending in ids_in(holder_view)
+
+
+def test_a_hidden_document_read_is_an_audited_attempt(world: Runtime, ins: Ins) -> None:
+    """A 404 for a hidden (or missing) document is the same answer, and it is in the trail."""
+    masked = _deposit(world, CARDIOLOGIST, ins, masked_ps=True)
+    world.access(pro(world, NURSE)).declare_consent(ins)
+    for target in (masked, "0" * 24):
+        with pytest.raises(NotFound) as err:
+            world.access(pro(world, NURSE)).read_document(ins, target)
+        assert str(err.value) == "no such document"
+    world.access(_holder(world, ins)).update_settings(ins, medecin_traitant=GP)
+    trail = world.access(pro(world, GP)).history(ins, limit=100).items
+    attempts = [t for t in trail if t.reason == "DENY_NOT_FOUND"]
+    assert [(t.actor_id, t.outcome, t.action) for t in attempts] == [
+        (NURSE, "denied", "document.read")
+    ] * 2
+    assert {t.target for t in attempts} == {masked, "0" * 24}

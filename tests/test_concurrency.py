@@ -69,6 +69,7 @@ def _assert_chains_intact(rt: Runtime, patient_id: str) -> dict[str, list[tuple[
 def record(world: Runtime) -> tuple[Runtime, Any, str]:
     ins = ins_for(900)
     open_record(world, ins)
+    world.access(pro(world, CARDIOLOGIST)).declare_consent(ins)  # to read back what it writes
     key = world.access(system_actor("test")).read_record(ins).key
     return world, ins, key
 

@@ -37,7 +37,7 @@ def test_default_matrix_loads_and_is_sane() -> None:
     social = m.readable_types(_pro("SOC-ASS"))
     assert social == frozenset({"11488-4", "11490-0", "18761-7", "74207-2"})
     assert m.readable_types(_pro("99")) == frozenset()  # unknown profession reads nothing
-    assert "SA-SANTE-TRAVAIL" in m.forbidden_sectors
+    assert "SA-STRAV" in m.forbidden_sectors
 
 
 def test_a_replacement_is_validated(tmp_path: Path) -> None:

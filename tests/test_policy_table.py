@@ -36,7 +36,7 @@ NURSE = Actor(ActorKind.PROFESSIONAL, "8300", structure_id="S-N", profession="60
 PHARMA = Actor(
     ActorKind.PROFESSIONAL, "8400", structure_id="S-P", profession="21", pharmacist_section="A"
 )
-OCCUPATIONAL = replace(DOCTOR, id="8500", structure_kind="SA-SANTE-TRAVAIL")
+OCCUPATIONAL = replace(DOCTOR, id="8500", structure_kind="SA-STRAV")
 NO_STRUCT = replace(NURSE, id="8600", structure_id=None)
 HOLDER = Actor(ActorKind.PATIENT, "patient:1", ins=HOLDER_INS)
 STRANGER = Actor(ActorKind.PATIENT, "patient:2", ins=OTHER_INS)

@@ -56,7 +56,7 @@ def test_public_routes_exist_and_are_few(rt: Runtime) -> None:
 
 
 def test_only_the_gate_creates_authorized_patient() -> None:
-    """AuthorizedPatient is the proof of a policy decision: constructed in gateway.py only."""
+    """AuthorizedPatient is the proof of a policy decision: constructed by the kernel only."""
     creators = []
     for path in SRC.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -66,4 +66,4 @@ def test_only_the_gate_creates_authorized_patient() -> None:
                 name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
                 if name == "AuthorizedPatient":
                     creators.append(path.relative_to(SRC).as_posix())
-    assert creators and set(creators) == {"access/gateway.py"}
+    assert creators and set(creators) == {"access/gate.py"}

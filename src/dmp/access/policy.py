@@ -62,6 +62,7 @@ class Reason(StrEnum):
     DENY_NOT_HOLDER = "DENY_NOT_HOLDER"
     DENY_ACTOR_KIND = "DENY_ACTOR_KIND"
     DENY_NO_STRUCTURE = "DENY_NO_STRUCTURE"
+    DENY_NOT_FOUND = "DENY_NOT_FOUND"  # a missing or hidden document: audited as an attempt
     DENY_NORMAL_MODE_ONLY = "DENY_NORMAL_MODE_ONLY"  # care team: declared in normal mode only
     DENY_SCOPE = "DENY_SCOPE"  # the grant's SMART scopes do not cover the action
     DENY_OTHER_PATIENT = "DENY_OTHER_PATIENT"  # the grant is bound to another patient

@@ -1,0 +1,169 @@
+"""Reading documents: search (AC-5, AC-6, AC-11, AC-12, AC-15 applied in SQL before paging),
+metadata, content (whole or streamed), versions, and the SubmissionSets and Folders."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from dmp.access import datakeys
+from dmp.access.gate import (
+    CONTENT_READ,
+    DOCUMENT_READ,
+    DOCUMENT_SEARCH,
+    LIST_SEARCH,
+    MAX_PAGE,
+    Kernel,
+    Op,
+)
+from dmp.access.policy import Action
+from dmp.access.views import DocumentView, ListView, Page
+from dmp.crypto import envelope
+from dmp.domain.codes import AuditAction
+from dmp.domain.ins import PatientRef
+from dmp.errors import IntegrityFailure, InvalidInput, NotFound
+from dmp.identity.scopes import Need
+from dmp.records import documents
+from dmp.records.types import DocumentCriteria
+
+
+class DocumentActions(Kernel):
+    def search_documents(
+        self,
+        ins: PatientRef,
+        *,
+        type_codes: tuple[str, ...] | None = None,
+        statuses: tuple[str, ...] | None = ("current",),
+        service_from: datetime | None = None,
+        service_to: datetime | None = None,
+        all_dates: bool = False,
+        limit: int = 20,
+        offset: int = 0,
+        criteria: DocumentCriteria | None = None,
+    ) -> Page[DocumentView]:
+        """Documents the actor may see. Without dates, the last two years of service dates
+        (AC-15); ``all_dates`` or an explicit ``service_from`` widens it."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}")
+        if offset < 0:
+            raise InvalidInput("offset must not be negative")
+        if service_from is None and not all_dates:
+            window = timedelta(days=self._rt.settings.search_window_days)
+            service_from = self._rt.clock.now() - window
+        criteria = dataclasses.replace(
+            criteria or DocumentCriteria(),
+            statuses=statuses,
+            type_codes=type_codes,
+            service_from=service_from,
+            service_to=service_to,
+            limit=limit,
+            offset=offset,
+        )
+        with self.act(
+            ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_SEARCH, need=DOCUMENT_SEARCH
+        ) as op:
+            rows, total = documents.search(op.conn, op.scope, op.visibility, criteria)
+            self._count_access(op.scope)
+            op.audit_targets(tuple(r.logical_id for r in rows))
+        return Page(rows, total)
+
+    def read_document(self, ins: PatientRef, document_id: str) -> DocumentView:
+        """A document's metadata; missing and hidden are the same 404."""
+        with self._read(ins, document_id, DOCUMENT_READ) as (_, doc):
+            return doc
+
+    def read_content(self, ins: PatientRef, document_id: str) -> tuple[DocumentView, bytes]:
+        """A document's content, whole (use ``stream_content`` for large ones)."""
+        with self._read(ins, document_id, CONTENT_READ) as (op, doc):
+            key_id, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
+            data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+            context = envelope.content_context(op.scope.patient_id, doc.content_id)
+            return doc, envelope.open_chunks(data_key, chunks, context)
+
+    def stream_content(
+        self, ins: PatientRef, document_id: str
+    ) -> tuple[DocumentView, Iterator[bytes]]:
+        """A document's content as decrypted chunks, read from the database as they are sent.
+
+        The access is decided and audited before the first byte; the chunks are then read in
+        their own read-only connection, each authenticated with its position (no truncation or
+        reordering goes unnoticed)."""
+        with self._read(ins, document_id, CONTENT_READ) as (op, doc):
+            key_id, count = documents.content_key(op.conn, op.scope, doc.content_id)
+            data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+            scope = op.scope
+        context = envelope.content_context(scope.patient_id, doc.content_id)
+        engine = self._rt.engine
+
+        def chunks() -> Iterator[bytes]:
+            with engine.connect() as reader:
+                reader.execution_options(dmp_readonly=True)
+                n = -1
+                stored = documents.iter_chunks(reader, scope, doc.content_id)
+                try:
+                    for n, sealed in enumerate(stored):
+                        yield envelope.open_chunk(data_key, sealed, context, n, n == count - 1)
+                finally:
+                    stored.close()
+                if n != count - 1:
+                    raise IntegrityFailure("stored content is incomplete")
+
+        return doc, chunks()
+
+    def document_versions(self, ins: PatientRef, document_id: str) -> list[DocumentView]:
+        """Every metadata version of a visible document, oldest first."""
+        with self._read(ins, document_id, DOCUMENT_READ) as (op, doc):
+            return documents.versions(op.conn, op.scope, doc.logical_id)
+
+    @contextlib.contextmanager
+    def _read(
+        self, ins: PatientRef, document_id: str, need: Need
+    ) -> Iterator[tuple[Op, DocumentView]]:
+        """One visible document inside an authorised read, audited as a read of it; missing
+        and hidden are the same 404 (audited as an attempt by the kernel)."""
+        with self.act(
+            ins,
+            Action.READ_DOCUMENTS,
+            AuditAction.DOCUMENT_READ,
+            need=need,
+            target=document_id[:64],
+        ) as op:
+            doc = documents.get(op.conn, op.scope, op.visibility, document_id)
+            if doc is None:
+                raise NotFound("no such document")
+            self._count_access(op.scope)
+            op.audit_target(doc.logical_id)
+            yield op, doc
+
+    def search_lists(self, ins: PatientRef, kind: str | None = None) -> list[ListView]:
+        """ITI-66: SubmissionSets and Folders, each showing only the documents this caller may
+        see; a List with none of them visible is not shown at all."""
+        with self.act(
+            ins, Action.READ_DOCUMENTS, AuditAction.LIST_SEARCH, need=LIST_SEARCH, target="lists"
+        ) as op:
+            rows = documents.lists(op.conn, op.scope, kind)
+            every = sorted({d for r in rows for d in str(r["document_ids"]).split()})
+            visible = documents.visible_ids(op.conn, op.scope, op.visibility, every)
+            out = []
+            for r in rows:
+                ids = tuple(d for d in str(r["document_ids"]).split() if d in visible)
+                if ids:
+                    out.append(
+                        ListView(
+                            r["id"],
+                            r["patient_id"],
+                            r["kind"],
+                            r["unique_id"],
+                            r["source_id"],
+                            r["title"],
+                            r["code"],
+                            r["submitted_at"],
+                            r["author_id"],
+                            r["author_structure"],
+                            ids,
+                        )
+                    )
+            op.audit_targets(tuple(sorted({d for x in out for d in x.document_ids})))
+        return out

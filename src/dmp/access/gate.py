@@ -1,0 +1,379 @@
+"""The gate's kernel: one per request, bound to an authenticated grant.
+
+Every action runs through :meth:`Kernel.act`: gather the facts in one query, check what the grant
+allows (scopes, patient binding), ask the pure policy, run the action's work with the policy's
+answer in the same transaction, and write the audit event when the work ends, in that transaction.
+A refusal is audited in its own transaction after the request's transaction was rolled back; so is
+a "not found" about a known patient (an attempt). No action module writes audit by hand: they
+describe their event on the :class:`Op` they are given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
+
+from sqlalchemy import Connection
+
+from dmp.access import audit, emergency
+from dmp.access.audit import RequestContext
+from dmp.access.policy import Action, Decision, Reason, RecordFacts, decide
+from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse, RecordStatus
+from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins
+from dmp.domain.visibility import DocumentVisibility
+from dmp.errors import Conflict, DmpError, Forbidden, NotFound
+from dmp.identity.actor import ActorKind
+from dmp.identity.scopes import Need, scope_allows
+from dmp.identity.tokens import Grant
+from dmp.records import audit_log, patients, stats
+from dmp.records.types import AuthorizedPatient, RecordRow
+
+if TYPE_CHECKING:
+    from dmp.access.runtime import Runtime
+
+MAX_PAGE = 100
+
+_MESSAGES: dict[Reason, str] = {
+    Reason.DENY_UNKNOWN_PATIENT: "no record was found for this patient",
+    Reason.DENY_RECORD_EXISTS: "this patient already has a record",
+    Reason.DENY_RECORD_CLOSED: "the record is closed",
+    Reason.DENY_BLOCKED: "the patient has blocked this professional's access to the record",
+    Reason.DENY_NO_CONSENT: "the patient's consent for this professional has not been declared",
+    Reason.DENY_NOT_HOLDER: "no record was found for this patient",
+    Reason.DENY_ACTOR_KIND: "this kind of actor may not perform this action",
+    Reason.DENY_NO_STRUCTURE: "the actor must act on behalf of a structure",
+    Reason.DENY_FORBIDDEN_ACTOR: "this actor may never access a shared medical record (L1111-18)",
+    Reason.DENY_OPPOSED_EMERGENCY: "the patient opposed emergency access to the record",
+    Reason.DENY_OPPOSED_CENTRE_15: "the patient opposed access by the regulation centre",
+    Reason.DENY_JUSTIFICATION_REQUIRED: "emergency access needs a justification",
+    Reason.DENY_NOT_REGULATOR: "regulation-centre access is for regulating physicians",
+    Reason.DENY_NOT_AUTHOR: "only the document's author or the author's structure may do this",
+    Reason.DENY_SCOPE: "the grant's scopes do not allow this action",
+    Reason.DENY_OTHER_PATIENT: "this grant is bound to another patient",
+    Reason.DENY_UNBOUND_EMERGENCY: "an emergency grant must name the one patient it is for",
+    Reason.DENY_NORMAL_MODE_ONLY: "the care team is declared in normal mode only",
+}
+
+# What each action needs from a scoped grant (SMART v2), whichever API it came through.
+PATIENT_CREATE = Need("Patient", "c")
+PATIENT_READ = Need("Patient", "r")
+PATIENT_SEARCH = Need("Patient", "s")
+PATIENT_UPDATE = Need("Patient", "u")
+DOCUMENT_CREATE = Need("DocumentReference", "c")
+DOCUMENT_READ = Need("DocumentReference", "r")
+DOCUMENT_SEARCH = Need("DocumentReference", "s")
+DOCUMENT_UPDATE = Need("DocumentReference", "u")
+DOCUMENT_DELETE = Need("DocumentReference", "d")
+CONTENT_READ = Need("Binary", "r")
+LIST_SEARCH = Need("List", "s")
+CONSENT_CREATE = Need("Consent", "c")
+CONSENT_SEARCH = Need("Consent", "s")
+CONSENT_UPDATE = Need("Consent", "u")
+HISTORY_SEARCH = Need("AuditEvent", "s")
+
+_READS = frozenset({Action.READ_RECORD, Action.READ_DOCUMENTS, Action.READ_HISTORY})
+
+
+class _Refusal(Exception):
+    """Raised inside a unit of work; audited after the rollback, then turned into ``error``."""
+
+    def __init__(
+        self,
+        error: DmpError,
+        action: AuditAction,
+        reason: str,
+        patient_id: str | None,
+        target: str | None,
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.action = action
+        self.reason = reason
+        self.patient_id = patient_id
+        self.target = target
+
+
+@dataclass
+class _Event:
+    action: AuditAction
+    target: str | None
+    targets: tuple[str, ...] = ()
+
+
+@dataclass
+class Op:
+    """One authorised action in progress: its transaction, the patient it may touch, the
+    policy's decision, and the audit events written when it ends (same transaction)."""
+
+    conn: Connection
+    scope: AuthorizedPatient
+    decision: Decision
+    record: RecordRow
+    facts: RecordFacts
+    ins: tuple[str, str]
+    main: _Event
+    before: list[_Event] = field(default_factory=list)
+    each: list[_Event] | None = None
+
+    @property
+    def visibility(self) -> DocumentVisibility:
+        assert self.decision.visibility is not None, "this action has no row filter"
+        return self.decision.visibility
+
+    def audit_target(self, target: str | None) -> None:
+        """The main event names this target (a document, a professional...)."""
+        self.main.target = target
+
+    def audit_targets(self, ids: tuple[str, ...]) -> None:
+        """The main event lists these ids (the documents a search returned)."""
+        self.main.targets = ids
+
+    def audit_each(self, events: list[tuple[AuditAction, str | None]]) -> None:
+        """One event per item instead of the main one (a batch of deposits)."""
+        self.each = [_Event(a, t) for a, t in events]
+
+    def audit_first(self, action: AuditAction, target: str | None) -> None:
+        """An event written before the action's own (the emergency window it opened)."""
+        self.before.append(_Event(action, target))
+
+    def events(self) -> list[_Event]:
+        return [*self.before, *(self.each if self.each is not None else [self.main])]
+
+
+@dataclass
+class OpeningOp:
+    """The opening of a record, in progress: the action names the new patient and the policy's
+    reason once the record exists; the kernel writes the event in the same transaction."""
+
+    conn: Connection
+    patient_id: str | None = None
+    reason: Reason | None = None
+
+
+class Kernel:
+    """The per-request gate, bound to one grant. Action modules add the actions."""
+
+    def __init__(self, runtime: Runtime, grant: Grant, ctx: RequestContext) -> None:
+        self._rt = runtime
+        self.grant = grant
+        self.actor = grant.actor
+        self.purpose = grant.purpose
+        self._ctx = ctx
+        self._justification = (grant.justification or "").strip()[:1000] or None
+        self._tally = stats.Tally()
+
+    # -- the kernel -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def act(
+        self,
+        ref: PatientRef,
+        action: Action,
+        audit_action: AuditAction,
+        *,
+        need: Need,
+        target: str | None = None,
+    ) -> Iterator[Op]:
+        """Facts, grant, policy, the work (the ``with`` body), then the audit event."""
+        with self._unit() as conn:
+            standing, facts = self._load_facts(conn, ref, audit_action, target, need)
+            decision = self._decide(action, facts)
+            if not decision.allowed:
+                self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
+            scope = AuthorizedPatient(standing.patient_id, standing.departement)
+            if action not in _READS:
+                # A change holds the patient's audit chain from its start: changes to one
+                # record queue there, before any other row lock, so they cannot deadlock.
+                audit_log.lock_chain(conn, standing.patient_id)
+            op = Op(
+                conn,
+                scope,
+                decision,
+                standing.record,
+                facts,
+                (standing.ins_oid, standing.ins_value),
+                _Event(audit_action, target),
+            )
+            if decision.open_emergency:
+                emergency.open_window(self, op)
+            try:
+                yield op
+            except NotFound as missing:
+                # Missing or hidden: the same answer, and the attempt is in the trail.
+                raise _Refusal(
+                    missing, audit_action, Reason.DENY_NOT_FOUND.value, standing.patient_id, target
+                ) from None
+            for event in op.events():
+                self._write(conn, event, scope.patient_id, decision.reason.value)
+
+    @contextlib.contextmanager
+    def act_opening(self, audit_action: AuditAction, *, need: Need) -> Iterator[OpeningOp]:
+        """The one action with no record yet: the scope check, the work, then its event."""
+        with self._unit() as conn:
+            self._check_scope(need, audit_action, None)
+            op = OpeningOp(conn)
+            yield op
+            assert op.patient_id is not None and op.reason is not None
+            self._write(conn, _Event(audit_action, None), op.patient_id, op.reason.value)
+
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[Connection]:
+        """One transaction: committed on success, rolled back on any error. Refusals are
+        written after the rollback, in their own transaction; counters last, once, in a fixed
+        order (``stats.Tally``)."""
+        self._tally = stats.Tally()
+        try:
+            with self._rt.engine.begin() as conn:
+                yield conn
+                self._tally.flush(conn)
+        except _Refusal as refusal:
+            audit.write_denial(
+                self._rt.engine,
+                actor=self.actor,
+                action=refusal.action,
+                patient_id=refusal.patient_id,
+                target=refusal.target,
+                purpose=self.purpose,
+                reason=refusal.reason,
+                ctx=self._ctx,
+                at=self._rt.clock.now(),
+                key=self._rt.audit_key,
+            )
+            raise refusal.error from None
+
+    def _write(self, conn: Connection, event: _Event, patient_id: str | None, reason: str) -> None:
+        audit.write(
+            conn,
+            actor=self.actor,
+            action=event.action,
+            patient_id=patient_id,
+            target=event.target,
+            targets=event.targets,
+            purpose=self.purpose,
+            outcome=Outcome.SUCCESS,
+            reason=reason,
+            ctx=self._ctx,
+            at=self._rt.clock.now(),
+            key=self._rt.audit_key,
+        )
+
+    def _refuse(
+        self,
+        decision: Decision,
+        action: AuditAction,
+        patient_id: str | None,
+        target: str | None = None,
+        record: RecordRow | None = None,
+        detail: str | None = None,
+    ) -> NoReturn:
+        message = _MESSAGES.get(decision.reason, "access refused")
+        if detail:
+            message = f"{message} ({detail})"
+        error: DmpError
+        if decision.reason in (Reason.DENY_UNKNOWN_PATIENT, Reason.DENY_NOT_HOLDER):
+            error = NotFound(message, reason=decision.reason.value)
+        elif decision.reason is Reason.DENY_RECORD_EXISTS:
+            error = Conflict(message, reason=decision.reason.value)
+        else:
+            if decision.reason is Reason.DENY_RECORD_CLOSED and record and record.closed_at:
+                message = f"{message} since {record.closed_at.date().isoformat()}"
+            error = Forbidden(message, reason=decision.reason.value)
+        raise _Refusal(error, action, decision.reason.value, patient_id, target)
+
+    def _parse_ins(self, ins: Ins) -> Ins:
+        return parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
+
+    def _check_grant(
+        self, need: Need, audit_action: AuditAction, standing: patients.Standing, target: str | None
+    ) -> None:
+        """What the grant itself allows, before any rule: its SMART scopes, and the one patient
+        an emergency grant is bound to. Enforced here, so every API and page obeys it."""
+        g = self.grant
+        refusal: Reason | None = None
+        if g.scopes is not None and not scope_allows(g.scopes, str(need)):
+            refusal = Reason.DENY_SCOPE
+        elif g.patient is not None and (g.patient.oid, g.patient.value) != (
+            standing.ins_oid,
+            standing.ins_value,
+        ):
+            refusal = Reason.DENY_OTHER_PATIENT
+        elif (
+            g.purpose is PurposeOfUse.BRIS_DE_GLACE
+            and g.patient is None
+            and self.actor.kind is ActorKind.PROFESSIONAL
+        ):
+            refusal = Reason.DENY_UNBOUND_EMERGENCY
+        if refusal is not None:
+            detail = f"needs {need}" if refusal is Reason.DENY_SCOPE else None
+            self._refuse(
+                Decision.deny(refusal), audit_action, standing.patient_id, target, detail=detail
+            )
+
+    def _check_scope(self, need: Need, audit_action: AuditAction, patient_id: str | None) -> None:
+        """The scope check alone, for the one action without a record yet (opening)."""
+        if self.grant.scopes is not None and not scope_allows(self.grant.scopes, str(need)):
+            self._refuse(
+                Decision.deny(Reason.DENY_SCOPE), audit_action, patient_id, detail=f"needs {need}"
+            )
+
+    def _load_facts(
+        self,
+        conn: Connection,
+        ref: PatientRef,
+        audit_action: AuditAction,
+        target: str | None,
+        need: Need,
+    ) -> tuple[patients.Standing, RecordFacts]:
+        """The record and this actor's standing in it, as the policy's facts (one query, two for
+        a representative). An unknown patient is refused here."""
+        ps = self.actor.id if self.actor.kind is ActorKind.PROFESSIONAL else None
+        if isinstance(ref, PatientKey):
+            standing = patients.load_standing(conn, None, ref.id, ps)
+        else:
+            ins = self._parse_ins(ref)
+            standing = patients.load_standing(conn, (ins.oid, ins.value), None, ps)
+        if standing is None:
+            self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
+        self._check_grant(need, audit_action, standing, target)
+        record, permission = standing.record, standing.permission
+        reps = (
+            patients.representative_ids(conn, standing.patient_id)
+            if self.actor.kind is ActorKind.REPRESENTATIVE
+            else frozenset()
+        )
+        facts = RecordFacts(
+            status=RecordStatus(record.status),
+            closed_at=record.closed_at,
+            holder_ins=(standing.ins_oid, standing.ins_value),
+            consented=permission is not None and permission.consented_at is not None,
+            blocked=permission is not None and permission.blocked_at is not None,
+            care_team=standing.care_team_declared,
+            initial_consent=record.initial_consent_at is not None,
+            medecin_traitant=record.medecin_traitant,
+            oppose_bris_de_glace=record.oppose_bris_de_glace,
+            oppose_centre_15=record.oppose_centre_15,
+            mask_all=record.mask_all,
+            emergency_until=standing.emergency_until,
+            representative_ids=reps,
+        )
+        return standing, facts
+
+    def _decide(self, action: Action, facts: RecordFacts) -> Decision:
+        return decide(
+            self.actor,
+            action,
+            self.purpose,
+            facts,
+            self._rt.matrix,
+            self._rt.clock.now(),
+            has_justification=self._justification is not None,
+        )
+
+    def _count_access(self, scope: AuthorizedPatient) -> None:
+        """Adoption statistics: professional consultations per access mode."""
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            self._tally.documents_accessed(
+                scope.departement, self._rt.clock.now(), self.purpose.value
+            )
