@@ -67,3 +67,48 @@ def test_only_the_gate_creates_authorized_patient() -> None:
                 if name == "AuthorizedPatient":
                     creators.append(path.relative_to(SRC).as_posix())
     assert creators and set(creators) == {"access/gate.py"}
+
+
+def _direct_calls(dependant: Dependant) -> Iterator[object]:
+    for d in dependant.dependencies:
+        yield d.call
+
+
+def test_no_route_takes_the_runtime(rt: Runtime) -> None:
+    """Routes get a gate bound to their grant, or a narrow object (the token endpoint, the
+    public statistics); never the runtime, which holds the engine and the key ring."""
+    from dmp.api import deps
+
+    app = create_app(rt)
+    for route in _walk(app.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        assert deps.runtime not in set(_direct_calls(route.dependant)), route.name
+        hints = getattr(route.endpoint, "__annotations__", {})
+        assert not any("Runtime" in str(h) for h in hints.values()), route.name
+
+
+def test_the_adapter_lint_passes_and_catches_a_runtime(tmp_path: Path) -> None:
+    """scripts/lint_adapters.py (run by ./scripts/check) fails on an adapter module that
+    reaches the runtime or the engine."""
+    import subprocess
+    import sys
+
+    script = SRC.parents[1] / "scripts" / "lint_adapters.py"
+    ok = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "dmp" / "fhir"
+    bad.mkdir(parents=True)
+    (bad / "routes.py").write_text(
+        "from dmp.access.runtime import Runtime\n\ndef f(rt: Runtime) -> None:\n"
+        "    rt.engine.dispose()\n",
+        encoding="utf-8",
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "dmp")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "fhir/routes.py:1" in out.stdout and "fhir/routes.py:4" in out.stdout

@@ -164,6 +164,12 @@ class Kernel:
         self._justification = (grant.justification or "").strip()[:1000] or None
         self._tally = stats.Tally()
 
+    @property
+    def accepts_test_ins(self) -> bool:
+        """Whether INS under the test and demonstration OIDs are accepted (test mode), so that
+        adapters parse patient references as the gate will."""
+        return self._rt.settings.test_mode
+
     # -- the kernel -----------------------------------------------------------------------
 
     @contextlib.contextmanager

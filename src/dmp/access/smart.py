@@ -156,6 +156,25 @@ def exchange(
     return TokenResponse(token, ttl, " ".join(sorted(requested)))
 
 
+class TokenEndpoint:
+    """What the token endpoint may do, and nothing else: exchange a client assertion."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def exchange(
+        self, *, grant_type: str, assertion_type: str, assertion: str, scope: str, token_url: str
+    ) -> TokenResponse:
+        return exchange(
+            self._rt,
+            grant_type=grant_type,
+            assertion_type=assertion_type,
+            assertion=assertion,
+            scope=scope,
+            token_url=token_url,
+        )
+
+
 def _patient_claim(rt: Runtime, value: object) -> Ins | None:
     """The ``patient`` claim binds the grant to one patient (``urn:oid:<OID>|<INS>``)."""
     if value is None:

@@ -139,6 +139,22 @@ def adoption(
     )
 
 
+class PublicStatistics:
+    """What the public statistics page may do: read the aggregates (small counts are
+    suppressed by the renderers)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def adoption(
+        self,
+        departements: list[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> AdoptionReport:
+        return adoption(self._rt, departements, start, end)
+
+
 def verify_counters(rt: Runtime) -> list[str]:
     """Compare the counters with a full recount; the differences, if any, in words."""
     with database.snapshot(rt.engine) as conn:  # counters and recount from one snapshot

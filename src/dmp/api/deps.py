@@ -17,6 +17,8 @@ from fastapi import Depends, Request
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
+from dmp.access.smart import TokenEndpoint
+from dmp.access.statistics import PublicStatistics
 from dmp.errors import BadRequest, NotAuthenticated
 from dmp.identity.tokens import Grant, verify_grant
 from dmp.logs import request_id_var
@@ -43,8 +45,18 @@ _RETIRED_HEADERS = ("x-dmp-purpose-of-use", "x-dmp-justification")
 
 
 def runtime(request: Request) -> Runtime:
+    """The process's runtime: for the dependencies below only. No route takes it (the route
+    walk and the adapter lint check): routes get a gate or one of the narrow objects here."""
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
+    return TokenEndpoint(rt)
+
+
+def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
+    return PublicStatistics(rt)
 
 
 def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:

@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from dmp import __version__
 from dmp.access import smart
-from dmp.access.runtime import Runtime
+from dmp.access.gateway import RecordAccess
+from dmp.access.smart import TokenEndpoint
 from dmp.access.views import Demographics, DocumentChange, DocumentView, NewDocument, NewList
-from dmp.api.deps import Gate, runtime
+from dmp.api.deps import Gate, token_endpoint
 from dmp.domain import cda
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
@@ -68,11 +69,7 @@ async def read_json(request: Request) -> Any:
         raise BadRequest("the request body is not valid JSON") from None
 
 
-def _test_mode(rt: Runtime) -> bool:
-    return rt.settings.test_mode
-
-
-Rt = Annotated[Runtime, Depends(runtime)]
+Tokens = Annotated[TokenEndpoint, Depends(token_endpoint)]
 
 
 # -- capability and authentication ---------------------------------------------------------------
@@ -84,18 +81,18 @@ def metadata(request: Request) -> Response:
 
 
 @router.post("/auth/token", name="fhir_token")
-async def token(request: Request, rt: Rt) -> JSONResponse:
+async def token(request: Request, endpoint: Tokens) -> JSONResponse:
     """SMART Backend Services token endpoint (client_credentials + private_key_jwt)."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     try:
         answer = await run_in_threadpool(
-            smart.exchange,
-            rt,
-            grant_type=form.get("grant_type", ""),
-            assertion_type=form.get("client_assertion_type", ""),
-            assertion=form.get("client_assertion", ""),
-            scope=form.get("scope", ""),
-            token_url=str(request.url).split("?")[0],
+            lambda: endpoint.exchange(
+                grant_type=form.get("grant_type", ""),
+                assertion_type=form.get("client_assertion_type", ""),
+                assertion=form.get("client_assertion", ""),
+                scope=form.get("scope", ""),
+                token_url=str(request.url).split("?")[0],
+            )
         )
     except smart.InvalidClient as exc:
         return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401)
@@ -118,11 +115,11 @@ async def token(request: Request, rt: Rt) -> JSONResponse:
 
 
 @router.get("/Patient", name="fhir_patient_search")
-def patient_search(request: Request, rt: Rt, access: Gate) -> Response:
+def patient_search(request: Request, access: Gate) -> Response:
     identifier = request.query_params.get("identifier")
     if not identifier:
         raise BadRequest("Patient search needs identifier=urn:oid:<INS OID>|<INS>")
-    ins = parse_ins_token(identifier, test_mode=_test_mode(rt))
+    ins = parse_ins_token(identifier, test_mode=access.accepts_test_ins)
     base = base_url(request)
     view = access.find_record(ins)
     if view is None:
@@ -142,7 +139,7 @@ CONSENT_EXTENSION = "https://dmp.example.org/fhir/StructureDefinition/dmp-consen
 
 
 @router.post("/Patient", name="fhir_patient_create")
-async def patient_create(request: Request, rt: Rt, access: Gate) -> Response:
+async def patient_create(request: Request, access: Gate) -> Response:
     """Open a record. The patient's consent is stated with the extension
     ``dmp-consentement-ouverture`` (valueBoolean true)."""
     res = await read_resource(request, "Patient")
@@ -192,10 +189,9 @@ async def patient_create(request: Request, rt: Rt, access: Gate) -> Response:
 @router.get("/DocumentReference", name="fhir_docref_search")
 def docref_search(
     request: Request,
-    rt: Rt,
     access: Gate,
 ) -> Response:
-    q = parse_document_search(request.query_params, test_mode=_test_mode(rt))
+    q = parse_document_search(request.query_params, test_mode=access.accepts_test_ins)
     base = base_url(request)
     page = access.search_documents(
         q.patient,
@@ -286,14 +282,14 @@ def _validate(model: Any, resource: Any, what: str) -> None:
 
 
 def _prepare(
-    res: dict[str, Any], content: bytes, rt: Runtime, patient: PatientRef | None
+    res: dict[str, Any], content: bytes, access: RecordAccess, patient: PatientRef | None
 ) -> tuple[PatientRef, NewDocument, bytes, str | None]:
     """Checks shared by ITI-65 and ITI-105: patient, CDA header, metadata."""
     subject = (res.get("subject") or {}).get("reference")
     if patient is None:
         if not subject:
             raise InvalidInput("DocumentReference.subject is required")
-        patient = mapping.patient_ref(str(subject), test_mode=_test_mode(rt))
+        patient = mapping.patient_ref(str(subject), test_mode=access.accepts_test_ins)
     header = cda.parse_header(content) if cda.looks_like_cda(content) else None
     if header is not None:
         _fill_from_cda(res, header)
@@ -320,7 +316,6 @@ def _fill_from_cda(res: dict[str, Any], header: cda.CdaHeader) -> None:
 @router.post("/DocumentReference", name="fhir_docref_create")
 async def docref_create(
     request: Request,
-    rt: Rt,
     access: Gate,
 ) -> Response:
     """ITI-105 Simplified Publish: a DocumentReference carrying its content in attachment.data."""
@@ -329,7 +324,7 @@ async def docref_create(
     content = mapping.attachment_bytes(res)
     if content is None:
         raise InvalidInput("ITI-105 needs the content in attachment.data")
-    patient, meta, content, replaces = _prepare(res, content, rt, None)
+    patient, meta, content, replaces = _prepare(res, content, access, None)
     # ITI-105: the recipient computes size and hash from attachment.data itself.
     meta = dataclasses.replace(meta, expected_size=None, expected_sha1=None)
     if replaces is not None and "." in replaces:
@@ -521,7 +516,6 @@ def binary_read(
 @router.post("", name="fhir_transaction")
 async def transaction(
     request: Request,
-    rt: Rt,
     access: Gate,
 ) -> Response:
     bundle = await read_resource(request, "Bundle")
@@ -568,7 +562,7 @@ async def transaction(
             )
         assert content is not None
         try:
-            ref, meta, content, replaces = _prepare(res, content, rt, None)
+            ref, meta, content, replaces = _prepare(res, content, access, None)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}", reason=exc.reason) from None
         if patient is not None and ref != patient:
@@ -665,7 +659,7 @@ def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> New
 
 
 @router.get("/List", name="fhir_list_search")
-def list_search(request: Request, rt: Rt, access: Gate) -> Response:
+def list_search(request: Request, access: Gate) -> Response:
     """ITI-66 Find Lists: SubmissionSets (code=submissionset) and Folders (code=folder)."""
     params = request.query_params
     unknown = set(params) - {
@@ -678,7 +672,7 @@ def list_search(request: Request, rt: Rt, access: Gate) -> Response:
     }
     if unknown:
         raise BadRequest(f"unsupported search parameters: {', '.join(sorted(unknown))}")
-    patient = _patient_param(request, rt)
+    patient = _patient_param(request, access)
     code = (params.get("code") or "").split("|")[-1] or None
     if code not in (None, "submissionset", "folder"):
         raise BadRequest("code is submissionset or folder")
@@ -710,21 +704,22 @@ def _is_submission_set(res: dict[str, Any]) -> bool:
 # -- AuditEvent and Consent ----------------------------------------------------------------------
 
 
-def _patient_param(request: Request, rt: Runtime) -> PatientRef:
+def _patient_param(request: Request, access: RecordAccess) -> PatientRef:
     value = request.query_params.get("patient.identifier") or request.query_params.get("patient")
     if not value:
         raise BadRequest("patient or patient.identifier is required")
     if "|" in value or value.isdigit():
-        return parse_ins_token(value, test_mode=_test_mode(rt))
+        return parse_ins_token(value, test_mode=access.accepts_test_ins)
     return mapping.patient_ref(
-        value if value.startswith("Patient") else f"Patient/{value}", test_mode=_test_mode(rt)
+        value if value.startswith("Patient") else f"Patient/{value}",
+        test_mode=access.accepts_test_ins,
     )
 
 
 @router.get("/AuditEvent", name="fhir_auditevent_search")
-def auditevent_search(request: Request, rt: Rt, access: Gate) -> Response:
+def auditevent_search(request: Request, access: Gate) -> Response:
     """The record's traces: the holder and the GP see all, a professional their own."""
-    patient = _patient_param(request, rt)
+    patient = _patient_param(request, access)
     try:
         count = int(request.query_params.get("_count", "50"))
         offset = int(request.query_params.get("_offset", "0"))
@@ -737,9 +732,9 @@ def auditevent_search(request: Request, rt: Rt, access: Gate) -> Response:
 
 
 @router.get("/Consent", name="fhir_consent_search")
-def consent_search(request: Request, rt: Rt, access: Gate) -> Response:
+def consent_search(request: Request, access: Gate) -> Response:
     """The holder's authorisations and blocks of professionals, as Consent resources."""
-    patient = _patient_param(request, rt)
+    patient = _patient_param(request, access)
     rows = access.permissions(patient)
     record = access.read_record(patient)
     key = record.key
@@ -761,13 +756,13 @@ def consent_search(request: Request, rt: Rt, access: Gate) -> Response:
 
 
 @router.post("/Consent", name="fhir_consent_create")
-async def consent_create(request: Request, rt: Rt, access: Gate) -> Response:
+async def consent_create(request: Request, access: Gate) -> Response:
     """A professional declares the consent the patient gave them (provision permit)."""
     res = await read_resource(request, "Consent")
     ref = (res.get("patient") or {}).get("reference")
     if not ref:
         raise InvalidInput("Consent.patient is required")
-    patient = mapping.patient_ref(str(ref), test_mode=_test_mode(rt))
+    patient = mapping.patient_ref(str(ref), test_mode=access.accepts_test_ins)
     provision = res.get("provision") or {}
     if provision.get("type", "permit") != "permit":
         raise Forbidden("a professional declares consents; blocks are the patient's decision")
