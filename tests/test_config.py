@@ -53,4 +53,6 @@ def test_bad_values(env: dict[str, str], message: str) -> None:
 def test_redact_url() -> None:
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
     assert redact_url("postgresql://user@host/db") == "postgresql://user@host/db"
-    assert redact_url("postgresql://user:p@ss@host/db") == "postgresql://user:***@host/db"
+    assert redact_url("postgresql://user:p%40ss@host/db") == "postgresql://user:***@host/db"
+    # A password with an unencoded "@" is shown nowhere, not even in part.
+    assert "ss" not in redact_url("postgresql://user:p@ss@host/db")

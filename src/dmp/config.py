@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError
 
@@ -70,13 +73,16 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL such as ``postgresql+psycopg://user:secret@host/db``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    """Hide the password of a URL such as ``postgresql+psycopg://user:secret@host/db``
+    (SQLAlchemy's own rendering)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(not a database URL)"
+    if "@" in (parsed.host or ""):
+        # An unencoded "@" in the password (it must be written %40): show none of it.
+        return f"{parsed.drivername}://***"
+    return parsed.render_as_string(hide_password=True)
 
 
 def _parse_bool(name: str, raw: str) -> bool:

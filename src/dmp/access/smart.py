@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWKSet
 
 from dmp.access import admin
@@ -62,9 +63,11 @@ def register_client(
         keys = PyJWKSet.from_dict(jwks)
     except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"the key set is not a valid JWKS: {exc}") from None
-    for key in keys.keys:
-        if getattr(key.key, "private_numbers", None) is not None or "d" in key._jwk_data:
-            raise InvalidInput("register public keys only: this key set holds a private key")
+    private = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
+    if any(isinstance(key.key, private) for key in keys.keys) or any(
+        isinstance(k, dict) and "d" in k for k in jwks.get("keys", [])
+    ):
+        raise InvalidInput("register public keys only: this key set holds a private key")
     granted = scopes or frozenset({"user/*.cruds"})
     unknown = granted - SUPPORTED_SCOPES
     if unknown:
