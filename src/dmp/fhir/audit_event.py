@@ -1,0 +1,30 @@
+"""AuditEvent: the record's access history, for those who may read it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from dmp.api.deps import Gate
+from dmp.domain.ins import PatientKey
+from dmp.errors import (
+    BadRequest,
+)
+from dmp.fhir import mapping
+from dmp.fhir.common import _patient_param, fhir
+
+router = APIRouter()
+
+
+@router.get("/AuditEvent", name="fhir_auditevent_search")
+def auditevent_search(request: Request, access: Gate) -> Response:
+    """The record's traces: the holder and the GP see all, a professional their own."""
+    patient = _patient_param(request, access)
+    try:
+        count = int(request.query_params.get("_count", "50"))
+        offset = int(request.query_params.get("_offset", "0"))
+    except ValueError:
+        raise BadRequest("_count and _offset are whole numbers") from None
+    page = access.history(patient, limit=count, offset=offset)
+    key = patient.id if isinstance(patient, PatientKey) else access.read_record(patient).key
+    events = [mapping.audit_event(t, key, offset + n) for n, t in enumerate(page.items)]
+    return fhir(mapping.searchset(events, page.total, {"self": str(request.url)}))

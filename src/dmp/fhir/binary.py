@@ -1,0 +1,37 @@
+"""Binary: ITI-68 Retrieve Document (streamed raw bytes, or a FHIR Binary)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from dmp.api.deps import Gate
+from dmp.fhir import mapping
+from dmp.fhir.common import _doc, fhir
+
+router = APIRouter()
+
+
+@router.get("/Binary/{fhir_id}", name="fhir_binary_read")
+def binary_read(
+    fhir_id: str,
+    request: Request,
+    access: Gate,
+) -> Response:
+    key, logical = _doc(fhir_id)
+    accept = request.headers.get("accept", "")
+    as_fhir = request.query_params.get("_format") in ("json", "application/fhir+json")
+    if "fhir+json" in accept or as_fhir:
+        doc, content = access.read_content(key, logical)
+        return fhir(mapping.binary(doc, content))
+    doc, chunks = access.stream_content(key, logical)
+    return StreamingResponse(
+        chunks,
+        media_type=doc.mime_type,
+        headers={
+            "Content-Length": str(doc.size),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "attachment",
+        },
+    )

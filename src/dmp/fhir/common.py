@@ -1,0 +1,122 @@
+"""Shared pieces of the FHIR adapter: responses, request bodies, resource ids, patient
+parameters, and the checks ITI-65 and ITI-105 share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from pydantic import ValidationError
+
+from dmp.access.gateway import RecordAccess
+from dmp.access.views import NewDocument
+from dmp.domain import cda
+from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
+from dmp.errors import (
+    BadRequest,
+    InvalidInput,
+    NotFound,
+)
+from dmp.fhir import mapping
+from dmp.fhir.outcome import FHIR_JSON
+
+MAX_BUNDLE_ENTRIES = 200
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type=FHIR_JSON)
+
+
+async def read_resource(request: Request, kind: str) -> dict[str, Any]:
+    """The request body as a resource of the expected type (400 otherwise)."""
+    res = await read_json(request)
+    if not isinstance(res, dict) or res.get("resourceType") != kind:
+        raise BadRequest(f"expected a {kind} resource")
+    return res
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def _doc(fhir_id: str) -> tuple[PatientKey, str]:
+    try:
+        return mapping.parse_doc_id(fhir_id)
+    except InvalidInput:
+        raise NotFound("no such document") from None
+
+
+def _validate(model: Any, resource: Any, what: str) -> None:
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidInput(f"invalid {what} at {where}: {first.get('msg')}") from None
+
+
+def _prepare(
+    res: dict[str, Any], content: bytes, access: RecordAccess, patient: PatientRef | None
+) -> tuple[PatientRef, NewDocument, bytes, str | None]:
+    """Checks shared by ITI-65 and ITI-105: patient, CDA header, metadata."""
+    subject = (res.get("subject") or {}).get("reference")
+    if patient is None:
+        if not subject:
+            raise InvalidInput("DocumentReference.subject is required")
+        patient = mapping.patient_ref(str(subject), test_mode=access.accepts_test_ins)
+    header = cda.parse_header(content) if cda.looks_like_cda(content) else None
+    if header is not None:
+        _fill_from_cda(res, header)
+    meta, replaces = mapping.new_document(res, content)
+    return patient, meta, content, replaces
+
+
+def _fill_from_cda(res: dict[str, Any], header: cda.CdaHeader) -> None:
+    """ITI-105 without metadata: type, title and dates come from the CDA header."""
+    if not res.get("type") and header.type_code:
+        res["type"] = {"coding": [{"code": header.type_code}]}
+    att = res["content"][0]["attachment"]
+    if not att.get("title") and header.title:
+        att["title"] = header.title
+    if not att.get("creation") and not res.get("date") and header.effective_time:
+        att["creation"] = header.effective_time.isoformat()
+    period = res.setdefault("context", {}).setdefault("period", {})
+    if not period.get("start") and header.service_start:
+        period["start"] = header.service_start.isoformat()
+    if not res.get("securityLabel") and header.confidentiality in ("N", "R", "V"):
+        res["securityLabel"] = [{"coding": [{"code": header.confidentiality}]}]
+
+
+def _patient_param(request: Request, access: RecordAccess) -> PatientRef:
+    value = request.query_params.get("patient.identifier") or request.query_params.get("patient")
+    if not value:
+        raise BadRequest("patient or patient.identifier is required")
+    if "|" in value or value.isdigit():
+        return parse_ins_token(value, test_mode=access.accepts_test_ins)
+    return mapping.patient_ref(
+        value if value.startswith("Patient") else f"Patient/{value}",
+        test_mode=access.accepts_test_ins,
+    )
+
+
+def _is_submission_set(res: dict[str, Any]) -> bool:
+    """MHD: the List's code says submissionset or folder; a SubmissionSet also has a sourceId."""
+    codes = {c for _, c in mapping.codes(res.get("code"))}
+    if codes & {"submissionset", "folder"}:
+        return "submissionset" in codes
+    return any(str(e.get("url", "")).endswith("sourceId") for e in res.get("extension") or [])
+
+
+def _code(label: dict[str, Any]) -> str | None:
+    coding = label.get("coding") or [{}]
+    code = coding[0].get("code")
+    return str(code) if code is not None else None

@@ -1,0 +1,55 @@
+"""Consent: the holder's decisions, and a professional's declaration of the patient's consent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from dmp.api.deps import Gate
+from dmp.errors import (
+    Forbidden,
+    InvalidInput,
+)
+from dmp.fhir import mapping
+from dmp.fhir.common import _patient_param, fhir, read_resource
+
+router = APIRouter()
+
+
+@router.get("/Consent", name="fhir_consent_search")
+def consent_search(request: Request, access: Gate) -> Response:
+    """The holder's authorisations and blocks of professionals, as Consent resources."""
+    patient = _patient_param(request, access)
+    rows = access.permissions(patient)
+    record = access.read_record(patient)
+    key = record.key
+    # The holder's oppositions to emergency and regulation-centre access (AC-8, AC-9), then
+    # the decisions about professionals (authorised, blocked).
+    resources = [
+        mapping.consent(key, f"opposition-{mode.replace('_', '-')}", permit=False, purpose=mode)
+        for opposed, mode in (
+            (record.oppose_bris_de_glace, "bris_de_glace"),
+            (record.oppose_centre_15, "centre_15"),
+        )
+        if opposed
+    ]
+    resources += [
+        mapping.consent(key, ps, permit=blocked is None, professional=ps, at=blocked or consented)
+        for ps, consented, blocked in rows
+    ]
+    return fhir(mapping.searchset(resources, len(resources), {"self": str(request.url)}))
+
+
+@router.post("/Consent", name="fhir_consent_create")
+async def consent_create(request: Request, access: Gate) -> Response:
+    """A professional declares the consent the patient gave them (provision permit)."""
+    res = await read_resource(request, "Consent")
+    ref = (res.get("patient") or {}).get("reference")
+    if not ref:
+        raise InvalidInput("Consent.patient is required")
+    patient = mapping.patient_ref(str(ref), test_mode=access.accepts_test_ins)
+    provision = res.get("provision") or {}
+    if provision.get("type", "permit") != "permit":
+        raise Forbidden("a professional declares consents; blocks are the patient's decision")
+    await run_in_threadpool(access.declare_consent, patient)
+    return fhir(res, 201)

@@ -1,0 +1,175 @@
+"""ITI-65 Provide Document Bundle: SubmissionSet, DocumentReferences, Binaries, Folder; all or
+nothing."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fhir.resources.R4B.bundle import Bundle
+
+from dmp.access.views import NewDocument, NewList
+from dmp.api.deps import Gate
+from dmp.domain.ins import PatientRef
+from dmp.errors import (
+    BadRequest,
+    InvalidInput,
+    InvalidItem,
+)
+from dmp.fhir import mapping
+from dmp.fhir.common import (
+    MAX_BUNDLE_ENTRIES,
+    _doc,
+    _is_submission_set,
+    _prepare,
+    _validate,
+    base_url,
+    fhir,
+    read_resource,
+)
+
+
+async def transaction(
+    request: Request,
+    access: Gate,
+) -> Response:
+    bundle = await read_resource(request, "Bundle")
+    if bundle.get("type") != "transaction":
+        raise BadRequest("ITI-65 takes a transaction Bundle")
+    entries = bundle.get("entry") or []
+    if len(entries) > MAX_BUNDLE_ENTRIES:
+        raise InvalidInput(f"a Bundle holds at most {MAX_BUNDLE_ENTRIES} entries")
+    _validate(Bundle, bundle, "Bundle")
+    by_url = {e.get("fullUrl"): e for e in entries if e.get("fullUrl")}
+    lists = [e for e in entries if (e.get("resource") or {}).get("resourceType") == "List"]
+    docs = [
+        e for e in entries if (e.get("resource") or {}).get("resourceType") == "DocumentReference"
+    ]
+    patches = [e for e in entries if (e.get("request") or {}).get("method") == "PATCH"]
+    if not docs:
+        raise InvalidInput("the Bundle holds no DocumentReference")
+    submission = [e for e in lists if _is_submission_set(e["resource"])]
+    if len(submission) != 1:
+        raise InvalidInput("the Bundle needs exactly one SubmissionSet List")
+    patient: PatientRef | None = None
+    items: list[tuple[NewDocument, bytes, str | None]] = []
+    positions: dict[str, int] = {}  # fullUrl of each DocumentReference -> its place in items
+    entry_of: list[int] = []  # place in items -> index of its Bundle entry
+    for n, entry in enumerate(entries):
+        res = entry.get("resource") or {}
+        if res.get("resourceType") != "DocumentReference":
+            continue
+        where = f"Bundle.entry[{n}]"
+        att = ((res.get("content") or [{}])[0] or {}).get("attachment") or {}
+        url = att.get("url")
+        if att.get("data") is not None:
+            content = mapping.attachment_bytes(res)
+        elif (binary := _binary_entry(entries, by_url, url)) is not None:
+            data = binary.get("data")
+            try:
+                content = base64.b64decode(data or "", validate=True)
+            except ValueError:
+                raise InvalidInput(f"{where}: the Binary's data is not base64") from None
+        else:
+            raise InvalidInput(
+                f"{where}: attachment.url {str(url)[:80]!r} does not resolve to a "
+                "Binary of the Bundle"
+            )
+        assert content is not None
+        try:
+            ref, meta, content, replaces = _prepare(res, content, access, None)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc.message}", reason=exc.reason) from None
+        if patient is not None and ref != patient:
+            raise InvalidInput(f"{where}: every document of a Bundle is about the same patient")
+        patient = ref
+        if replaces is not None:
+            replaces = _doc(replaces)[1] if "." in replaces else replaces
+        positions[str(entry.get("fullUrl", ""))] = len(items)
+        entry_of.append(n)
+        items.append((meta, content, replaces))
+    for p in patches:
+        target = str((p.get("request") or {}).get("url", "")).removeprefix("DocumentReference/")
+        if not any(r and (target.endswith(r)) for _, _, r in items):
+            raise InvalidInput(f"the PATCH of {target[:80]} does not match a relatesTo replaces")
+    assert patient is not None
+    new_lists = [_new_list(e["resource"], positions, len(items)) for e in lists]
+    try:
+        stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
+    except InvalidItem as exc:  # size, hash, metadata: name the entry
+        raise InvalidInput(f"Bundle.entry[{entry_of[exc.index]}]: {exc.message}") from None
+    base = base_url(request)
+    response_entries = []
+    it = iter(stored)
+    for entry in entries:
+        kind = (entry.get("resource") or {}).get("resourceType")
+        if kind == "DocumentReference":
+            doc = next(it)
+            response_entries.append(
+                {
+                    "response": {
+                        "status": "201 Created",
+                        "location": f"{base}/DocumentReference/"
+                        f"{mapping.doc_fhir_id(doc)}/_history/1",
+                    }
+                }
+            )
+        elif (entry.get("request") or {}).get("method") == "PATCH":
+            response_entries.append({"response": {"status": "200 OK"}})
+        else:
+            response_entries.append({"response": {"status": "201 Created"}})
+    return fhir(
+        {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}, 200
+    )
+
+
+def _binary_entry(
+    entries: list[dict[str, Any]], by_url: dict[str, Any], url: Any
+) -> dict[str, Any] | None:
+    """The Binary an attachment.url points to: a fullUrl (urn:uuid:, urn:oid:, absolute) or a
+    relative ``Binary/<id>`` reference to an entry of the Bundle."""
+    if not isinstance(url, str):
+        return None
+    entry = by_url.get(url)
+    if entry is None and url.startswith("Binary/"):
+        wanted = url.removeprefix("Binary/")
+        for e in entries:
+            res = e.get("resource") or {}
+            if res.get("resourceType") == "Binary" and (
+                res.get("id") == wanted or str(e.get("fullUrl", "")).endswith("/" + url)
+            ):
+                entry = e
+                break
+    resource = (entry or {}).get("resource") or {}
+    return resource if resource.get("resourceType") == "Binary" else None
+
+
+def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> NewList:
+    """A SubmissionSet or Folder List; its entries point at DocumentReferences of the Bundle."""
+    kind = "submissionset" if _is_submission_set(res) else "folder"
+    refs = [str((e.get("item") or {}).get("reference", "")) for e in res.get("entry") or []]
+    docs = tuple(sorted({positions[r] for r in refs if r in positions}))
+    if kind == "submissionset" and not docs:
+        docs = tuple(range(count))
+    identifiers = {
+        str(i.get("use", "")): str(i.get("value", "")) for i in res.get("identifier") or []
+    }
+    source = next(
+        (
+            str(e.get("valueIdentifier", {}).get("value", ""))
+            for e in res.get("extension") or []
+            if str(e.get("url", "")).endswith("ihe-sourceId")
+        ),
+        None,
+    )
+    code = next((c for _, c in mapping.codes(res.get("code"))), None)
+    return NewList(
+        kind=kind,
+        documents=docs,
+        unique_id=identifiers.get("usual") or next(iter(identifiers.values()), None),
+        source_id=source,
+        title=res.get("title"),
+        code=code,
+    )
