@@ -1,0 +1,70 @@
+"""The ``dmp`` command."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from dmp.access.runtime import Runtime
+from dmp.config import Settings, load_settings
+from dmp.domain.ins import OID_NIR
+from dmp.errors import DmpError
+from dmp.logs import configure
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn a DmpError into a readable message and exit status 2 (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DmpError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
+    settings = _settings()
+    configure(settings.log_level if settings.log_level != "INFO" else "WARNING")
+    rt = Runtime.start(settings)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _ins_option(fn: F) -> F:
+    fn = click.option(
+        "--oid", default=OID_NIR, show_default=True, help="INS assigning authority OID."
+    )(fn)
+    return click.option(
+        "--ins", "ins_value", required=True, help="The patient's INS (15 characters)."
+    )(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dmp")
+def main() -> None:
+    """dmp: the shared medical record (Dossier Médical Partagé) service.
+
+    Settings come from DMP_* environment variables (see `dmp config show`).
+    """
+
+
+# The commands, one module per area, register themselves on ``main``.
+from dmp.cli import clients, keys, records, reports, service  # noqa: E402, F401

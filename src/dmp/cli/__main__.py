@@ -1,0 +1,5 @@
+"""`python -m dmp.cli`."""
+
+from dmp.cli import main
+
+main()

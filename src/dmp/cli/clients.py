@@ -1,0 +1,112 @@
+"""Commands for API clients and bearer tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+from dmp.access import admin
+from dmp.cli import _runtime, friendly_errors, main
+from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import OID_NIR, Ins
+
+
+@main.group()
+def client() -> None:
+    """API clients: the software of hospitals, labs and pharmacies (SMART Backend Services)."""
+
+
+@client.command("add")
+@click.option("--name", required=True, help="The software's name.")
+@click.option("--structure", required=True, help="idNatStruct of the structure it acts for.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON file with its public key(s): a JWK or a JWK Set.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A SMART scope it may be granted (repeatable; default user/*.cruds).",
+)
+@friendly_errors
+def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ...]) -> None:
+    """Register a client with its public keys; prints the client id."""
+    from dmp.access import smart
+
+    try:
+        doc = orjson.loads(jwks_file.read_bytes())
+    except orjson.JSONDecodeError:
+        raise click.UsageError("the key file is not JSON") from None
+    jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
+    with _runtime() as rt:
+        client_id = smart.register_client(
+            rt, name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
+        )
+    click.echo(client_id)
+
+
+@main.group()
+def token() -> None:
+    """Issue bearer tokens (operator and integration testing)."""
+
+
+@token.command("issue")
+@click.option("--professional", "id_nat_ps", help="idNatPS of a professional in the directory.")
+@click.option("--structure", help="Structure the professional or desk agent acts for.")
+@click.option("--patient", "patient_ins", help="INS of a patient acting on their own record.")
+@click.option("--oid", default=OID_NIR, show_default=True)
+@click.option("--desk-agent", help="Identifier of a registration-desk agent (needs --structure).")
+@click.option("--ttl", type=click.IntRange(30, 86400), default=None, help="Lifetime in seconds.")
+@click.option(
+    "--purpose",
+    type=click.Choice([p.value for p in PurposeOfUse]),
+    default=PurposeOfUse.NORMAL.value,
+    show_default=True,
+    help="Access mode of a professional's token (bris_de_glace: emergency, centre_15).",
+)
+@click.option("--justification", help="Why emergency access is needed (bris_de_glace).")
+@click.option(
+    "--for-patient", "for_patient", help="INS the token is bound to (required for bris_de_glace)."
+)
+@friendly_errors
+def token_issue(
+    id_nat_ps: str | None,
+    structure: str | None,
+    patient_ins: str | None,
+    oid: str,
+    desk_agent: str | None,
+    ttl: int | None,
+    purpose: str,
+    justification: str | None,
+    for_patient: str | None,
+) -> None:
+    """Print a signed bearer token for one actor."""
+    chosen = [x for x in (id_nat_ps, patient_ins, desk_agent) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --professional, --patient, --desk-agent")
+    with _runtime() as rt:
+        if id_nat_ps:
+            actor = admin.professional_actor(rt, id_nat_ps, structure)
+        elif patient_ins:
+            actor = admin.patient_actor(rt, Ins(oid, patient_ins))
+        else:
+            if not structure:
+                raise click.UsageError("--desk-agent needs --structure")
+            actor = admin.desk_actor(str(desk_agent), structure)
+        bound = Ins(oid, for_patient) if for_patient else None
+        click.echo(
+            admin.token_for(
+                rt,
+                actor,
+                ttl,
+                purpose=PurposeOfUse(purpose),
+                justification=justification,
+                patient=bound,
+            )
+        )

@@ -1,0 +1,60 @@
+"""Commands for the audit trail and the encryption keys."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dmp.access import admin
+from dmp.cli import _runtime, _settings, friendly_errors, main
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@friendly_errors
+def audit_verify() -> None:
+    """Check every hash chain; exit 1 naming the first bad event."""
+    with _runtime() as rt:
+        report = admin.verify_audit(rt)
+    if report.fault is not None:
+        click.echo(f"audit trail BROKEN at {report.fault}", err=True)
+        sys.exit(1)
+    click.echo(f"audit trail intact: {report.events} events in {report.chains} chains")
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys."""
+
+
+@keys.command("check")
+@friendly_errors
+def keys_check() -> None:
+    """Which key ids the database needs and whether the key ring holds them (exit 1 if not)."""
+    report = admin.check_keys_offline(_settings())
+    click.echo(f"key ring: {report.ring_path} ({'found' if report.ring_found else 'MISSING'})")
+    for label, needed, missing in (
+        ("key-encryption keys", report.keks_needed, report.keks_missing),
+        ("audit keys", report.audit_keys_needed, report.audit_keys_missing),
+    ):
+        listed = ", ".join(f"{k}{' (missing)' if k in missing else ''}" for k in sorted(needed))
+        click.echo(f"{label} the database needs: {listed or 'none'}")
+    if not report.ok:
+        click.echo("the key ring does not open this database: restore it from its backup", err=True)
+        sys.exit(1)
+    click.echo("the key ring holds every key the database needs")
+
+
+@keys.command("rotate")
+@friendly_errors
+def keys_rotate() -> None:
+    """Add a new key-encryption key and re-wrap every patient data key with it."""
+    with _runtime() as rt:
+        kek_id, count = admin.rotate_keys(rt)
+    click.echo(f"new key-encryption key {kek_id} is active; {count} data keys re-wrapped")
+    click.echo("back up the key ring file now: old backups of it lack the new key", err=True)

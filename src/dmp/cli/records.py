@@ -1,0 +1,157 @@
+"""Operator commands on records and the directory: open, close, show, representatives, import."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dmp.access import admin
+from dmp.access.views import Demographics
+from dmp.cli import _ins_option, _runtime, friendly_errors, main
+from dmp.domain.codes import CreationChannel
+from dmp.domain.ins import Ins
+from dmp.identity.actor import system_actor
+
+
+@main.group()
+def professional() -> None:
+    """The directory of health professionals."""
+
+
+@professional.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@friendly_errors
+def professional_import(file: Path) -> None:
+    """Load a directory extract (PS_LibreAcces_Personne_activite format); idempotent."""
+    with (
+        _runtime() as rt,
+        click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr) as bar,
+    ):
+        summary = admin.import_professionals(rt, file, progress=bar.update)
+    click.echo(
+        f"{summary.loaded} rows loaded ({summary.professionals} professionals, "
+        f"{summary.structures} structures), {summary.rejected} rejected"
+    )
+    for reason, n in summary.reasons.most_common():
+        click.echo(f"  rejected {n}: {reason}")
+    for line_no, reason in summary.examples[:5]:
+        click.echo(f"  e.g. line {line_no}: {reason}")
+
+
+@main.group()
+def record() -> None:
+    """Open, close and show records (operator actions, audited)."""
+
+
+@record.command("open")
+@_ins_option
+@click.option("--family-name", required=True, help="Birth family name.")
+@click.option("--given-names", required=True)
+@click.option("--sex", type=click.Choice(["M", "F", "U"]), required=True)
+@click.option("--birth-date", type=click.DateTime(formats=["%Y-%m-%d"]), required=True)
+@click.option("--commune", required=True, help="INSEE code of the residence commune.")
+@click.option(
+    "--channel",
+    type=click.Choice([c.value for c in CreationChannel]),
+    default=CreationChannel.INSURER_DESK.value,
+    show_default=True,
+)
+@click.option("--structure", help="idNatStruct of the desk opening the record.")
+@click.option(
+    "--patient-consent",
+    is_flag=True,
+    required=True,
+    help="Confirm the patient was informed and agrees.",
+)
+@friendly_errors
+def record_open(
+    ins_value: str,
+    oid: str,
+    family_name: str,
+    given_names: str,
+    sex: str,
+    birth_date: Any,
+    commune: str,
+    channel: str,
+    structure: str | None,
+    patient_consent: bool,
+) -> None:
+    """Open a record for a patient."""
+    with _runtime() as rt:
+        actor = (
+            admin.desk_actor(f"operator:{getpass.getuser()}", structure)
+            if structure
+            else system_actor("cli-record-open")
+        )
+        view = rt.access(actor).open_record(
+            Ins(oid, ins_value),
+            Demographics(
+                family_name,
+                given_names,
+                sex,
+                date.fromisoformat(birth_date.date().isoformat()),
+                commune.upper(),
+            ),
+            channel=CreationChannel(channel),
+            patient_consent=patient_consent,
+        )
+    click.echo(f"record opened ({view.status}), département {view.departement}")
+
+
+@record.command("close")
+@_ins_option
+@click.option("--reason", required=True, help="Why the record is closed.")
+@friendly_errors
+def record_close(ins_value: str, oid: str, reason: str) -> None:
+    """Close a record (on the holder's request)."""
+    with _runtime() as rt:
+        rt.access(system_actor("cli-record-close")).close_record(Ins(oid, ins_value), reason)
+    click.echo("record closed")
+
+
+@record.command("show")
+@_ins_option
+@friendly_errors
+def record_show(ins_value: str, oid: str) -> None:
+    """Show a record's status (the access is audited)."""
+    with _runtime() as rt:
+        access = rt.access(system_actor("cli-record-show"))
+        view = access.read_record(Ins(oid, ins_value))
+        docs = access.search_documents(Ins(oid, ins_value), statuses=None, limit=1)
+    d = view.demographics
+    click.echo(
+        f"patient     {d.given_names} {d.used_name or d.birth_family_name} "
+        f"({d.sex}, {d.birth_date})"
+    )
+    click.echo(
+        f"status      {view.status}"
+        + (f" since {view.closed_at:%Y-%m-%d}: {view.closure_reason}" if view.closed_at else "")
+    )
+    click.echo(f"opened      {view.opened_at:%Y-%m-%d} via {view.channel}")
+    click.echo(f"département {view.departement}")
+    click.echo(f"documents   {docs.total}")
+
+
+@record.command("representative")
+@_ins_option
+@click.option("--id", "rep_id", required=True, help="Identifier of the legal representative.")
+@click.option("--name", required=True, help="Their name, as shown to the holder.")
+@click.option(
+    "--relationship", default="representant_legal", show_default=True, help="Parent, guardian..."
+)
+@click.option("--minor", is_flag=True, help="The holder is a minor.")
+@friendly_errors
+def record_representative(
+    ins_value: str, oid: str, rep_id: str, name: str, relationship: str, minor: bool
+) -> None:
+    """Register a legal representative (on proof of parental authority or guardianship)."""
+    with _runtime() as rt:
+        rt.access(system_actor("cli-representative")).add_representative(
+            Ins(oid, ins_value), rep_id, name, relationship, minor=minor
+        )
+    click.echo("representative registered")

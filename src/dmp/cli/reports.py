@@ -1,0 +1,79 @@
+"""Adoption statistics and the demonstration data."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from dmp.access.runtime import Runtime
+from dmp.cli import _runtime, _settings, friendly_errors, main
+from dmp.logs import configure
+
+
+@main.command()
+@click.option(
+    "--departement", "departements", multiple=True, help="Only this département (repeatable)."
+)
+@click.option("--from", "start", help="First month, YYYY-MM.")
+@click.option("--to", "end", help="Last month, YYYY-MM.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--verify", is_flag=True, help="Check the counters against a full recount.")
+@click.option("--rebuild", is_flag=True, help="Recompute the counters from the records.")
+@friendly_errors
+def stats(
+    departements: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    as_json: bool,
+    as_csv: bool,
+    verify: bool,
+    rebuild: bool,
+) -> None:
+    """Adoption statistics per département (counts under 10 shown as "< 10")."""
+    from dmp.access import statistics
+    from dmp.stats.render import report_csv, report_json, report_table
+
+    with _runtime() as rt:
+        if rebuild:
+            statistics.rebuild_counters(rt)
+            click.echo("counters rebuilt from the records", err=True)
+        if verify:
+            problems = statistics.verify_counters(rt)
+            for p in problems:
+                click.echo(f"counters INCONSISTENT: {p}", err=True)
+            if problems:
+                sys.exit(1)
+            click.echo("counters match a full recount", err=True)
+        report = statistics.adoption(rt, list(departements) or None, start, end)
+    if as_json:
+        click.echo(orjson.dumps(report_json(report), option=orjson.OPT_INDENT_2).decode())
+    elif as_csv:
+        click.echo(report_csv(report), nl=False)
+    else:
+        click.echo(report_table(report))
+
+
+@main.command()
+@friendly_errors
+def demo() -> None:
+    """Load fictional demo data (Amboise, Indre-et-Loire): records, professionals, documents."""
+    from dmp.access.demo import load_demo
+
+    settings = _settings()
+    configure("WARNING")
+    import dataclasses
+
+    rt = Runtime.start(dataclasses.replace(settings, test_mode=True))
+    try:
+        summary = load_demo(rt)
+    finally:
+        rt.close()
+    for line in summary:
+        click.echo(line)
+    click.echo(
+        "demo patients use the INS demonstration OID: run the server with DMP_TEST_MODE=true "
+        "to reach them"
+    )

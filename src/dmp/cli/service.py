@@ -1,0 +1,70 @@
+"""Commands that run the service and manage its configuration and schema."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from dmp.access import admin
+from dmp.access.runtime import Runtime
+from dmp.cli import _settings, friendly_errors, main
+from dmp.config import ENVIRONMENT_VARIABLES
+from dmp.logs import configure
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default: DMP_HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (default: DMP_PORT).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes."
+)
+@friendly_errors
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP service; applies pending migrations first (under a lock)."""
+    import uvicorn
+
+    settings = _settings()
+    configure(settings.log_level)
+    Runtime.start(settings).close()  # create the key ring and migrate once, before workers
+    uvicorn.run(
+        "dmp.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to run while another process does the same)."""
+    settings = _settings()
+    revision = admin.upgrade_database(settings)
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def config_show(as_json: bool) -> None:
+    """Print the effective settings (passwords hidden, keys never printed)."""
+    values = _settings().describe()
+    if as_json:
+        click.echo(orjson.dumps(values, option=orjson.OPT_INDENT_2).decode())
+        return
+    env_names = {name: env for env, name, _ in ENVIRONMENT_VARIABLES}
+    for key, value in values.items():
+        click.echo(f"{key:<18} {value:<60} ({env_names.get(key, '')})")
