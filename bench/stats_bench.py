@@ -29,7 +29,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access import statistics as stats
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
@@ -163,7 +163,7 @@ def main() -> int:
             ),
             repeat=3,
         )
-        desk = admin.desk_actor("bench-desk", "bench")
+        desk = actors.desk_actor("bench-desk", "bench")
         t0 = time.perf_counter()
         for i in range(args.openings):
             rt.access(desk).open_record(

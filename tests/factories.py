@@ -7,12 +7,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_TEST, Ins, make_ins_value
 from dmp.identity.actor import Actor
+from dmp.jobs import directory as directory_jobs
 
 # Example material copied into the repository (sources and licences: tests/fixtures/SOURCES.md).
 EXAMPLES = Path(__file__).resolve().parent / "fixtures"
@@ -88,15 +89,15 @@ def load_directory(rt: Runtime) -> None:
     acts: list[dict[str, object]] = [
         {"id_nat_ps": ps, "structure_id": sid, "mode": None} for ps, _, _, sid in rows
     ]
-    admin.store_directory(rt, pros, structs, acts)
+    directory_jobs.store_directory(rt, pros, structs, acts)
 
 
 def pro(rt: Runtime, id_nat_ps: str) -> Actor:
-    return admin.professional_actor(rt, id_nat_ps)
+    return actors.professional_actor(rt, id_nat_ps)
 
 
 def desk() -> Actor:
-    return admin.desk_actor("desk-1", PHARMACY)
+    return actors.desk_actor("desk-1", PHARMACY)
 
 
 def open_record(rt: Runtime, ins: Ins, commune: str = "37003") -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.domain.ins import Ins
 from dmp.identity.actor import Actor
@@ -56,7 +56,7 @@ def bearer(
     rt: Runtime, actor: Actor, scopes: frozenset[str] | None = None, **kw: Any
 ) -> dict[str, str]:
     token = (
-        admin.token_for(rt, actor)
+        actors.token_for(rt, actor)
         if scopes is None and not kw
         else _scoped(rt, actor, scopes, **kw)
     )

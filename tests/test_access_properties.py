@@ -14,13 +14,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import DmpError, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
+from dmp.jobs import maintenance
 from tests import access_model
 from tests.factories import (
     CARDIO_COLLEAGUE,
@@ -105,7 +106,7 @@ def _build(rt: Runtime, w: World) -> tuple[Ins, dict[str, Doc]]:
         )
         ids[rt.access(pro(rt, d.author)).deposit_document(ins, meta, b"x").logical_id] = d
     clock.set(T0)
-    holder = rt.access(admin.patient_actor(rt, ins))
+    holder = rt.access(actors.patient_actor(rt, ins))
     for ps in w.consented:
         rt.access(pro(rt, ps)).declare_consent(ins)
     for ps in w.care_team:
@@ -137,7 +138,7 @@ def _actors(rt: Runtime, ins: Ins) -> list[tuple[str, Actor, PurposeOfUse]]:
     out: list[tuple[str, Actor, PurposeOfUse]] = [
         (ps, pro(rt, ps), mode) for ps in PROFESSIONALS for mode in MODES
     ]
-    out.append(("holder", admin.patient_actor(rt, ins), PurposeOfUse.NORMAL))
+    out.append(("holder", actors.patient_actor(rt, ins), PurposeOfUse.NORMAL))
     out.append(("rep", Actor(ActorKind.REPRESENTATIVE, "rep-1", ins=ins), PurposeOfUse.NORMAL))
     return out
 
@@ -192,7 +193,7 @@ def test_the_gate_gives_exactly_what_the_reference_model_says(world: Runtime, w:
                     "success",
                     reason,
                 )
-    assert admin.verify_audit(rt).ok
+    assert maintenance.verify_audit(rt).ok
 
 
 def _model_pro(rt: Runtime, ps: str) -> access_model.ModelProfessional:

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.access.views import TraceView
 from dmp.clock import FixedClock
@@ -70,7 +70,7 @@ def _clock(rt: Runtime) -> FixedClock:
 
 
 def _holder(rt: Runtime, ins: Ins) -> Actor:
-    return admin.patient_actor(rt, ins)
+    return actors.patient_actor(rt, ins)
 
 
 def test_ac1_closed_record(world: Runtime, ins: Ins) -> None:

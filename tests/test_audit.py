@@ -6,10 +6,11 @@ from datetime import timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import admin, audit
+from dmp.access import audit
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.errors import Forbidden
+from dmp.jobs import maintenance
 from dmp.records.schema import audit_events, audit_heads
 from tests.factories import (
     GP,
@@ -54,7 +55,7 @@ def _exec(rt: Runtime, sql: str, **params: object) -> None:
 
 def test_intact_trail_verifies(world: Runtime) -> None:
     chain = _activity(world)
-    report = admin.verify_audit(world)
+    report = maintenance.verify_audit(world)
     assert report.ok, report.fault
     assert report.events == len(_events(world, chain)) == 5
 
@@ -66,7 +67,7 @@ def test_changed_event_is_detected(world: Runtime) -> None:
         "UPDATE audit_events SET actor_id = 'someone-else' WHERE chain_id = :c AND seq = 3",
         c=chain,
     )
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None
     assert (fault.chain_id, fault.seq) == (chain, 3)
     assert "changed" in fault.problem
@@ -81,14 +82,14 @@ def test_changed_hash_is_detected_by_the_next_event(world: Runtime) -> None:
         h="f" * 64,
         c=chain,
     )
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None and fault.seq == 2
 
 
 def test_deleted_event_is_detected(world: Runtime) -> None:
     chain = _activity(world)
     _exec(world, "DELETE FROM audit_events WHERE chain_id = :c AND seq = 2", c=chain)
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None
     assert (fault.chain_id, fault.seq) == (chain, 2)
     assert "missing" in fault.problem
@@ -97,7 +98,7 @@ def test_deleted_event_is_detected(world: Runtime) -> None:
 def test_deleted_last_event_is_detected(world: Runtime) -> None:
     chain = _activity(world)
     _exec(world, "DELETE FROM audit_events WHERE chain_id = :c AND seq = 5", c=chain)
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None and fault.chain_id == chain
     assert "5 events were written" in fault.problem
 
@@ -107,7 +108,7 @@ def test_reordered_events_are_detected(world: Runtime) -> None:
     _exec(world, "UPDATE audit_events SET seq = 100 WHERE chain_id = :c AND seq = 2", c=chain)
     _exec(world, "UPDATE audit_events SET seq = 2 WHERE chain_id = :c AND seq = 3", c=chain)
     _exec(world, "UPDATE audit_events SET seq = 3 WHERE chain_id = :c AND seq = 100", c=chain)
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None
     assert (fault.chain_id, fault.seq) == (chain, 2)
 
@@ -115,7 +116,7 @@ def test_reordered_events_are_detected(world: Runtime) -> None:
 def test_removed_chain_head_is_detected(world: Runtime) -> None:
     chain = _activity(world)
     _exec(world, "DELETE FROM audit_heads WHERE chain_id = :c", c=chain)
-    fault = admin.verify_audit(world).fault
+    fault = maintenance.verify_audit(world).fault
     assert fault is not None and fault.chain_id == chain
 
 
@@ -129,7 +130,7 @@ def test_refusal_is_audited_although_the_request_rolled_back(world: Runtime) -> 
             sa.text("SELECT actor_id, outcome, reason FROM audit_events ORDER BY at, seq")
         ).all()
     assert (NURSE, "denied", "DENY_NO_CONSENT") in [tuple(r) for r in rows]
-    assert admin.verify_audit(world).ok
+    assert maintenance.verify_audit(world).ok
 
 
 def test_concurrent_writers_of_one_chain_keep_it_consistent(world: Runtime) -> None:
@@ -151,7 +152,7 @@ def test_concurrent_writers_of_one_chain_keep_it_consistent(world: Runtime) -> N
     for t in threads:
         t.join()
     assert not errors
-    report = admin.verify_audit(world)
+    report = maintenance.verify_audit(world)
     assert report.ok, report.fault
     assert report.events == 21  # the opening + 20 deposits
 
@@ -164,7 +165,7 @@ def test_the_database_refuses_to_change_events(world: Runtime, sql: str) -> None
     _activity(world)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), world.engine.begin() as conn:
         conn.execute(sa.text(sql))
-    assert admin.verify_audit(world).ok
+    assert maintenance.verify_audit(world).ok
 
 
 def _rewrite_chain(
@@ -214,7 +215,7 @@ def test_a_full_rewrite_with_the_database_alone_is_detected(world: Runtime, gues
         _rewrite_chain(world, chain, 3, None)
     else:
         _rewrite_chain(world, chain, 3, b"k" * 32, world.keyring.active_audit_key_id)
-    report = admin.verify_audit(world)
+    report = maintenance.verify_audit(world)
     assert not report.ok
     assert report.fault is not None and report.fault.seq == 3
     # The same rewrite with the real key would pass: the key is what protects the trail.
@@ -222,7 +223,7 @@ def test_a_full_rewrite_with_the_database_alone_is_detected(world: Runtime, gues
     assert ring.active_audit_key_id is not None
     key_id = ring.active_audit_key_id
     _rewrite_chain(world, chain, 3, ring.audit_keys[key_id], key_id)
-    assert admin.verify_audit(world).ok
+    assert maintenance.verify_audit(world).ok
 
 
 def test_verification_runs_beside_live_writes(world: Runtime) -> None:
@@ -244,7 +245,7 @@ def test_verification_runs_beside_live_writes(world: Runtime) -> None:
     thread.start()
     try:
         for _ in range(15):
-            report = admin.verify_audit(world)
+            report = maintenance.verify_audit(world)
             assert report.ok, report.fault
     finally:
         stop.set()
@@ -258,7 +259,7 @@ def test_a_clock_with_another_offset_keeps_chains_valid(world: Runtime) -> None:
     assert isinstance(clock, FixedClock)
     clock.set(T0.astimezone(timezone(timedelta(hours=1))))
     _activity(world)
-    report = admin.verify_audit(world)
+    report = maintenance.verify_audit(world)
     assert report.ok, report.fault
 
 
@@ -272,7 +273,7 @@ def test_readers_never_take_the_write_lock(world: Runtime) -> None:
     done: list[str] = []
 
     def readers() -> None:
-        assert admin.verify_audit(world).ok
+        assert maintenance.verify_audit(world).ok
         statistics.adoption(world)
         done.append("read")
 

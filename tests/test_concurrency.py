@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
-from dmp.access.statistics import verify_counters
 from dmp.errors import Conflict, DmpError, PreconditionFailed
 from dmp.identity.actor import system_actor
+from dmp.jobs import maintenance
+from dmp.jobs.counters import verify_counters
 from tests.factories import CARDIOLOGIST, GP, T0, ins_for, new_document, open_record, pro
 
 pytestmark = pytest.mark.postgres
@@ -82,7 +83,7 @@ def test_one_unique_id_is_stored_once(record: tuple[Runtime, Any, str]) -> None:
     assert len(won) == 1, results
     assert all(isinstance(r, Conflict) for r in results if r not in won)
     assert len(_assert_chains_intact(rt, key)) == 1
-    assert admin.verify_audit(rt).ok
+    assert maintenance.verify_audit(rt).ok
 
 
 def test_concurrent_replacements_have_one_winner(record: tuple[Runtime, Any, str]) -> None:
@@ -102,7 +103,7 @@ def test_concurrent_replacements_have_one_winner(record: tuple[Runtime, Any, str
     # The original: version 1 current, version 2 superseded (once); and one replacement.
     assert chains[original] == [(1, False, "current"), (2, True, "superseded")]
     assert len(chains) == 2
-    assert admin.verify_audit(rt).ok
+    assert maintenance.verify_audit(rt).ok
 
 
 def test_concurrent_patches_never_fork_the_version_chain(
@@ -153,7 +154,7 @@ def test_bundles_on_many_records_do_not_deadlock(world: Runtime) -> None:
     records = [ins_for(910 + i) for i in range(10)]
     for ins in records:
         open_record(rt, ins)
-        rt.access(admin.patient_actor(rt, ins)).update_settings(ins, medecin_traitant=GP)
+        rt.access(actors.patient_actor(rt, ins)).update_settings(ins, medecin_traitant=GP)
     types = ["11502-2", "34112-3", "11488-4", "18748-4"]
 
     def bundle(i: int) -> Any:
@@ -167,4 +168,4 @@ def test_bundles_on_many_records_do_not_deadlock(world: Runtime) -> None:
     results = _race(N, bundle)
     assert [r for r in results if isinstance(r, DmpError)] == []
     assert verify_counters(rt) == []
-    assert admin.verify_audit(rt).ok
+    assert maintenance.verify_audit(rt).ok

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
@@ -19,6 +18,7 @@ from dmp.crypto.keyring import create_keyring, load_keyring
 from dmp.domain.ins import Ins
 from dmp.errors import ConfigurationError, Forbidden, IntegrityFailure, NotFound
 from dmp.identity.actor import system_actor
+from dmp.jobs import maintenance
 from tests.factories import GP, T0, ins_for, load_directory, new_document, open_record, pro
 
 SECRET = "Diagnostic confidentiel: hypertension arterielle 7f3a9c"
@@ -82,7 +82,7 @@ def test_ciphertext_moved_to_another_patient_fails(world: Runtime) -> None:
 def test_rotation_keeps_content_readable(world: Runtime) -> None:
     ins, doc_id = _deposit(world)
     old_kek = world.keyring.active_kek_id
-    new_kek, count = admin.rotate_keys(world)
+    new_kek, count = maintenance.rotate_keys(world)
     assert new_kek != old_kek and count == 1
     assert load_keyring(world.keyring.path).active_kek_id == new_kek
     with world.engine.connect() as conn:
@@ -91,7 +91,7 @@ def test_rotation_keeps_content_readable(world: Runtime) -> None:
     world.keyring = dataclasses.replace(world.keyring, keks={new_kek: world.keyring.keks[new_kek]})
     _, content = world.access(pro(world, GP)).read_content(ins, doc_id)
     assert content.decode() == SECRET
-    assert admin.verify_audit(world).ok
+    assert maintenance.verify_audit(world).ok
 
 
 def test_a_running_process_picks_up_a_rotation(world: Runtime) -> None:
@@ -104,7 +104,7 @@ def test_a_running_process_picks_up_a_rotation(world: Runtime) -> None:
         world.matrix,
         world.milestones,
     )
-    admin.rotate_keys(other)  # another process rotates; `world` still holds the old ring
+    maintenance.rotate_keys(other)  # another process rotates; `world` still holds the old ring
     _, content = world.access(pro(world, GP)).read_content(ins, doc_id)
     assert content.decode() == SECRET
 
@@ -252,14 +252,14 @@ def test_keys_check_names_what_the_database_needs(settings: Settings, clock: Fix
     rt = Runtime.start(settings, clock=clock)
     load_directory(rt)
     _deposit(rt)
-    report = admin.check_keys(rt)
+    report = maintenance.check_keys(rt)
     assert report.ok
     assert report.keks_needed == {rt.keyring.active_kek_id}
     assert rt.keyring.active_audit_key_id in report.audit_keys_needed
     # A ring that lacks what the database needs is reported, key by key.
     stranger = create_keyring(settings.data_dir / "other.json")
     rt.keyring = stranger
-    report = admin.check_keys(rt, reload=False)
+    report = maintenance.check_keys(rt, reload=False)
     assert not report.ok
     assert report.keks_missing == report.keks_needed
     rt.close()

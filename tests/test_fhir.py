@@ -17,7 +17,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.ins import Ins
@@ -149,7 +149,7 @@ def test_comprehensive_docref_example_with_its_binary(client: TestClient, world:
     nurse = bearer(world, pro(world, NURSE))
     assert _ok(client.get("/fhir/List", params=q, headers=nurse))["total"] == 2
     doc_id = found["entry"][0]["resource"]["entry"][0]["item"]["reference"].split("/")[1]
-    world.access(admin.patient_actor(world, CDA_INS)).update_document(
+    world.access(actors.patient_actor(world, CDA_INS)).update_document(
         CDA_INS, doc_id.split(".")[1], masked_ps=True
     )
     assert _ok(client.get("/fhir/List", params=q, headers=nurse))["total"] == 0
@@ -177,7 +177,7 @@ def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> N
         client.get(
             "/fhir/Patient",
             params={"identifier": f"urn:oid:{ins.oid}|{ins.value}"},
-            headers=bearer(world, admin.patient_actor(world, ins)),
+            headers=bearer(world, actors.patient_actor(world, ins)),
         )
     )
     assert found["total"] == 1
@@ -228,7 +228,7 @@ def test_cda_about_another_patient_is_refused_whatever_the_subject_form(
 
     other = ins_for(43)
     open_record(world, other)
-    key = world.access(admin.patient_actor(world, other)).read_record(other).key
+    key = world.access(actors.patient_actor(world, other)).read_record(other).key
     out = _publish_cda(client, world, "lab-report", subject={"reference": f"Patient/{key}"})
     assert out["status"] == 422, out
     assert "another patient" in out["body"]["issue"][0]["diagnostics"]
@@ -250,7 +250,7 @@ def test_cda_about_another_patient_is_refused_whatever_the_subject_form(
     )
     assert r.status_code == 422, r.text
     assert "another patient" in r.json()["message"]
-    assert world.access(admin.patient_actor(world, other)).search_documents(other).total == 0
+    assert world.access(actors.patient_actor(world, other)).search_documents(other).total == 0
 
 
 def test_cda_for_another_patient_or_type_is_refused(client: TestClient, world: Runtime) -> None:
@@ -505,7 +505,7 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
     world.access(pro(world, GP)).declare_consent(CDA_INS)
     gp = bearer(world, pro(world, GP))
     assert _ok(client.get("/fhir/DocumentReference", params=q, headers=gp))["total"] == 1
-    world.access(admin.patient_actor(world, CDA_INS)).update_document(
+    world.access(actors.patient_actor(world, CDA_INS)).update_document(
         CDA_INS, doc["id"].split(".")[1], masked_ps=True
     )
     hidden = client.get(f"/fhir/DocumentReference/{doc['id']}", headers=gp)
@@ -513,7 +513,7 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json() == missing.json()
     assert _ok(client.get("/fhir/DocumentReference", params=q, headers=gp))["total"] == 0
-    world.access(admin.patient_actor(world, CDA_INS)).block_professional(CDA_INS, GP)
+    world.access(actors.patient_actor(world, CDA_INS)).block_professional(CDA_INS, GP)
     _outcome(client.get("/fhir/DocumentReference", params=q, headers=gp), 403)
     # Emergency mode carried by the token (as the VIHF assertion carries it).
     emergency = bearer(
@@ -528,17 +528,19 @@ def test_access_rules_hold_through_fhir(client: TestClient, world: Runtime) -> N
     # The patient's history as AuditEvents, for the holder.
     events = _ok(
         client.get(
-            "/fhir/AuditEvent", params=q, headers=bearer(world, admin.patient_actor(world, CDA_INS))
+            "/fhir/AuditEvent",
+            params=q,
+            headers=bearer(world, actors.patient_actor(world, CDA_INS)),
         )
     )
     Bundle.model_validate(events)
     assert any(e["resource"]["outcome"] == "4" for e in events["entry"])
-    world.access(admin.patient_actor(world, CDA_INS)).update_settings(
+    world.access(actors.patient_actor(world, CDA_INS)).update_settings(
         CDA_INS, oppose_centre_15=True
     )
     consents = _ok(
         client.get(
-            "/fhir/Consent", params=q, headers=bearer(world, admin.patient_actor(world, CDA_INS))
+            "/fhir/Consent", params=q, headers=bearer(world, actors.patient_actor(world, CDA_INS))
         )
     )
     # The GP's block and the centre-15 opposition deny; the cardiologist's consent permits.

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.codes import PurposeOfUse
@@ -17,6 +17,7 @@ from dmp.domain.ins import Ins
 from dmp.errors import InvalidInput
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import issue_token
+from dmp.jobs import counters
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, ins_for, open_record, pro
 
 INS = ins_for(21)
@@ -32,7 +33,7 @@ def client(world: Runtime) -> Iterator[TestClient]:
 
 
 def h(rt: Runtime, actor: Actor, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {admin.token_for(rt, actor)}", **extra}
+    return {"Authorization": f"Bearer {actors.token_for(rt, actor)}", **extra}
 
 
 def _deposit(client: TestClient, rt: Runtime, who: str, **flags: object) -> str:
@@ -52,7 +53,7 @@ def _deposit(client: TestClient, rt: Runtime, who: str, **flags: object) -> str:
 
 
 def test_block_unblock_and_settings(client: TestClient, world: Runtime) -> None:
-    holder = h(world, admin.patient_actor(world, INS))
+    holder = h(world, actors.patient_actor(world, INS))
     nurse = h(world, pro(world, NURSE))
     assert client.post(f"{BASE}/consents", params=Q, json={}, headers=nurse).status_code == 204
     assert (
@@ -83,7 +84,7 @@ def test_block_unblock_and_settings(client: TestClient, world: Runtime) -> None:
 
 def test_mask_and_delete_documents(client: TestClient, world: Runtime) -> None:
     doc = _deposit(client, world, CARDIOLOGIST)
-    holder = h(world, admin.patient_actor(world, INS))
+    holder = h(world, actors.patient_actor(world, INS))
     nurse = h(world, pro(world, NURSE))
     client.post(f"{BASE}/consents", params=Q, json={}, headers=nurse)
     assert client.get(f"{BASE}/documents/{doc}", params=Q, headers=nurse).status_code == 200
@@ -123,7 +124,7 @@ def test_emergency_mode_comes_from_the_token(client: TestClient, world: Runtime)
     r = client.get(url, params=Q, headers=unbound)
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_UNBOUND_EMERGENCY")
     history = client.get(
-        f"{BASE}/history", params=Q, headers=h(world, admin.patient_actor(world, INS))
+        f"{BASE}/history", params=Q, headers=h(world, actors.patient_actor(world, INS))
     ).json()["events"]
     assert any(e["action"] == "emergency.open" and e["purpose"] == "bris_de_glace" for e in history)
 
@@ -139,10 +140,10 @@ def test_an_emergency_token_opens_one_patient_only(client: TestClient, world: Ru
     )
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_OTHER_PATIENT")
     # Refused and audited in the other patient's trail.
-    trail = world.access(admin.patient_actor(world, other)).history(other).items
+    trail = world.access(actors.patient_actor(world, other)).history(other).items
     assert [(t.outcome, t.reason) for t in trail][:1] == [("denied", "DENY_OTHER_PATIENT")]
     with pytest.raises(InvalidInput, match="justification and the patient"):
-        admin.token_for(world, pro(world, NURSE), purpose=PurposeOfUse.BRIS_DE_GLACE)
+        actors.token_for(world, pro(world, NURSE), purpose=PurposeOfUse.BRIS_DE_GLACE)
 
 
 def test_the_purpose_never_comes_from_a_header(client: TestClient, world: Runtime) -> None:
@@ -184,16 +185,16 @@ def test_scopes_bind_the_json_api_too(client: TestClient, world: Runtime) -> Non
     r = client.get(f"{BASE}/history", params=Q, headers=headers)
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
     # What the scopes allow still works (the rules decide: the GP reads).
-    world.access(admin.patient_actor(world, INS)).update_settings(INS, medecin_traitant=GP)
+    world.access(actors.patient_actor(world, INS)).update_settings(INS, medecin_traitant=GP)
     assert client.get(f"{BASE}/documents", params=Q, headers=headers).status_code == 200
     # Refusals for scope are audited in the patient's trail.
-    trail = world.access(admin.patient_actor(world, INS)).history(INS, limit=100).items
+    trail = world.access(actors.patient_actor(world, INS)).history(INS, limit=100).items
     assert sum(t.reason == "DENY_SCOPE" for t in trail) == 3
 
 
 def test_care_team_through_http(client: TestClient, world: Runtime) -> None:
     _deposit(client, world, CARDIOLOGIST)
-    holder = h(world, admin.patient_actor(world, INS))
+    holder = h(world, actors.patient_actor(world, INS))
     gp = h(world, pro(world, GP))
     assert client.get(f"{BASE}/documents", params=Q, headers=gp).status_code == 403
     r = client.post(f"{BASE}/care-team", params=Q, json={"id_nat_ps": GP}, headers=holder)
@@ -206,11 +207,11 @@ def test_care_team_through_http(client: TestClient, world: Runtime) -> None:
 def test_account_activation_is_counted_once(client: TestClient, world: Runtime) -> None:
     from dmp.access import statistics
 
-    holder = h(world, admin.patient_actor(world, INS))
+    holder = h(world, actors.patient_actor(world, INS))
     assert client.post(f"{BASE}/activation", params=Q, headers=holder).status_code == 204
     assert client.post(f"{BASE}/activation", params=Q, headers=holder).status_code == 204
     r = client.post(f"{BASE}/activation", params=Q, headers=h(world, pro(world, NURSE)))
     assert r.status_code == 403
     figures = {f.code: f for f in statistics.adoption(world).departements}
     assert figures["37"].activated == 1
-    assert statistics.verify_counters(world) == []
+    assert counters.verify_counters(world) == []

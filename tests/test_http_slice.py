@@ -10,11 +10,12 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.identity.actor import Actor
+from dmp.jobs import maintenance
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, desk, ins_for, pro
 
 INS = ins_for(7)
@@ -29,7 +30,7 @@ def client(world: Runtime) -> Iterator[TestClient]:
 
 
 def auth(rt: Runtime, actor: Actor) -> dict[str, str]:
-    return {"Authorization": f"Bearer {admin.token_for(rt, actor)}"}
+    return {"Authorization": f"Bearer {actors.token_for(rt, actor)}"}
 
 
 def _open(client: TestClient, rt: Runtime) -> None:
@@ -75,7 +76,7 @@ def test_health(client: TestClient, world: Runtime) -> None:
 def test_vertical_slice(client: TestClient, world: Runtime) -> None:
     _open(client, world)
     gp, cardio, nurse = pro(world, GP), pro(world, CARDIOLOGIST), pro(world, NURSE)
-    patient = admin.patient_actor(world, INS)
+    patient = actors.patient_actor(world, INS)
 
     # The cardiologist deposits without read authorisation (AC-10).
     r = client.post(
@@ -127,16 +128,16 @@ def test_vertical_slice(client: TestClient, world: Runtime) -> None:
     # The professional reads only their own traces.
     r = client.get(f"{BASE}/history", params=Q, headers=auth(world, gp))
     assert {e["actor"]["id"] for e in r.json()["events"]} == {GP}
-    assert admin.verify_audit(world).ok
+    assert maintenance.verify_audit(world).ok
 
 
 def test_patient_reads_own_record_but_not_another(client: TestClient, world: Runtime) -> None:
     _open(client, world)
-    patient = admin.patient_actor(world, INS)
+    patient = actors.patient_actor(world, INS)
     r = client.get(BASE, params=Q, headers=auth(world, patient))
     assert r.status_code == 200
     assert r.json()["demographics"]["given_names"] == "ALIX"
-    other = admin.patient_actor(world, ins_for(8))
+    other = actors.patient_actor(world, ins_for(8))
     r = client.get(BASE, params=Q, headers=auth(world, other))
     assert r.status_code == 404
 
@@ -165,7 +166,7 @@ def test_hidden_and_missing_documents_look_the_same(client: TestClient, world: R
 
 def test_closed_record_refuses_professionals(client: TestClient, world: Runtime) -> None:
     _open(client, world)
-    patient = admin.patient_actor(world, INS)
+    patient = actors.patient_actor(world, INS)
     r = client.post(
         f"{BASE}/close", params=Q, json={"reason": "choix du patient"}, headers=auth(world, patient)
     )
@@ -192,13 +193,13 @@ def test_authentication_is_required(client: TestClient, header: str | None, stat
 def test_expired_and_forged_tokens(client: TestClient, world: Runtime) -> None:
     _open(client, world)
     gp = pro(world, GP)
-    token = admin.token_for(world, gp, ttl_seconds=60)
+    token = actors.token_for(world, gp, ttl_seconds=60)
     assert isinstance(world.clock, FixedClock)
     world.clock.advance(timedelta(seconds=61))
     r = client.get(f"{BASE}/documents", params=Q, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert "expired" in r.json()["message"]
-    head, payload, sig = admin.token_for(world, gp).split(".")
+    head, payload, sig = actors.token_for(world, gp).split(".")
     forged = f"{head}.{payload}.{sig[:-4]}AAAA"
     r = client.get(f"{BASE}/documents", params=Q, headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401

@@ -21,6 +21,7 @@ from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.errors import InvalidInput
+from dmp.jobs import clients
 from tests.factories import CARDIOLOGIST, GP, HOSPITAL, ins_for, open_record
 from tests.fhir_helpers import assertion, ec_key, example, rsa_key
 
@@ -55,7 +56,7 @@ def _now(rt: Runtime) -> float:
 def test_token_exchange_and_use(client: TestClient, world: Runtime, make: Any) -> None:
     key, jwks = make()
     alg = jwks["keys"][0]["alg"]
-    cid = smart.register_client(world, name="DPI Hôpital", structure_id=HOSPITAL, jwks=jwks)
+    cid = clients.register_client(world, name="DPI Hôpital", structure_id=HOSPITAL, jwks=jwks)
     signed = assertion(key, jwks, cid, TOKEN_URL, alg=alg, now=_now(world), idnatps=CARDIOLOGIST)
     r = _exchange(client, signed)
     assert r.status_code == 200, r.text
@@ -88,7 +89,7 @@ def world_actor(rt: Runtime) -> Any:
 @pytest.fixture
 def registered(world: Runtime) -> tuple[Any, dict[str, Any], str]:
     key, jwks = rsa_key()
-    cid = smart.register_client(
+    cid = clients.register_client(
         world,
         name="LGC",
         structure_id=HOSPITAL,
@@ -201,11 +202,11 @@ def test_registration_refuses_private_keys_and_unknown_structures(world: Runtime
     key, jwks = rsa_key()
     private = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
     with pytest.raises(InvalidInput, match="private"):
-        smart.register_client(world, name="x", structure_id=HOSPITAL, jwks={"keys": [private]})
+        clients.register_client(world, name="x", structure_id=HOSPITAL, jwks={"keys": [private]})
     with pytest.raises(InvalidInput, match="not in the directory"):
-        smart.register_client(world, name="x", structure_id="NOPE", jwks=jwks)
+        clients.register_client(world, name="x", structure_id="NOPE", jwks=jwks)
     with pytest.raises(InvalidInput, match="unknown scopes"):
-        smart.register_client(
+        clients.register_client(
             world, name="x", structure_id=HOSPITAL, jwks=jwks, scopes=frozenset({"system/*.*"})
         )
 

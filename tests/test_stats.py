@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from dmp.access import admin, statistics
+from dmp.access import actors, statistics
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
 from dmp.app import create_app
@@ -24,6 +24,7 @@ from dmp.domain.codes import CreationChannel, PurposeOfUse
 from dmp.domain.geo import departement_of_commune, geography
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError, InvalidInput
+from dmp.jobs import counters
 from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress
 from tests.factories import CARDIOLOGIST, GP, NURSE, desk, ins_for, new_document, pro
 
@@ -117,7 +118,7 @@ def _activity(rt: Runtime) -> None:
         _open(rt, 300 + i)
     for i in range(3):
         _open(rt, 320 + i, "2A004", CreationChannel.INSURER_DESK)
-    _open(rt, 330, "97105", CreationChannel.ONLINE, admin.patient_actor(rt, ins_for(330)))
+    _open(rt, 330, "97105", CreationChannel.ONLINE, actors.patient_actor(rt, ins_for(330)))
     clock = rt.clock
     assert isinstance(clock, FixedClock)
     clock.advance(timedelta(days=40))
@@ -133,14 +134,14 @@ def _activity(rt: Runtime) -> None:
         pro(rt, NURSE), PurposeOfUse.BRIS_DE_GLACE, justification="urgence", patient=ins_for(301)
     ).search_documents(ins_for(301))
     rt.access(pro(rt, GP), PurposeOfUse.CENTRE_15).search_documents(ins_for(302))
-    rt.access(admin.patient_actor(rt, ins_for(303))).close_record(ins_for(303), "choix")
-    rt.access(admin.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))
-    rt.access(admin.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))  # once only
+    rt.access(actors.patient_actor(rt, ins_for(303))).close_record(ins_for(303), "choix")
+    rt.access(actors.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))
+    rt.access(actors.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))  # once only
 
 
 def test_counters_match_a_full_recount(world: Runtime) -> None:
     _activity(world)
-    assert statistics.verify_counters(world) == []
+    assert counters.verify_counters(world) == []
     report = statistics.adoption(world)
     by_code = {f.code: f for f in report.departements}
     touraine = by_code["37"]
@@ -160,9 +161,9 @@ def test_counters_match_a_full_recount(world: Runtime) -> None:
     # Tampering with a counter is caught by the recount; a rebuild repairs it.
     with world.engine.begin() as conn:
         conn.execute(sa.text("UPDATE stats_departements SET active = active + 1"))
-    assert statistics.verify_counters(world) != []
-    statistics.rebuild_counters(world)
-    assert statistics.verify_counters(world) == []
+    assert counters.verify_counters(world) != []
+    counters.rebuild_counters(world)
+    assert counters.verify_counters(world) == []
 
 
 def test_period_and_departement_filters(world: Runtime) -> None:
@@ -232,7 +233,7 @@ def test_concurrent_openings_reach_each_threshold_exactly_once(rt: Runtime) -> N
     report = statistics.adoption(rt, ["37"])
     assert [m.threshold for m in report.milestones] == [7, 15, 25, 35, 45]
     assert report.departements[0].opened_total == 48
-    assert statistics.verify_counters(rt) == []
+    assert counters.verify_counters(rt) == []
 
 
 def test_outputs_suppress_small_counts(world: Runtime) -> None:

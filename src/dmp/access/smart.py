@@ -11,32 +11,25 @@ does not work in the client's structure.
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWKSet
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins_token
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.scopes import scope_allows
 from dmp.identity.tokens import issue_token
-from dmp.records import clients, directory
+from dmp.records import clients
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
-SUPPORTED_SCOPES = frozenset(
-    f"user/{resource}.{verbs}"
-    for resource in ("DocumentReference", "Binary", "List", "Patient", "Consent", "AuditEvent")
-    for verbs in ("c", "r", "u", "d", "s", "rs", "cruds", "cud")
-) | {"user/*.cruds", "user/*.rs"}
 
 
 class InvalidClient(NotAuthenticated):
@@ -48,46 +41,6 @@ class TokenResponse:
     access_token: str
     expires_in: int
     scope: str
-
-
-def register_client(
-    rt: Runtime,
-    *,
-    name: str,
-    structure_id: str,
-    jwks: dict[str, Any],
-    scopes: frozenset[str] | None = None,
-) -> str:
-    """Register a structure's software with its public keys; returns the client id."""
-    try:
-        keys = PyJWKSet.from_dict(jwks)
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"the key set is not a valid JWKS: {exc}") from None
-    private = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)
-    if any(isinstance(key.key, private) for key in keys.keys) or any(
-        isinstance(k, dict) and "d" in k for k in jwks.get("keys", [])
-    ):
-        raise InvalidInput("register public keys only: this key set holds a private key")
-    granted = scopes or frozenset({"user/*.cruds"})
-    unknown = granted - SUPPORTED_SCOPES
-    if unknown:
-        raise InvalidInput(f"unknown scopes: {' '.join(sorted(unknown))}")
-    client_id = f"client-{secrets.token_hex(8)}"
-    with rt.engine.begin() as conn:
-        if not directory.structure_exists(conn, structure_id):
-            raise InvalidInput(f"structure {structure_id} is not in the directory")
-        clients.insert(
-            conn,
-            {
-                "client_id": client_id,
-                "name": name[:200],
-                "structure_id": structure_id,
-                "jwks": json.dumps(jwks),
-                "scopes": " ".join(sorted(granted)),
-                "created_at": rt.clock.now(),
-            },
-        )
-    return client_id
 
 
 def exchange(
@@ -137,7 +90,7 @@ def exchange(
     if not ps:
         raise InvalidClient("the client assertion must name the acting professional (idnatps)")
     try:
-        actor = admin.professional_actor(rt, ps, client.structure_id)
+        actor = actors.professional_actor(rt, ps, client.structure_id)
     except NotAuthenticated as exc:  # unknown to the directory, or not in this structure
         raise InvalidClient(exc.message) from None
     # Replay: the same assertion id is accepted once.

@@ -153,23 +153,3 @@ class PublicStatistics:
         end: str | None = None,
     ) -> AdoptionReport:
         return adoption(self._rt, departements, start, end)
-
-
-def verify_counters(rt: Runtime) -> list[str]:
-    """Compare the counters with a full recount; the differences, if any, in words."""
-    with database.snapshot(rt.engine) as conn:  # counters and recount from one snapshot
-        counted = stats.read_counters(conn, None, None, None)
-        recounted = stats.recount(conn)
-    problems: list[str] = []
-    if counted["totals"] != recounted["totals"]:
-        problems.append("record totals per département differ from a recount")
-    for key in ("openings", "documents", "accesses"):
-        if sorted(counted[key]) != sorted(recounted[key]):
-            problems.append(f"{key} counters differ from a recount")
-    return problems
-
-
-def rebuild_counters(rt: Runtime) -> None:
-    """Recompute every counter from the base tables (after an upgrade or a repair)."""
-    with rt.engine.begin() as conn:
-        stats.rebuild(conn)

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 import orjson
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.cli import _runtime, friendly_errors, main
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import OID_NIR, Ins
+from dmp.jobs import clients
 
 
 @main.group()
@@ -37,7 +38,6 @@ def client() -> None:
 @friendly_errors
 def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ...]) -> None:
     """Register a client with its public keys; prints the client id."""
-    from dmp.access import smart
 
     try:
         doc = orjson.loads(jwks_file.read_bytes())
@@ -45,7 +45,7 @@ def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ..
         raise click.UsageError("the key file is not JSON") from None
     jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
     with _runtime() as rt:
-        client_id = smart.register_client(
+        client_id = clients.register_client(
             rt, name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
         )
     click.echo(client_id)
@@ -92,16 +92,16 @@ def token_issue(
         raise click.UsageError("give exactly one of --professional, --patient, --desk-agent")
     with _runtime() as rt:
         if id_nat_ps:
-            actor = admin.professional_actor(rt, id_nat_ps, structure)
+            actor = actors.professional_actor(rt, id_nat_ps, structure)
         elif patient_ins:
-            actor = admin.patient_actor(rt, Ins(oid, patient_ins))
+            actor = actors.patient_actor(rt, Ins(oid, patient_ins))
         else:
             if not structure:
                 raise click.UsageError("--desk-agent needs --structure")
-            actor = admin.desk_actor(str(desk_agent), structure)
+            actor = actors.desk_actor(str(desk_agent), structure)
         bound = Ins(oid, for_patient) if for_patient else None
         click.echo(
-            admin.token_for(
+            actors.token_for(
                 rt,
                 actor,
                 ttl,

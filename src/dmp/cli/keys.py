@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from dmp.access import admin
 from dmp.cli import _runtime, _settings, friendly_errors, main
+from dmp.jobs import maintenance
 
 
 @main.group()
@@ -20,7 +20,7 @@ def audit() -> None:
 def audit_verify() -> None:
     """Check every hash chain; exit 1 naming the first bad event."""
     with _runtime() as rt:
-        report = admin.verify_audit(rt)
+        report = maintenance.verify_audit(rt)
     if report.fault is not None:
         click.echo(f"audit trail BROKEN at {report.fault}", err=True)
         sys.exit(1)
@@ -36,7 +36,7 @@ def keys() -> None:
 @friendly_errors
 def keys_check() -> None:
     """Which key ids the database needs and whether the key ring holds them (exit 1 if not)."""
-    report = admin.check_keys_offline(_settings())
+    report = maintenance.check_keys_offline(_settings())
     click.echo(f"key ring: {report.ring_path} ({'found' if report.ring_found else 'MISSING'})")
     for label, needed, missing in (
         ("key-encryption keys", report.keks_needed, report.keks_missing),
@@ -55,6 +55,6 @@ def keys_check() -> None:
 def keys_rotate() -> None:
     """Add a new key-encryption key and re-wrap every patient data key with it."""
     with _runtime() as rt:
-        kek_id, count = admin.rotate_keys(rt)
+        kek_id, count = maintenance.rotate_keys(rt)
     click.echo(f"new key-encryption key {kek_id} is active; {count} data keys re-wrapped")
     click.echo("back up the key ring file now: old backups of it lack the new key", err=True)

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
-from dmp.access import admin
+from dmp.access import actors
 from dmp.access.views import Demographics
 from dmp.cli import _ins_option, _runtime, friendly_errors, main
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins
 from dmp.identity.actor import system_actor
+from dmp.jobs import directory as directory_jobs
 
 
 @main.group()
@@ -32,7 +33,7 @@ def professional_import(file: Path) -> None:
         _runtime() as rt,
         click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr) as bar,
     ):
-        summary = admin.import_professionals(rt, file, progress=bar.update)
+        summary = directory_jobs.import_professionals(rt, file, progress=bar.update)
     click.echo(
         f"{summary.loaded} rows loaded ({summary.professionals} professionals, "
         f"{summary.structures} structures), {summary.rejected} rejected"
@@ -84,7 +85,7 @@ def record_open(
     """Open a record for a patient."""
     with _runtime() as rt:
         actor = (
-            admin.desk_actor(f"operator:{getpass.getuser()}", structure)
+            actors.desk_actor(f"operator:{getpass.getuser()}", structure)
             if structure
             else system_actor("cli-record-open")
         )

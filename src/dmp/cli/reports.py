@@ -9,6 +9,7 @@ import orjson
 
 from dmp.access.runtime import Runtime
 from dmp.cli import _runtime, _settings, friendly_errors, main
+from dmp.jobs import counters
 from dmp.logs import configure
 
 
@@ -38,10 +39,10 @@ def stats(
 
     with _runtime() as rt:
         if rebuild:
-            statistics.rebuild_counters(rt)
+            counters.rebuild_counters(rt)
             click.echo("counters rebuilt from the records", err=True)
         if verify:
-            problems = statistics.verify_counters(rt)
+            problems = counters.verify_counters(rt)
             for p in problems:
                 click.echo(f"counters INCONSISTENT: {p}", err=True)
             if problems:
@@ -60,7 +61,7 @@ def stats(
 @friendly_errors
 def demo() -> None:
     """Load fictional demo data (Amboise, Indre-et-Loire): records, professionals, documents."""
-    from dmp.access.demo import load_demo
+    from dmp.jobs.demo import load_demo
 
     settings = _settings()
     configure("WARNING")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 import orjson
 
-from dmp.access import admin
 from dmp.access.runtime import Runtime
 from dmp.cli import _settings, friendly_errors, main
 from dmp.config import ENVIRONMENT_VARIABLES
+from dmp.jobs import maintenance
 from dmp.logs import configure
 
 
@@ -47,7 +47,7 @@ def db() -> None:
 def db_upgrade() -> None:
     """Apply pending migrations (safe to run while another process does the same)."""
     settings = _settings()
-    revision = admin.upgrade_database(settings)
+    revision = maintenance.upgrade_database(settings)
     click.echo(f"database at revision {revision}")
 
 

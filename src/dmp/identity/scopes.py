@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The scopes a client may be registered with (and so granted).
+SUPPORTED_SCOPES = frozenset(
+    f"user/{resource}.{verbs}"
+    for resource in ("DocumentReference", "Binary", "List", "Patient", "Consent", "AuditEvent")
+    for verbs in ("c", "r", "u", "d", "s", "rs", "cruds", "cud")
+) | {"user/*.cruds", "user/*.rs"}
+
 
 @dataclass(frozen=True, slots=True)
 class Need:

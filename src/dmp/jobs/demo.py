@@ -11,13 +11,14 @@ import contextlib
 import random
 from datetime import date, timedelta
 
-from dmp.access import admin
+from dmp.access import actors as identities
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_DEMO, Ins, make_ins_value
 from dmp.errors import Conflict, Forbidden
 from dmp.identity.actor import Actor
+from dmp.jobs.directory import store_directory
 
 PHARMACY = "390000000000033"
 GP_PRACTICE = "C20000000011"
@@ -190,7 +191,7 @@ def _directory(rt: Runtime) -> None:
             }
         )
         acts.append({"id_nat_ps": ps, "structure_id": sid, "mode": "Libéral"})
-    admin.store_directory(rt, pros, structs, acts)
+    store_directory(rt, pros, structs, acts)
 
 
 def _document(
@@ -223,8 +224,10 @@ def load_demo(rt: Runtime) -> list[str]:
     """Load the demo; running it twice leaves the first run's records as they were."""
     rng = random.Random(37400)  # noqa: S311 - demo content, not security
     _directory(rt)
-    desk = admin.desk_actor("desk-agent-demo", PHARMACY)
-    actors: dict[str, Actor] = {ps: admin.professional_actor(rt, ps) for ps, *_ in _PROFESSIONALS}
+    desk = identities.desk_actor("desk-agent-demo", PHARMACY)
+    actors: dict[str, Actor] = {
+        ps: identities.professional_actor(rt, ps) for ps, *_ in _PROFESSIONALS
+    }
     opened = 0
     for i in range(len(_GIVEN)):
         ins = demo_ins(i)
@@ -263,7 +266,7 @@ def load_demo(rt: Runtime) -> list[str]:
             )
             rt.access(actors[CARDIOLOGIST]).deposit_document(ins, meta, content)
         if i % 2 == 0:  # half of the holders activated their online account
-            rt.access(admin.patient_actor(rt, ins)).activate_account(ins)
+            rt.access(identities.patient_actor(rt, ins)).activate_account(ins)
         if i % 4 == 1:
             nurse = rt.access(actors[NURSE])
             nurse.declare_consent(ins)

@@ -1,0 +1,72 @@
+"""Actors from the directory and bearer tokens for them (operators, tests, the token endpoint)."""
+
+from __future__ import annotations
+
+from dmp.access.runtime import Runtime
+from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins, parse_ins
+from dmp.errors import InvalidInput, NotAuthenticated
+from dmp.identity.actor import Actor, ActorKind
+from dmp.identity.tokens import issue_token
+from dmp.records import directory
+
+
+def professional_actor(rt: Runtime, id_nat_ps: str, structure_id: str | None = None) -> Actor:
+    """The actor for a professional, with profession and specialty from the directory.
+
+    A professional unknown to the directory, or a structure they do not work in, is refused.
+    """
+    with rt.engine.connect() as conn:
+        pro = directory.get_professional(conn, id_nat_ps)
+        if pro is None:
+            raise NotAuthenticated("this professional is not in the directory")
+        if structure_id is None:
+            structure_id = pro.structure_ids[0] if pro.structure_ids else None
+        elif structure_id not in pro.structure_ids:
+            raise NotAuthenticated("this professional does not work in that structure")
+        sector = directory.structure_sector(conn, structure_id) if structure_id else None
+    return Actor(
+        kind=ActorKind.PROFESSIONAL,
+        id=pro.id_nat_ps,
+        structure_id=structure_id,
+        profession=pro.profession_code,
+        specialty=pro.specialty_code,
+        pharmacist_section=pro.pharmacist_section,
+        structure_kind=sector,
+    )
+
+
+def patient_actor(rt: Runtime, ins: Ins) -> Actor:
+    ins = parse_ins(ins.value, ins.oid, test_mode=rt.settings.test_mode)
+    return Actor(kind=ActorKind.PATIENT, id=f"patient:{ins.value}", ins=ins)
+
+
+def desk_actor(agent_id: str, structure_id: str) -> Actor:
+    return Actor(kind=ActorKind.DESK_AGENT, id=agent_id, structure_id=structure_id)
+
+
+def token_for(
+    rt: Runtime,
+    actor: Actor,
+    ttl_seconds: int | None = None,
+    *,
+    purpose: PurposeOfUse = PurposeOfUse.NORMAL,
+    justification: str | None = None,
+    patient: Ins | None = None,
+) -> str:
+    """A bearer token for one actor. An emergency (bris de glace) token carries its
+    justification and is bound to one patient, as a SMART client's is."""
+    justification = (justification or "").strip() or None
+    if purpose is PurposeOfUse.BRIS_DE_GLACE and (justification is None or patient is None):
+        raise InvalidInput("an emergency token needs a justification and the patient's INS")
+    if patient is not None:
+        patient = parse_ins(patient.value, patient.oid, test_mode=rt.settings.test_mode)
+    return issue_token(
+        actor,
+        rt.token_secret,
+        now=rt.clock.now(),
+        ttl_seconds=ttl_seconds or rt.settings.token_ttl_seconds,
+        purpose=purpose.value if purpose is not PurposeOfUse.NORMAL else None,
+        justification=justification,
+        patient=patient,
+    )

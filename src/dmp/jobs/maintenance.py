@@ -1,0 +1,133 @@
+"""System work on the whole database: migrations, audit verification, key checks and rotation.
+
+Each runs as a named system actor and writes its own audit event, in its own transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from dmp.access import audit
+from dmp.access.audit import RequestContext, VerifyReport
+from dmp.access.runtime import Runtime
+from dmp.config import Settings
+from dmp.crypto import envelope
+from dmp.crypto.keyring import KeyRing, load_keyring
+from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
+from dmp.identity.actor import Actor, system_actor
+from dmp.records import audit_log, database, keys
+
+
+def upgrade_database(settings: Settings) -> str | None:
+    engine = database.make_engine(settings.effective_database_url)
+    try:
+        database.upgrade(engine)
+        return database.current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def system_event(
+    rt: Runtime,
+    actor: Actor,
+    action: AuditAction,
+    target: str | None,
+    patient_id: str | None = None,
+) -> None:
+    with rt.engine.begin() as conn:
+        audit.write(
+            conn,
+            actor=actor,
+            action=action,
+            patient_id=patient_id,
+            target=target,
+            purpose=PurposeOfUse.NORMAL,
+            outcome=Outcome.SUCCESS,
+            reason="ALLOW_SYSTEM",
+            ctx=RequestContext(),
+            at=rt.clock.now(),
+            key=rt.audit_key,
+        )
+
+
+def verify_audit(rt: Runtime) -> VerifyReport:
+    return audit.verify(rt.engine, rt.audit_keys())
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """Which key ids the database needs, and which of them the key ring lacks."""
+
+    ring_path: Path
+    ring_found: bool
+    keks_needed: set[str]
+    audit_keys_needed: set[str]
+    keks_missing: set[str]
+    audit_keys_missing: set[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.ring_found and not self.keks_missing and not self.audit_keys_missing
+
+
+def _key_report(engine: Engine, path: Path, ring: KeyRing | None) -> KeyReport:
+    with database.snapshot(engine) as conn:
+        keks = keys.kek_ids_in_use(conn)
+        audit_keys = audit_log.key_ids_in_use(conn)
+    held_keks = set(ring.keks) if ring else set()
+    held_audit = set(ring.audit_keys) if ring else set()
+    return KeyReport(
+        path, ring is not None, keks, audit_keys, keks - held_keks, audit_keys - held_audit
+    )
+
+
+def check_keys(rt: Runtime, *, reload: bool = True) -> KeyReport:
+    """`dmp keys check` for a running service's ring."""
+    if reload:
+        rt.reload_keyring()
+    return _key_report(rt.engine, rt.keyring.path, rt.keyring)
+
+
+def check_keys_offline(settings: Settings) -> KeyReport:
+    """`dmp keys check` without starting the service (it may refuse to start for lack of its
+    key ring): reads the database and the ring file, if any, and changes nothing."""
+    engine = database.make_engine(settings.effective_database_url)
+    path = settings.effective_keyring_path
+    try:
+        ring = load_keyring(path) if path.exists() else None
+        return _key_report(engine, path, ring)
+    finally:
+        engine.dispose()
+
+
+def rotate_keys(rt: Runtime, *, batch: int = 500) -> tuple[str, int]:
+    """Add a key-encryption key, make it active, re-wrap every data key with it.
+
+    Content is not re-encrypted: only the small wrapped data keys change. The old KEKs stay in
+    the ring (a backup of the database taken before rotation still needs them).
+    """
+    ring = rt.keyring.with_new_kek()
+    ring.save()
+    rt.reload_keyring()
+    new_id = rt.keyring.active_kek_id
+    new_kek = rt.keyring.kek(new_id)
+    count = 0
+    with rt.engine.begin() as conn:
+        for rows in keys.keys_not_wrapped_by(conn, new_id, batch):
+            updates: list[dict[str, object]] = []
+            for patient_id, key_id, kek_id, wrapped in rows:
+                data_key = envelope.unwrap_data_key(rt.kek(kek_id), wrapped, patient_id)
+                updates.append(
+                    {
+                        "p": patient_id,
+                        "k": key_id,
+                        "kek": new_id,
+                        "w": envelope.wrap_data_key(new_kek, data_key, patient_id),
+                    }
+                )
+            keys.rewrap(conn, updates)
+            count += len(updates)
+    system_event(rt, system_actor("keys-rotate"), AuditAction.KEYS_ROTATE, new_id)
+    return new_id, count
