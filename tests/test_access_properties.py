@@ -39,7 +39,7 @@ from tests.factories import (
 PROFESSIONALS = (GP, CARDIOLOGIST, CARDIO_COLLEAGUE, NURSE, PHARMACIST)
 AUTHORS = (GP, CARDIOLOGIST, NURSE, PHARMACIST)
 TYPES = ("11502-2", "18748-4", "57833-6", "60593-1", "34112-3", "11488-4", "60591-5", "11369-6")
-MODES = (PurposeOfUse.NORMAL, PurposeOfUse.BRIS_DE_GLACE, PurposeOfUse.CENTRE_15)
+MODES = (PurposeOfUse.NORMAL, PurposeOfUse.EMERGENCY, PurposeOfUse.REGULATION)
 _patients = itertools.count(200)
 
 

@@ -33,7 +33,7 @@ from tests.factories import (
     pro,
 )
 
-BDG = PurposeOfUse.BRIS_DE_GLACE
+BDG = PurposeOfUse.EMERGENCY
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_ac4_care_team_is_declared_in_normal_mode_only(world: Runtime, ins: Ins)
     nurse = pro(world, NURSE)
     emergency = world.access(nurse, BDG, justification="patient inconscient", patient=ins)
     assert emergency.search_documents(ins).total == 1
-    for mode, kw in ((BDG, {"justification": "x", "patient": ins}), (PurposeOfUse.CENTRE_15, {})):
+    for mode, kw in ((BDG, {"justification": "x", "patient": ins}), (PurposeOfUse.REGULATION, {})):
         with pytest.raises(Forbidden) as err:
             world.access(pro(world, GP), mode, **kw).declare_care_team(ins, NURSE)  # type: ignore[arg-type]
         assert err.value.reason == "DENY_NORMAL_MODE_ONLY"
@@ -203,7 +203,7 @@ def test_ac7_medecin_traitant_reads_masked(world: Runtime, ins: Ins) -> None:
     # Defect: in emergency or regulation-centre mode the GP lost the masked documents; AC-6/7
     # exempt the GP in every mode, and the GP opens no emergency window to read.
     assert _visible(world, pro(world, GP), ins, BDG, "patient inconscient") == {masked}
-    assert _visible(world, pro(world, GP), ins, PurposeOfUse.CENTRE_15) == {masked}
+    assert _visible(world, pro(world, GP), ins, PurposeOfUse.REGULATION) == {masked}
     history = world.access(_holder(world, ins)).history(ins, limit=100).items
     assert not [t for t in history if t.action == "emergency.open"]
 
@@ -252,13 +252,13 @@ def test_ac8_opposition(world: Runtime, ins: Ins) -> None:
 def test_ac9_regulation_centre(world: Runtime, ins: Ins) -> None:
     _deposit(world, CARDIOLOGIST, ins)
     regulator = pro(world, GP)
-    assert len(_visible(world, regulator, ins, PurposeOfUse.CENTRE_15)) == 1
+    assert len(_visible(world, regulator, ins, PurposeOfUse.REGULATION)) == 1
     with pytest.raises(Forbidden) as err:
-        _visible(world, pro(world, NURSE), ins, PurposeOfUse.CENTRE_15)
+        _visible(world, pro(world, NURSE), ins, PurposeOfUse.REGULATION)
     assert err.value.reason == "DENY_NOT_REGULATOR"
     world.access(_holder(world, ins)).update_settings(ins, oppose_centre_15=True)
     with pytest.raises(Forbidden) as err:
-        _visible(world, regulator, ins, PurposeOfUse.CENTRE_15)
+        _visible(world, regulator, ins, PurposeOfUse.REGULATION)
     assert err.value.reason == "DENY_OPPOSED_CENTRE_15"
 
 
@@ -349,7 +349,7 @@ def test_ac16_forbidden_actors(world: Runtime, ins: Ins) -> None:
     with pytest.raises(Forbidden):  # not even a consent can be recorded for them
         world.access(occupational).declare_consent(ins)
     world.access(_holder(world, ins)).declare_consent(ins, OCCUPATIONAL_DOCTOR)
-    for purpose in (PurposeOfUse.NORMAL, BDG, PurposeOfUse.CENTRE_15):
+    for purpose in (PurposeOfUse.NORMAL, BDG, PurposeOfUse.REGULATION):
         with pytest.raises(Forbidden) as err:
             world.access(occupational, purpose, justification="x", patient=ins).search_documents(
                 ins

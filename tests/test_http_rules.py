@@ -143,7 +143,7 @@ def test_an_emergency_token_opens_one_patient_only(client: TestClient, world: Ru
     trail = world.access(actors.patient_actor(world, other)).history(other).items
     assert [(t.outcome, t.reason) for t in trail][:1] == [("denied", "DENY_OTHER_PATIENT")]
     with pytest.raises(InvalidInput, match="justification and the patient"):
-        actors.token_for(world, pro(world, NURSE), purpose=PurposeOfUse.BRIS_DE_GLACE)
+        actors.token_for(world, pro(world, NURSE), purpose=PurposeOfUse.EMERGENCY)
 
 
 def test_the_purpose_never_comes_from_a_header(client: TestClient, world: Runtime) -> None:

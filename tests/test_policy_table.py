@@ -53,7 +53,7 @@ BASE = RecordFacts(
     initial_consent=True,
     representative_ids=frozenset({"rep-1"}),
 )
-N, BDG, C15 = PurposeOfUse.NORMAL, PurposeOfUse.BRIS_DE_GLACE, PurposeOfUse.CENTRE_15
+N, BDG, C15 = PurposeOfUse.NORMAL, PurposeOfUse.EMERGENCY, PurposeOfUse.REGULATION
 R, D, W = Action.READ_DOCUMENTS, Action.DEPOSIT_DOCUMENT, Action.UPDATE_DOCUMENT
 
 CASES = [

@@ -131,9 +131,9 @@ def _activity(rt: Runtime) -> None:
         ins_for(320), new_document(clock.now(), type_code="34112-3"), b"y"
     )
     rt.access(
-        pro(rt, NURSE), PurposeOfUse.BRIS_DE_GLACE, justification="urgence", patient=ins_for(301)
+        pro(rt, NURSE), PurposeOfUse.EMERGENCY, justification="urgence", patient=ins_for(301)
     ).search_documents(ins_for(301))
-    rt.access(pro(rt, GP), PurposeOfUse.CENTRE_15).search_documents(ins_for(302))
+    rt.access(pro(rt, GP), PurposeOfUse.REGULATION).search_documents(ins_for(302))
     rt.access(actors.patient_actor(rt, ins_for(303))).close_record(ins_for(303), "choix")
     rt.access(actors.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))
     rt.access(actors.patient_actor(rt, ins_for(304))).activate_account(ins_for(304))  # once only

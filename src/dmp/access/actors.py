@@ -57,7 +57,7 @@ def token_for(
     """A bearer token for one actor. An emergency (bris de glace) token carries its
     justification and is bound to one patient, as a SMART client's is."""
     justification = (justification or "").strip() or None
-    if purpose is PurposeOfUse.BRIS_DE_GLACE and (justification is None or patient is None):
+    if purpose is PurposeOfUse.EMERGENCY and (justification is None or patient is None):
         raise InvalidInput("an emergency token needs a justification and the patient's INS")
     if patient is not None:
         patient = parse_ins(patient.value, patient.oid, test_mode=rt.settings.test_mode)

@@ -306,7 +306,7 @@ class Kernel:
         ):
             refusal = Reason.DENY_OTHER_PATIENT
         elif (
-            g.purpose is PurposeOfUse.BRIS_DE_GLACE
+            g.purpose is PurposeOfUse.EMERGENCY
             and g.patient is None
             and self.actor.kind is ActorKind.PROFESSIONAL
         ):

@@ -232,7 +232,7 @@ def _read_decision(
         else:
             return Decision.deny(Reason.DENY_NO_CONSENT)
         return Decision(True, reason, visibility=professional_visibility(actor, matrix, facts))
-    if purpose is PurposeOfUse.BRIS_DE_GLACE:
+    if purpose is PurposeOfUse.EMERGENCY:
         # AC-8: only if the holder did not oppose; a justification opens a time-boxed window.
         if facts.oppose_bris_de_glace:
             return Decision.deny(Reason.DENY_OPPOSED_EMERGENCY)

@@ -2,10 +2,11 @@
 with a signed client assertion (client_credentials + private_key_jwt, RS384 or ES384).
 
 The assertion also names the acting professional (``idnatps``), the access mode
-(``purpose_of_use``: normal, bris_de_glace with a ``justification``, centre_15) and optionally a
-``role``, as the VIHF assertion of the real DMP does. The server takes profession and specialty
-from its directory, never from the assertion, and refuses a professional it does not know or who
-does not work in the client's structure.
+(``purpose_of_use``: normal, bris_de_glace with a ``justification`` and the ``patient`` it is
+for, centre_15), as the VIHF assertion of the real DMP does. The server takes profession,
+specialty and structure sector from its directory, never from the assertion (a ``role`` claim is
+ignored: forbidden actors are known from the directory), and refuses a professional it does not
+know or who does not work in the client's structure.
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def exchange(
     except ValueError:
         raise InvalidClient(f"unknown purpose_of_use {purpose_raw[:40]!r}") from None
     justification = claims.get("justification")
-    if purpose is PurposeOfUse.BRIS_DE_GLACE and not (justification and str(justification).strip()):
+    if purpose is PurposeOfUse.EMERGENCY and not (justification and str(justification).strip()):
         raise InvalidClient("bris_de_glace needs a justification in the client assertion")
     patient = _patient_claim(rt, claims.get("patient"))
-    if purpose is PurposeOfUse.BRIS_DE_GLACE and patient is None:
+    if purpose is PurposeOfUse.EMERGENCY and patient is None:
         # One justification opens one patient's record, not every record (AC-8).
         raise InvalidClient(
             "bris_de_glace needs the patient's INS in the client assertion "

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dmp.access.views import Demographics, DocumentView, NewDocument, RecordView, TraceView
 from dmp.api.deps import Gate
-from dmp.domain.codes import CreationChannel
+from dmp.domain.codes import CreationChannel, VisibilityFlag
 from dmp.domain.ins import OID_NIR, Ins
 from dmp.errors import InvalidInput
 
@@ -112,9 +112,9 @@ def document_json(d: DocumentView) -> dict[str, Any]:
     flags = [
         f
         for f, on in (
-            ("MASQUE_PS", d.masked_ps),
-            ("INVISIBLE_PATIENT", d.invisible_patient),
-            ("INVISIBLE_REPRESENTANTS_LEGAUX", d.invisible_representatives),
+            (VisibilityFlag.MASQUE_PS, d.masked_ps),
+            (VisibilityFlag.INVISIBLE_PATIENT, d.invisible_patient),
+            (VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX, d.invisible_representatives),
         )
         if on
     ]

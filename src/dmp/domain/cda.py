@@ -11,13 +11,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
-from dmp.domain.ins import PRODUCTION_OIDS, TEST_OIDS
+from dmp.domain.ins import INS_OIDS
 from dmp.errors import InvalidInput
 
 NS = {"hl7": "urn:hl7-org:v3"}
 MAX_CDA_BYTES = 20 * 1024 * 1024
 MAX_DEPTH = 256
-INS_OIDS = PRODUCTION_OIDS | TEST_OIDS
 
 
 @dataclass(frozen=True)

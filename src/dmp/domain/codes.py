@@ -25,8 +25,8 @@ class PurposeOfUse(StrEnum):
     """Access mode, TRE_R248 (OID 1.2.250.1.213.1.1.4.336)."""
 
     NORMAL = "normal"
-    BRIS_DE_GLACE = "bris_de_glace"  # emergency access ("breaking the glass")
-    CENTRE_15 = "centre_15"  # regulation centre (SAMU)
+    EMERGENCY = "bris_de_glace"  # emergency access, "bris de glace" (breaking the glass)
+    REGULATION = "centre_15"  # the regulation centre (SAMU, "centre 15")
 
 
 class AvailabilityStatus(StrEnum):

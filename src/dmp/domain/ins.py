@@ -27,6 +27,7 @@ OID_TEST = "1.2.250.1.213.1.4.10"
 OID_DEMO = "1.2.250.1.213.1.4.11"
 PRODUCTION_OIDS = frozenset({OID_NIR, OID_NIA})
 TEST_OIDS = frozenset({OID_TEST, OID_DEMO})
+INS_OIDS = PRODUCTION_OIDS | TEST_OIDS  # every INS assigning authority the service knows
 
 _SHAPE = re.compile(r"^[1-8]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
 

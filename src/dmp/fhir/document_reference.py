@@ -13,6 +13,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 
 from dmp.access.views import DocumentChange, DocumentView
 from dmp.api.deps import Gate
+from dmp.domain.codes import VisibilityFlag
 from dmp.errors import (
     BadRequest,
     InvalidInput,
@@ -216,10 +217,12 @@ def _patched_change(current: DocumentView, body: Any, base: str) -> DocumentChan
         return new if new != old else None
 
     change = DocumentChange(
-        masked_ps=differs(flags["MASQUE_PS"], current.masked_ps),
-        invisible_patient=differs(flags["INVISIBLE_PATIENT"], current.invisible_patient),
+        masked_ps=differs(flags[VisibilityFlag.MASQUE_PS], current.masked_ps),
+        invisible_patient=differs(
+            flags[VisibilityFlag.INVISIBLE_PATIENT], current.invisible_patient
+        ),
         invisible_representatives=differs(
-            flags["INVISIBLE_REPRESENTANTS_LEGAUX"], current.invisible_representatives
+            flags[VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX], current.invisible_representatives
         ),
         archived=(
             differs(bool(archived), current.status == "archived") if archived is not None else None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
-from dmp.domain.codes import TYPE_LABELS
+from dmp.domain.codes import TYPE_LABELS, VisibilityFlag
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
 
@@ -28,7 +28,6 @@ FORMAT_SYSTEM = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
 PS_OID = "urn:oid:1.2.250.1.71.4.2.1"
 STRUCT_OID = "urn:oid:1.2.250.1.71.4.2.2"
 RFC3986 = "urn:ietf:rfc:3986"
-FLAGS = ("MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX")
 DEFAULT_FORMAT = "urn:ihe:iti:xds:2017:mimeTypeSufficient"
 INS_TYPES = {OID_NIR: "INS-NIR", OID_NIA: "INS-NIA"}  # fr-core identifier types
 
@@ -71,11 +70,13 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
     fid = doc_fhir_id(doc)
     type_system = LOINC if "-" in doc.type_code else TRE_A05
     labels: list[dict[str, Any]] = [{"coding": [{"system": V3_CONF, "code": doc.confidentiality}]}]
-    for flag, on in zip(
-        FLAGS, (doc.masked_ps, doc.invisible_patient, doc.invisible_representatives), strict=True
+    for flag, on in (
+        (VisibilityFlag.MASQUE_PS, doc.masked_ps),
+        (VisibilityFlag.INVISIBLE_PATIENT, doc.invisible_patient),
+        (VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX, doc.invisible_representatives),
     ):
         if on:
-            labels.append({"coding": [{"system": TRE_A07, "code": flag}]})
+            labels.append({"coding": [{"system": TRE_A07, "code": flag.value}]})
     author: dict[str, Any]
     if doc.author_kind == "patient":
         author = {"reference": f"Patient/{doc.patient_id}"}
@@ -188,15 +189,17 @@ def _time(value: Any, field: str) -> datetime | None:
     return parsed
 
 
-def security_flags(labels: list[Any]) -> tuple[str, dict[str, bool]]:
+def security_flags(labels: list[Any]) -> tuple[str, dict[VisibilityFlag, bool]]:
+    """The confidentiality level and the visibility flags among security labels."""
     conf = "N"
-    flags = dict.fromkeys(FLAGS, False)
+    flags = dict.fromkeys(VisibilityFlag, False)
+    known = {f.value: f for f in VisibilityFlag}
     for label in labels or []:
         for _system, code in codes(label):
             if code in ("N", "R", "V"):
                 conf = code
-            elif code in flags:
-                flags[code] = True
+            elif code in known:
+                flags[known[code]] = True
             else:
                 raise InvalidInput(f"unknown security label {code!r}")
     return conf, flags
@@ -250,9 +253,9 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         unique_id=master.get("value"),
         service_stop=_time(period.get("end"), "context.period.end"),
         confidentiality=conf,
-        masked_ps=flags["MASQUE_PS"],
-        invisible_patient=flags["INVISIBLE_PATIENT"],
-        invisible_representatives=flags["INVISIBLE_REPRESENTANTS_LEGAUX"],
+        masked_ps=flags[VisibilityFlag.MASQUE_PS],
+        invisible_patient=flags[VisibilityFlag.INVISIBLE_PATIENT],
+        invisible_representatives=flags[VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX],
         facility_type=facility[0][1] if facility else None,
         practice_setting=setting[0][1] if setting else None,
         language=str(att.get("language") or "fr-FR"),

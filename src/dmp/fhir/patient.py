@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from dmp.access.views import Demographics
 from dmp.api.deps import Gate
 from dmp.domain.codes import CreationChannel
-from dmp.domain.ins import Ins, PatientKey, parse_ins_token
+from dmp.domain.ins import INS_OIDS, Ins, PatientKey, parse_ins_token
 from dmp.errors import (
     BadRequest,
     InvalidInput,
@@ -53,10 +53,14 @@ async def patient_create(request: Request, access: Gate) -> Response:
     ins = None
     for ident in res.get("identifier") or []:
         system = str(ident.get("system", ""))
-        if system.startswith("urn:oid:1.2.250.1.213.1.4."):
+        if system.removeprefix("urn:oid:") in INS_OIDS:
             ins = Ins(system.removeprefix("urn:oid:"), str(ident.get("value", "")))
     if ins is None:
-        raise InvalidInput("Patient.identifier must hold an INS (urn:oid:1.2.250.1.213.1.4.x)")
+        raise InvalidInput(
+            "Patient.identifier must hold an INS (urn:oid: and one of "
+            + ", ".join(sorted(INS_OIDS))
+            + ")"
+        )
     consent = any(
         e.get("url") == CONSENT_EXTENSION and e.get("valueBoolean") is True
         for e in res.get("extension") or []

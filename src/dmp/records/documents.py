@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from dmp.domain.codes import VisibilityFlag
 from dmp.domain.visibility import DocumentVisibility
 from dmp.records.schema import document_contents, document_lists, documents
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow
@@ -82,9 +83,9 @@ def _criteria_clause(c: DocumentCriteria) -> list[sa.ColumnElement[bool]]:
             clauses.append(column < end)
     if c.confidentiality is not None:
         flags = {
-            "MASQUE_PS": d.masked_ps,
-            "INVISIBLE_PATIENT": d.invisible_patient,
-            "INVISIBLE_REPRESENTANTS_LEGAUX": d.invisible_representatives,
+            VisibilityFlag.MASQUE_PS.value: d.masked_ps,
+            VisibilityFlag.INVISIBLE_PATIENT.value: d.invisible_patient,
+            VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX.value: d.invisible_representatives,
         }
         alternatives = [flags[v].is_(True) for v in c.confidentiality if v in flags]
         levels = [v for v in c.confidentiality if v not in flags]
