@@ -310,3 +310,31 @@ def test_stats_command(settings: Settings, tmp_path: object) -> None:
     )
     assert r.returncode == 2
     assert "YYYY-MM" in r.stderr
+
+
+def test_the_page_escapes_what_the_directory_says() -> None:
+    """Names come from the public directory extract: the templates escape them (Jinja2
+    autoescape), in the table, the milestones and the SVG chart."""
+    from datetime import UTC, datetime
+
+    from dmp.access.statistics import AdoptionReport, DepartementFigures, Milestone
+    from dmp.stats.render import html_page
+
+    hostile = '<script>alert("x")</script>'
+    figures = DepartementFigures("37", hostile, "metro", 600_000, opened_total=50, active=40)
+    report = AdoptionReport(
+        period=(None, None),
+        departements=[figures],
+        openings_per_month={},
+        documents_per_type={},
+        documents_per_month={},
+        accesses_per_mode={},
+        milestones=[
+            Milestone(
+                "37", hostile, 10, datetime(2026, 3, 1, tzinfo=UTC), "S1", "pharmacy", hostile
+            )
+        ],
+    )
+    page = html_page(report)
+    assert "<script>" not in page
+    assert page.count("&lt;script&gt;") >= 3  # table, milestone, chart

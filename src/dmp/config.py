@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -21,28 +23,95 @@ from dmp.errors import ConfigurationError
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path = field(default=Path("dmp-data"), metadata={"env": "DMP_DATA_DIR"})
-    database_url: str = field(default="", metadata={"env": "DMP_DATABASE_URL", "secret": True})
-    keyring_path: Path | None = field(default=None, metadata={"env": "DMP_KEYRING"})
-    host: str = field(default="127.0.0.1", metadata={"env": "DMP_HOST"})
-    port: int = field(default=8000, metadata={"env": "DMP_PORT"})
-    log_level: str = field(default="INFO", metadata={"env": "DMP_LOG_LEVEL"})
-    # Test/demo mode accepts the INS test and demo OIDs (1.2.250.1.213.1.4.10 / .11).
-    test_mode: bool = field(default=False, metadata={"env": "DMP_TEST_MODE"})
-    # Lifetime of the bearer tokens the server issues, in seconds.
-    token_ttl_seconds: int = field(default=300, metadata={"env": "DMP_TOKEN_TTL"})
-    # Emergency access (bris de glace) window for one professional and patient, in days (AC-8).
-    emergency_access_days: int = field(default=5, metadata={"env": "DMP_EMERGENCY_DAYS"})
-    # Default search window over service dates, in days (AC-15: two years).
-    search_window_days: int = field(default=730, metadata={"env": "DMP_SEARCH_WINDOW_DAYS"})
-    # Adoption milestones per département: listed thresholds, then every N ("+N").
-    milestones: str = field(
-        default="10000,50000,100000,+100000", metadata={"env": "DMP_MILESTONES"}
+def _env(name: str, field_name: str, default: Any) -> Any:
+    """A field read from ``name`` in the environment (or given as ``field_name``)."""
+    return Field(default=default, validation_alias=AliasChoices(field_name, name))
+
+
+class Settings(BaseSettings):
+    """The settings (pydantic-settings): ``DMP_<FIELD>`` environment variables, except where a
+    field names its variable; constructor arguments win over the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DMP_", frozen=True, extra="ignore", populate_by_name=True
     )
+
+    data_dir: Path = Path("dmp-data")
+    database_url: str = ""
+    keyring_path: Path | None = _env("DMP_KEYRING", "keyring_path", None)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    # Test/demo mode accepts the INS test and demo OIDs (1.2.250.1.213.1.4.10 / .11).
+    test_mode: bool = False
+    # Lifetime of the bearer tokens the server issues, in seconds.
+    token_ttl_seconds: int = _env("DMP_TOKEN_TTL", "token_ttl_seconds", 300)
+    # Emergency access (bris de glace) window for one professional and patient, in days (AC-8).
+    emergency_access_days: int = _env("DMP_EMERGENCY_DAYS", "emergency_access_days", 5)
+    # Default search window over service dates, in days (AC-15: two years).
+    search_window_days: int = 730
+    # Adoption milestones per département: listed thresholds, then every N ("+N").
+    milestones: str = "10000,50000,100000,+100000"
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
-    matrix_file: Path | None = field(default=None, metadata={"env": "DMP_MATRIX_FILE"})
+    matrix_file: Path | None = None
+
+    @field_validator("keyring_path", "matrix_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator(
+        "port", "token_ttl_seconds", "emergency_access_days", "search_window_days", mode="before"
+    )
+    @classmethod
+    def _positive_whole_number(cls, value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number, not {value!r}") from None
+        if number <= 0:
+            raise ValueError(f"is out of range: {number}")
+        return number
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if value > 65535:
+            raise ValueError(f"is out of range: {value}")
+        return value
+
+    @field_validator("test_mode", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"must be true or false, not {value!r}")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> str:
+        level = str(value).strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, value: str) -> str:
+        Thresholds.parse(value)  # a bad list is an error at start, not at a milestone
+        return value
 
     @property
     def effective_database_url(self) -> str:
@@ -85,55 +154,30 @@ def redact_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return f"DMP_{field_name.upper()}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from the environment; a malformed value is a clear error."""
+    """The settings from the environment (``environ`` instead of the process's, for tests);
+    a malformed value is a clear error naming its variable."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for f in fields(Settings):
-        name = f.metadata["env"]
-        if name not in env:
-            continue
-        raw = env[name]
-        if f.name in ("data_dir",):
-            values[f.name] = Path(raw)
-        elif f.name in ("keyring_path", "matrix_file"):
-            values[f.name] = Path(raw) if raw else None
-        elif f.name in ("port", "token_ttl_seconds", "emergency_access_days", "search_window_days"):
-            try:
-                number = int(raw)
-            except ValueError:
-                raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from None
-            if number <= 0 or (f.name == "port" and number > 65535):
-                raise ConfigurationError(f"{name} is out of range: {number}")
-            values[f.name] = number
-        elif f.name == "test_mode":
-            values[f.name] = _parse_bool(name, raw)
-        elif f.name == "log_level":
-            level = raw.strip().upper()
-            if level not in _LOG_LEVELS:
-                raise ConfigurationError(f"{name} must be one of {', '.join(_LOG_LEVELS)}")
-            values[f.name] = level
-        else:
-            values[f.name] = raw
-    url = str(values.get("database_url", ""))
-    if url and not url.startswith(("sqlite", "postgresql")):
-        raise ConfigurationError(
-            "DMP_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
-        )
-    settings = Settings(**values)  # type: ignore[arg-type]
-    Thresholds.parse(settings.milestones)  # a bad list is an error at start, not at a milestone
-    return settings
+    given = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
+    try:
+        # model_validate, unlike the constructor, reads nothing more from the environment.
+        return Settings.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        where = env_name(field) if field in Settings.model_fields else "a setting"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"{where} {message}") from None
 
 
 ENVIRONMENT_VARIABLES: tuple[tuple[str, str, str], ...] = tuple(
-    (f.metadata["env"], f.name, repr(f.default)) for f in fields(Settings)
+    (env_name(name), name, repr(f.default)) for name, f in Settings.model_fields.items()
 )

@@ -65,9 +65,8 @@ def demo() -> None:
 
     settings = _settings()
     configure("WARNING")
-    import dataclasses
 
-    rt = Runtime.start(dataclasses.replace(settings, test_mode=True))
+    rt = Runtime.start(settings.model_copy(update={"test_mode": True}))
     try:
         summary = load_demo(rt)
     finally:

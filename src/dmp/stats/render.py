@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from html import escape
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dmp.access.statistics import AdoptionReport, DepartementFigures
 
@@ -158,32 +159,41 @@ def report_table(report: AdoptionReport) -> str:
     return "\n".join(text)
 
 
-def svg_chart(report: AdoptionReport) -> str:
+_TEMPLATES = Environment(
+    loader=PackageLoader("dmp.stats", "templates"),
+    autoescape=select_autoescape(("html", "svg")),
+    trim_blocks=False,
+)
+
+
+def _chart(report: AdoptionReport) -> dict[str, Any]:
     """A sorted horizontal bar chart of penetration per département, drawn by the server."""
     rows = sorted(with_data(report), key=lambda f: (-f.penetration, f.code))
     bar_h, gap, left, width = 14, 4, 210, 420
-    height = 30 + len(rows) * (bar_h + gap)
     top = max((f.penetration for f in rows if f.active >= THRESHOLD), default=0.0) or 1.0
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 90}" height="{height}" '
-        f'role="img" aria-labelledby="chart-title" font-family="sans-serif" font-size="11">',
-        '<title id="chart-title">Part de la population disposant d\'un dossier, par département'
-        "</title>",
-    ]
+    bars = []
     for i, f in enumerate(rows):
-        y = 20 + i * (bar_h + gap)
         shown = f.active >= THRESHOLD
-        w = round(width * f.penetration / top, 1) if shown else 0
-        label = percent_fr(f.penetration * 100) if shown else SUPPRESSED
-        parts.append(
-            f'<g data-departement="{escape(f.code)}">'
-            f'<text x="{left - 6}" y="{y + bar_h - 3}" text-anchor="end">'
-            f"{escape(f.code)} {escape(f.name[:26])}</text>"
-            f'<rect x="{left}" y="{y}" width="{w}" height="{bar_h}" fill="#000091"/>'
-            f'<text x="{left + w + 4}" y="{y + bar_h - 3}">{escape(label)}</text></g>'
+        bars.append(
+            {
+                "code": f.code,
+                "name": f.name[:26],
+                "y": 20 + i * (bar_h + gap),
+                "w": round(width * f.penetration / top, 1) if shown else 0,
+                "label": percent_fr(f.penetration * 100) if shown else SUPPRESSED,
+            }
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return {
+        "width": left + width + 90,
+        "height": 30 + len(rows) * (bar_h + gap),
+        "left": left,
+        "bar_h": bar_h,
+        "bars": bars,
+    }
+
+
+def svg_chart(report: AdoptionReport) -> str:
+    return _TEMPLATES.get_template("chart.svg").render(chart=_chart(report))
 
 
 def _cell(key: str, value: Any) -> str:
@@ -192,48 +202,34 @@ def _cell(key: str, value: Any) -> str:
     return str(value)
 
 
+_COLUMNS = (
+    "departement",
+    "name",
+    "population",
+    "records_opened_total",
+    "records_active",
+    "penetration_percent",
+    "accounts_activated",
+    "documents",
+)
+
+
 def html_page(report: AdoptionReport) -> str:
+    """The public page (Jinja2, autoescaped): the chart, the table, the milestones."""
     data = report_json(report)
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{escape(_cell(k, r[k]))}</td>"
-            for k in (
-                "departement",
-                "name",
-                "population",
-                "records_opened_total",
-                "records_active",
-                "penetration_percent",
-                "accounts_activated",
-                "documents",
-            )
-        )
-        + "</tr>"
-        for r in data["departements"]
+    return _TEMPLATES.get_template("stats.html").render(
+        suppressed=SUPPRESSED,
+        chart=_chart(report),
+        rows=[[_cell(k, r[k]) for k in _COLUMNS] for r in data["departements"]],
+        milestones=[
+            {
+                "threshold": thousands(m["threshold"]),
+                "name": m["name"],
+                "departement": m["departement"],
+                "date": m["reached_at"][:10],
+                "by": m["structure_name"] or m["structure"] or "—",
+                "channel": m["channel"],
+            }
+            for m in data["milestones"]
+        ],
     )
-    milestones = "".join(
-        f"<li>{thousands(m['threshold'])}e dossier en {escape(m['name'])} "
-        f"({escape(m['departement'])}) le {m['reached_at'][:10]}, ouvert par "
-        f"{escape(m['structure_name'] or m['structure'] or '—')} ({escape(m['channel'])})</li>"
-        for m in data["milestones"]
-    )
-    return f"""<!doctype html>
-<html lang="fr"><head><meta charset="utf-8">
-<title>Adoption du dossier médical partagé</title>
-<style>body{{font-family:sans-serif;margin:2rem;max-width:60rem}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}
-td:nth-child(2){{text-align:left}}</style>
-</head><body>
-<h1>Adoption du dossier médical partagé</h1>
-<p>Dossiers actifs rapportés à la population légale de chaque département. Les effectifs
-inférieurs à 10 sont masqués (« {SUPPRESSED} »).</p>
-<figure>{svg_chart(report)}<figcaption>Part de la population disposant d'un dossier actif
-</figcaption></figure>
-<h2>Par département</h2>
-<table><thead><tr><th>Dépt</th><th>Nom</th><th>Population</th><th>Dossiers ouverts</th>
-<th>Actifs</th><th>Pénétration (%)</th><th>Comptes activés</th><th>Documents</th></tr></thead>
-<tbody>{rows}</tbody></table>
-<h2>Jalons</h2><ul>{milestones or "<li>Aucun jalon atteint.</li>"}</ul>
-<p><a href="/api/stats">Données au format JSON</a></p>
-</body></html>"""
