@@ -36,8 +36,8 @@ def h(rt: Runtime, actor: Actor, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {actors.token_for(rt, actor)}", **extra}
 
 
-def _deposit(client: TestClient, rt: Runtime, who: str, **flags: object) -> str:
-    body = {
+def _document(**flags: object) -> dict[str, object]:
+    return {
         "type_code": "11502-2",
         "format_code": "urn:ihe:iti:xds-sd:text:2008",
         "mime_type": "text/plain",
@@ -47,6 +47,10 @@ def _deposit(client: TestClient, rt: Runtime, who: str, **flags: object) -> str:
         "content_base64": base64.b64encode(b"x").decode(),
         **flags,
     }
+
+
+def _deposit(client: TestClient, rt: Runtime, who: str, **flags: object) -> str:
+    body = _document(**flags)
     r = client.post(f"{BASE}/documents", params=Q, json=body, headers=h(rt, pro(rt, who)))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
@@ -171,16 +175,7 @@ def test_scopes_bind_the_json_api_too(client: TestClient, world: Runtime) -> Non
     r = client.post(f"{BASE}/consents", params=Q, json={}, headers=headers)
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
     assert "user/Consent.c" in r.json()["message"]
-    body = {
-        "type_code": "11502-2",
-        "format_code": "urn:ihe:iti:xds-sd:text:2008",
-        "mime_type": "text/plain",
-        "title": "Biologie",
-        "creation_time": T0.isoformat(),
-        "service_start": T0.isoformat(),
-        "content_base64": base64.b64encode(b"x").decode(),
-    }
-    r = client.post(f"{BASE}/documents", params=Q, json=body, headers=headers)
+    r = client.post(f"{BASE}/documents", params=Q, json=_document(), headers=headers)
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")
     r = client.get(f"{BASE}/history", params=Q, headers=headers)
     assert (r.status_code, r.json()["reason"]) == (403, "DENY_SCOPE")

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
-from dmp.access.runtime import Runtime
 from dmp.config import Settings, load_settings
 from dmp.domain.ins import OID_NIR
 from dmp.errors import DmpError
+from dmp.jobs.operator import Operator
 from dmp.logs import configure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,14 +38,12 @@ def friendly_errors(fn: F) -> F:
 
 
 @contextmanager
-def _runtime() -> Iterator[Runtime]:
-    settings = _settings()
+def _operator(settings: Settings | None = None) -> Iterator[Operator]:
+    """The narrow object every command works through (never the runtime)."""
+    settings = settings or _settings()
     configure(settings.log_level if settings.log_level != "INFO" else "WARNING")
-    rt = Runtime.start(settings)
-    try:
-        yield rt
-    finally:
-        rt.close()
+    with Operator.start(settings) as operator:
+        yield operator
 
 
 def _ins_option(fn: F) -> F:

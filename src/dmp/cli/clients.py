@@ -7,11 +7,9 @@ from pathlib import Path
 import click
 import orjson
 
-from dmp.access import actors
-from dmp.cli import _runtime, friendly_errors, main
+from dmp.cli import _operator, friendly_errors, main
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import OID_NIR, Ins
-from dmp.jobs import clients
 
 
 @main.group()
@@ -44,9 +42,9 @@ def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ..
     except orjson.JSONDecodeError:
         raise click.UsageError("the key file is not JSON") from None
     jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
-    with _runtime() as rt:
-        client_id = clients.register_client(
-            rt, name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
+    with _operator() as operator:
+        client_id = operator.register_client(
+            name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
         )
     click.echo(client_id)
 
@@ -90,23 +88,18 @@ def token_issue(
     chosen = [x for x in (id_nat_ps, patient_ins, desk_agent) if x]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --professional, --patient, --desk-agent")
-    with _runtime() as rt:
-        if id_nat_ps:
-            actor = actors.professional_actor(rt, id_nat_ps, structure)
-        elif patient_ins:
-            actor = actors.patient_actor(rt, Ins(oid, patient_ins))
-        else:
-            if not structure:
-                raise click.UsageError("--desk-agent needs --structure")
-            actor = actors.desk_actor(str(desk_agent), structure)
-        bound = Ins(oid, for_patient) if for_patient else None
+    if desk_agent and not structure:
+        raise click.UsageError("--desk-agent needs --structure")
+    with _operator() as operator:
         click.echo(
-            actors.token_for(
-                rt,
-                actor,
-                ttl,
+            operator.issue_token(
+                professional=id_nat_ps,
+                structure=structure,
+                patient=Ins(oid, patient_ins) if patient_ins else None,
+                desk_agent=desk_agent,
+                ttl=ttl,
                 purpose=PurposeOfUse(purpose),
                 justification=justification,
-                patient=bound,
+                bound_to=Ins(oid, for_patient) if for_patient else None,
             )
         )

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dmp.cli import _runtime, _settings, friendly_errors, main
+from dmp.cli import _operator, _settings, friendly_errors, main
 from dmp.jobs import maintenance
 
 
@@ -19,8 +19,8 @@ def audit() -> None:
 @friendly_errors
 def audit_verify() -> None:
     """Check every hash chain; exit 1 naming the first bad event."""
-    with _runtime() as rt:
-        report = maintenance.verify_audit(rt)
+    with _operator() as operator:
+        report = operator.verify_audit()
     if report.fault is not None:
         click.echo(f"audit trail BROKEN at {report.fault}", err=True)
         sys.exit(1)
@@ -54,7 +54,7 @@ def keys_check() -> None:
 @friendly_errors
 def keys_rotate() -> None:
     """Add a new key-encryption key and re-wrap every patient data key with it."""
-    with _runtime() as rt:
-        kek_id, count = maintenance.rotate_keys(rt)
+    with _operator() as operator:
+        kek_id, count = operator.rotate_keys()
     click.echo(f"new key-encryption key {kek_id} is active; {count} data keys re-wrapped")
     click.echo("back up the key ring file now: old backups of it lack the new key", err=True)

@@ -10,13 +10,11 @@ from typing import Any
 
 import click
 
-from dmp.access import actors
 from dmp.access.views import Demographics
-from dmp.cli import _ins_option, _runtime, friendly_errors, main
+from dmp.cli import _ins_option, _operator, friendly_errors, main
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins
 from dmp.identity.actor import system_actor
-from dmp.jobs import directory as directory_jobs
 
 
 @main.group()
@@ -30,10 +28,10 @@ def professional() -> None:
 def professional_import(file: Path) -> None:
     """Load a directory extract (PS_LibreAcces_Personne_activite format); idempotent."""
     with (
-        _runtime() as rt,
+        _operator() as operator,
         click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr) as bar,
     ):
-        summary = directory_jobs.import_professionals(rt, file, progress=bar.update)
+        summary = operator.import_professionals(file, progress=bar.update)
     click.echo(
         f"{summary.loaded} rows loaded ({summary.professionals} professionals, "
         f"{summary.structures} structures), {summary.rejected} rejected"
@@ -83,13 +81,13 @@ def record_open(
     patient_consent: bool,
 ) -> None:
     """Open a record for a patient."""
-    with _runtime() as rt:
+    with _operator() as operator:
         actor = (
-            actors.desk_actor(f"operator:{getpass.getuser()}", structure)
+            operator.desk_actor(f"operator:{getpass.getuser()}", structure)
             if structure
             else system_actor("cli-record-open")
         )
-        view = rt.access(actor).open_record(
+        view = operator.gate_as(actor).open_record(
             Ins(oid, ins_value),
             Demographics(
                 family_name,
@@ -110,8 +108,8 @@ def record_open(
 @friendly_errors
 def record_close(ins_value: str, oid: str, reason: str) -> None:
     """Close a record (on the holder's request)."""
-    with _runtime() as rt:
-        rt.access(system_actor("cli-record-close")).close_record(Ins(oid, ins_value), reason)
+    with _operator() as operator:
+        operator.gate("cli-record-close").close_record(Ins(oid, ins_value), reason)
     click.echo("record closed")
 
 
@@ -120,8 +118,8 @@ def record_close(ins_value: str, oid: str, reason: str) -> None:
 @friendly_errors
 def record_show(ins_value: str, oid: str) -> None:
     """Show a record's status (the access is audited)."""
-    with _runtime() as rt:
-        access = rt.access(system_actor("cli-record-show"))
+    with _operator() as operator:
+        access = operator.gate("cli-record-show")
         view = access.read_record(Ins(oid, ins_value))
         docs = access.search_documents(Ins(oid, ins_value), statuses=None, limit=1)
     d = view.demographics
@@ -151,8 +149,8 @@ def record_representative(
     ins_value: str, oid: str, rep_id: str, name: str, relationship: str, minor: bool
 ) -> None:
     """Register a legal representative (on proof of parental authority or guardianship)."""
-    with _runtime() as rt:
-        rt.access(system_actor("cli-representative")).add_representative(
+    with _operator() as operator:
+        operator.gate("cli-representative").add_representative(
             Ins(oid, ins_value), rep_id, name, relationship, minor=minor
         )
     click.echo("representative registered")

@@ -7,10 +7,7 @@ import sys
 import click
 import orjson
 
-from dmp.access.runtime import Runtime
-from dmp.cli import _runtime, _settings, friendly_errors, main
-from dmp.jobs import counters
-from dmp.logs import configure
+from dmp.cli import _operator, _settings, friendly_errors, main
 
 
 @main.command()
@@ -34,21 +31,20 @@ def stats(
     rebuild: bool,
 ) -> None:
     """Adoption statistics per département (counts under 10 shown as "< 10")."""
-    from dmp.access import statistics
     from dmp.stats.render import report_csv, report_json, report_table
 
-    with _runtime() as rt:
+    with _operator() as operator:
         if rebuild:
-            counters.rebuild_counters(rt)
+            operator.rebuild_counters()
             click.echo("counters rebuilt from the records", err=True)
         if verify:
-            problems = counters.verify_counters(rt)
+            problems = operator.verify_counters()
             for p in problems:
                 click.echo(f"counters INCONSISTENT: {p}", err=True)
             if problems:
                 sys.exit(1)
             click.echo("counters match a full recount", err=True)
-        report = statistics.adoption(rt, list(departements) or None, start, end)
+        report = operator.adoption(list(departements) or None, start, end)
     if as_json:
         click.echo(orjson.dumps(report_json(report), option=orjson.OPT_INDENT_2).decode())
     elif as_csv:
@@ -61,16 +57,9 @@ def stats(
 @friendly_errors
 def demo() -> None:
     """Load fictional demo data (Amboise, Indre-et-Loire): records, professionals, documents."""
-    from dmp.jobs.demo import load_demo
-
-    settings = _settings()
-    configure("WARNING")
-
-    rt = Runtime.start(settings.model_copy(update={"test_mode": True}))
-    try:
-        summary = load_demo(rt)
-    finally:
-        rt.close()
+    settings = _settings().model_copy(update={"test_mode": True})
+    with _operator(settings) as operator:
+        summary = operator.load_demo()
     for line in summary:
         click.echo(line)
     click.echo(

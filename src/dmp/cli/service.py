@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 import orjson
 
-from dmp.access.runtime import Runtime
 from dmp.cli import _settings, friendly_errors, main
 from dmp.config import ENVIRONMENT_VARIABLES
 from dmp.jobs import maintenance
+from dmp.jobs.operator import Operator
 from dmp.logs import configure
 
 
@@ -25,7 +25,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     settings = _settings()
     configure(settings.log_level)
-    Runtime.start(settings).close()  # create the key ring and migrate once, before workers
+    with Operator.start(settings):  # create the key ring and migrate once, before workers
+        pass
     uvicorn.run(
         "dmp.app:app_from_env",
         factory=True,

@@ -1,0 +1,108 @@
+"""What the `dmp` command may do, and nothing else: named system jobs, and gates bound to named
+system actors (or to an actor from the directory). The command never holds the runtime, the
+engine or the key ring; every record it touches goes through the gate, audited."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dmp.access import actors, statistics
+from dmp.access.audit import VerifyReport
+from dmp.access.gateway import RecordAccess
+from dmp.access.runtime import Runtime
+from dmp.config import Settings
+from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins
+from dmp.identity.actor import Actor, system_actor
+from dmp.jobs import clients, counters, directory, maintenance
+from dmp.jobs.directory_import import ImportSummary
+
+
+class Operator:
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, settings: Settings) -> Iterator[Operator]:
+        rt = Runtime.start(settings)
+        try:
+            yield cls(rt)
+        finally:
+            rt.close()
+
+    # -- gates ----------------------------------------------------------------------------
+
+    def gate(self, job: str) -> RecordAccess:
+        """A gate bound to the named system actor ``system:<job>``."""
+        return self._rt.access(system_actor(job))
+
+    def gate_as(self, actor: Actor) -> RecordAccess:
+        """A gate bound to an actor from the directory (a desk opening a record)."""
+        return self._rt.access(actor)
+
+    def desk_actor(self, agent_id: str, structure_id: str) -> Actor:
+        return actors.desk_actor(agent_id, structure_id)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def verify_audit(self) -> VerifyReport:
+        return maintenance.verify_audit(self._rt)
+
+    def rotate_keys(self) -> tuple[str, int]:
+        return maintenance.rotate_keys(self._rt)
+
+    def import_professionals(
+        self, path: Path, progress: Callable[[int], None] | None = None
+    ) -> ImportSummary:
+        return directory.import_professionals(self._rt, path, progress)
+
+    def register_client(
+        self, *, name: str, structure_id: str, jwks: dict[str, Any], scopes: frozenset[str] | None
+    ) -> str:
+        return clients.register_client(
+            self._rt, name=name, structure_id=structure_id, jwks=jwks, scopes=scopes
+        )
+
+    def adoption(
+        self, departements: list[str] | None, start: str | None, end: str | None
+    ) -> statistics.AdoptionReport:
+        return statistics.adoption(self._rt, departements, start, end)
+
+    def verify_counters(self) -> list[str]:
+        return counters.verify_counters(self._rt)
+
+    def rebuild_counters(self) -> None:
+        counters.rebuild_counters(self._rt)
+
+    def load_demo(self) -> list[str]:
+        from dmp.jobs.demo import load_demo
+
+        return load_demo(self._rt)
+
+    def issue_token(
+        self,
+        *,
+        professional: str | None = None,
+        structure: str | None = None,
+        patient: Ins | None = None,
+        desk_agent: str | None = None,
+        ttl: int | None = None,
+        purpose: PurposeOfUse = PurposeOfUse.NORMAL,
+        justification: str | None = None,
+        bound_to: Ins | None = None,
+    ) -> str:
+        """A bearer token for one actor (operators and integration tests)."""
+        if professional:
+            actor = actors.professional_actor(self._rt, professional, structure)
+        elif patient is not None:
+            actor = actors.patient_actor(self._rt, patient)
+        else:
+            assert desk_agent and structure
+            actor = actors.desk_actor(desk_agent, structure)
+        return actors.token_for(
+            self._rt, actor, ttl, purpose=purpose, justification=justification, patient=bound_to
+        )
