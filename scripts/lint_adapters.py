@@ -6,8 +6,9 @@
 An adapter module (the HTTP APIs, the FHIR API, the statistics pages, the `dmp` command) may not
 import ``dmp.access.runtime``, name ``Runtime``, or touch an ``.engine``: routes get a gate or a
 narrow object from ``api/deps.py``, commands an ``Operator`` (``jobs/operator.py``). The
-dependency module and the application wiring (``app.py``) are the only exceptions. import-linter keeps the adapters away from the records layer
-and SQLAlchemy; this keeps them away from the objects that hold the database and the keys.
+dependency module and the application wiring (``app.py``) are the only exceptions. import-linter
+keeps the adapters away from the records layer and SQLAlchemy; this keeps them away from the
+objects that hold the database and the keys.
 """
 
 from __future__ import annotations
