@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -261,15 +262,21 @@ def read_document_content(
     ins: str, document_id: str, access: Gate, oid: InsOid = OID_NIR
 ) -> Response:
     doc, chunks = access.stream_content(_ins(ins, oid), document_id)
-    return StreamingResponse(
-        chunks,
-        media_type=doc.mime_type,
-        headers={
-            "Content-Length": str(doc.size),
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return content_response(doc, chunks)
+
+
+def content_response(
+    doc: DocumentView, chunks: Iterator[bytes], *, attachment: bool = False
+) -> StreamingResponse:
+    """A document's content, streamed as it is decrypted: never cached, never sniffed."""
+    headers = {
+        "Content-Length": str(doc.size),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if attachment:
+        headers["Content-Disposition"] = "attachment"
+    return StreamingResponse(chunks, media_type=doc.mime_type, headers=headers)
 
 
 @router.get("/{ins}/history", name="read_history")

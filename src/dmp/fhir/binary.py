@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from dmp.api.deps import Gate
+from dmp.api.records import content_response
 from dmp.fhir import mapping
 from dmp.fhir.common import _doc, fhir
 
@@ -25,13 +25,4 @@ def binary_read(
         doc, content = access.read_content(key, logical)
         return fhir(mapping.binary(doc, content))
     doc, chunks = access.stream_content(key, logical)
-    return StreamingResponse(
-        chunks,
-        media_type=doc.mime_type,
-        headers={
-            "Content-Length": str(doc.size),
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": "attachment",
-        },
-    )
+    return content_response(doc, chunks, attachment=True)
