@@ -157,6 +157,8 @@ def test_ac5_matrix_applies_in_sql_before_paging(world: Runtime, ins: Ins) -> No
     page = pharma.search_documents(ins, limit=1)
     assert page.total == 3  # biology, prescription, dispensation; not imaging nor hospital report
     assert len(page.items) == 1
+    past_the_end = pharma.search_documents(ins, limit=1, offset=5)
+    assert (past_the_end.total, past_the_end.items) == (3, [])
     assert {d.type_code for d in pharma.search_documents(ins).items} == {
         "11502-2",
         "57833-6",

@@ -108,13 +108,10 @@ def search(
         *_visibility_clause(visibility),
         *_criteria_clause(criteria),
     ]
-    total = conn.execute(
-        sa.select(sa.func.count()).select_from(documents).where(*where)
-    ).scalar_one()
-    if total == 0:
-        return [], 0
+    # The page and its total in one round trip (the total as a window over the filtered rows).
+    total_col = sa.func.count().over().label("_total")
     rows = conn.execute(
-        sa.select(documents)
+        sa.select(documents, total_col)
         .where(*where)
         .order_by(
             documents.c.service_start.asc()
@@ -125,7 +122,18 @@ def search(
         .limit(criteria.limit)
         .offset(criteria.offset)
     ).all()
-    return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows], int(total)
+    if rows:
+        total = int(rows[0]._mapping["_total"])
+    elif criteria.offset:
+        # A page past the end: the total needs its own count.
+        total = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(documents).where(*where)
+            ).scalar_one()
+        )
+    else:
+        total = 0
+    return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows], total
 
 
 def get(
