@@ -283,3 +283,32 @@ def test_readers_never_take_the_write_lock(world: Runtime) -> None:
         thread.start()
         thread.join(timeout=10)
         assert done == ["read"]
+
+
+def test_a_stale_chain_head_falls_back_to_the_locked_one(world: Runtime) -> None:
+    """The kernel appends with the head its facts read, in one statement that checks the head
+    did not move; when it did (a concurrent writer), the events are chained after the locked
+    head instead, never beside it."""
+    from dmp.access.audit import EventSpec, RequestContext, write_events
+    from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
+    from dmp.identity.actor import system_actor
+
+    chain = _activity(world)
+    stale = (1, "0" * 64)  # the chain has five events by now
+    with world.engine.begin() as conn:
+        write_events(
+            conn,
+            [EventSpec(AuditAction.RECORD_READ), EventSpec(AuditAction.HISTORY_READ)],
+            actor=system_actor("test"),
+            patient_id=chain,
+            purpose=PurposeOfUse.NORMAL,
+            outcome=Outcome.SUCCESS,
+            reason="ALLOW_SYSTEM",
+            ctx=RequestContext(),
+            at=world.clock.now(),
+            key=world.audit_key,
+            head=stale,
+        )
+    assert [seq for seq, _ in _events(world, chain)] == [1, 2, 3, 4, 5, 6, 7]
+    report = maintenance.verify_audit(world)
+    assert report.ok, report.fault

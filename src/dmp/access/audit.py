@@ -68,46 +68,90 @@ def event_mac(event: dict[str, Any], secret: bytes | None) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def write(
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """What one audit event says about the action (the rest comes from the request)."""
+
+    action: AuditAction
+    target: str | None = None
+    targets: tuple[str, ...] = ()
+
+
+def write_events(
     conn: Connection,
+    events: list[EventSpec],
     *,
     actor: Actor,
-    action: AuditAction,
     patient_id: str | None,
-    target: str | None,
     purpose: PurposeOfUse,
-    targets: tuple[str, ...] = (),
     outcome: Outcome,
     reason: str,
     ctx: RequestContext,
     at: datetime,
     key: AuditKey,
+    head: tuple[int, str] | None = None,
 ) -> None:
-    """Append one event to the patient's chain (or the actor's, for events about no patient)."""
+    """Append events to the patient's chain (or the actor's, for events about no patient).
+
+    With the ``head`` the facts read, the events and the moved head are written in one
+    statement that checks the head did not move meanwhile; if it did (a concurrent writer of
+    the same chain), or no head was read, the head is taken under its lock and the events are
+    chained again after it."""
     chain_id = patient_id or actor_chain(actor)
-    seq, prev = audit_log.reserve(conn, chain_id)
-    event: dict[str, Any] = {
+    common = {
         "chain_id": chain_id,
-        "seq": seq,
-        "event_id": uuid.uuid4().hex,
         "at": at.astimezone(UTC),
         "patient_id": patient_id,
         "actor_kind": actor.kind.value,
         "actor_id": actor.id,
         "structure_id": actor.structure_id,
-        "action": action.value,
-        "target": target,
-        "targets": " ".join(targets) if targets else None,
         "purpose": purpose.value,
         "outcome": outcome.value,
         "reason": reason,
         "request_id": ctx.request_id,
         "client_addr": ctx.client_addr,
-        "prev_hash": prev,
         "key_id": key.key_id,
     }
-    event["hash"] = event_mac(event, key.secret)
-    audit_log.append(conn, event)
+    if head is not None and audit_log.append_after(
+        conn, chain_id, head[0], _chained(events, common, head, key)
+    ):
+        return
+    locked = audit_log.lock_head(conn, chain_id)
+    if not audit_log.append_after(conn, chain_id, locked[0], _chained(events, common, locked, key)):
+        raise RuntimeError("the audit chain head moved while locked")  # pragma: no cover
+
+
+def _chained(
+    events: list[EventSpec], common: dict[str, Any], head: tuple[int, str], key: AuditKey
+) -> list[dict[str, Any]]:
+    seq, prev = head
+    rows = []
+    for spec in events:
+        seq += 1
+        event: dict[str, Any] = {
+            **common,
+            "seq": seq,
+            "event_id": uuid.uuid4().hex,
+            "action": spec.action.value,
+            "target": spec.target,
+            "targets": " ".join(spec.targets) if spec.targets else None,
+            "prev_hash": prev,
+        }
+        event["hash"] = prev = event_mac(event, key.secret)
+        rows.append(event)
+    return rows
+
+
+def write(
+    conn: Connection,
+    *,
+    action: AuditAction,
+    target: str | None,
+    targets: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> None:
+    """Append one event (system jobs, refusals)."""
+    write_events(conn, [EventSpec(action, target, targets)], **kwargs)
 
 
 def write_denial(engine: Engine, **kwargs: Any) -> None:

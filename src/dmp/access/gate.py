@@ -189,10 +189,11 @@ class Kernel:
             if not decision.allowed:
                 self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
             scope = AuthorizedPatient(standing.patient_id, standing.departement)
+            head = standing.chain_head
             if action not in _READS:
                 # A change holds the patient's audit chain from its start: changes to one
                 # record queue there, before any other row lock, so they cannot deadlock.
-                audit_log.lock_chain(conn, standing.patient_id)
+                head = audit_log.lock_head(conn, standing.patient_id)
             op = Op(
                 conn,
                 scope,
@@ -211,8 +212,8 @@ class Kernel:
                 raise _Refusal(
                     missing, audit_action, Reason.DENY_NOT_FOUND.value, standing.patient_id, target
                 ) from None
-            for event in op.events():
-                self._write(conn, event, scope.patient_id, decision.reason.value)
+            # One statement appends the events and moves the chain head (see audit.write_events).
+            self._write(conn, op.events(), scope.patient_id, decision.reason.value, head)
 
     @contextlib.contextmanager
     def act_opening(self, audit_action: AuditAction, *, need: Need) -> Iterator[OpeningOp]:
@@ -222,7 +223,7 @@ class Kernel:
             op = OpeningOp(conn)
             yield op
             assert op.patient_id is not None and op.reason is not None
-            self._write(conn, _Event(audit_action, None), op.patient_id, op.reason.value)
+            self._write(conn, [_Event(audit_action, None)], op.patient_id, op.reason.value)
 
     @contextlib.contextmanager
     def _unit(self) -> Iterator[Connection]:
@@ -249,20 +250,26 @@ class Kernel:
             )
             raise refusal.error from None
 
-    def _write(self, conn: Connection, event: _Event, patient_id: str | None, reason: str) -> None:
-        audit.write(
+    def _write(
+        self,
+        conn: Connection,
+        events: list[_Event],
+        patient_id: str | None,
+        reason: str,
+        head: tuple[int, str] | None = None,
+    ) -> None:
+        audit.write_events(
             conn,
+            [audit.EventSpec(e.action, e.target, e.targets) for e in events],
             actor=self.actor,
-            action=event.action,
             patient_id=patient_id,
-            target=event.target,
-            targets=event.targets,
             purpose=self.purpose,
             outcome=Outcome.SUCCESS,
             reason=reason,
             ctx=self._ctx,
             at=self._rt.clock.now(),
             key=self._rt.audit_key,
+            head=head,
         )
 
     def _refuse(

@@ -17,21 +17,6 @@ _FIELDS = tuple(f.name for f in fields(AuditRow))
 GENESIS = "0" * 64
 
 
-def reserve(conn: Connection, chain_id: str) -> tuple[int, str]:
-    """Take the next sequence number of a chain and the previous event's hash.
-
-    The upsert locks the chain's head row until the transaction ends, so concurrent writers of
-    the same chain queue here while other chains go on in parallel.
-    """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(audit_heads).values(chain_id=chain_id, seq=1, last_hash=GENESIS)
-    upserted = stmt.on_conflict_do_update(
-        index_elements=["chain_id"], set_={"seq": audit_heads.c.seq + 1}
-    ).returning(audit_heads.c.seq, audit_heads.c.last_hash)
-    row = conn.execute(upserted).one()
-    return int(row.seq), str(row.last_hash)
-
-
 def any_event(conn: Connection) -> bool:
     return conn.execute(sa.select(audit_events.c.seq).limit(1)).first() is not None
 
@@ -42,21 +27,48 @@ def key_ids_in_use(conn: Connection) -> set[str]:
     return {str(k) for k in conn.execute(stmt).scalars()}
 
 
-def lock_chain(conn: Connection, chain_id: str) -> None:
-    """Take the chain's head row lock now, until the transaction ends (PostgreSQL; SQLite's
-    write transactions are serial already)."""
+def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
+    """The chain's head (events so far, last MAC), locked until the transaction ends; created
+    empty for a new chain. Concurrent writers of one chain queue here, other chains go on."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(
-        sa.select(audit_heads.c.seq).where(audit_heads.c.chain_id == chain_id).with_for_update()
-    ).first()
-
-
-def append(conn: Connection, event: dict[str, Any]) -> None:
-    conn.execute(audit_events.insert().values(**event))
-    conn.execute(
-        audit_heads.update()
-        .where(audit_heads.c.chain_id == event["chain_id"])
-        .values(last_hash=event["hash"])
+        insert(audit_heads)
+        .values(chain_id=chain_id, seq=0, last_hash=GENESIS)
+        .on_conflict_do_nothing(index_elements=["chain_id"])
     )
+    row = conn.execute(
+        sa.select(audit_heads.c.seq, audit_heads.c.last_hash)
+        .where(audit_heads.c.chain_id == chain_id)
+        .with_for_update()
+    ).one()
+    return int(row.seq), str(row.last_hash)
+
+
+def append_after(
+    conn: Connection, chain_id: str, head_seq: int, rows: list[dict[str, Any]]
+) -> bool:
+    """Append events that follow head #``head_seq`` and move the head past them: one statement
+    on PostgreSQL (the insert takes its rows only if the head update matched). Nothing is
+    written, and False returned, if the head moved meanwhile."""
+    moved = (
+        audit_heads.update()
+        .where(audit_heads.c.chain_id == chain_id, audit_heads.c.seq == head_seq)
+        .values(seq=head_seq + len(rows), last_hash=rows[-1]["hash"])
+    )
+    if conn.dialect.name != "postgresql":
+        if conn.execute(moved).rowcount != 1:
+            return False
+        conn.execute(audit_events.insert(), rows)
+        return True
+    names = list(rows[0])
+    new = sa.values(*(sa.column(n, audit_events.c[n].type) for n in names), name="new_events")
+    new = new.data([tuple(r[n] for n in names) for r in rows])
+    cte = moved.returning(audit_heads.c.chain_id).cte("moved")
+    stmt = audit_events.insert().from_select(
+        names, sa.select(*(new.c[n] for n in names)).select_from(new).join(cte, sa.true())
+    )
+    inserted = conn.execute(stmt.add_cte(cte).returning(audit_events.c.seq)).all()
+    return len(inserted) == len(rows)
 
 
 def _to_row(r: sa.Row[Any]) -> AuditRow:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from dmp.records.schema import (
+    audit_heads,
     care_team,
     emergency_accesses,
     legal_representatives,
@@ -54,6 +55,9 @@ class Standing:
     permission: PermissionRow | None
     care_team_declared: bool
     emergency_until: datetime | None
+    # The head of the patient's audit chain as the facts saw it (None: no chain yet), so that
+    # the action's events can be appended in one statement that checks it did not move.
+    chain_head: tuple[int, str] | None = None
 
 
 def load_standing(
@@ -88,11 +92,13 @@ def load_standing(
             patients.c.departement,
             patients.c.ins_oid,
             patients.c.ins_value,
+            audit_heads.c.seq.label("chain_seq"),
+            audit_heads.c.last_hash.label("chain_hash"),
         )
         .select_from(
-            patients.join(records, records.c.patient_id == pid).outerjoin(
-                perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == id_nat_ps)
-            )
+            patients.join(records, records.c.patient_id == pid)
+            .outerjoin(perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == id_nat_ps))
+            .outerjoin(audit_heads, audit_heads.c.chain_id == pid)
         )
         .where(
             *(
@@ -124,6 +130,7 @@ def load_standing(
         permission,
         bool(m["care_team_declared"]),
         until,
+        (int(m["chain_seq"]), str(m["chain_hash"])) if m["chain_seq"] is not None else None,
     )
 
 
