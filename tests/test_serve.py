@@ -94,3 +94,10 @@ def test_concurrent_migrations_do_not_collide(settings: Settings) -> None:
             == head_revision()
         )
     engine.dispose()
+
+
+def test_the_expected_revision_is_alembics_head() -> None:
+    """Start-up skips Alembic when the schema is at EXPECTED_REVISION: it must be the head."""
+    from dmp.records import database
+
+    assert database.head_revision() == database.EXPECTED_REVISION

@@ -10,12 +10,12 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from dmp.access.audit import AuditKey, AuditKeys, RequestContext
-from dmp.access.gateway import RecordAccess
 from dmp.access.matrix import load_matrix
 from dmp.access.policy import Matrix
 from dmp.clock import Clock, SystemClock
@@ -28,6 +28,9 @@ from dmp.errors import ConfigurationError
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import Grant
 from dmp.records import audit_log, database, keys
+
+if TYPE_CHECKING:
+    from dmp.access.gateway import RecordAccess
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Runtime:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = database.make_engine(settings.effective_database_url)
         matrix = load_matrix(settings.matrix_file)
-        if migrate:
+        if migrate and not database.schema_is_current(engine):
             database.upgrade(engine)
         try:
             keyring = open_keyring(settings.effective_keyring_path, engine)
@@ -103,6 +106,9 @@ class Runtime:
 
     def gate(self, grant: Grant, ctx: RequestContext | None = None) -> RecordAccess:
         """The gate for one authenticated grant (what every HTTP request gets)."""
+        # Imported here: commands that only run jobs need not load every action module.
+        from dmp.access.gateway import RecordAccess
+
         return RecordAccess(self, grant, ctx or RequestContext())
 
     def database_info(self) -> dict[str, str | None]:

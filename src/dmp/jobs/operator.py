@@ -7,11 +7,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
-from dmp.access.gateway import RecordAccess
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
@@ -19,6 +18,9 @@ from dmp.domain.ins import Ins
 from dmp.identity.actor import Actor, system_actor
 from dmp.jobs import clients, counters, directory, maintenance
 from dmp.jobs.directory_import import ImportSummary
+
+if TYPE_CHECKING:
+    from dmp.access.gateway import RecordAccess
 
 
 class Operator:

@@ -6,18 +6,20 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises migrations.
 _PG_MIGRATION_LOCK = 0x444D50
+# The newest migration (a test checks it is Alembic's head). Knowing it lets a process that
+# finds the schema current skip loading Alembic at all: every `dmp` command starts faster.
+EXPECTED_REVISION = "0009"
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -70,7 +72,20 @@ def snapshot(engine: Engine) -> Iterator[sa.Connection]:
             yield conn
 
 
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at :data:`EXPECTED_REVISION` (one small query, no Alembic)."""
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(dmp_readonly=True)
+            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except sa.exc.DBAPIError:
+        return False
+    return version == EXPECTED_REVISION
+
+
 def _alembic_config(connection: sa.Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -102,17 +117,24 @@ def _migration_lock(engine: Engine) -> Iterator[sa.Connection]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     with _migration_lock(engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
         conn.commit()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     return ScriptDirectory.from_config(cfg).get_current_head()
