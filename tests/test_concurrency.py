@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import actors
+from dmp.access import actors, statistics
 from dmp.access.runtime import Runtime
 from dmp.errors import Conflict, DmpError, PreconditionFailed
 from dmp.identity.actor import system_actor
@@ -167,5 +167,23 @@ def test_bundles_on_many_records_do_not_deadlock(world: Runtime) -> None:
 
     results = _race(N, bundle)
     assert [r for r in results if isinstance(r, DmpError)] == []
+    assert verify_counters(rt) == []
+    assert maintenance.verify_audit(rt).ok
+
+
+def test_concurrent_activations_and_closures_count_once(record: tuple[Runtime, Any, str]) -> None:
+    """A change acts on facts read under the patient's chain lock: 50 concurrent activations
+    count one activated account, 50 concurrent closures close once (the others: 409)."""
+    rt, ins, _ = record
+    holder = actors.patient_actor(rt, ins)
+    results = _race(N, lambda _: rt.access(holder).activate_account(ins))
+    assert [r for r in results if isinstance(r, DmpError)] == []
+    results = _race(N, lambda _: rt.access(holder).close_record(ins, "choix du patient"))
+    won = [r for r in results if not isinstance(r, DmpError)]
+    assert len(won) == 1
+    assert all(isinstance(r, Conflict) for r in results if r not in won)
+    report = statistics.adoption(rt, ["37"])
+    figures = report.departements[0]
+    assert (figures.activated, figures.closed) == (1, 1)
     assert verify_counters(rt) == []
     assert maintenance.verify_audit(rt).ok

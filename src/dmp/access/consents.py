@@ -16,7 +16,7 @@ from dmp.access.gate import (
     Kernel,
 )
 from dmp.access.policy import Action
-from dmp.access.records import _stored_record_view
+from dmp.access.records import stored_record_view
 from dmp.access.views import RecordView
 from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef
@@ -111,7 +111,7 @@ class ConsentActions(Kernel):
         ) as op:
             patients.update_record(op.conn, op.scope, **values)
             record = patients.load_record(op.conn, op.scope.patient_id)
-            return _stored_record_view(op.conn, op.scope, record)
+            return stored_record_view(op.conn, op.scope, record)
 
     def add_representative(
         self,

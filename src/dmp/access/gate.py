@@ -185,15 +185,20 @@ class Kernel:
         """Facts, grant, policy, the work (the ``with`` body), then the audit event."""
         with self._unit() as conn:
             standing, facts = self._load_facts(conn, ref, audit_action, target, need)
-            decision = self._decide(action, facts)
-            if not decision.allowed:
-                self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
-            scope = AuthorizedPatient(standing.patient_id, standing.departement)
             head = standing.chain_head
             if action not in _READS:
                 # A change holds the patient's audit chain from its start: changes to one
                 # record queue there, before any other row lock, so they cannot deadlock.
                 head = audit_log.lock_head(conn, standing.patient_id)
+                if head != standing.chain_head:
+                    # Every change moves the head: the record changed between the facts and
+                    # the lock, so the change reads them again under the lock (a concurrent
+                    # activation or closure would otherwise act on stale facts).
+                    standing, facts = self._load_facts(conn, ref, audit_action, target, need)
+            decision = self._decide(action, facts)
+            if not decision.allowed:
+                self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
+            scope = AuthorizedPatient(standing.patient_id, standing.departement)
             op = Op(
                 conn,
                 scope,

@@ -102,7 +102,7 @@ class RecordActions(Kernel):
 
     def _read_record(self, ins: PatientRef, need: Need) -> RecordView:
         with self.act(ins, Action.READ_RECORD, AuditAction.RECORD_READ, need=need) as op:
-            return _stored_record_view(op.conn, op.scope, op.record)
+            return stored_record_view(op.conn, op.scope, op.record)
 
     def close_record(self, ins: PatientRef, reason: str) -> None:
         """The holder closes the record; professionals are refused from then on (AC-1)."""
@@ -166,7 +166,7 @@ def _record_view(
     )
 
 
-def _stored_record_view(
+def stored_record_view(
     conn: Connection, scope: AuthorizedPatient, record: RecordRow | None
 ) -> RecordView:
     p = patients.load_patient(conn, scope)

@@ -19,7 +19,7 @@ from dmp.logs import configure
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
     return load_settings()
 
 
@@ -38,15 +38,15 @@ def friendly_errors(fn: F) -> F:
 
 
 @contextmanager
-def _operator(settings: Settings | None = None) -> Iterator[Operator]:
+def operator_session(settings: Settings | None = None) -> Iterator[Operator]:
     """The narrow object every command works through (never the runtime)."""
-    settings = settings or _settings()
+    settings = settings or cli_settings()
     configure(settings.log_level if settings.log_level != "INFO" else "WARNING")
     with Operator.start(settings) as operator:
         yield operator
 
 
-def _ins_option(fn: F) -> F:
+def ins_option(fn: F) -> F:
     fn = click.option(
         "--oid", default=OID_NIR, show_default=True, help="INS assigning authority OID."
     )(fn)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import orjson
 
-from dmp.cli import _operator, friendly_errors, main
+from dmp.cli import friendly_errors, main, operator_session
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import OID_NIR, Ins
 
@@ -42,7 +42,7 @@ def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ..
     except orjson.JSONDecodeError:
         raise click.UsageError("the key file is not JSON") from None
     jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
-    with _operator() as operator:
+    with operator_session() as operator:
         client_id = operator.register_client(
             name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None
         )
@@ -90,7 +90,7 @@ def token_issue(
         raise click.UsageError("give exactly one of --professional, --patient, --desk-agent")
     if desk_agent and not structure:
         raise click.UsageError("--desk-agent needs --structure")
-    with _operator() as operator:
+    with operator_session() as operator:
         click.echo(
             operator.issue_token(
                 professional=id_nat_ps,

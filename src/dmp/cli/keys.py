@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dmp.cli import _operator, _settings, friendly_errors, main
+from dmp.cli import cli_settings, friendly_errors, main, operator_session
 from dmp.jobs import maintenance
 
 
@@ -19,7 +19,7 @@ def audit() -> None:
 @friendly_errors
 def audit_verify() -> None:
     """Check every hash chain; exit 1 naming the first bad event."""
-    with _operator() as operator:
+    with operator_session() as operator:
         report = operator.verify_audit()
     if report.fault is not None:
         click.echo(f"audit trail BROKEN at {report.fault}", err=True)
@@ -36,7 +36,7 @@ def keys() -> None:
 @friendly_errors
 def keys_check() -> None:
     """Which key ids the database needs and whether the key ring holds them (exit 1 if not)."""
-    report = maintenance.check_keys_offline(_settings())
+    report = maintenance.check_keys_offline(cli_settings())
     click.echo(f"key ring: {report.ring_path} ({'found' if report.ring_found else 'MISSING'})")
     for label, needed, missing in (
         ("key-encryption keys", report.keks_needed, report.keks_missing),
@@ -54,7 +54,7 @@ def keys_check() -> None:
 @friendly_errors
 def keys_rotate() -> None:
     """Add a new key-encryption key and re-wrap every patient data key with it."""
-    with _operator() as operator:
+    with operator_session() as operator:
         kek_id, count = operator.rotate_keys()
     click.echo(f"new key-encryption key {kek_id} is active; {count} data keys re-wrapped")
     click.echo("back up the key ring file now: old backups of it lack the new key", err=True)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dmp.access.views import Demographics
-from dmp.cli import _ins_option, _operator, friendly_errors, main
+from dmp.cli import friendly_errors, ins_option, main, operator_session
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import Ins
 from dmp.identity.actor import system_actor
@@ -28,7 +28,7 @@ def professional() -> None:
 def professional_import(file: Path) -> None:
     """Load a directory extract (PS_LibreAcces_Personne_activite format); idempotent."""
     with (
-        _operator() as operator,
+        operator_session() as operator,
         click.progressbar(length=file.stat().st_size, label="importing", file=sys.stderr) as bar,
     ):
         summary = operator.import_professionals(file, progress=bar.update)
@@ -48,7 +48,7 @@ def record() -> None:
 
 
 @record.command("open")
-@_ins_option
+@ins_option
 @click.option("--family-name", required=True, help="Birth family name.")
 @click.option("--given-names", required=True)
 @click.option("--sex", type=click.Choice(["M", "F", "U"]), required=True)
@@ -81,7 +81,7 @@ def record_open(
     patient_consent: bool,
 ) -> None:
     """Open a record for a patient."""
-    with _operator() as operator:
+    with operator_session() as operator:
         actor = (
             operator.desk_actor(f"operator:{getpass.getuser()}", structure)
             if structure
@@ -103,22 +103,22 @@ def record_open(
 
 
 @record.command("close")
-@_ins_option
+@ins_option
 @click.option("--reason", required=True, help="Why the record is closed.")
 @friendly_errors
 def record_close(ins_value: str, oid: str, reason: str) -> None:
     """Close a record (on the holder's request)."""
-    with _operator() as operator:
+    with operator_session() as operator:
         operator.gate("cli-record-close").close_record(Ins(oid, ins_value), reason)
     click.echo("record closed")
 
 
 @record.command("show")
-@_ins_option
+@ins_option
 @friendly_errors
 def record_show(ins_value: str, oid: str) -> None:
     """Show a record's status (the access is audited)."""
-    with _operator() as operator:
+    with operator_session() as operator:
         access = operator.gate("cli-record-show")
         view = access.read_record(Ins(oid, ins_value))
         docs = access.search_documents(Ins(oid, ins_value), statuses=None, limit=1)
@@ -137,7 +137,7 @@ def record_show(ins_value: str, oid: str) -> None:
 
 
 @record.command("representative")
-@_ins_option
+@ins_option
 @click.option("--id", "rep_id", required=True, help="Identifier of the legal representative.")
 @click.option("--name", required=True, help="Their name, as shown to the holder.")
 @click.option(
@@ -149,7 +149,7 @@ def record_representative(
     ins_value: str, oid: str, rep_id: str, name: str, relationship: str, minor: bool
 ) -> None:
     """Register a legal representative (on proof of parental authority or guardianship)."""
-    with _operator() as operator:
+    with operator_session() as operator:
         operator.gate("cli-representative").add_representative(
             Ins(oid, ins_value), rep_id, name, relationship, minor=minor
         )

@@ -7,7 +7,7 @@ import sys
 import click
 import orjson
 
-from dmp.cli import _operator, _settings, friendly_errors, main
+from dmp.cli import cli_settings, friendly_errors, main, operator_session
 
 
 @main.command()
@@ -33,7 +33,7 @@ def stats(
     """Adoption statistics per département (counts under 10 shown as "< 10")."""
     from dmp.stats.render import report_csv, report_json, report_table
 
-    with _operator() as operator:
+    with operator_session() as operator:
         if rebuild:
             operator.rebuild_counters()
             click.echo("counters rebuilt from the records", err=True)
@@ -57,8 +57,8 @@ def stats(
 @friendly_errors
 def demo() -> None:
     """Load fictional demo data (Amboise, Indre-et-Loire): records, professionals, documents."""
-    settings = _settings().model_copy(update={"test_mode": True})
-    with _operator(settings) as operator:
+    settings = cli_settings().model_copy(update={"test_mode": True})
+    with operator_session(settings) as operator:
         summary = operator.load_demo()
     for line in summary:
         click.echo(line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from dmp.cli import _settings, friendly_errors, main
+from dmp.cli import cli_settings, friendly_errors, main
 from dmp.config import ENVIRONMENT_VARIABLES
 from dmp.jobs import maintenance
 from dmp.jobs.operator import Operator
@@ -23,7 +23,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP service; applies pending migrations first (under a lock)."""
     import uvicorn
 
-    settings = _settings()
+    settings = cli_settings()
     configure(settings.log_level)
     with Operator.start(settings):  # create the key ring and migrate once, before workers
         pass
@@ -47,7 +47,7 @@ def db() -> None:
 @friendly_errors
 def db_upgrade() -> None:
     """Apply pending migrations (safe to run while another process does the same)."""
-    settings = _settings()
+    settings = cli_settings()
     revision = maintenance.upgrade_database(settings)
     click.echo(f"database at revision {revision}")
 
@@ -62,7 +62,7 @@ def config() -> None:
 @friendly_errors
 def config_show(as_json: bool) -> None:
     """Print the effective settings (passwords hidden, keys never printed)."""
-    values = _settings().describe()
+    values = cli_settings().describe()
     if as_json:
         click.echo(orjson.dumps(values, option=orjson.OPT_INDENT_2).decode())
         return

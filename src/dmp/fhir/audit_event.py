@@ -10,7 +10,7 @@ from dmp.errors import (
     BadRequest,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import _patient_param, fhir
+from dmp.fhir.common import fhir, patient_param
 
 router = APIRouter()
 
@@ -18,7 +18,7 @@ router = APIRouter()
 @router.get("/AuditEvent", name="fhir_auditevent_search")
 def auditevent_search(request: Request, access: Gate) -> Response:
     """The record's traces: the holder and the GP see all, a professional their own."""
-    patient = _patient_param(request, access)
+    patient = patient_param(request, access)
     try:
         count = int(request.query_params.get("_count", "50"))
         offset = int(request.query_params.get("_offset", "0"))

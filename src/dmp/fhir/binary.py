@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from dmp.api.deps import Gate
 from dmp.api.records import content_response
 from dmp.fhir import mapping
-from dmp.fhir.common import _doc, fhir
+from dmp.fhir.common import doc_ref, fhir
 
 router = APIRouter()
 
@@ -18,7 +18,7 @@ def binary_read(
     request: Request,
     access: Gate,
 ) -> Response:
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     accept = request.headers.get("accept", "")
     as_fhir = request.query_params.get("_format") in ("json", "application/fhir+json")
     if "fhir+json" in accept or as_fhir:

@@ -48,14 +48,14 @@ async def read_json(request: Request) -> Any:
         raise BadRequest("the request body is not valid JSON") from None
 
 
-def _doc(fhir_id: str) -> tuple[PatientKey, str]:
+def doc_ref(fhir_id: str) -> tuple[PatientKey, str]:
     try:
         return mapping.parse_doc_id(fhir_id)
     except InvalidInput:
         raise NotFound("no such document") from None
 
 
-def _validate(model: Any, resource: Any, what: str) -> None:
+def validate_resource(model: Any, resource: Any, what: str) -> None:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
@@ -64,7 +64,7 @@ def _validate(model: Any, resource: Any, what: str) -> None:
         raise InvalidInput(f"invalid {what} at {where}: {first.get('msg')}") from None
 
 
-def _prepare(
+def prepare_document(
     res: dict[str, Any], content: bytes, access: RecordAccess, patient: PatientRef | None
 ) -> tuple[PatientRef, NewDocument, bytes, str | None]:
     """Checks shared by ITI-65 and ITI-105: patient, CDA header, metadata."""
@@ -96,7 +96,7 @@ def _fill_from_cda(res: dict[str, Any], header: cda.CdaHeader) -> None:
         res["securityLabel"] = [{"coding": [{"code": header.confidentiality}]}]
 
 
-def _patient_param(request: Request, access: RecordAccess) -> PatientRef:
+def patient_param(request: Request, access: RecordAccess) -> PatientRef:
     value = request.query_params.get("patient.identifier") or request.query_params.get("patient")
     if not value:
         raise BadRequest("patient or patient.identifier is required")
@@ -108,7 +108,7 @@ def _patient_param(request: Request, access: RecordAccess) -> PatientRef:
     )
 
 
-def _is_submission_set(res: dict[str, Any]) -> bool:
+def is_submission_set(res: dict[str, Any]) -> bool:
     """MHD: the List's code says submissionset or folder; a SubmissionSet also has a sourceId."""
     codes = {c for _, c in mapping.codes(res.get("code"))}
     if codes & {"submissionset", "folder"}:
@@ -116,7 +116,7 @@ def _is_submission_set(res: dict[str, Any]) -> bool:
     return any(str(e.get("url", "")).endswith("sourceId") for e in res.get("extension") or [])
 
 
-def _code(label: dict[str, Any]) -> str | None:
+def label_code(label: dict[str, Any]) -> str | None:
     coding = label.get("coding") or [{}]
     code = coding[0].get("code")
     return str(code) if code is not None else None

@@ -11,7 +11,7 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import _patient_param, fhir, read_resource
+from dmp.fhir.common import fhir, patient_param, read_resource
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ router = APIRouter()
 @router.get("/Consent", name="fhir_consent_search")
 def consent_search(request: Request, access: Gate) -> Response:
     """The holder's authorisations and blocks of professionals, as Consent resources."""
-    patient = _patient_param(request, access)
+    patient = patient_param(request, access)
     rows = access.permissions(patient)
     record = access.read_record(patient)
     key = record.key

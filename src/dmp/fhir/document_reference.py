@@ -22,14 +22,14 @@ from dmp.errors import (
 )
 from dmp.fhir import mapping
 from dmp.fhir.common import (
-    _code,
-    _doc,
-    _prepare,
-    _validate,
     base_url,
+    doc_ref,
     fhir,
+    label_code,
+    prepare_document,
     read_json,
     read_resource,
+    validate_resource,
 )
 from dmp.fhir.search import page_links, parse_document_search
 
@@ -73,7 +73,7 @@ def docref_read(
     request: Request,
     access: Gate,
 ) -> Response:
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     doc = access.read_document(key, logical)
     return fhir(
         mapping.document_reference(doc, base_url(request)), headers={"ETag": f'W/"{doc.version}"'}
@@ -86,7 +86,7 @@ def docref_history(
     request: Request,
     access: Gate,
 ) -> Response:
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     versions = access.document_versions(key, logical)
     base = base_url(request)
     entries = [
@@ -108,7 +108,7 @@ def docref_vread(
     request: Request,
     access: Gate,
 ) -> Response:
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     for v in access.document_versions(key, logical):
         if str(v.version) == vid:
             return fhir(mapping.document_reference(v, base_url(request)))
@@ -122,15 +122,15 @@ async def docref_create(
 ) -> Response:
     """ITI-105 Simplified Publish: a DocumentReference carrying its content in attachment.data."""
     res = await read_resource(request, "DocumentReference")
-    _validate(DocumentReference, res, "DocumentReference")
+    validate_resource(DocumentReference, res, "DocumentReference")
     content = mapping.attachment_bytes(res)
     if content is None:
         raise InvalidInput("ITI-105 needs the content in attachment.data")
-    patient, meta, content, replaces = _prepare(res, content, access, None)
+    patient, meta, content, replaces = prepare_document(res, content, access, None)
     # ITI-105: the recipient computes size and hash from attachment.data itself.
     meta = dataclasses.replace(meta, expected_size=None, expected_sha1=None)
     if replaces is not None and "." in replaces:
-        replaces = _doc(replaces)[1]
+        replaces = doc_ref(replaces)[1]
     doc = await run_in_threadpool(
         access.deposit_document, patient, meta, content, replaces=replaces
     )
@@ -153,7 +153,7 @@ async def docref_patch(
 ) -> Response:
     """PDSm metadata update: only status, securityLabel and the isArchived extension; a new
     version each time. JSON Patch or FHIRPath Patch (a Parameters resource)."""
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     body = await read_json(request)
     base = base_url(request)
     if not isinstance(body, list) and not (
@@ -254,7 +254,9 @@ def _fhirpath_patch(resource: dict[str, Any], params: dict[str, Any]) -> dict[st
             label = value if isinstance(value, dict) and "coding" in value else {"coding": [value]}
             if kind == "replace":
                 out["securityLabel"] = [
-                    lbl for lbl in out.get("securityLabel", []) if _code(lbl) in ("N", "R", "V")
+                    lbl
+                    for lbl in out.get("securityLabel", [])
+                    if label_code(lbl) in ("N", "R", "V")
                 ] + [label]
             else:
                 out.setdefault("securityLabel", []).append(label)
@@ -263,7 +265,7 @@ def _fhirpath_patch(resource: dict[str, Any], params: dict[str, Any]) -> dict[st
             out["securityLabel"] = [
                 lbl
                 for lbl in out.get("securityLabel", [])
-                if _code(lbl) in ("N", "R", "V") or (code and _code(lbl) != code)
+                if label_code(lbl) in ("N", "R", "V") or (code and label_code(lbl) != code)
             ]
         elif kind in ("add", "replace") and target == "extension":
             out["extension"] = [{"url": mapping.EXT_ARCHIVED, "valueBoolean": bool(value)}]
@@ -274,7 +276,7 @@ def _fhirpath_patch(resource: dict[str, Any], params: dict[str, Any]) -> dict[st
 
 @router.delete("/DocumentReference/{fhir_id}", name="fhir_docref_delete")
 def docref_delete(fhir_id: str, request: Request, access: Gate) -> Response:
-    key, logical = _doc(fhir_id)
+    key, logical = doc_ref(fhir_id)
     expected = _if_match(request.headers.get("if-match"))
     access.delete_document(key, logical, expected_version=expected)
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from dmp.errors import (
     BadRequest,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import _patient_param, base_url, fhir
+from dmp.fhir.common import base_url, fhir, patient_param
 
 router = APIRouter()
 
@@ -28,7 +28,7 @@ def list_search(request: Request, access: Gate) -> Response:
     }
     if unknown:
         raise BadRequest(f"unsupported search parameters: {', '.join(sorted(unknown))}")
-    patient = _patient_param(request, access)
+    patient = patient_param(request, access)
     code = (params.get("code") or "").split("|")[-1] or None
     if code not in (None, "submissionset", "folder"):
         raise BadRequest("code is submissionset or folder")

@@ -21,13 +21,13 @@ from dmp.errors import (
 from dmp.fhir import mapping
 from dmp.fhir.common import (
     MAX_BUNDLE_ENTRIES,
-    _doc,
-    _is_submission_set,
-    _prepare,
-    _validate,
     base_url,
+    doc_ref,
     fhir,
+    is_submission_set,
+    prepare_document,
     read_resource,
+    validate_resource,
 )
 
 
@@ -41,7 +41,7 @@ async def transaction(
     entries = bundle.get("entry") or []
     if len(entries) > MAX_BUNDLE_ENTRIES:
         raise InvalidInput(f"a Bundle holds at most {MAX_BUNDLE_ENTRIES} entries")
-    _validate(Bundle, bundle, "Bundle")
+    validate_resource(Bundle, bundle, "Bundle")
     by_url = {e.get("fullUrl"): e for e in entries if e.get("fullUrl")}
     lists = [e for e in entries if (e.get("resource") or {}).get("resourceType") == "List"]
     docs = [
@@ -50,7 +50,7 @@ async def transaction(
     patches = [e for e in entries if (e.get("request") or {}).get("method") == "PATCH"]
     if not docs:
         raise InvalidInput("the Bundle holds no DocumentReference")
-    submission = [e for e in lists if _is_submission_set(e["resource"])]
+    submission = [e for e in lists if is_submission_set(e["resource"])]
     if len(submission) != 1:
         raise InvalidInput("the Bundle needs exactly one SubmissionSet List")
     patient: PatientRef | None = None
@@ -79,14 +79,14 @@ async def transaction(
             )
         assert content is not None
         try:
-            ref, meta, content, replaces = _prepare(res, content, access, None)
+            ref, meta, content, replaces = prepare_document(res, content, access, None)
         except InvalidInput as exc:
             raise InvalidInput(f"{where}: {exc.message}", reason=exc.reason) from None
         if patient is not None and ref != patient:
             raise InvalidInput(f"{where}: every document of a Bundle is about the same patient")
         patient = ref
         if replaces is not None:
-            replaces = _doc(replaces)[1] if "." in replaces else replaces
+            replaces = doc_ref(replaces)[1] if "." in replaces else replaces
         positions[str(entry.get("fullUrl", ""))] = len(items)
         entry_of.append(n)
         items.append((meta, content, replaces))
@@ -148,7 +148,7 @@ def _binary_entry(
 
 def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> NewList:
     """A SubmissionSet or Folder List; its entries point at DocumentReferences of the Bundle."""
-    kind = "submissionset" if _is_submission_set(res) else "folder"
+    kind = "submissionset" if is_submission_set(res) else "folder"
     refs = [str((e.get("item") or {}).get("reference", "")) for e in res.get("entry") or []]
     docs = tuple(sorted({positions[r] for r in refs if r in positions}))
     if kind == "submissionset" and not docs:

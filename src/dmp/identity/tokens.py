@@ -75,11 +75,6 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
-def verify_token(token: str, secret: bytes, *, now: datetime) -> Actor:
-    """Check signature, issuer, audience and expiry; return the actor or raise 401."""
-    return verify_grant(token, secret, now=now).actor
-
-
 def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
     """Check signature, issuer, audience and expiry; return the grant or raise 401."""
     try:

@@ -192,10 +192,6 @@ def _chart(report: AdoptionReport) -> dict[str, Any]:
     }
 
 
-def svg_chart(report: AdoptionReport) -> str:
-    return _TEMPLATES.get_template("chart.svg").render(chart=_chart(report))
-
-
 def _cell(key: str, value: Any) -> str:
     if key == "penetration_percent" and isinstance(value, float):
         return percent_fr(value).removesuffix("\u202f%")
