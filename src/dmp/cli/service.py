@@ -21,20 +21,17 @@ from dmp.logs import configure
 @friendly_errors
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP service; applies pending migrations first (under a lock)."""
-    import uvicorn
+    from dmp import server
 
     settings = cli_settings()
     configure(settings.log_level)
     with Operator.start(settings):  # create the key ring and migrate once, before workers
         pass
-    uvicorn.run(
+    server.run(
         "dmp.app:app_from_env",
-        factory=True,
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        access_log=False,
-        log_config=None,
     )
 
 

@@ -1,0 +1,52 @@
+"""The HTTP listener: uvicorn on a socket we bind ourselves, one or several worker processes.
+
+Why not ``uvicorn.run(workers=N)``: uvicorn's multi-worker path binds its listening socket with
+``socket.socket(family)``, whose protocol number is 0; asyncio only sets ``TCP_NODELAY`` on
+accepted sockets whose protocol is ``IPPROTO_TCP``, so every keep-alive response met Nagle's
+algorithm and the client's delayed ACK (about 40 ms a response; measured in docs/performance.md).
+Binding the socket with ``IPPROTO_TCP`` here gives every worker's connections ``TCP_NODELAY``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+
+def listening_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP listening socket whose accepted connections get ``TCP_NODELAY`` from asyncio."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: str, *, host: str, port: int, workers: int = 1, **options: Any) -> None:
+    """Serve the ASGI application ``app`` ("module:callable", a factory) until stopped."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        app,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        backlog=2048,
+        **options,
+    )
+    sock = listening_socket(host, port)
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
