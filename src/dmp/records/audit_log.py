@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
@@ -50,25 +51,59 @@ def append_after(
     """Append events that follow head #``head_seq`` and move the head past them: one statement
     on PostgreSQL (the insert takes its rows only if the head update matched). Nothing is
     written, and False returned, if the head moved meanwhile."""
-    moved = (
-        audit_heads.update()
-        .where(audit_heads.c.chain_id == chain_id, audit_heads.c.seq == head_seq)
-        .values(seq=head_seq + len(rows), last_hash=rows[-1]["hash"])
-    )
+    names = tuple(rows[0])
+    params: dict[str, Any] = {
+        "_chain": chain_id,
+        "_head_seq": head_seq,
+        "_new_seq": head_seq + len(rows),
+        "_last_hash": rows[-1]["hash"],
+    }
+    for k, r in enumerate(rows):
+        params.update({f"{n}_{k}": r[n] for n in names})
     if conn.dialect.name != "postgresql":
-        if conn.execute(moved).rowcount != 1:
+        if conn.execute(_move_head(), params).rowcount != 1:
             return False
         conn.execute(audit_events.insert(), rows)
         return True
-    names = list(rows[0])
-    new = sa.values(*(sa.column(n, audit_events.c[n].type) for n in names), name="new_events")
-    new = new.data([tuple(r[n] for n in names) for r in rows])
-    cte = moved.returning(audit_heads.c.chain_id).cte("moved")
-    stmt = audit_events.insert().from_select(
-        names, sa.select(*(new.c[n] for n in names)).select_from(new).join(cte, sa.true())
-    )
-    inserted = conn.execute(stmt.add_cte(cte).returning(audit_events.c.seq)).all()
+    inserted = conn.execute(_append_statement(names, len(rows)), params).all()
     return len(inserted) == len(rows)
+
+
+@functools.cache
+def _move_head() -> sa.Update:
+    """Move the head from ``_head_seq`` to ``_new_seq``, only if it is still at ``_head_seq``."""
+    return (
+        audit_heads.update()
+        .where(
+            audit_heads.c.chain_id == sa.bindparam("_chain", type_=sa.String),
+            audit_heads.c.seq == sa.bindparam("_head_seq", type_=sa.BigInteger),
+        )
+        .values(
+            seq=sa.bindparam("_new_seq", type_=sa.BigInteger),
+            last_hash=sa.bindparam("_last_hash", type_=sa.String),
+        )
+    )
+
+
+@functools.cache
+def _append_statement(names: tuple[str, ...], count: int) -> sa.Insert:
+    """PostgreSQL: ``WITH moved AS (UPDATE head ... RETURNING) INSERT ... SELECT ... FROM
+    moved``: the events are inserted only if the head moved. Built once per number of events,
+    its values bound at execution (building it cost more than running it)."""
+    cte = _move_head().returning(audit_heads.c.chain_id).cte("moved")
+    selects = [
+        sa.select(
+            *(sa.bindparam(f"{n}_{k}", type_=audit_events.c[n].type).label(n) for n in names)
+        ).select_from(cte)
+        for k in range(count)
+    ]
+    source = selects[0] if count == 1 else sa.union_all(*selects)
+    return (
+        audit_events.insert()
+        .from_select(list(names), source)
+        .add_cte(cte)
+        .returning(audit_events.c.seq)
+    )
 
 
 def _to_row(r: sa.Row[Any]) -> AuditRow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from dataclasses import fields
 from typing import Any
@@ -17,82 +18,159 @@ from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow
 _DOC_FIELDS = tuple(f.name for f in fields(DocumentRow))
 
 
-def _visibility_clause(v: DocumentVisibility) -> list[sa.ColumnElement[bool]]:
-    d = documents.c
-    clauses: list[sa.ColumnElement[bool]] = []
+# The search is the hottest statement of all: it is built once per *shape* (which clauses a
+# visibility and a criteria use) and cached, its values bound at execution. Building a SQLAlchemy
+# statement costs more than running it; the shape's clauses never depend on the values.
+
+_D = documents.c
+_Token = tuple[Any, ...]
+
+
+class _Where:
+    """The shape of a WHERE clause (tokens, see ``_clause``) and the values it binds."""
+
+    def __init__(self) -> None:
+        self.shape: list[_Token] = []
+        self.params: dict[str, Any] = {}
+
+    def add(self, token: _Token, **params: Any) -> None:
+        self.shape.append(token)
+        self.params.update(params)
+
+
+def _bind(name: str, column: str, expanding: bool = False) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=_D[column].type, expanding=expanding)
+
+
+def _clause(token: _Token) -> sa.ColumnElement[bool]:
+    kind = token[0]
+    if kind == "in":
+        return _D[token[1]].in_(_bind(token[2], token[1], expanding=True))
+    if kind == "eq":
+        return _D[token[1]] == _bind(token[2], token[1])
+    if kind == "ge":
+        return _D[token[1]] >= _bind(token[2], token[1])
+    if kind == "lt":
+        return _D[token[1]] < _bind(token[2], token[1])
+    if kind == "false":
+        return sa.false()
+    if kind == "is_false":
+        return _D[token[1]].is_(False)
+    if kind in ("own", "unmasked_or_own"):
+        own = sa.or_(
+            _D.author_id.in_(_bind("m_authors", "author_id", expanding=True)),
+            _D.author_structure.in_(_bind("m_structures", "author_structure", expanding=True)),
+        )
+        return own if kind == "own" else sa.or_(_D.masked_ps.is_(False), own)
+    if kind == "authors":
+        return sa.or_(
+            _D.author_id.in_(_bind("a_ids", "author_id", expanding=True)),
+            _D.author_structure.in_(_bind("a_structures", "author_structure", expanding=True)),
+        )
+    if kind == "hide_invisible_patient":
+        return sa.or_(
+            _D.invisible_patient.is_(False),
+            sa.and_(
+                _D.invisible_patient_until.is_not(None),
+                _D.invisible_patient_until <= _bind("hide_at", "invisible_patient_until"),
+            ),
+        )
+    if kind == "confidentiality":
+        flags, levels = token[1], token[2]
+        alternatives = [_D[f].is_(True) for f in flags]
+        if levels:
+            alternatives.append(_D.confidentiality.in_(_bind("c_levels", "confidentiality", True)))
+        return sa.or_(*alternatives) if alternatives else sa.false()
+    raise AssertionError(f"unknown clause {token!r}")  # pragma: no cover
+
+
+def _visibility(v: DocumentVisibility, w: _Where) -> None:
     if v.statuses is not None:
-        clauses.append(d.status.in_(v.statuses))
+        w.add(("in", "status", "v_status"), v_status=list(v.statuses))
     if v.type_codes is not None:
-        clauses.append(d.type_code.in_(sorted(v.type_codes)))
-    own = sa.or_(d.author_id.in_(v.masked_authors), d.author_structure.in_(v.masked_structures))
+        w.add(("in", "type_code", "v_type"), v_type=sorted(v.type_codes))
+    mine = {"m_authors": list(v.masked_authors), "m_structures": list(v.masked_structures)}
     if v.masked == "none":
-        clauses.append(sa.false() if v.mask_everything else d.masked_ps.is_(False))
+        w.add(("false",) if v.mask_everything else ("is_false", "masked_ps"))
     elif v.masked == "authors":
-        clauses.append(own if v.mask_everything else sa.or_(d.masked_ps.is_(False), own))
+        w.add(("own",) if v.mask_everything else ("unmasked_or_own",), **mine)
     if v.authors is not None:
-        clauses.append(
-            sa.or_(d.author_id.in_(v.authors), d.author_structure.in_(v.author_structures))
-        )
+        w.add(("authors",), a_ids=list(v.authors), a_structures=list(v.author_structures))
     if v.hide_invisible_patient_at is not None:
-        clauses.append(
-            sa.or_(
-                d.invisible_patient.is_(False),
-                sa.and_(
-                    d.invisible_patient_until.is_not(None),
-                    d.invisible_patient_until <= v.hide_invisible_patient_at,
-                ),
-            )
-        )
+        w.add(("hide_invisible_patient",), hide_at=v.hide_invisible_patient_at)
     if v.hide_invisible_representatives:
-        clauses.append(d.invisible_representatives.is_(False))
-    return clauses
+        w.add(("is_false", "invisible_representatives"))
 
 
-def _criteria_clause(c: DocumentCriteria) -> list[sa.ColumnElement[bool]]:
-    d = documents.c
-    clauses: list[sa.ColumnElement[bool]] = []
+_FLAG_COLUMNS = {
+    VisibilityFlag.MASQUE_PS.value: "masked_ps",
+    VisibilityFlag.INVISIBLE_PATIENT.value: "invisible_patient",
+    VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX.value: "invisible_representatives",
+}
+
+
+def _criteria(c: DocumentCriteria, w: _Where) -> None:
     if c.document_id is not None:
-        clauses.append(d.logical_id == c.document_id)
+        w.add(("eq", "logical_id", "c_id"), c_id=c.document_id)
     if c.statuses is not None:
-        clauses.append(d.status.in_(c.statuses))
+        w.add(("in", "status", "c_status"), c_status=list(c.statuses))
     if c.type_codes is not None:
-        clauses.append(d.type_code.in_(c.type_codes))
+        w.add(("in", "type_code", "c_type"), c_type=list(c.type_codes))
     if c.service_from is not None:
-        clauses.append(d.service_start >= c.service_from)
+        w.add(("ge", "service_start", "c_service_from"), c_service_from=c.service_from)
     if c.service_to is not None:
-        clauses.append(d.service_start < c.service_to)
+        w.add(("lt", "service_start", "c_service_to"), c_service_to=c.service_to)
     for values, column in (
-        (c.class_codes, d.class_code),
-        (c.format_codes, d.format_code),
-        (c.facility_types, d.facility_type),
-        (c.practice_settings, d.practice_setting),
-        (c.unique_ids, d.unique_id),
-        (c.author_ids, d.author_id),
-        (c.replaces_ids, d.replaces_id),
+        (c.class_codes, "class_code"),
+        (c.format_codes, "format_code"),
+        (c.facility_types, "facility_type"),
+        (c.practice_settings, "practice_setting"),
+        (c.unique_ids, "unique_id"),
+        (c.author_ids, "author_id"),
+        (c.replaces_ids, "replaces_id"),
     ):
         if values is not None:
-            clauses.append(column.in_(values))
+            w.add(("in", column, f"c_{column}"), **{f"c_{column}": list(values)})
     for start, end, column in (
-        (c.created_from, c.created_to, d.creation_time),
-        (c.submitted_from, c.submitted_to, d.submitted_at),
-        (c.service_end_from, c.service_end_to, d.service_stop),
+        (c.created_from, c.created_to, "creation_time"),
+        (c.submitted_from, c.submitted_to, "submitted_at"),
+        (c.service_end_from, c.service_end_to, "service_stop"),
     ):
         if start is not None:
-            clauses.append(column >= start)
+            w.add(("ge", column, f"c_{column}_from"), **{f"c_{column}_from": start})
         if end is not None:
-            clauses.append(column < end)
+            w.add(("lt", column, f"c_{column}_to"), **{f"c_{column}_to": end})
     if c.confidentiality is not None:
-        flags = {
-            VisibilityFlag.MASQUE_PS.value: d.masked_ps,
-            VisibilityFlag.INVISIBLE_PATIENT.value: d.invisible_patient,
-            VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX.value: d.invisible_representatives,
-        }
-        alternatives = [flags[v].is_(True) for v in c.confidentiality if v in flags]
-        levels = [v for v in c.confidentiality if v not in flags]
-        if levels:
-            alternatives.append(d.confidentiality.in_(levels))
-        clauses.append(sa.or_(*alternatives) if alternatives else sa.false())
-    return clauses
+        flags = tuple(_FLAG_COLUMNS[v] for v in c.confidentiality if v in _FLAG_COLUMNS)
+        levels = [v for v in c.confidentiality if v not in _FLAG_COLUMNS]
+        w.add(("confidentiality", flags, bool(levels)), c_levels=levels)
+
+
+def _scoped(shape: tuple[_Token, ...]) -> list[sa.ColumnElement[bool]]:
+    return [
+        _D.patient_id == _bind("pid", "patient_id"),
+        _D.latest.is_(True),
+        *(_clause(t) for t in shape),
+    ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _search_statement(shape: tuple[_Token, ...], oldest_first: bool) -> sa.Select[Any]:
+    # The page and its total in one round trip (the total as a window over the filtered rows).
+    total_col = sa.func.count().over().label("_total")
+    order = _D.service_start.asc() if oldest_first else _D.service_start.desc()
+    return (
+        sa.select(*(_D[k] for k in _DOC_FIELDS), total_col)
+        .where(*_scoped(shape))
+        .order_by(order, _D.id)
+        .limit(sa.bindparam("_limit", type_=sa.Integer))
+        .offset(sa.bindparam("_offset", type_=sa.Integer))
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _count_statement(shape: tuple[_Token, ...]) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).select_from(documents).where(*_scoped(shape))
 
 
 def search(
@@ -102,38 +180,23 @@ def search(
     criteria: DocumentCriteria,
 ) -> tuple[list[DocumentRow], int]:
     """One page of visible documents, newest service date first, and the visible total."""
-    where = [
-        documents.c.patient_id == scope.patient_id,
-        documents.c.latest.is_(True),
-        *_visibility_clause(visibility),
-        *_criteria_clause(criteria),
-    ]
-    # The page and its total in one round trip (the total as a window over the filtered rows).
-    total_col = sa.func.count().over().label("_total")
+    w = _Where()
+    _visibility(visibility, w)
+    _criteria(criteria, w)
+    shape = tuple(w.shape)
+    params = {**w.params, "pid": scope.patient_id}
     rows = conn.execute(
-        sa.select(documents, total_col)
-        .where(*where)
-        .order_by(
-            documents.c.service_start.asc()
-            if criteria.oldest_first
-            else documents.c.service_start.desc(),
-            documents.c.id,
-        )
-        .limit(criteria.limit)
-        .offset(criteria.offset)
+        _search_statement(shape, criteria.oldest_first),
+        {**params, "_limit": criteria.limit, "_offset": criteria.offset},
     ).all()
     if rows:
-        total = int(rows[0]._mapping["_total"])
+        total = int(rows[0][-1])
     elif criteria.offset:
         # A page past the end: the total needs its own count.
-        total = int(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(documents).where(*where)
-            ).scalar_one()
-        )
+        total = int(conn.execute(_count_statement(shape), params).scalar_one())
     else:
         total = 0
-    return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows], total
+    return [DocumentRow(*r[:-1]) for r in rows], total
 
 
 def get(
@@ -268,10 +331,10 @@ def visible_ids(
     """Which of these documents the visibility lets through (one query)."""
     if not ids:
         return set()
-    where = [
-        documents.c.patient_id == scope.patient_id,
-        documents.c.latest.is_(True),
-        documents.c.logical_id.in_(ids),
-        *_visibility_clause(visibility),
-    ]
-    return {str(x) for x in conn.execute(sa.select(documents.c.logical_id).where(*where)).scalars()}
+    w = _Where()
+    _visibility(visibility, w)
+    stmt = sa.select(_D.logical_id).where(
+        *_scoped(tuple(w.shape)), _D.logical_id.in_(_bind("ids", "logical_id", expanding=True))
+    )
+    params = {**w.params, "pid": scope.patient_id, "ids": ids}
+    return {str(x) for x in conn.execute(stmt, params).scalars()}

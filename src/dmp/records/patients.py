@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -60,28 +61,25 @@ class Standing:
     chain_head: tuple[int, str] | None = None
 
 
-def load_standing(
-    conn: Connection,
-    ins: tuple[str, str] | None,
-    patient_id: str | None,
-    id_nat_ps: str | None,
-) -> Standing | None:
-    """Patient id, record, the patient's decision about this professional, care-team membership
-    and any emergency window: one query, whatever the actor."""
+@functools.cache
+def _standing_statement(by_ins: bool) -> sa.Select[Any]:
+    """The standing query, built once (its values are bound at execution): building a
+    SQLAlchemy statement costs more than running it, on the hottest path of all."""
     perm = professional_permissions
     pid = patients.c.id
+    ps = sa.bindparam("ps", type_=sa.String)
     declared = (
         sa.exists()
-        .where(care_team.c.patient_id == pid, care_team.c.id_nat_ps == id_nat_ps)
+        .where(care_team.c.patient_id == pid, care_team.c.id_nat_ps == ps)
         .label("care_team_declared")
     )
     emergency = (
         sa.select(sa.func.max(emergency_accesses.c.expires_at))
-        .where(emergency_accesses.c.patient_id == pid, emergency_accesses.c.id_nat_ps == id_nat_ps)
+        .where(emergency_accesses.c.patient_id == pid, emergency_accesses.c.id_nat_ps == ps)
         .scalar_subquery()
         .label("emergency_until")
     )
-    stmt = (
+    return (
         sa.select(
             records,
             perm.c.consented_at,
@@ -97,18 +95,36 @@ def load_standing(
         )
         .select_from(
             patients.join(records, records.c.patient_id == pid)
-            .outerjoin(perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == id_nat_ps))
+            .outerjoin(perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == ps))
             .outerjoin(audit_heads, audit_heads.c.chain_id == pid)
         )
         .where(
             *(
-                (patients.c.ins_value == ins[1], patients.c.ins_oid == ins[0])
-                if ins is not None
-                else (patients.c.id == patient_id,)
+                (
+                    patients.c.ins_value == sa.bindparam("ins_value", type_=sa.String),
+                    patients.c.ins_oid == sa.bindparam("ins_oid", type_=sa.String),
+                )
+                if by_ins
+                else (patients.c.id == sa.bindparam("pid", type_=sa.String),)
             )
         )
     )
-    row = conn.execute(stmt).first()
+
+
+def load_standing(
+    conn: Connection,
+    ins: tuple[str, str] | None,
+    patient_id: str | None,
+    id_nat_ps: str | None,
+) -> Standing | None:
+    """Patient id, record, the patient's decision about this professional, care-team membership
+    and any emergency window: one query, whatever the actor."""
+    if ins is not None:
+        params = {"ps": id_nat_ps, "ins_oid": ins[0], "ins_value": ins[1]}
+    else:
+        params = {"ps": id_nat_ps, "pid": patient_id}
+    stmt = _standing_statement(ins is not None)
+    row = conn.execute(stmt, params).first()
     if row is None:
         return None
     record: RecordRow = _row(RecordRow, row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,11 +36,20 @@ def _insert(conn: Connection) -> Any:
 def _bump(
     conn: Connection, table: sa.Table, key: dict[str, Any], column: str = "count", by: int = 1
 ) -> None:
-    stmt = _insert(conn)(table).values(**key, **{column: by})
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=list(key), set_={column: getattr(table.c, column) + by}
-        )
+    stmt = _bump_statement(conn.dialect.name, table, tuple(key), column)
+    conn.execute(stmt, {**key, "_by": by})
+
+
+@functools.cache
+def _bump_statement(dialect: str, table: sa.Table, key: tuple[str, ...], column: str) -> Any:
+    """The counter upsert, built once per table and key (values bound at execution)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    by = sa.bindparam("_by", type_=sa.BigInteger)
+    stmt = insert(table).values(
+        {**{k: sa.bindparam(k, type_=table.c[k].type) for k in key}, column: by}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(key), set_={column: getattr(table.c, column) + by}
     )
 
 
