@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -120,7 +123,19 @@ def _error_body(code: str, message: str, reason: str | None = None) -> dict[str,
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="dmp", version=__version__, summary="Shared medical record (DMP)")
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The request threads (sync endpoints) match the connection pool: no request waits
+        # for a connection, and no more threads contend for the interpreter than can work.
+        to_thread.current_default_thread_limiter().total_tokens = runtime.settings.db_pool_size
+        yield
+
+    app = FastAPI(
+        title="dmp",
+        version=__version__,
+        summary="Shared medical record (DMP)",
+        lifespan=lifespan,
+    )
     app.state.runtime = runtime
 
     @app.exception_handler(DmpError)

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     emergency_access_days: int = _env("DMP_EMERGENCY_DAYS", "emergency_access_days", 5)
     # Default search window over service dates, in days (AC-15: two years).
     search_window_days: int = 730
+    # Database connections per server process, and as many request threads: a request that runs
+    # never waits for a connection, and no more threads contend for the interpreter than can
+    # use the database at once (docs/performance.md).
+    db_pool_size: int = 4
     # Adoption milestones per département: listed thresholds, then every N ("+N").
     milestones: str = "10000,50000,100000,+100000"
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
@@ -61,7 +65,12 @@ class Settings(BaseSettings):
         return None if value == "" else value
 
     @field_validator(
-        "port", "token_ttl_seconds", "emergency_access_days", "search_window_days", mode="before"
+        "port",
+        "token_ttl_seconds",
+        "emergency_access_days",
+        "search_window_days",
+        "db_pool_size",
+        mode="before",
     )
     @classmethod
     def _positive_whole_number(cls, value: Any) -> int:
@@ -136,6 +145,7 @@ class Settings(BaseSettings):
             "token_ttl_seconds": str(self.token_ttl_seconds),
             "emergency_access_days": str(self.emergency_access_days),
             "search_window_days": str(self.search_window_days),
+            "db_pool_size": str(self.db_pool_size),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
             "milestones": self.milestones,
         }

@@ -48,7 +48,9 @@ class Runtime:
         cls, settings: Settings, *, clock: Clock | None = None, migrate: bool = True
     ) -> Runtime:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        engine = database.make_engine(settings.effective_database_url)
+        engine = database.make_engine(
+            settings.effective_database_url, pool_size=settings.db_pool_size
+        )
         matrix = load_matrix(settings.matrix_file)
         if migrate and not database.schema_is_current(engine):
             database.upgrade(engine)

@@ -44,22 +44,22 @@ PUBLIC_ROUTES = frozenset(
 _RETIRED_HEADERS = ("x-dmp-purpose-of-use", "x-dmp-justification")
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     """The process's runtime: for the dependencies below only. No route takes it (the route
     walk and the adapter lint check): routes get a gate or one of the narrow objects here."""
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
+async def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
     return TokenEndpoint(rt)
 
 
-def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
+async def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
     return PublicStatistics(rt)
 
 
-def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:
+async def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -72,7 +72,7 @@ def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:
     return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
 
 
-def gate(
+async def gate(
     request: Request,
     rt: Annotated[Runtime, Depends(runtime)],
     g: Annotated[Grant, Depends(grant)],

@@ -22,7 +22,7 @@ _PG_MIGRATION_LOCK = 0x444D50
 EXPECTED_REVISION = "0009"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[1] if "///" in url else ""
         if db_path and db_path != ":memory:":
@@ -30,6 +30,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
+    # No pre-ping: a checkout costs no round trip. A connection found broken fails the request
+    # that met it and invalidates the pool (SQLAlchemy's disconnect handling), so the next
+    # checkouts get fresh connections.
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
