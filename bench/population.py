@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import random
 import sys
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,7 +42,7 @@ from dmp.domain.codes import TYPE_TO_CLASS
 from dmp.domain.geo import geography
 from dmp.domain.ins import OID_TEST, make_ins_value
 from dmp.jobs import counters
-from dmp.records import schema
+from dmp.records import database, schema
 
 CDA_FORMAT = "urn:ihe:iti:xds-sd:text:2008"
 START = datetime(2021, 1, 1, tzinfo=UTC)
@@ -280,8 +280,8 @@ def directory(rt: Runtime, rng: random.Random, count: int) -> list[Professional]
 class Chain:
     """One patient's audit chain as the gate would have written it."""
 
-    def __init__(self, patient_id: str, key: audit.AuditKey) -> None:
-        self.patient_id, self.key = patient_id, key
+    def __init__(self, patient_id: str, key: audit.AuditKey, rng: random.Random) -> None:
+        self.patient_id, self.key, self.rng = patient_id, key, rng
         self.seq, self.prev = 0, "0" * 64
         self.rows: list[dict[str, Any]] = []
 
@@ -310,7 +310,7 @@ class Chain:
             "client_addr": None,
             "key_id": self.key.key_id,
             "seq": self.seq,
-            "event_id": uuid.UUID(int=random.getrandbits(128)).hex,
+            "event_id": f"{self.rng.getrandbits(128):032x}",
             "action": action,
             "target": target,
             "targets": None,
@@ -318,6 +318,69 @@ class Chain:
         }
         event["hash"] = self.prev = audit.event_mac(event, self.key.secret)
         self.rows.append(event)
+
+
+@dataclass
+class _Context:
+    """What every batch needs (set before the worker processes fork)."""
+
+    url: str
+    seed: int
+    gps: list[Professional]
+    readers: list[Professional]
+    authors: list[Professional]
+    deps: list[Any]
+    weights: list[int]
+    kek_id: str
+    kek: bytes
+    akey: audit.AuditKey
+    span: int
+    now: datetime
+    mean_documents: float
+    content_bytes: int
+    large_patients: int
+    large_bytes: int
+    sample_every: int
+    patients: int
+    batch: int
+
+
+_CTX: _Context | None = None
+_ENGINE: sa.Engine | None = None
+_TABLES = (
+    "patients",
+    "records",
+    "patient_keys",
+    "professional_permissions",
+    "care_team",
+    "documents",
+    "document_contents",
+    "audit_events",
+    "audit_heads",
+)
+
+
+def _batch(first: int) -> tuple[int, int, Manifest]:
+    """Generate and write one batch of patients (in a worker process); what the manifest
+    needs back."""
+    global _ENGINE
+    c = _CTX
+    assert c is not None
+    if _ENGINE is None:
+        _ENGINE = database.make_engine(c.url, pool_size=1)
+    rng = random.Random(f"{c.seed}:{first}")
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _TABLES}
+    part = Manifest(0)
+    docs = 0
+    last = min(c.patients, first + c.batch)
+    for i in range(first, last):
+        size = c.large_bytes if i < c.large_patients else c.content_bytes
+        docs += _patient(i, rows, rng, c, size, part)
+    writer = Writer(_ENGINE)
+    with _ENGINE.begin() as conn:
+        for name, table_rows in rows.items():
+            writer.write(conn, schema.metadata.tables[name], table_rows)
+    return last - first, docs, part
 
 
 def build(
@@ -329,82 +392,69 @@ def build(
     content_bytes: int = 1024,
     large_patients: int = 200,
     large_bytes: int = 30 * 1024,
-    batch: int = 2000,
+    batch: int = 1000,
     samples: int = 20_000,
-    on_progress: Callable[[int, int], None] | None = None,
+    processes: int = 2,
 ) -> Manifest:
     """Load ``patients`` records into an empty database; return the workloads' manifest.
 
-    The first ``large_patients`` patients' documents carry ``large_bytes`` of content (the
-    retrieval workload reads those); the others ``content_bytes``."""
+    Batches are generated and written by ``processes`` worker processes, each with its own
+    connection. The first ``large_patients`` patients' documents carry ``large_bytes`` of
+    content (the retrieval workload reads those); the others ``content_bytes``."""
+    global _CTX
     t0 = time.monotonic()
     rng = random.Random(seed)
-    random.seed(seed)
     pros = directory(rt, rng, max(len(PROFESSIONS), patients // 500))
-    gps = [p for p in pros if p.specialty == "SM54"]
-    readers = [p for p in pros if p.profession in ("10", "21", "60", "40", "50", "70")]
-    authors = [p for p in pros if p.profession == "10"]
-    deps = [d for d in geography().departements.values() if d.population > 0]
-    weights = [d.population for d in deps]
-    kek_id = rt.keyring.active_kek_id
-    kek = rt.kek(kek_id)
-    akey = rt.audit_key
-    now = rt.clock.now()
-    span = int((now - START).total_seconds())
+    _CTX = _Context(
+        url=rt.settings.effective_database_url,
+        seed=seed,
+        gps=[p for p in pros if p.specialty == "SM54"],
+        readers=[p for p in pros if p.profession in ("10", "21", "60", "40", "50", "70")],
+        authors=[p for p in pros if p.profession == "10"],
+        deps=[d for d in geography().departements.values() if d.population > 0],
+        weights=[d.population for d in geography().departements.values() if d.population > 0],
+        kek_id=rt.keyring.active_kek_id,
+        kek=rt.kek(rt.keyring.active_kek_id),
+        akey=rt.audit_key,
+        span=int((rt.clock.now() - START).total_seconds()),
+        now=rt.clock.now(),
+        mean_documents=mean_documents,
+        content_bytes=content_bytes,
+        large_patients=large_patients,
+        large_bytes=large_bytes,
+        sample_every=max(1, patients // samples),
+        patients=patients,
+        batch=batch,
+    )
     manifest = Manifest(patients)
     manifest.professionals = {
         p.id_nat_ps: {"structure": p.structure_id, "profession": p.profession} for p in pros
     }
-    sample_every = max(1, patients // samples)
-    writer = Writer(rt.engine)
     progress = Progress(patients, "population")
-    small_templates: dict[str, bytes] = {}
-    docs_total = 0
-    for first in range(0, patients, batch):
-        rows: dict[str, list[dict[str, Any]]] = {
-            name: []
-            for name in (
-                "patients",
-                "records",
-                "patient_keys",
-                "professional_permissions",
-                "care_team",
-                "documents",
-                "document_contents",
-                "audit_events",
-                "audit_heads",
-            )
-        }
-        for i in range(first, min(patients, first + batch)):
-            docs_total += _patient(
-                i,
-                rows,
-                rng,
-                deps,
-                weights,
-                gps,
-                readers,
-                authors,
-                kek_id,
-                kek,
-                akey,
-                span,
-                now,
-                mean_documents,
-                content_bytes if i >= large_patients else large_bytes,
-                small_templates,
-                manifest,
-                sample_every,
-            )
-        with rt.engine.begin() as conn:
-            for name, table_rows in rows.items():
-                writer.write(conn, schema.metadata.tables[name], table_rows)
-        done = min(patients, first + batch)
-        progress.update(done, f"{docs_total:,} documents")
-        if on_progress:
-            on_progress(done, docs_total)
+    done = docs_total = 0
+    sqlite = rt.engine.dialect.name == "sqlite"
+    starts = range(0, patients, batch)
+    if sqlite or processes <= 1:  # one writer at a time on SQLite
+        results: Iterator[tuple[int, int, Manifest]] = map(_batch, starts)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(processes)
+        results = pool.imap(_batch, starts)
+    try:
+        for n, docs, part in results:
+            done += n
+            docs_total += docs
+            manifest.consultations += part.consultations
+            manifest.publications += part.publications
+            manifest.retrievals += part.retrievals
+            progress.update(done, f"{docs_total:,} documents")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    sys.stderr.write("rebuilding the adoption counters from the rows...\n")
     counters.rebuild_counters(rt)
-    if writer.pg:
+    if not sqlite:
         with rt.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
     manifest.documents = docs_total
@@ -416,28 +466,16 @@ def _patient(
     i: int,
     rows: dict[str, list[dict[str, Any]]],
     rng: random.Random,
-    deps: list[Any],
-    weights: list[int],
-    gps: list[Professional],
-    readers: list[Professional],
-    authors: list[Professional],
-    kek_id: str,
-    kek: bytes,
-    akey: audit.AuditKey,
-    span: int,
-    now: datetime,
-    mean_documents: float,
+    c: _Context,
     content_bytes: int,
-    templates: dict[str, bytes],
     manifest: Manifest,
-    sample_every: int,
 ) -> int:
-    pid = uuid.UUID(int=rng.getrandbits(128)).hex
+    pid = f"{rng.getrandbits(128):032x}"
     ins = ins_value(i)
-    dep = rng.choices(deps, weights)[0]
-    opened = START + timedelta(seconds=rng.randrange(0, span - 86400 * 30))
+    dep = rng.choices(c.deps, c.weights)[0]
+    opened = START + timedelta(seconds=rng.randrange(0, c.span - 86400 * 30))
     commune = dep.code + "001" if len(dep.code) == 2 else dep.code + "01"
-    gp = rng.choice(gps)
+    gp = rng.choice(c.gps)
     rows["patients"].append(
         {
             "id": pid,
@@ -476,16 +514,16 @@ def _patient(
             "activated_at": opened if rng.random() < 0.35 else None,
         }
     )
-    chain = Chain(pid, akey)
+    chain = Chain(pid, c.akey, rng)
     chain.add(opened, "desk_agent", "desk-bench", None, "record.open", "ALLOW_OPEN")
     data_key = envelope.new_data_key()
-    key_id = uuid.UUID(int=rng.getrandbits(128)).hex
+    key_id = f"{rng.getrandbits(128):032x}"
     rows["patient_keys"].append(
         {
             "patient_id": pid,
             "key_id": key_id,
-            "kek_id": kek_id,
-            "wrapped": envelope.wrap_data_key(kek, data_key, pid),
+            "kek_id": c.kek_id,
+            "wrapped": envelope.wrap_data_key(c.kek, data_key, pid),
             "created_at": opened,
             "shredded_at": None,
         }
@@ -493,7 +531,7 @@ def _patient(
     # Consents: the GP and a few others; some blocked professionals.
     consented = {gp.id_nat_ps: gp}
     for _ in range(rng.randrange(0, 4)):
-        p = rng.choice(readers)
+        p = rng.choice(c.readers)
         consented[p.id_nat_ps] = p
     t = opened
     for p in consented.values():
@@ -517,7 +555,7 @@ def _patient(
             p.id_nat_ps,
         )
     if rng.random() < 0.05:
-        p = rng.choice(readers)
+        p = rng.choice(c.readers)
         if p.id_nat_ps not in consented:
             t += timedelta(minutes=1)
             rows["professional_permissions"].append(
@@ -539,7 +577,7 @@ def _patient(
                 p.id_nat_ps,
             )
     if rng.random() < 0.1:
-        p = rng.choice(readers)
+        p = rng.choice(c.readers)
         t += timedelta(minutes=1)
         rows["care_team"].append(
             {
@@ -553,30 +591,26 @@ def _patient(
             t, "patient", f"patient:{ins}", None, "care_team.declare", "ALLOW_HOLDER", p.id_nat_ps
         )
     # Documents, oldest first (the chain is in time order).
-    n_docs = _long_tail(rng, mean_documents)
-    age = int((now - t).total_seconds())
+    n_docs = _long_tail(rng, c.mean_documents)
+    age = int((c.now - t).total_seconds())
     times = sorted(t + timedelta(seconds=rng.randrange(60, max(120, age))) for _ in range(n_docs))
-    content = templates.get(f"{ins}:{content_bytes}")
-    if content is None:
-        content = cda(ins, content_bytes)
-        if content_bytes > 4096:
-            templates[f"{ins}:{content_bytes}"] = content
+    content = cda(ins, content_bytes)
     sha256 = hashlib.sha256(content).hexdigest()
     sha1 = hashlib.sha1(content).hexdigest()  # noqa: S324 - XDS hash attribute, not security
     first_doc: str | None = None
     for at in times:
         type_code, title, _ = rng.choices(DOC_TYPES, [w for *_, w in DOC_TYPES])[0]
-        author = gp if rng.random() < 0.4 else rng.choice(authors)
-        logical = uuid.UUID(int=rng.getrandbits(128)).hex
-        content_id = uuid.UUID(int=rng.getrandbits(128)).hex
+        author = gp if rng.random() < 0.4 else rng.choice(c.authors)
+        logical = f"{rng.getrandbits(128):032x}"
+        content_id = f"{rng.getrandbits(128):032x}"
         service = at - timedelta(days=rng.randrange(0, 30))
         rows["documents"].append(
             {
                 "patient_id": pid,
-                "id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                "id": f"{rng.getrandbits(128):032x}",
                 "logical_id": logical,
                 "version": 1,
-                "unique_id": f"2.25.{uuid.UUID(logical).int}",
+                "unique_id": f"2.25.{int(logical, 16)}",
                 "status": "current",
                 "type_code": type_code,
                 "class_code": TYPE_TO_CLASS[type_code],
@@ -608,12 +642,12 @@ def _patient(
             }
         )
         sealed = envelope.seal_chunks(data_key, content, envelope.content_context(pid, content_id))
-        for c, chunk in enumerate(sealed):
+        for k, chunk in enumerate(sealed):
             rows["document_contents"].append(
                 {
                     "patient_id": pid,
                     "content_id": content_id,
-                    "chunk": c,
+                    "chunk": k,
                     "key_id": key_id,
                     "sealed": chunk,
                 }
@@ -635,7 +669,7 @@ def _patient(
             first_doc = logical
     rows["audit_events"].extend(chain.rows)
     rows["audit_heads"].append({"chain_id": pid, "seq": chain.seq, "last_hash": chain.prev})
-    if i % sample_every == 0:
+    if i % c.sample_every == 0:
         manifest.consultations.append((i, gp.id_nat_ps))
         manifest.publications.append((i, gp.id_nat_ps))
     if first_doc is not None and content_bytes > 4096:

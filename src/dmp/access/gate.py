@@ -348,10 +348,9 @@ class Kernel:
         a representative). An unknown patient is refused here."""
         ps = self.actor.id if self.actor.kind is ActorKind.PROFESSIONAL else None
         if isinstance(ref, PatientKey):
-            standing = patients.load_standing(conn, None, ref.id, ps)
+            standing = patients.load_standing(conn, ref.id, ps)
         else:
-            ins = self._parse_ins(ref)
-            standing = patients.load_standing(conn, (ins.oid, ins.value), None, ps)
+            standing = self._standing_by_ins(conn, self._parse_ins(ref), ps)
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
         self._check_grant(need, audit_action, standing, target)
@@ -377,6 +376,28 @@ class Kernel:
             representative_ids=reps,
         )
         return standing, facts
+
+    def _standing_by_ins(
+        self, conn: Connection, ins: Ins, ps: str | None
+    ) -> patients.Standing | None:
+        """The standing of the record an INS names. The facts are read by patient key (every
+        statement filters on it); the key comes from the process's index when it knows it,
+        checked against the INS the facts return, else from one lookup."""
+        wanted = (ins.oid, ins.value)
+        index = self._rt.patient_index
+        known = index.get(wanted)
+        if known is not None:
+            standing = patients.load_standing(conn, known, ps)
+            if standing is not None and (standing.ins_oid, standing.ins_value) == wanted:
+                return standing
+            index.forget(wanted)  # the INS changed, or the record is gone: look it up again
+        found = patients.find_patient_id(conn, ins.oid, ins.value)
+        if found is None:
+            return None
+        standing = patients.load_standing(conn, found, ps)
+        if standing is not None:
+            index.put(wanted, found)
+        return standing
 
     def _decide(self, action: Action, facts: RecordFacts) -> Decision:
         return decide(

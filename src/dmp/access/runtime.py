@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from dmp.access.audit import AuditKey, AuditKeys, RequestContext
 from dmp.access.matrix import load_matrix
+from dmp.access.patient_index import PatientIndex
 from dmp.access.policy import Matrix
 from dmp.clock import Clock, SystemClock
 from dmp.config import Settings
@@ -42,6 +43,7 @@ class Runtime:
     matrix: Matrix
     milestones: Thresholds
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    patient_index: PatientIndex = field(default_factory=PatientIndex, repr=False)
 
     @classmethod
     def start(

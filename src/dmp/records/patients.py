@@ -62,20 +62,22 @@ class Standing:
 
 
 @functools.cache
-def _standing_statement(by_ins: bool) -> sa.Select[Any]:
+def _standing_statement() -> sa.Select[Any]:
     """The standing query, built once (its values are bound at execution): building a
     SQLAlchemy statement costs more than running it, on the hottest path of all."""
     perm = professional_permissions
-    pid = patients.c.id
+    # Every table is filtered on the bound patient key itself, not only joined to it, so that
+    # each reads one patient's rows (distributable by patient; docs/performance.md).
+    key = sa.bindparam("pid", type_=sa.String)
     ps = sa.bindparam("ps", type_=sa.String)
     declared = (
         sa.exists()
-        .where(care_team.c.patient_id == pid, care_team.c.id_nat_ps == ps)
+        .where(care_team.c.patient_id == key, care_team.c.id_nat_ps == ps)
         .label("care_team_declared")
     )
     emergency = (
         sa.select(sa.func.max(emergency_accesses.c.expires_at))
-        .where(emergency_accesses.c.patient_id == pid, emergency_accesses.c.id_nat_ps == ps)
+        .where(emergency_accesses.c.patient_id == key, emergency_accesses.c.id_nat_ps == ps)
         .scalar_subquery()
         .label("emergency_until")
     )
@@ -94,36 +96,19 @@ def _standing_statement(by_ins: bool) -> sa.Select[Any]:
             audit_heads.c.last_hash.label("chain_hash"),
         )
         .select_from(
-            patients.join(records, records.c.patient_id == pid)
-            .outerjoin(perm, sa.and_(perm.c.patient_id == pid, perm.c.id_nat_ps == ps))
-            .outerjoin(audit_heads, audit_heads.c.chain_id == pid)
+            patients.join(records, sa.and_(records.c.patient_id == key, patients.c.id == key))
+            .outerjoin(perm, sa.and_(perm.c.patient_id == key, perm.c.id_nat_ps == ps))
+            .outerjoin(audit_heads, audit_heads.c.chain_id == key)
         )
-        .where(
-            *(
-                (
-                    patients.c.ins_value == sa.bindparam("ins_value", type_=sa.String),
-                    patients.c.ins_oid == sa.bindparam("ins_oid", type_=sa.String),
-                )
-                if by_ins
-                else (patients.c.id == sa.bindparam("pid", type_=sa.String),)
-            )
-        )
+        .where(patients.c.id == key)
     )
 
 
-def load_standing(
-    conn: Connection,
-    ins: tuple[str, str] | None,
-    patient_id: str | None,
-    id_nat_ps: str | None,
-) -> Standing | None:
+def load_standing(conn: Connection, patient_id: str, id_nat_ps: str | None) -> Standing | None:
     """Patient id, record, the patient's decision about this professional, care-team membership
-    and any emergency window: one query, whatever the actor."""
-    if ins is not None:
-        params = {"ps": id_nat_ps, "ins_oid": ins[0], "ins_value": ins[1]}
-    else:
-        params = {"ps": id_nat_ps, "pid": patient_id}
-    stmt = _standing_statement(ins is not None)
+    and any emergency window: one query by patient key, whatever the actor."""
+    params = {"ps": id_nat_ps, "pid": patient_id}
+    stmt = _standing_statement()
     row = conn.execute(stmt, params).first()
     if row is None:
         return None

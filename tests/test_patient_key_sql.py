@@ -1,0 +1,188 @@
+"""Every statement on a patient's request path filters on that patient's key.
+
+The SQL of each benchmark workload (W1 consultation, W2 publication, W3 retrieval, W5 the
+patient's history, and a read by id) is recorded as it reaches the database driver. Each
+statement that touches a patient table must name the patient key of that table (``patient_id``,
+``chain_id`` for the audit chain, ``id`` for ``patients``) with a bound value equal to the
+patient's key, or insert rows carrying it: that is what lets patient tables be distributed by
+patient (Citus) with every request routed to one shard (docs/performance.md). The one exception
+is the INS index lookup, which turns an INS into the key, and only when the process does not
+already know the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from dmp.access import actors
+from dmp.access.runtime import Runtime
+from dmp.app import create_app
+from dmp.domain.ins import Ins, make_ins_value
+from dmp.records import schema
+from tests.cda_fixtures import CDA_PATIENT
+from tests.factories import CARDIOLOGIST, open_record, pro
+from tests.fhir_helpers import bearer, example
+
+INS = Ins(*CDA_PATIENT)
+KEY_COLUMN = {
+    "patients": "id",
+    "audit_events": "chain_id",
+    "audit_heads": "chain_id",
+    **{
+        t.name: "patient_id"
+        for t in schema.metadata.sorted_tables
+        if "patient_id" in t.c and t.name not in ("audit_events", "patients")
+    },
+}
+# The INS index lookup: an INS in, a key out, nothing else read.
+INS_LOOKUP = re.compile(
+    r"^SELECT patients\.id\s+FROM patients\s+WHERE patients\.ins_value = (\S+) "
+    r"AND patients\.ins_oid = (\S+)$"
+)
+# A bound parameter as each driver renders it: %(name)s (psycopg) or ? (sqlite).
+PARAM = r"(%\((?P<name>\w+)\)s|\?)"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, Any]] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        self.statements.append((" ".join(statement.split()), params))
+
+
+@pytest.fixture
+def recorded(world: Runtime) -> Iterator[tuple[TestClient, Recorder, Runtime]]:
+    open_record(world, INS)
+    world.access(pro(world, CARDIOLOGIST)).declare_consent(INS)
+    recorder = Recorder()
+    sa.event.listen(world.engine, "before_cursor_execute", recorder)
+    try:
+        with TestClient(create_app(world)) as client:
+            yield client, recorder, world
+    finally:
+        sa.event.remove(world.engine, "before_cursor_execute", recorder)
+
+
+def _tables(sql: str) -> set[str]:
+    return {
+        t
+        for t in KEY_COLUMN
+        if re.search(rf"\b(FROM|JOIN|INTO|UPDATE)\s+{t}\b", sql) or re.search(rf"\b{t}\.\w+", sql)
+    }
+
+
+def _bound(params: Any, name: str | None) -> Any:
+    if name is not None and isinstance(params, dict):
+        return params[name]
+    return None  # positional (SQLite): the structure is checked; PostgreSQL checks the value
+
+
+def _inserted(params: Any, column: str) -> list[Any]:
+    """The key values an INSERT binds (named parameters: ``patient_id``, ``chain_id_0``...)."""
+    rows = params if isinstance(params, (list, tuple)) else [params]
+    pattern = re.compile(rf"^{column}(_+\d+)?$")
+    return [v for r in rows if isinstance(r, dict) for n, v in r.items() if pattern.match(n)]
+
+
+def problems(statements: list[tuple[str, Any]], key: str) -> list[str]:
+    """What breaks the rule, statement by statement (empty when all is well)."""
+    found = []
+    for sql, params in statements:
+        if sql.startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")):
+            continue
+        if INS_LOOKUP.match(sql):
+            continue
+        for table in sorted(_tables(sql)):
+            column = KEY_COLUMN[table]
+            if sql.startswith("INSERT INTO " + table) or re.search(
+                rf"\bINSERT INTO {table} \(", sql
+            ):
+                cols = re.search(rf"INSERT INTO {table} \(([^)]*)\)", sql)
+                if cols is None or column not in [c.strip() for c in cols.group(1).split(",")]:
+                    found.append(f"insert into {table} without {column}: {sql[:160]}")
+                elif any(v != key for v in _inserted(params, column)):
+                    found.append(f"insert into {table} for another patient: {sql[:160]}")
+                continue
+            match = re.search(rf"\b{table}\.{column} = {PARAM}", sql)
+            if match is None:
+                found.append(f"{table} read or changed without its {column}: {sql[:200]}")
+                continue
+            value = _bound(params, match.group("name"))
+            if value is not None and value != key:
+                found.append(f"{table}.{column} bound to {value!r}, not the patient: {sql[:160]}")
+    return found
+
+
+def test_every_workload_statement_filters_on_the_patient_key(
+    recorded: tuple[TestClient, Recorder, Runtime],
+) -> None:
+    client, recorder, world = recorded
+    cardio = bearer(world, pro(world, CARDIOLOGIST))
+    patient = bearer(world, actors.patient_actor(world, INS))
+    ident = f"urn:oid:{INS.oid}%7C{INS.value}"
+    key = world.access(actors.patient_actor(world, INS)).read_record(INS).key
+    world.patient_index.forget((INS.oid, INS.value))  # the first request looks the INS up
+
+    def run(method: str, path: str, headers: dict[str, str], body: Any = None) -> Any:
+        recorder.statements.clear()
+        r = client.request(method, path, headers=headers, json=body)
+        assert r.status_code in (200, 201), r.text
+        return r, list(recorder.statements)
+
+    workloads = {}
+    bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS)
+    _, workloads["W2 publication"] = run("POST", "/fhir", cardio, bundle)
+    r, workloads["W1 consultation"] = run(
+        "GET", f"/fhir/DocumentReference?patient.identifier={ident}&_count=20", cardio
+    )
+    doc_id = r.json()["entry"][0]["resource"]["id"]
+    _, workloads["W1 again (INS known)"] = run(
+        "GET", f"/fhir/DocumentReference?patient.identifier={ident}", cardio
+    )
+    _, workloads["read by id"] = run("GET", f"/fhir/DocumentReference/{doc_id}", cardio)
+    _, workloads["W3 retrieval"] = run("GET", f"/fhir/Binary/{doc_id}", cardio)
+    _, workloads["W5 history"] = run("GET", f"/fhir/AuditEvent?patient={ident}", patient)
+
+    for name, statements in workloads.items():
+        assert statements, name
+        assert problems(statements, key) == [], name
+    # The INS was looked up once; once known, the consultation reads by key only.
+    lookups = [s for s, _ in workloads["W1 again (INS known)"] if INS_LOOKUP.match(s)]
+    assert lookups == []
+    assert any(INS_LOOKUP.match(s) for s, _ in workloads["W2 publication"])
+
+
+def test_the_check_sees_a_statement_without_the_key() -> None:
+    """The checker itself: a statement reading documents by their own id alone, or bound to
+    another patient, is reported."""
+    pg = "SELECT documents.id FROM documents WHERE documents.logical_id = %(x)s"
+    assert problems([(pg, {"x": "d"})], "k")
+    other = "SELECT documents.id FROM documents WHERE documents.patient_id = %(pid)s"
+    assert problems([(other, {"pid": "someone-else"})], "k")
+    assert problems([(other, {"pid": "k"})], "k") == []
+    insert = "INSERT INTO documents (id, logical_id) VALUES (%(id)s, %(logical_id)s)"
+    assert problems([(insert, {"id": "d", "logical_id": "l"})], "k")
+    keyed = "INSERT INTO audit_events (chain_id, seq) SELECT %(chain_id_0)s AS chain_id, %(s)s"
+    assert problems([(keyed, {"chain_id_0": "someone-else", "s": 1})], "k")
+    assert problems([(keyed, {"chain_id_0": "k", "s": 1})], "k") == []
+
+
+def test_a_stale_index_entry_is_caught_by_the_facts(world: Runtime) -> None:
+    """The process remembers INS -> key; an entry that names another record (an INS that
+    changed hands, a record gone) is detected by the INS the facts return, never served."""
+    other = Ins(INS.oid, make_ins_value("2840537003001"))
+    open_record(world, INS)
+    open_record(world, other)
+    patient = actors.patient_actor(world, INS)
+    mine = world.access(patient).read_record(INS).key
+    theirs = world.access(actors.patient_actor(world, other)).read_record(other).key
+    world.patient_index.put((INS.oid, INS.value), theirs)  # stale: names the other record
+    assert world.access(patient).read_record(INS).key == mine
+    assert world.patient_index.get((INS.oid, INS.value)) == mine
