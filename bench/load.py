@@ -611,11 +611,14 @@ def main() -> int:
             )
     if not args.no_baselines:
         result["baselines"] = baselines(args, env, requests, lines, levels, engine_name)
-    RESULTS.mkdir(exist_ok=True)
+    # The smoke form's figures mean nothing (seconds on a tiny population): kept out of the
+    # repository's results, beside its data.
+    folder = args.data_dir if args.smoke else RESULTS
+    folder.mkdir(exist_ok=True)
     name = f"load-{engine_name}-{manifest.patients}{'-smoke' if args.smoke else ''}{args.label}"
-    out = RESULTS / f"{name}.json"
+    out = folder / f"{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"results: {out.relative_to(ROOT)}")
+    print(f"results: {out}")
     if tmp is not None:
         tmp.cleanup()
     if failures:

@@ -34,6 +34,7 @@ class HistoryActions(Kernel):
                 offset=offset,
             )
             hidden = _hidden_documents(op.conn, op.scope, op.decision, rows)
+            key = op.scope.patient_id
         items = [
             TraceView(
                 r.at,
@@ -49,7 +50,7 @@ class HistoryActions(Kernel):
             )
             for r in rows
         ]
-        return Page(items, total)
+        return Page(items, total, key)
 
 
 def _hidden_documents(

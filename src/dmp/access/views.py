@@ -88,6 +88,7 @@ class TraceView:
 class Page(Generic[T]):
     items: list[T]
     total: int
+    patient_key: str | None = None  # the record's key, when the caller named it by INS
 
 
 @dataclass(frozen=True, slots=True)

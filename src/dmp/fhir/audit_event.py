@@ -25,6 +25,8 @@ def auditevent_search(request: Request, access: Gate) -> Response:
     except ValueError:
         raise BadRequest("_count and _offset are whole numbers") from None
     page = access.history(patient, limit=count, offset=offset)
-    key = patient.id if isinstance(patient, PatientKey) else access.read_record(patient).key
+    # The history names the record's key: no second action (and no second trace) to learn it.
+    key = patient.id if isinstance(patient, PatientKey) else page.patient_key
+    assert key is not None
     events = [mapping.audit_event(t, key, offset + n) for n, t in enumerate(page.items)]
     return fhir(mapping.searchset(events, page.total, {"self": str(request.url)}))

@@ -157,14 +157,23 @@ def patient_history(
     where = [audit_events.c.chain_id == scope.patient_id]
     if actor_id is not None:
         where.append(audit_events.c.actor_id == actor_id)
-    total = conn.execute(
-        sa.select(sa.func.count()).select_from(audit_events).where(*where)
-    ).scalar_one()
+    # The page and its total in one round trip (a window count), as the document search does.
+    total_col = sa.func.count().over().label("_total")
     rows = conn.execute(
-        sa.select(audit_events)
+        sa.select(audit_events, total_col)
         .where(*where)
         .order_by(audit_events.c.seq.desc())
         .limit(limit)
         .offset(offset)
     ).all()
-    return [_to_row(r) for r in rows], int(total)
+    if rows:
+        total = int(rows[0]._mapping["_total"])
+    elif offset:
+        total = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(audit_events).where(*where)
+            ).scalar_one()
+        )
+    else:
+        total = 0
+    return [_to_row(r) for r in rows], total
