@@ -21,7 +21,7 @@ from dmp.access.runtime import Runtime
 from dmp.errors import Conflict, DmpError, PreconditionFailed
 from dmp.identity.actor import system_actor
 from dmp.jobs import maintenance
-from dmp.jobs.counters import verify_counters
+from dmp.jobs.counters import fold_pending, verify_counters
 from tests.factories import CARDIOLOGIST, GP, T0, ins_for, new_document, open_record, pro
 
 pytestmark = pytest.mark.postgres
@@ -187,3 +187,27 @@ def test_concurrent_activations_and_closures_count_once(record: tuple[Runtime, A
     assert (figures.activated, figures.closed) == (1, 1)
     assert verify_counters(rt) == []
     assert maintenance.verify_audit(rt).ok
+
+
+def test_concurrent_folds_beside_consultations_count_each_access_once(
+    record: tuple[Runtime, Any, str],
+) -> None:
+    """Folders race each other and the consultations that add pending counts: each count lands
+    in the counters exactly once (SKIP LOCKED gives folders disjoint rows; a row is deleted in
+    the transaction that adds it to a counter)."""
+    rt, ins, _ = record
+    cardio = pro(rt, CARDIOLOGIST)
+
+    def work(i: int) -> Any:
+        if i % 2:
+            return fold_pending(rt, batch=3)
+        return rt.access(cardio).search_documents(ins)
+
+    results = _race(N, work)
+    assert [r for r in results if isinstance(r, DmpError)] == []
+    fold_pending(rt)
+    with rt.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM stats_pending")).scalar_one() == 0
+    figures = statistics.adoption(rt, ["37"]).departements[0]
+    assert figures.accesses.get("normal") == N // 2
+    assert verify_counters(rt) == []

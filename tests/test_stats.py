@@ -166,6 +166,31 @@ def test_counters_match_a_full_recount(world: Runtime) -> None:
     assert counters.verify_counters(world) == []
 
 
+def _pending_rows(rt: Runtime) -> int:
+    with rt.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM stats_pending")).scalar_one())
+
+
+def test_counts_wait_as_pending_rows_and_fold_exactly_once(world: Runtime) -> None:
+    """Consultations and deposits write pending rows, not shared counters; the figures count
+    them before and after the fold, and a second fold finds nothing to add."""
+    _activity(world)
+    before = statistics.adoption(world, ["37"]).departements[0]
+    assert _pending_rows(world) > 0
+    assert counters.verify_counters(world) == []
+    folded = counters.fold_pending(world, batch=2)  # several small batches
+    assert folded > 0
+    assert _pending_rows(world) == 0
+    after = statistics.adoption(world, ["37"]).departements[0]
+    assert (after.documents, after.accesses) == (before.documents, before.accesses)
+    assert (after.documents, after.accesses) == (
+        5,
+        {"normal": 5, "bris_de_glace": 1, "centre_15": 1},
+    )
+    assert counters.fold_pending(world) == 0
+    assert counters.verify_counters(world) == []
+
+
 def test_period_and_departement_filters(world: Runtime) -> None:
     _activity(world)
     march = statistics.adoption(world, start="2026-03", end="2026-03")

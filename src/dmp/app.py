@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,6 +24,7 @@ from dmp.api import records
 from dmp.errors import DmpError
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import operation_outcome, outcome_response
+from dmp.jobs import counters
 from dmp.logs import request_id_var
 from dmp.stats import web as stats_web
 
@@ -122,13 +124,30 @@ def _error_body(code: str, message: str, reason: str | None = None) -> dict[str,
     return body
 
 
+async def _fold_counts(runtime: Runtime) -> None:
+    """Fold the pending statistics counts into the counters now and then (off the request
+    path; reads add what is pending, so this only keeps the pending table small)."""
+    while True:
+        await asyncio.sleep(runtime.settings.stats_fold_seconds)
+        try:
+            await to_thread.run_sync(counters.fold_pending, runtime)
+        except Exception:  # a database outage: the next round retries
+            log.warning("folding the statistics counts failed", exc_info=True)
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The request threads (sync endpoints) match the connection pool: no request waits
         # for a connection, and no more threads contend for the interpreter than can work.
         to_thread.current_default_thread_limiter().total_tokens = runtime.settings.db_pool_size
-        yield
+        folding = asyncio.create_task(_fold_counts(runtime))
+        try:
+            yield
+        finally:
+            folding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await folding
 
     app = FastAPI(
         title="dmp",

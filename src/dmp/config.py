@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # never waits for a connection, and no more threads contend for the interpreter than can
     # use the database at once (docs/performance.md).
     db_pool_size: int = 4
+    # How often each server process folds pending document and access counts into the
+    # statistics counters, in seconds (reads add what is pending: figures are always exact).
+    stats_fold_seconds: int = 10
     # Adoption milestones per département: listed thresholds, then every N ("+N").
     milestones: str = "10000,50000,100000,+100000"
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
@@ -70,6 +73,7 @@ class Settings(BaseSettings):
         "emergency_access_days",
         "search_window_days",
         "db_pool_size",
+        "stats_fold_seconds",
         mode="before",
     )
     @classmethod
@@ -146,6 +150,7 @@ class Settings(BaseSettings):
             "emergency_access_days": str(self.emergency_access_days),
             "search_window_days": str(self.search_window_days),
             "db_pool_size": str(self.db_pool_size),
+            "stats_fold_seconds": str(self.stats_fold_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
             "milestones": self.milestones,
         }

@@ -414,5 +414,5 @@ class Kernel:
         """Adoption statistics: professional consultations per access mode."""
         if self.actor.kind is ActorKind.PROFESSIONAL:
             self._tally.documents_accessed(
-                scope.departement, self._rt.clock.now(), self.purpose.value
+                scope.patient_id, scope.departement, self._rt.clock.now(), self.purpose.value
             )

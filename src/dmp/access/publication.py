@@ -196,7 +196,7 @@ class PublicationActions(Kernel):
             raise Conflict(
                 f"a document with the unique id {unique_id[:80]} already exists"
             ) from None
-        self._tally.document_deposited(scope.departement, now, meta.type_code)
+        self._tally.document_deposited(scope.patient_id, scope.departement, now, meta.type_code)
         if meta.invisible_patient:
             self._announce_pending(op, logical_id, now)
         return logical_id

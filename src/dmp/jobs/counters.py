@@ -24,3 +24,16 @@ def rebuild_counters(rt: Runtime) -> None:
     """Recompute every counter from the base tables (after an upgrade or a repair)."""
     with rt.engine.begin() as conn:
         stats.rebuild(conn)
+
+
+def fold_pending(rt: Runtime, batch: int = 10_000) -> int:
+    """Fold every pending document and access count into the counters (each batch in its own
+    transaction, exactly once); returns how many pending rows were folded. The server runs it
+    in the background (``DMP_STATS_FOLD_SECONDS``); reads never depend on it."""
+    total = 0
+    while True:
+        with rt.engine.begin() as conn:
+            n = stats.fold_pending(conn, batch)
+        total += n
+        if n < batch:
+            return total

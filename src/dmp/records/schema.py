@@ -356,6 +356,21 @@ stats_accesses = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
+# Document and access counts not yet folded into the counters above: one row per transaction,
+# keyed by its patient (no shared row locked on the request path); the server folds them in the
+# background, and reads add what is still pending (exact at every moment).
+stats_pending = sa.Table(
+    "stats_pending",
+    metadata,
+    sa.Column("patient_id", ID, primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("counter", sa.String(16), nullable=False),  # stats_documents | stats_accesses
+    sa.Column("departement", sa.String(3), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("code", sa.String(20), nullable=False),  # type code, or purpose of use
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 milestones = sa.Table(
     "milestones",
     metadata,

@@ -23,6 +23,7 @@ from dmp.records.schema import (
     stats_departements,
     stats_documents,
     stats_openings,
+    stats_pending,
     structures,
 )
 
@@ -106,30 +107,118 @@ def account_activated(conn: Connection, departement: str) -> None:
 
 
 class Tally:
-    """The document and access counters of one transaction, applied once at its end.
-
-    Each counter row is bumped once per transaction, whatever the number of documents, and the
-    rows are taken in one fixed order (table, then key), on one shard chosen per transaction:
-    two transactions never hold counter rows in opposite orders, so they cannot deadlock on
-    them (they once did, with a random shard per document)."""
+    """The document and access counts of one transaction (one patient's), written at its end as
+    pending rows beside the patient: an insert, no shared counter row locked on the request
+    path. ``fold_pending`` moves them into the counters later, exactly once."""
 
     def __init__(self) -> None:
         self._counts: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
+        self._patient_id: str | None = None
 
-    def document_deposited(self, departement: str, at: datetime, type_code: str) -> None:
+    def document_deposited(
+        self, patient_id: str, departement: str, at: datetime, type_code: str
+    ) -> None:
+        self._patient_id = patient_id
         self._counts[(stats_documents.name, (departement, month(at), type_code))] += 1
 
-    def documents_accessed(self, departement: str, at: datetime, purpose: str) -> None:
+    def documents_accessed(
+        self, patient_id: str, departement: str, at: datetime, purpose: str
+    ) -> None:
+        self._patient_id = patient_id
         self._counts[(stats_accesses.name, (departement, month(at), purpose))] += 1
 
     def flush(self, conn: Connection) -> None:
         if not self._counts:
             return
-        shard = secrets.randbelow(SHARDS)
-        for (table_name, key), by in sorted(self._counts.items()):
-            table, names = _TALLIED[table_name]
-            _bump(conn, table, {**dict(zip(names, key, strict=True)), "shard": shard}, by=by)
+        assert self._patient_id is not None
+        rows = [
+            {
+                "patient_id": self._patient_id,
+                "id": secrets.token_hex(16),
+                "counter": table_name,
+                "departement": key[0],
+                "month": key[1],
+                "code": key[2],
+                "count": count,
+            }
+            for (table_name, key), count in sorted(self._counts.items())
+        ]
+        conn.execute(_pending_insert(), rows)
         self._counts.clear()
+
+
+@functools.cache
+def _pending_insert() -> sa.Insert:
+    return stats_pending.insert()
+
+
+def fold_pending(conn: Connection, limit: int = 10_000) -> int:
+    """Move up to ``limit`` pending counts into the counters, in this transaction: the pending
+    rows are deleted and the counters bumped together, so each count lands exactly once, and
+    concurrent folders take disjoint rows (SKIP LOCKED on PostgreSQL; SQLite has one writer).
+    Returns how many pending rows were folded."""
+    p = stats_pending.c
+    if conn.dialect.name == "postgresql":
+        chosen = (
+            sa.select(p.patient_id, p.id).limit(limit).with_for_update(skip_locked=True)
+        ).subquery()
+        taken: list[Any] = list(
+            conn.execute(
+                stats_pending.delete()
+                .where(
+                    sa.tuple_(p.patient_id, p.id).in_(sa.select(chosen.c.patient_id, chosen.c.id))
+                )
+                .returning(p.counter, p.departement, p.month, p.code, p.count)
+            ).all()
+        )
+    else:
+        picked = conn.execute(
+            sa.select(p.patient_id, p.id, p.counter, p.departement, p.month, p.code, p.count).limit(
+                limit
+            )
+        ).all()
+        for r in picked:
+            conn.execute(stats_pending.delete().where(p.patient_id == r.patient_id, p.id == r.id))
+        taken = [(r[2], r[3], r[4], r[5], r[6]) for r in picked]
+    sums: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+    for counter, departement, month_, code, count in taken:
+        sums[(counter, departement, month_, code)] += int(count)
+    shard = secrets.randbelow(SHARDS)
+    for (counter, departement, month_, code), by in sorted(sums.items()):
+        table, names = _TALLIED[counter]
+        key = dict(zip(names, (departement, month_, code), strict=True))
+        _bump(conn, table, {**key, "shard": shard}, by=by)
+    return len(taken)
+
+
+def _pending(
+    conn: Connection,
+    counter: str,
+    departements: Sequence[str] | None,
+    start: str | None,
+    end: str | None,
+) -> list[tuple[str, str, str, int]]:
+    p = stats_pending.c
+    where = [p.counter == counter, *_period(p.month, start, end)]
+    if departements:
+        where.append(p.departement.in_(departements))
+    return [
+        (r.departement, r.month, r.code, int(r.n))
+        for r in conn.execute(
+            sa.select(p.departement, p.month, p.code, sa.func.sum(p.count).label("n"))
+            .where(*where)
+            .group_by(p.departement, p.month, p.code)
+        )
+    ]
+
+
+def _merged(
+    a: list[tuple[str, str, str, int]], b: list[tuple[str, str, str, int]]
+) -> list[tuple[str, str, str, int]]:
+    sums: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for dep, mon, code, n in (*a, *b):
+        sums[(dep, mon, code)] += n
+    return [(*k, n) for k, n in sorted(sums.items())]
 
 
 _TALLIED: dict[str, tuple[sa.Table, tuple[str, ...]]] = {
@@ -216,6 +305,9 @@ def read_counters(
             .group_by(a.departement, a.month, a.purpose)
         )
     ]
+    # What is not folded yet counts too: the figures are exact whenever they are read.
+    docs = _merged(docs, _pending(conn, stats_documents.name, departements, start, end))
+    accesses = _merged(accesses, _pending(conn, stats_accesses.name, departements, start, end))
     m = milestones.c
     reached = [
         (r.departement, int(r.threshold), r.reached_at, r.structure_id, r.channel)
@@ -308,7 +400,13 @@ def recount(conn: Connection) -> dict[str, Any]:
 def rebuild(conn: Connection) -> None:
     """Replace the counters by a full recount (milestones are kept: they are history)."""
     figures = recount(conn)
-    for table in (stats_departements, stats_openings, stats_documents, stats_accesses):
+    for table in (
+        stats_departements,
+        stats_openings,
+        stats_documents,
+        stats_accesses,
+        stats_pending,
+    ):
         conn.execute(table.delete())
     rows = [
         {
