@@ -6,7 +6,9 @@ so a change in the directory takes effect quickly. Verification is pure CPU: no 
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -75,8 +77,49 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
+class _Verified:
+    """Tokens already verified, with their grant and expiry (a bounded LRU, per process): a
+    client sends the same token with every request, and checking its signature and claims
+    again each time cost as much as a database round trip. Only successful verifications are
+    kept, keyed by token and secret (a new secret verifies anew); expiry is checked on every
+    use against the caller's clock."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._grants: OrderedDict[tuple[str, bytes], tuple[Grant, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bytes]) -> tuple[Grant, int] | None:
+        with self._lock:
+            found = self._grants.get(key)
+            if found is not None:
+                self._grants.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, bytes], grant: Grant, exp: int) -> None:
+        with self._lock:
+            self._grants[key] = (grant, exp)
+            while len(self._grants) > self._capacity:
+                self._grants.popitem(last=False)
+
+
+_VERIFIED = _Verified()
+
+
 def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
     """Check signature, issuer, audience and expiry; return the grant or raise 401."""
+    known = _VERIFIED.get((token, secret))
+    if known is not None:
+        grant, exp = known
+        if exp <= int(now.timestamp()):
+            raise NotAuthenticated("the bearer token has expired")
+        return grant
+    grant, exp = _verify(token, secret, now=now)
+    _VERIFIED.put((token, secret), grant, exp)
+    return grant
+
+
+def _verify(token: str, secret: bytes, *, now: datetime) -> tuple[Grant, int]:
     try:
         claims = jwt.decode(
             token,
@@ -113,7 +156,7 @@ def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
         ins=ins,
     )
     scope = claims.get("scope")
-    return Grant(
+    grant = Grant(
         actor=actor,
         scopes=frozenset(str(scope).split()) if scope is not None else None,
         purpose=purpose,
@@ -121,6 +164,7 @@ def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
         client_id=claims.get("client_id"),
         patient=_ins_claim(claims.get("patient")),
     )
+    return grant, int(claims["exp"])
 
 
 def _ins_claim(value: object) -> Ins | None:

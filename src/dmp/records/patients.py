@@ -32,11 +32,15 @@ def _row(cls: Any, row: sa.Row[Any]) -> Any:
 
 def find_patient_id(conn: Connection, ins_oid: str, ins_value: str) -> str | None:
     """Resolve an INS to the internal patient id (an index lookup, no patient data returned)."""
-    return conn.execute(
-        sa.select(patients.c.id).where(
-            patients.c.ins_value == ins_value, patients.c.ins_oid == ins_oid
-        )
-    ).scalar_one_or_none()
+    return conn.execute(_ins_lookup(), {"ins_value": ins_value, "ins_oid": ins_oid}).scalar()
+
+
+@functools.cache
+def _ins_lookup() -> sa.Select[Any]:
+    return sa.select(patients.c.id).where(
+        patients.c.ins_value == sa.bindparam("ins_value", type_=sa.String),
+        patients.c.ins_oid == sa.bindparam("ins_oid", type_=sa.String),
+    )
 
 
 def load_record(conn: Connection, patient_id: str) -> RecordRow | None:
