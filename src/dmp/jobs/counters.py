@@ -27,13 +27,18 @@ def rebuild_counters(rt: Runtime) -> None:
 
 
 def fold_pending(rt: Runtime, batch: int = 10_000) -> int:
-    """Fold every pending document and access count into the counters (each batch in its own
-    transaction, exactly once); returns how many pending rows were folded. The server runs it
+    """Fold the pending document and access counts present when it starts into the counters
+    (each batch in its own transaction, exactly once); returns how many pending rows were
+    folded. The server runs it
     in the background (``DMP_STATS_FOLD_SECONDS``); reads never depend on it."""
     total = 0
-    while True:
+    with rt.engine.connect() as conn:
+        waiting = stats.pending_rows(conn)
+    # Rows added meanwhile wait for the next round: the loop ends even under a steady stream.
+    for _ in range(waiting // batch + 1):
         with rt.engine.begin() as conn:
             n = stats.fold_pending(conn, batch)
         total += n
         if n < batch:
-            return total
+            break
+    return total

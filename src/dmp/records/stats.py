@@ -191,6 +191,11 @@ def fold_pending(conn: Connection, limit: int = 10_000) -> int:
     return len(taken)
 
 
+def pending_rows(conn: Connection) -> int:
+    """How many pending counts wait to be folded."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(stats_pending)).scalar_one())
+
+
 def _pending(
     conn: Connection,
     counter: str,
