@@ -636,10 +636,10 @@ def baselines(
     engine_name: str,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    apps = [("hello", "bench.baselines:hello", "/hello")]
+    apps = [("hello", "bench.baselines:hello")]
     if engine_name == "postgresql":
-        apps.append(("bare", "bench.baselines:bare", "/hello-absent"))
-    for name, app, _ in apps:
+        apps.append(("bare", "bench.baselines:bare"))
+    for name, app in apps:
         port = free_port()
         url = sa.make_url(args.database_url) if args.database_url else None
         app_env = dict(env)

@@ -78,6 +78,21 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _finish(plt: Any, fig: Any, ax: Any, name: str, x: str, y: str, title: str) -> Path:
+    """Axes from zero, labels, grid and legend; the figure saved under docs/perf/."""
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = OUT / name
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plots(main: dict[str, Any], sizes: list[dict[str, Any]] | None) -> list[Path]:
     import matplotlib
 
@@ -129,33 +144,33 @@ def plots(main: dict[str, Any], sizes: list[dict[str, Any]] | None) -> list[Path
                 label=f"{result['patients']:,} patients",
             )
         ax.set_xscale("log", base=2)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("concurrent clients")
-        ax.set_ylabel("W1 consultations per second")
-        ax.set_title("W1 throughput against data size", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = OUT / "size.svg"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(
+            _finish(
+                plt,
+                fig,
+                ax,
+                "size.svg",
+                "concurrent clients",
+                "W1 consultations per second",
+                "W1 throughput against data size",
+            )
+        )
     soak = main.get("soak")
     if soak:
         fig, ax = plt.subplots(figsize=(6, 4))
         t = [s["t"] for s in soak["samples"]]
         ax.plot(t, [s["server_rss_mb"] for s in soak["samples"]], label="server (all processes)")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("seconds of W4 at 32 clients")
-        ax.set_ylabel("resident memory, MB")
-        ax.set_title("Memory over a 10-minute mixed run", fontsize=10)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = OUT / "soak-memory.svg"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(
+            _finish(
+                plt,
+                fig,
+                ax,
+                "soak-memory.svg",
+                "seconds of W4 at 32 clients",
+                "resident memory, MB",
+                "Memory over a 10-minute mixed run",
+            )
+        )
     return written
 
 

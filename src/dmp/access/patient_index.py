@@ -37,6 +37,3 @@ class PatientIndex:
     def forget(self, ins: tuple[str, str]) -> None:
         with self._lock:
             self._keys.pop(ins, None)
-
-    def __len__(self) -> int:
-        return len(self._keys)

@@ -58,13 +58,13 @@ def append_after(
         "_new_seq": head_seq + len(rows),
         "_last_hash": rows[-1]["hash"],
     }
-    for k, r in enumerate(rows):
-        params.update({f"{n}_{k}": r[n] for n in names})
     if conn.dialect.name != "postgresql":
         if conn.execute(_move_head(), params).rowcount != 1:
             return False
         conn.execute(audit_events.insert(), rows)
         return True
+    for k, r in enumerate(rows):
+        params.update({f"{n}_{k}": r[n] for n in names})
     inserted = conn.execute(_append_statement(names, len(rows)), params).all()
     return len(inserted) == len(rows)
 

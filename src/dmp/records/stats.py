@@ -177,8 +177,13 @@ def fold_pending(conn: Connection, limit: int = 10_000) -> int:
                 limit
             )
         ).all()
-        for r in picked:
-            conn.execute(stats_pending.delete().where(p.patient_id == r.patient_id, p.id == r.id))
+        if picked:  # one executemany, not a statement per row
+            conn.execute(
+                stats_pending.delete().where(
+                    p.patient_id == sa.bindparam("_pid"), p.id == sa.bindparam("_id")
+                ),
+                [{"_pid": r.patient_id, "_id": r.id} for r in picked],
+            )
         taken = [(r[2], r[3], r[4], r[5], r[6]) for r in picked]
     sums: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
     for counter, departement, month_, code, count in taken:
