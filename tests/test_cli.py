@@ -204,3 +204,29 @@ def test_help(command: list[str], env: dict[str, str]) -> None:
     r = dmp(env, *command, "--help")
     assert r.returncode == 0
     assert "Usage:" in r.stdout
+
+
+def test_portal_invitations_print_a_code_that_activates(env: dict[str, str]) -> None:
+    r = dmp(env, "demo")
+    assert r.returncode == 0, r.stderr
+    assert "tuteur-demo / " in r.stdout and "820000000026 / " in r.stdout
+    r = dmp(env, "portal", "invite", "--professional", "820000000034")
+    assert r.returncode == 0, r.stderr
+    code = r.stdout.split("activation code: ")[1].split()[0]
+    assert len(code) == 14
+    # The code activates that account (through the portal's own service).
+    from dmp.access.portal import Portal
+    from dmp.access.runtime import Runtime
+    from dmp.config import Settings
+
+    rt = Runtime.start(
+        Settings(data_dir=Path(env["DMP_DATA_DIR"]), database_url=env.get("DMP_DATABASE_URL", ""))
+    )
+    try:
+        assert Portal(rt).start_activation("820000000034", code, "127.0.0.1").stage == "activate"
+    finally:
+        rt.close()
+    refused = dmp(env, "portal", "invite", "--professional", "899999999999")
+    assert refused.returncode == 2 and "not in the directory" in refused.stderr
+    usage = dmp(env, "portal", "invite", "--desk-agent", "agent-1")
+    assert usage.returncode == 2 and "--structure" in usage.stderr

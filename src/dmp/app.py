@@ -19,14 +19,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dmp import __version__
+from dmp.access.portal import Portal
 from dmp.access.runtime import Runtime
 from dmp.api import records
-from dmp.errors import DmpError
+from dmp.errors import DmpError, InvalidInput
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import operation_outcome, outcome_response
 from dmp.jobs import counters
 from dmp.logs import request_id_var
 from dmp.stats import web as stats_web
+from dmp.web import auth as portal_auth
+from dmp.web import dossier as portal_dossier
+from dmp.web import pro as portal_pro
+from dmp.web import static as portal_static
+from dmp.web.render import error_page
+from dmp.web.static import PortalHeaders
 
 log = logging.getLogger("dmp.http")
 
@@ -113,6 +120,10 @@ async def _too_large(send: Send, rid: str, fhir: bool = False) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_portal(request: Request) -> bool:
+    return request.url.path == "/portail" or request.url.path.startswith("/portail/")
+
+
 def _is_fhir(request: Request) -> bool:
     return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
 
@@ -156,11 +167,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.portal = Portal(runtime)
 
     @app.exception_handler(DmpError)
     async def _dmp_error(request: Request, exc: DmpError) -> Response:
         if exc.status >= 500:
             log.error("request failed", extra={"error_type": type(exc).__name__})
+        if _is_portal(request):
+            return error_page(request, exc)
         if _is_fhir(request):
             return outcome_response(exc.status, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -176,12 +190,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         ]
         if _is_fhir(request):
             return outcome_response(400, "; ".join(problems))
+        if _is_portal(request):
+            return error_page(request, InvalidInput("; ".join(problems)))
         return JSONResponse(_error_body("invalid", "; ".join(problems)), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_fhir(request):
             return outcome_response(exc.status_code, str(exc.detail))
+        if _is_portal(request):
+            error = DmpError(str(exc.detail))
+            error.status = exc.status_code
+            return error_page(request, error)
         return JSONResponse({"error": "http", "message": str(exc.detail)}, exc.status_code)
 
     @app.get("/health", name="health")
@@ -192,6 +212,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(records.router)
     app.include_router(fhir_routes.router)
     app.include_router(stats_web.router)
+    for portal_router in (portal_static, portal_auth, portal_dossier, portal_pro):
+        app.include_router(portal_router.router)
+    app.add_middleware(PortalHeaders)
     app.add_middleware(RequestLimits)
     return app
 

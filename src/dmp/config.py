@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # How often each server process folds pending document and access counts into the
     # statistics counters, in seconds (reads add what is pending: figures are always exact).
     stats_fold_seconds: int = 10
+    # How long the code printed on an activation letter works, in days (it works once).
+    activation_code_days: int = 30
+    # Portal sessions end after this many idle minutes (and after 12 hours in any case).
+    portal_idle_minutes: int = 15
     # Adoption milestones per département: listed thresholds, then every N ("+N").
     milestones: str = "10000,50000,100000,+100000"
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
@@ -74,6 +78,8 @@ class Settings(BaseSettings):
         "search_window_days",
         "db_pool_size",
         "stats_fold_seconds",
+        "activation_code_days",
+        "portal_idle_minutes",
         mode="before",
     )
     @classmethod

@@ -83,3 +83,14 @@ class IntegrityFailure(DmpError):
     """Stored data failed a check (audit chain, ciphertext authentication)."""
 
     code = "exception"
+
+
+class TooManyRequests(DmpError):
+    """Too many attempts from one address or on one account: try again later."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

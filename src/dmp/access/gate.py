@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import Connection
@@ -163,6 +164,10 @@ class Kernel:
         self._ctx = ctx
         self._justification = (grant.justification or "").strip()[:1000] or None
         self._tally = stats.Tally()
+
+    def now(self) -> datetime:
+        """The gate's clock (adapters date what they write with it)."""
+        return self._rt.clock.now()
 
     @property
     def accepts_test_ins(self) -> bool:

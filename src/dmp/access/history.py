@@ -4,6 +4,7 @@ registered GP; a professional's own traces otherwise; no id of a document hidden
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -19,10 +20,24 @@ from dmp.records.types import AuditRow, AuthorizedPatient
 
 
 class HistoryActions(Kernel):
-    def history(self, ins: PatientRef, *, limit: int = 50, offset: int = 0) -> Page[TraceView]:
-        """The record's traces, newest first."""
+    def history(
+        self,
+        ins: PatientRef,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        actor_kinds: tuple[str, ...] | None = None,
+        purposes: tuple[str, ...] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[TraceView]:
+        """The record's traces, newest first, optionally only those of some kinds of actor,
+        some access modes, or a period."""
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}, offset not negative")
+        for moment in (since, until):
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidInput("times must carry a time zone")
         with self.act(
             ins, Action.READ_HISTORY, AuditAction.HISTORY_READ, need=HISTORY_SEARCH
         ) as op:
@@ -32,6 +47,10 @@ class HistoryActions(Kernel):
                 actor_id=self.actor.id if op.decision.own_traces_only else None,
                 limit=limit,
                 offset=offset,
+                actor_kinds=actor_kinds,
+                purposes=purposes,
+                since=since,
+                until=until,
             )
             hidden = _hidden_documents(op.conn, op.scope, op.decision, rows)
             key = op.scope.patient_id

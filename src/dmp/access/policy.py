@@ -30,6 +30,7 @@ class Action(StrEnum):
     DECLARE_CARE_TEAM = "declare_care_team"
     READ_HISTORY = "read_history"
     DESTROY_KEYS = "destroy_keys"  # crypto-shredding, system jobs only
+    ISSUE_ACTIVATION = "issue_activation"  # a one-time code for the holder's online account
 
 
 class Reason(StrEnum):
@@ -278,12 +279,25 @@ def decide(
         reason = Reason.ALLOW_REPRESENTATIVE if representative else Reason.ALLOW_HOLDER
         if action is Action.OPEN_RECORD:
             return Decision.deny(Reason.DENY_RECORD_EXISTS)
+        if action is Action.ISSUE_ACTIVATION:
+            return Decision.deny(Reason.DENY_ACTOR_KIND)  # printed at a desk, never by oneself
         if action in (Action.READ_DOCUMENTS, Action.UPDATE_DOCUMENT, Action.READ_HISTORY):
             # For the history, the visibility says which document ids the traces may show.
             return Decision(
                 True, reason, visibility=holder_visibility(now, representative=representative)
             )
         return Decision(True, reason)
+
+    if action is Action.ISSUE_ACTIVATION:
+        # A registration desk (or a professional of a structure, who may open records) prints
+        # the holder's activation letter, for an active record only (domain reference §2).
+        if actor.kind not in (ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL):
+            return Decision.deny(Reason.DENY_ACTOR_KIND)
+        if not actor.structure_id:
+            return Decision.deny(Reason.DENY_NO_STRUCTURE)
+        if facts.status is not RecordStatus.ACTIVE:
+            return Decision.deny(Reason.DENY_RECORD_CLOSED)
+        return Decision(True, Reason.ALLOW_OPEN)
 
     if actor.kind is not ActorKind.PROFESSIONAL:
         return Decision.deny(

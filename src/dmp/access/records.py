@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from dmp.access import codes
 from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, decide_open
-from dmp.access.views import Demographics, RecordView
+from dmp.access.views import Activation, Demographics, RecordView
 from dmp.domain.codes import SEXES, AuditAction, CreationChannel, RecordStatus
 from dmp.domain.geo import departement_of_commune
 from dmp.domain.ins import Ins, PatientRef
 from dmp.errors import Conflict, InvalidInput, NotFound
+from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need
-from dmp.records import directory, patients, stats
+from dmp.records import directory, patients, portal, stats
 from dmp.records.types import AuthorizedPatient, RecordRow
 
 
@@ -131,6 +133,52 @@ class RecordActions(Kernel):
             if op.record.activated_at is None:
                 patients.update_record(op.conn, op.scope, activated_at=self._rt.clock.now())
                 stats.account_activated(op.conn, op.scope.departement)
+
+    def issue_activation_code(self, ins: PatientRef) -> Activation:
+        """A registration desk prints the holder's activation letter: a new one-time code for
+        the holder's online account (created on first use). Only the code's SHA-256 is stored;
+        a new code cancels the previous one; the code works once, until it expires."""
+        with self.act(
+            ins,
+            Action.ISSUE_ACTIVATION,
+            AuditAction.ACTIVATION_ISSUE,
+            need=PATIENT_UPDATE,
+            target="activation_code",
+        ) as op:
+            now = self._rt.clock.now()
+            account = portal.account_for_patient(op.conn, op.scope.patient_id)
+            if account is None:
+                account_id = uuid.uuid4().hex
+                try:
+                    portal.insert_account(
+                        op.conn,
+                        {
+                            "id": account_id,
+                            "login": op.ins[1],
+                            "kind": ActorKind.PATIENT.value,
+                            "patient_id": op.scope.patient_id,
+                            "ins_oid": op.ins[0],
+                            "ins_value": op.ins[1],
+                            "created_at": now,
+                        },
+                    )
+                except IntegrityError:
+                    raise Conflict(
+                        "an online account already uses this identifier; ask the operator"
+                    ) from None
+            else:
+                account_id = account.id
+            code = codes.new_code()
+            expires = now + timedelta(days=self._rt.settings.activation_code_days)
+            portal.add_code(
+                op.conn,
+                codes.code_hash(code),
+                account_id,
+                at=now,
+                by=self.actor.id,
+                expires=expires,
+            )
+            return Activation(op.ins[1], code, expires)
 
     def _count_opening(
         self, conn: Connection, departement: str, channel: CreationChannel, now: datetime

@@ -142,3 +142,12 @@ class DocumentChange:
         if self.archived is not None:
             out["status"] = "archived" if self.archived else "current"
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """A one-time activation code, as printed on the letter (never stored in clear)."""
+
+    login: str
+    code: str
+    expires_at: datetime

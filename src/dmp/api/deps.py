@@ -36,6 +36,21 @@ PUBLIC_ROUTES = frozenset(
         "stats_json",
         "fhir_metadata",
         "fhir_token",
+        # The portals' pages before login (their forms carry a CSRF token); every other
+        # portal page depends on the session's gate (dmp.web.deps.page_gate).
+        "portal_static",
+        "portal_home",
+        "portal_login",
+        "portal_login_post",
+        "portal_second_factor",
+        "portal_second_factor_post",
+        "portal_logout",
+        "portal_activation",
+        "portal_activation_post",
+        "portal_password",
+        "portal_password_post",
+        "portal_totp",
+        "portal_totp_post",
     }
 )
 

@@ -77,6 +77,7 @@ class AuditAction(StrEnum):
     PROFESSIONAL_IMPORT = "directory.import"
     KEYS_ROTATE = "keys.rotate"
     KEY_SHRED = "keys.shred"
+    ACTIVATION_ISSUE = "account.activation_code"  # an activation letter was printed
 
 
 class Outcome(StrEnum):

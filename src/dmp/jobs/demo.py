@@ -12,12 +12,13 @@ import random
 from datetime import date, timedelta
 
 from dmp.access import actors as identities
+from dmp.access.portal import Portal
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_DEMO, Ins, make_ins_value
 from dmp.errors import Conflict, Forbidden
-from dmp.identity.actor import Actor
+from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs.directory import store_directory
 
 PHARMACY = "390000000000033"
@@ -277,6 +278,10 @@ def load_demo(rt: Runtime) -> list[str]:
             # The pharmacist has no consent here: refused, and the patient will see it.
             with contextlib.suppress(Forbidden):
                 rt.access(actors[PHARMACIST]).search_documents(ins)
+    if opened:
+        rt.access(system_actor("demo")).add_representative(
+            demo_ins(11), "tuteur-demo", "TUTEUR DEMO", "tuteur"
+        )
     return [
         f"demo: {opened} records opened by the pharmacy in Amboise (37), "
         f"{len(_PROFESSIONALS)} professionals in the directory",
@@ -284,4 +289,27 @@ def load_demo(rt: Runtime) -> list[str]:
         f"{demo_ins(0).value} .. {demo_ins(len(_GIVEN) - 1).value}",
         f"professionals: GP {GP}, cardiologist {CARDIOLOGIST}, nurse {NURSE}, "
         f"pharmacist {PHARMACIST}, regulation doctor {REGULATOR}",
+        *_portal_invitations(rt),
     ]
+
+
+def _portal_invitations(rt: Runtime) -> list[str]:
+    """Portal accounts for walking the story in a browser (new codes at every run)."""
+    portal = Portal(rt)
+    lines = ["portal (http://127.0.0.1:8000/portail, 'Activer mon compte'): login / one-time code"]
+    for kind, login, structure, who in (
+        (ActorKind.PROFESSIONAL, PHARMACIST, PHARMACY, "pharmacist, registration desk"),
+        (ActorKind.PROFESSIONAL, GP, GP_PRACTICE, "GP"),
+        (ActorKind.PROFESSIONAL, NURSE, NURSE_PRACTICE, "nurse"),
+    ):
+        code, _ = portal.invite(kind=kind, login=login, by="system:demo", structure_id=structure)
+        lines.append(f"  {who}: {login} / {code}")
+    code, _ = portal.invite(
+        kind=ActorKind.REPRESENTATIVE, login="tuteur-demo", by="system:demo", ins=demo_ins(11)
+    )
+    lines.append(f"  legal representative of {demo_ins(11).value}: tuteur-demo / {code}")
+    lines.append(
+        f"  a patient with no record yet, for the desk: INS {demo_ins(len(_GIVEN)).value} "
+        "(identifier type 'Démonstration')"
+    )
+    return lines

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
+from dmp.access.portal import Portal
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
-from dmp.domain.ins import Ins
-from dmp.identity.actor import Actor, system_actor
+from dmp.domain.ins import Ins, parse_ins
+from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs import clients, counters, directory, maintenance
 from dmp.jobs.directory_import import ImportSummary
 
@@ -79,6 +81,21 @@ class Operator:
 
     def rebuild_counters(self) -> None:
         counters.rebuild_counters(self._rt)
+
+    def invite(
+        self,
+        *,
+        kind: ActorKind,
+        login: str,
+        structure_id: str | None = None,
+        ins: Ins | None = None,
+    ) -> tuple[str, datetime]:
+        """A portal account for a professional, desk agent or representative, and its code."""
+        if ins is not None:
+            ins = parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
+        return Portal(self._rt).invite(
+            kind=kind, login=login, by="system:operator", ins=ins, structure_id=structure_id
+        )
 
     def load_demo(self) -> list[str]:
         from dmp.jobs.demo import load_demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -152,11 +153,24 @@ def patient_history(
     actor_id: str | None,
     limit: int,
     offset: int,
+    actor_kinds: tuple[str, ...] | None = None,
+    purposes: tuple[str, ...] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[AuditRow], int]:
-    """The patient's events, newest first; ``actor_id`` restricts to one actor's own actions."""
+    """The patient's events, newest first; ``actor_id`` restricts to one actor's own actions,
+    the other filters to kinds of actor, access modes and a period."""
     where = [audit_events.c.chain_id == scope.patient_id]
     if actor_id is not None:
         where.append(audit_events.c.actor_id == actor_id)
+    if actor_kinds:
+        where.append(audit_events.c.actor_kind.in_(actor_kinds))
+    if purposes:
+        where.append(audit_events.c.purpose.in_(purposes))
+    if since is not None:
+        where.append(audit_events.c.at >= since)
+    if until is not None:
+        where.append(audit_events.c.at < until)
     # The page and its total in one round trip (a window count), as the document search does.
     total_col = sa.func.count().over().label("_total")
     rows = conn.execute(

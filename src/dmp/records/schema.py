@@ -420,3 +420,53 @@ document_lists = sa.Table(
     sa.Column("author_structure", sa.String(32)),
     sa.Column("document_ids", sa.Text, nullable=False),  # space-separated logical ids
 )
+
+# The web portals' accounts (patient, legal representative, professional, registration desk):
+# a password (argon2id) and a TOTP second factor, activated once with a printed code.
+portal_accounts = sa.Table(
+    "portal_accounts",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("login", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # an ActorKind
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id")),  # patient and representative
+    sa.Column("ins_oid", sa.String(40)),
+    sa.Column("ins_value", sa.String(15)),
+    sa.Column("structure_id", sa.String(32)),  # professional and desk
+    sa.Column("password_hash", sa.String(200)),  # argon2id, set at activation
+    sa.Column("totp_sealed", sa.LargeBinary),  # the TOTP secret, AES-GCM under the portal key
+    sa.Column("totp_enabled_at", UtcDateTime),
+    sa.Column("totp_last_step", sa.BigInteger),  # the last time step used: no code replays
+    sa.Column("recovery_hashes", sa.Text),  # SHA-256 of the unused recovery codes
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UtcDateTime),
+    sa.Column("preferences", sa.Text),  # notification preferences (JSON)
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("activated_at", UtcDateTime),
+    sa.Column("last_login_at", UtcDateTime),
+)
+
+# One-time activation codes: only their SHA-256 is stored; a code works once, until it expires.
+activation_codes = sa.Table(
+    "activation_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("portal_accounts.id"), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime),
+)
+
+# Server-side portal sessions: the cookie holds a random token, this table its SHA-256.
+portal_sessions = sa.Table(
+    "portal_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("portal_accounts.id"), nullable=False, index=True),
+    sa.Column("stage", sa.String(12), nullable=False),  # password | enrol | full
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    sa.Column("data_sealed", sa.LargeBinary),  # the session's working state (sealed JSON)
+)

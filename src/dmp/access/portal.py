@@ -1,0 +1,598 @@
+"""Logging people into the web portals: activation with a printed code, a password (argon2id), a
+second factor (TOTP, with recovery codes), server-side sessions, lockout and rate limits.
+
+This is authentication, like the token endpoint: it ends in a :class:`Grant` for the person, and
+every page then works through the gate bound to it (``Portal.gate``). It never reads or changes a
+record itself, except through that gate (the holder's activation is the gate's
+``activate_account``).
+
+What a failure says never tells whether an identifier exists: an unknown identifier, a wrong
+password, a wrong code and a locked account all get the same answer, after the same work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyotp
+import segno
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from dmp.access import actors, codes
+from dmp.access.audit import RequestContext
+from dmp.crypto import envelope
+from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import Ins
+from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, TooManyRequests
+from dmp.identity.actor import Actor, ActorKind
+from dmp.identity.tokens import Grant
+from dmp.records import directory, patients, portal
+
+if TYPE_CHECKING:
+    from dmp.access.gateway import RecordAccess
+    from dmp.access.runtime import Runtime
+
+ISSUER = "DMP (démonstration)"
+MIN_PASSWORD = 12
+MAX_PASSWORD = 256
+LOCK_AFTER = 5  # consecutive failures before the account locks
+SESSION_MAX = timedelta(hours=12)
+PRE_AUTH_MAX = timedelta(minutes=10)  # a half-finished login or activation
+RECOVERY_CODES = 8
+FAILED = "identifiant, mot de passe ou code incorrect (ou compte verrouillé quelques minutes)"
+
+# Stages of a session: the code checked (activation), the password set (TOTP enrolment), the
+# password checked (second factor), and logged in.
+ACTIVATE, ENROL, SECOND, FULL = "activate", "enrol", "second", "full"
+
+_HASHER = PasswordHasher()  # argon2id, the library's current parameters (RFC 9106 low-memory)
+_DUMMY = _HASHER.hash(secrets.token_hex(16))
+
+
+class RateLimit:
+    """At most ``limit`` attempts per ``window`` seconds per key (an address), in this process.
+    Several server processes each keep their own: the per-account lockout, stored in the
+    database, is the limit they share."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                retry = int(hits[0] + self.window - now) + 1
+                raise TooManyRequests(
+                    "trop de tentatives depuis cette adresse : réessayez plus tard", retry
+                )
+            hits.append(now)
+            if len(self._hits) > 100_000:  # forget idle addresses
+                for k in [k for k, v in self._hits.items() if not v][:50_000]:
+                    del self._hits[k]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A portal session as the pages see it."""
+
+    token: str
+    account_id: str
+    kind: ActorKind
+    login: str
+    stage: str
+    csrf: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+class Portal:
+    """The portals' authentication service (one per process)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._attempts = RateLimit(limit=20, window=300)
+        key_material = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmp portal sessions"
+        ).derive(rt.token_secret)
+        self._key = key_material
+
+    # -- accounts for representatives and professionals (operator) ---------------------------
+
+    def invite(
+        self,
+        *,
+        kind: ActorKind,
+        login: str,
+        by: str,
+        ins: Ins | None = None,
+        structure_id: str | None = None,
+    ) -> tuple[str, datetime]:
+        """An account for a professional, a desk agent or a legal representative, and its
+        one-time activation code (the operator hands it over). A professional must be in the
+        directory and work in the structure; a representative registered on the record."""
+        login = login.strip()
+        if not login or len(login) > 64:
+            raise InvalidInput("an account identifier has 1 to 64 characters")
+        now = self._rt.clock.now()
+        patient_id = None
+        if kind is ActorKind.PROFESSIONAL:
+            actors.professional_actor(self._rt, login, structure_id)  # in the directory, there
+        with self._rt.engine.begin() as conn:
+            if kind is ActorKind.PROFESSIONAL:
+                pass
+            elif kind is ActorKind.DESK_AGENT:
+                if not structure_id or not directory.structure_exists(conn, structure_id):
+                    raise InvalidInput("a desk agent works for a structure of the directory")
+            elif kind is ActorKind.REPRESENTATIVE:
+                if ins is None:
+                    raise InvalidInput("name the record (INS) the representative acts on")
+                patient_id = patients.find_patient_id(conn, ins.oid, ins.value)
+                if patient_id is None or login not in patients.representative_ids(conn, patient_id):
+                    raise NotFound("register the representative on the record first")
+            else:
+                raise InvalidInput("patients get their account from the activation letter")
+            account = portal.account_by_login(conn, login)
+            if account is None:
+                account_id = uuid.uuid4().hex
+                try:
+                    portal.insert_account(
+                        conn,
+                        {
+                            "id": account_id,
+                            "login": login,
+                            "kind": kind.value,
+                            "patient_id": patient_id,
+                            "ins_oid": ins.oid if ins else None,
+                            "ins_value": ins.value if ins else None,
+                            "structure_id": structure_id,
+                            "created_at": now,
+                        },
+                    )
+                except IntegrityError:
+                    raise Conflict("this identifier is already taken") from None
+            elif account.kind != kind.value:
+                raise Conflict("this identifier belongs to another kind of account")
+            else:
+                account_id = account.id
+            code = codes.new_code()
+            expires = now + timedelta(days=self._rt.settings.activation_code_days)
+            portal.add_code(conn, codes.code_hash(code), account_id, at=now, by=by, expires=expires)
+        return code, expires
+
+    # -- activation ----------------------------------------------------------------------
+
+    def start_activation(self, login: str, code: str, address: str) -> Session:
+        """The identifier and the printed code: a short session to choose a password."""
+        self._attempts.check(address)
+        now = self._rt.clock.now()
+        # A failure is counted in its own committed transaction, then refused.
+        with self._rt.engine.begin() as conn:
+            account = portal.account_by_login(conn, login.strip()[:64])
+            live = account is not None and portal.code_is_live(
+                conn, codes.code_hash(code), account.id, now
+            )
+            if account is not None and live and not _locked(account, now):
+                portal.update_account(conn, account.id, failed_logins=0, locked_until=None)
+                return self._new_session(
+                    conn, account, ACTIVATE, {"code_hash": codes.code_hash(code)}, now
+                )
+            if account is not None:
+                self._fail(conn, account, now)
+        raise NotAuthenticated("identifiant ou code d'activation incorrect ou expiré")
+
+    def set_password(self, session: Session, password: str, confirm: str) -> Session:
+        """Choose the password: the code is spent here, in the same transaction."""
+        _check_password(password, confirm, session.login)
+        self._need(session, ACTIVATE)
+        now = self._rt.clock.now()
+        hashed = _HASHER.hash(password)
+        secret = pyotp.random_base32()
+        with self._rt.engine.begin() as conn:
+            if not portal.use_code(conn, session.data["code_hash"], session.account_id, now):
+                portal.delete_session(conn, _hash(session.token))
+                raise NotAuthenticated("ce code d'activation a déjà servi ou a expiré")
+            portal.update_account(
+                conn,
+                session.account_id,
+                password_hash=hashed,
+                totp_sealed=None,
+                totp_enabled_at=None,
+                totp_last_step=None,
+                recovery_hashes=None,
+            )
+            # Every other session of the account ends: a new password, a new start.
+            portal.delete_sessions_of(conn, session.account_id)
+            account = portal.account_by_id(conn, session.account_id)
+            assert account is not None
+            return self._new_session(conn, account, ENROL, {"totp": secret}, now)
+
+    def enrolment(self, session: Session) -> Enrolment:
+        """The TOTP secret to enrol, as a URI and a QR code (SVG, drawn here)."""
+        self._need(session, ENROL)
+        secret = str(session.data["totp"])
+        uri = pyotp.TOTP(secret).provisioning_uri(name=session.login, issuer_name=ISSUER)
+        qr = segno.make(uri, error="m")
+        svg = qr.svg_inline(scale=5, dark="#000", light="#fff", title="QR code TOTP")
+        return Enrolment(secret, uri, svg)
+
+    def confirm_enrolment(self, session: Session, code: str) -> tuple[Session, list[str]]:
+        """The first TOTP code proves the enrolment: the account is active, and the recovery
+        codes are shown once. A holder's activation is counted (the gate's activate_account)."""
+        self._need(session, ENROL)
+        now = self._rt.clock.now()
+        secret = str(session.data["totp"])
+        step = _totp_step(secret, code, now, None)
+        if step is None:
+            raise InvalidInput("ce code ne correspond pas : saisissez le code à 6 chiffres affiché")
+        recovery = [codes.new_code(groups=2, size=5) for _ in range(RECOVERY_CODES)]
+        data = self._actor_data(self._account(session.account_id))
+        with self._rt.engine.begin() as conn:
+            portal.update_account(
+                conn,
+                session.account_id,
+                totp_sealed=envelope.seal(self._key, secret.encode(), _totp_context(session)),
+                totp_enabled_at=now,
+                totp_last_step=step,
+                recovery_hashes=" ".join(codes.code_hash(c) for c in recovery),
+                activated_at=now,
+                last_login_at=now,
+            )
+            account = portal.account_by_id(conn, session.account_id)
+            assert account is not None
+            portal.delete_session(conn, _hash(session.token))
+            full = self._new_session(conn, account, FULL, data, now)
+        if account.kind == ActorKind.PATIENT.value:
+            self.gate(full).activate_account(_account_ins(account))
+        return full, recovery
+
+    # -- login ---------------------------------------------------------------------------
+
+    def login(self, login: str, password: str, address: str) -> Session:
+        """The password: a short session waiting for the second factor."""
+        self._attempts.check(address)
+        now = self._rt.clock.now()
+        with self._rt.engine.begin() as conn:
+            account = portal.account_by_login(conn, login.strip()[:64])
+            stored = account.password_hash if account is not None else None
+            good = _verify_password(stored or _DUMMY, password[:MAX_PASSWORD])
+            if (
+                account is not None
+                and stored is not None
+                and account.totp_enabled_at is not None
+                and not _locked(account, now)
+                and good
+            ):
+                if _HASHER.check_needs_rehash(stored):
+                    portal.update_account(conn, account.id, password_hash=_HASHER.hash(password))
+                return self._new_session(conn, account, SECOND, {}, now)
+            if account is not None:
+                self._fail(conn, account, now)
+        raise NotAuthenticated(FAILED)
+
+    def second_factor(self, session: Session, code: str, address: str) -> Session:
+        """The TOTP code (or one recovery code, which is then spent): the session is renewed
+        under a new token and logged in."""
+        self._attempts.check(address)
+        self._need(session, SECOND)
+        now = self._rt.clock.now()
+        data = self._actor_data(self._account(session.account_id))  # before the write lock
+        with self._rt.engine.begin() as conn:
+            account = portal.account_by_id(conn, session.account_id, lock=True)
+            if account is None or account.totp_sealed is None or _locked(account, now):
+                raise NotAuthenticated(FAILED)
+            secret = envelope.open_sealed(
+                self._key, account.totp_sealed, _totp_context(session)
+            ).decode()
+            step = _totp_step(secret, code, now, account.totp_last_step)
+            changes: dict[str, Any] = {}
+            left = (account.recovery_hashes or "").split()
+            wanted = codes.code_hash(code)
+            if step is not None:
+                changes["totp_last_step"] = step
+            elif wanted in left:
+                left.remove(wanted)  # a recovery code works once
+                changes["recovery_hashes"] = " ".join(left)
+            if changes:
+                portal.update_account(
+                    conn,
+                    account.id,
+                    failed_logins=0,
+                    locked_until=None,
+                    last_login_at=now,
+                    **changes,
+                )
+                portal.delete_session(conn, _hash(session.token))
+                return self._new_session(conn, account, FULL, data, now)
+            self._fail(conn, account, now)  # committed, then refused
+        raise NotAuthenticated(FAILED)
+
+    def logout(self, token: str) -> None:
+        with self._rt.engine.begin() as conn:
+            portal.delete_session(conn, _hash(token))
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def session(self, token: str | None) -> Session | None:
+        """The live session this cookie names, or None (unknown, idle too long, too old)."""
+        if not token or len(token) > 100:
+            return None
+        now = self._rt.clock.now()
+        idle = timedelta(minutes=self._rt.settings.portal_idle_minutes)
+        with self._reading() as conn:
+            row = portal.get_session(conn, _hash(token))
+            account = portal.account_by_id(conn, row.account_id) if row is not None else None
+        if row is None or account is None:
+            return None
+        limit = SESSION_MAX if row.stage == FULL else PRE_AUTH_MAX
+        if now - row.last_seen_at > idle or now - row.created_at > limit:
+            with self._rt.engine.begin() as conn:
+                portal.delete_session(conn, row.id_hash)
+            return None
+        if now - row.last_seen_at > timedelta(seconds=30):  # one write a minute at most
+            with self._rt.engine.begin() as conn:
+                portal.update_session(conn, row.id_hash, last_seen_at=now)
+        data = self._open_data(row.data_sealed, row.id_hash)
+        return Session(
+            token, account.id, ActorKind(account.kind), account.login, row.stage, row.csrf, data
+        )
+
+    def update_data(self, session: Session, **changes: Any) -> Session:
+        """Change the session's working state (the patient a professional works on...)."""
+        data = {**session.data, **changes}
+        data = {k: v for k, v in data.items() if v is not None}
+        with self._rt.engine.begin() as conn:
+            portal.update_session(
+                conn, _hash(session.token), data_sealed=self._seal_data(data, _hash(session.token))
+            )
+        return Session(
+            session.token,
+            session.account_id,
+            session.kind,
+            session.login,
+            session.stage,
+            session.csrf,
+            data,
+        )
+
+    def preferences(self, session: Session) -> dict[str, Any]:
+        with self._reading() as conn:
+            account = portal.account_by_id(conn, session.account_id)
+        if account is None or not account.preferences:
+            return {}
+        value = json.loads(account.preferences)
+        return value if isinstance(value, dict) else {}
+
+    def set_preferences(self, session: Session, prefs: dict[str, Any]) -> None:
+        self._need(session, FULL)
+        with self._rt.engine.begin() as conn:
+            portal.update_account(conn, session.account_id, preferences=json.dumps(prefs))
+
+    def structure_names(self, ids: set[str]) -> dict[str, str]:
+        """Names of structures (public directory data) for the pages."""
+        with self._reading() as conn:
+            return directory.structure_names(conn, ids)
+
+    def people(self, ids: set[str]) -> dict[str, tuple[str, str | None]]:
+        """Professionals' names and professions (public directory data)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        with self._reading() as conn:
+            for ps in sorted(ids)[:200]:
+                found = directory.get_professional(conn, ps)
+                if found is not None:
+                    out[ps] = (f"{found.given_name} {found.family_name}", found.profession_code)
+        return out
+
+    # -- the gate ------------------------------------------------------------------------
+
+    def grant(
+        self,
+        session: Session,
+        *,
+        purpose: PurposeOfUse = PurposeOfUse.NORMAL,
+        justification: str | None = None,
+        patient: Ins | None = None,
+    ) -> Grant:
+        """The logged-in person's grant: their actor as the session recorded it at login (a
+        professional's from the directory), the access mode they chose for this request."""
+        self._need(session, FULL)
+        d = session.data
+        ins = Ins(d["ins_oid"], d["ins_value"]) if d.get("ins_value") else None
+        actor = Actor(
+            kind=session.kind,
+            id=str(d["actor_id"]),
+            structure_id=d.get("structure_id"),
+            profession=d.get("profession"),
+            specialty=d.get("specialty"),
+            pharmacist_section=d.get("section"),
+            structure_kind=d.get("structure_kind"),
+            ins=ins,
+        )
+        return Grant(actor, purpose=purpose, justification=justification, patient=patient)
+
+    def gate(
+        self,
+        session: Session,
+        ctx: RequestContext | None = None,
+        *,
+        purpose: PurposeOfUse = PurposeOfUse.NORMAL,
+        justification: str | None = None,
+        patient: Ins | None = None,
+    ) -> RecordAccess:
+        grant = self.grant(session, purpose=purpose, justification=justification, patient=patient)
+        return self._rt.gate(grant, ctx)
+
+    # -- inside --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read that takes no write lock (SQLite: a deferred transaction)."""
+        with self._rt.engine.connect() as conn:
+            conn = conn.execution_options(dmp_readonly=True)
+            with conn.begin():
+                yield conn
+
+    def _account(self, account_id: str) -> portal.AccountRow:
+        with self._reading() as conn:
+            account = portal.account_by_id(conn, account_id)
+        if account is None:
+            raise NotAuthenticated(FAILED)
+        return account
+
+    def _actor_data(self, account: portal.AccountRow) -> dict[str, Any]:
+        kind = ActorKind(account.kind)
+        if kind is ActorKind.PATIENT:
+            ins = _account_ins(account)
+            return {
+                "actor_id": actors.patient_actor(self._rt, ins).id,
+                "ins_oid": ins.oid,
+                "ins_value": ins.value,
+            }
+        if kind is ActorKind.REPRESENTATIVE:
+            ins = _account_ins(account)
+            return {"actor_id": account.login, "ins_oid": ins.oid, "ins_value": ins.value}
+        if kind is ActorKind.PROFESSIONAL:
+            a = actors.professional_actor(self._rt, account.login, account.structure_id)
+            return {
+                "actor_id": a.id,
+                "structure_id": a.structure_id,
+                "profession": a.profession,
+                "specialty": a.specialty,
+                "section": a.pharmacist_section,
+                "structure_kind": a.structure_kind,
+            }
+        assert account.structure_id is not None
+        return {"actor_id": account.login, "structure_id": account.structure_id}
+
+    def _new_session(
+        self,
+        conn: Any,
+        account: portal.AccountRow,
+        stage: str,
+        data: dict[str, Any],
+        now: datetime,
+    ) -> Session:
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        portal.insert_session(
+            conn,
+            {
+                "id_hash": _hash(token),
+                "account_id": account.id,
+                "stage": stage,
+                "csrf": csrf,
+                "created_at": now,
+                "last_seen_at": now,
+                "data_sealed": self._seal_data(data, _hash(token)),
+            },
+        )
+        return Session(token, account.id, ActorKind(account.kind), account.login, stage, csrf, data)
+
+    def _fail(self, conn: Any, account: portal.AccountRow, now: datetime) -> None:
+        """One more failure; from the fifth on, the account locks for 1, 2, 4... minutes (at
+        most an hour)."""
+        failures = portal.count_failure(conn, account.id)
+        if failures >= LOCK_AFTER:
+            minutes = min(60, 2 ** (failures - LOCK_AFTER))
+            portal.update_account(conn, account.id, locked_until=now + timedelta(minutes=minutes))
+
+    @staticmethod
+    def _need(session: Session, stage: str) -> None:
+        if session.stage != stage:
+            raise NotAuthenticated(
+                "cette étape n'est pas celle de votre session : reconnectez-vous"
+            )
+
+    def _seal_data(self, data: dict[str, Any], id_hash: str) -> bytes:
+        return envelope.seal(
+            self._key, json.dumps(data).encode(), b"portal-session:" + id_hash.encode()
+        )
+
+    def _open_data(self, sealed: bytes | None, id_hash: str) -> dict[str, Any]:
+        if not sealed:
+            return {}
+        value = json.loads(
+            envelope.open_sealed(self._key, sealed, b"portal-session:" + id_hash.encode())
+        )
+        return value if isinstance(value, dict) else {}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _totp_context(session: Session) -> bytes:
+    return b"portal-totp:" + session.account_id.encode()
+
+
+def _locked(account: portal.AccountRow, now: datetime) -> bool:
+    return account.locked_until is not None and account.locked_until > now
+
+
+def _account_ins(account: portal.AccountRow) -> Ins:
+    assert account.ins_oid is not None and account.ins_value is not None
+    return Ins(account.ins_oid, account.ins_value)
+
+
+def _verify_password(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _check_password(password: str, confirm: str, login: str) -> None:
+    if not hmac.compare_digest(password.encode(), confirm.encode()):
+        raise InvalidInput("les deux mots de passe saisis sont différents")
+    if len(password) < MIN_PASSWORD or len(password) > MAX_PASSWORD:
+        raise InvalidInput(
+            f"le mot de passe doit compter entre {MIN_PASSWORD} et {MAX_PASSWORD} caractères"
+        )
+    if login and login.lower() in password.lower():
+        raise InvalidInput("le mot de passe ne doit pas contenir votre identifiant")
+    if len(set(password)) < 5:
+        raise InvalidInput("le mot de passe est trop simple : variez les caractères")
+
+
+def _totp_step(secret: str, code: str, now: datetime, last_step: int | None) -> int | None:
+    """The time step a 6-digit code matches (now, or one step either side for clock drift),
+    never one already used (no replay)."""
+    code = "".join(ch for ch in code if ch.isdigit())
+    if len(code) != 6:
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // totp.interval
+    for step in (current, current - 1, current + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp.at(step * totp.interval), code):
+            return step
+    return None

@@ -1,0 +1,162 @@
+"""Portal accounts, activation codes and sessions (storage only; the rules are in
+``dmp.access.portal``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from dmp.records.schema import activation_codes, portal_accounts, portal_sessions
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: str
+    login: str
+    kind: str
+    patient_id: str | None
+    ins_oid: str | None
+    ins_value: str | None
+    structure_id: str | None
+    password_hash: str | None
+    totp_sealed: bytes | None
+    totp_enabled_at: datetime | None
+    totp_last_step: int | None
+    recovery_hashes: str | None
+    failed_logins: int
+    locked_until: datetime | None
+    preferences: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id_hash: str
+    account_id: str
+    stage: str
+    csrf: str
+    created_at: datetime
+    last_seen_at: datetime
+    data_sealed: bytes | None
+
+
+def _account(row: sa.Row[Any] | None) -> AccountRow | None:
+    return None if row is None else AccountRow(**row._mapping)
+
+
+def account_by_login(conn: Connection, login: str) -> AccountRow | None:
+    a = portal_accounts
+    return _account(conn.execute(sa.select(a).where(a.c.login == login)).first())
+
+
+def account_by_id(conn: Connection, account_id: str, *, lock: bool = False) -> AccountRow | None:
+    a = portal_accounts
+    query = sa.select(a).where(a.c.id == account_id)
+    if lock:
+        query = query.with_for_update()
+    return _account(conn.execute(query).first())
+
+
+def insert_account(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(portal_accounts.insert().values(**values))
+
+
+def update_account(conn: Connection, account_id: str, **values: Any) -> None:
+    conn.execute(
+        portal_accounts.update().where(portal_accounts.c.id == account_id).values(**values)
+    )
+
+
+def count_failure(conn: Connection, account_id: str) -> int:
+    """Add one failed login, atomically; returns the new count."""
+    a = portal_accounts
+    conn.execute(a.update().where(a.c.id == account_id).values(failed_logins=a.c.failed_logins + 1))
+    return int(conn.execute(sa.select(a.c.failed_logins).where(a.c.id == account_id)).scalar_one())
+
+
+def add_code(
+    conn: Connection, code_hash: str, account_id: str, *, at: datetime, by: str, expires: datetime
+) -> None:
+    """A new code for the account; every earlier unused code of it stops working."""
+    c = activation_codes
+    conn.execute(
+        c.update().where(c.c.account_id == account_id, c.c.used_at.is_(None)).values(expires_at=at)
+    )
+    conn.execute(
+        c.insert().values(
+            code_hash=code_hash,
+            account_id=account_id,
+            created_at=at,
+            created_by=by,
+            expires_at=expires,
+        )
+    )
+
+
+def use_code(conn: Connection, code_hash: str, account_id: str, at: datetime) -> bool:
+    """Spend a code: true only for the one request that finds it unused and unexpired."""
+    c = activation_codes
+    spent = conn.execute(
+        c.update()
+        .where(
+            c.c.code_hash == code_hash,
+            c.c.account_id == account_id,
+            c.c.used_at.is_(None),
+            c.c.expires_at > at,
+        )
+        .values(used_at=at)
+    )
+    return spent.rowcount == 1
+
+
+def code_is_live(conn: Connection, code_hash: str, account_id: str, at: datetime) -> bool:
+    c = activation_codes
+    found = conn.execute(
+        sa.select(c.c.code_hash).where(
+            c.c.code_hash == code_hash,
+            c.c.account_id == account_id,
+            c.c.used_at.is_(None),
+            c.c.expires_at > at,
+        )
+    ).first()
+    return found is not None
+
+
+def insert_session(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(portal_sessions.insert().values(**values))
+
+
+def get_session(conn: Connection, id_hash: str) -> SessionRow | None:
+    s = portal_sessions
+    row = conn.execute(sa.select(s).where(s.c.id_hash == id_hash)).first()
+    return None if row is None else SessionRow(**row._mapping)
+
+
+def update_session(conn: Connection, id_hash: str, **values: Any) -> None:
+    s = portal_sessions
+    conn.execute(s.update().where(s.c.id_hash == id_hash).values(**values))
+
+
+def delete_session(conn: Connection, id_hash: str) -> None:
+    s = portal_sessions
+    conn.execute(s.delete().where(s.c.id_hash == id_hash))
+
+
+def delete_sessions_of(conn: Connection, account_id: str) -> None:
+    s = portal_sessions
+    conn.execute(s.delete().where(s.c.account_id == account_id))
+
+
+def account_for_patient(conn: Connection, patient_id: str) -> AccountRow | None:
+    a = portal_accounts
+    return _account(
+        conn.execute(
+            sa.select(a).where(a.c.patient_id == patient_id, a.c.kind == "patient")
+        ).first()
+    )

@@ -1,0 +1,209 @@
+"""Logging in and out, and activating an account (pages open to anyone)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from dmp.access.portal import ACTIVATE, ENROL, FULL, SECOND, Session
+from dmp.errors import DmpError, NotAuthenticated
+from dmp.identity.actor import ActorKind
+from dmp.web.deps import PortalDep, SessionDep, address, check_csrf, pre_token
+from dmp.web.render import PRE_COOKIE, SESSION_COOKIE, french_message, page, redirect
+
+router = APIRouter(prefix="/portail", include_in_schema=False)
+
+Text = Annotated[str, Form()]
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def with_session(request: Request, response: Response, session: Session) -> Response:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/portail",
+    )
+    return response
+
+
+def _form(request: Request, template: str, *, status: int = 200, **ctx: Any) -> Response:
+    """A form shown before login, with its CSRF token (set in its own cookie)."""
+    token = pre_token(request)
+    response = page(request, template, status=status, csrf=token, **ctx)
+    response.set_cookie(
+        PRE_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/portail",
+    )
+    return response
+
+
+def home_of(kind: ActorKind) -> str:
+    if kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
+        return "/portail/dossier"
+    if kind is ActorKind.DESK_AGENT:
+        return "/portail/guichet"
+    return "/portail/pro"
+
+
+@router.get("", name="portal_home", response_class=HTMLResponse)
+def home(request: Request, session: SessionDep) -> Response:
+    if session is not None and session.stage == FULL:
+        return redirect(home_of(session.kind))
+    return page(request, "accueil.html", session=None)
+
+
+@router.get("/connexion", name="portal_login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    return _form(request, "connexion.html")
+
+
+@router.post("/connexion", name="portal_login_post", response_class=HTMLResponse)
+def login(
+    request: Request,
+    portal: PortalDep,
+    identifiant: Text = "",
+    mot_de_passe: Text = "",
+    csrf: Text = "",
+) -> Response:
+    check_csrf(request, None, csrf)
+    try:
+        session = portal.login(identifiant, mot_de_passe, address(request))
+    except NotAuthenticated as exc:
+        return _form(
+            request,
+            "connexion.html",
+            status=401,
+            error=french_message(exc),
+            identifiant=identifiant,
+        )
+    return with_session(request, redirect("/portail/connexion/code"), session)
+
+
+@router.get("/connexion/code", name="portal_second_factor", response_class=HTMLResponse)
+def second_factor_form(request: Request, session: SessionDep) -> Response:
+    if session is None or session.stage != SECOND:
+        return redirect("/portail/connexion")
+    return page(request, "code.html", csrf=session.csrf)
+
+
+@router.post("/connexion/code", name="portal_second_factor_post", response_class=HTMLResponse)
+def second_factor(
+    request: Request, portal: PortalDep, session: SessionDep, code: Text = "", csrf: Text = ""
+) -> Response:
+    if session is None or session.stage != SECOND:
+        return redirect("/portail/connexion")
+    check_csrf(request, session, csrf)
+    try:
+        full = portal.second_factor(session, code, address(request))
+    except NotAuthenticated as exc:
+        return page(request, "code.html", status=401, csrf=session.csrf, error=french_message(exc))
+    return with_session(request, redirect(home_of(full.kind)), full)
+
+
+@router.post("/deconnexion", name="portal_logout", response_class=HTMLResponse)
+def logout(request: Request, portal: PortalDep, session: SessionDep, csrf: Text = "") -> Response:
+    if session is not None:
+        check_csrf(request, session, csrf)
+        portal.logout(session.token)
+    response = redirect("/portail?deconnecte=1")
+    response.delete_cookie(SESSION_COOKIE, path="/portail")
+    return response
+
+
+@router.get("/activation", name="portal_activation", response_class=HTMLResponse)
+def activation_form(request: Request) -> Response:
+    return _form(request, "activation.html")
+
+
+@router.post("/activation", name="portal_activation_post", response_class=HTMLResponse)
+def activation(
+    request: Request, portal: PortalDep, identifiant: Text = "", code: Text = "", csrf: Text = ""
+) -> Response:
+    check_csrf(request, None, csrf)
+    try:
+        session = portal.start_activation(identifiant, code, address(request))
+    except NotAuthenticated as exc:
+        return _form(
+            request,
+            "activation.html",
+            status=401,
+            error=french_message(exc),
+            identifiant=identifiant,
+        )
+    return with_session(request, redirect("/portail/activation/mot-de-passe"), session)
+
+
+@router.get("/activation/mot-de-passe", name="portal_password", response_class=HTMLResponse)
+def password_form(request: Request, session: SessionDep) -> Response:
+    if session is None or session.stage != ACTIVATE:
+        return redirect("/portail/activation")
+    return page(request, "mot_de_passe.html", csrf=session.csrf, login=session.login)
+
+
+@router.post("/activation/mot-de-passe", name="portal_password_post", response_class=HTMLResponse)
+def password(
+    request: Request,
+    portal: PortalDep,
+    session: SessionDep,
+    mot_de_passe: Text = "",
+    confirmation: Text = "",
+    csrf: Text = "",
+) -> Response:
+    if session is None or session.stage != ACTIVATE:
+        return redirect("/portail/activation")
+    check_csrf(request, session, csrf)
+    try:
+        enrol = portal.set_password(session, mot_de_passe, confirmation)
+    except DmpError as exc:
+        return page(
+            request,
+            "mot_de_passe.html",
+            status=exc.status,
+            csrf=session.csrf,
+            login=session.login,
+            error=french_message(exc),
+        )
+    return with_session(request, redirect("/portail/activation/double-facteur"), enrol)
+
+
+@router.get("/activation/double-facteur", name="portal_totp", response_class=HTMLResponse)
+def totp_form(request: Request, portal: PortalDep, session: SessionDep) -> Response:
+    if session is None or session.stage != ENROL:
+        return redirect("/portail/activation")
+    return page(request, "totp.html", csrf=session.csrf, enrolment=portal.enrolment(session))
+
+
+@router.post("/activation/double-facteur", name="portal_totp_post", response_class=HTMLResponse)
+def totp(
+    request: Request, portal: PortalDep, session: SessionDep, code: Text = "", csrf: Text = ""
+) -> Response:
+    if session is None or session.stage != ENROL:
+        return redirect("/portail/activation")
+    check_csrf(request, session, csrf)
+    try:
+        full, recovery = portal.confirm_enrolment(session, code)
+    except DmpError as exc:
+        return page(
+            request,
+            "totp.html",
+            status=exc.status,
+            csrf=session.csrf,
+            enrolment=portal.enrolment(session),
+            error=french_message(exc),
+        )
+    response = page(
+        request, "codes_secours.html", session=full, recovery=recovery, next=home_of(full.kind)
+    )
+    return with_session(request, response, full)
