@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from datetime import timedelta
@@ -10,7 +11,12 @@ import pyotp
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from dmp.access.portal import Portal
+from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
+from dmp.domain.ins import Ins
+from dmp.identity.actor import ActorKind, system_actor
+from tests.factories import GP, ins_for, new_document, open_record, pro
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _SECRET = re.compile(r'id="cle-totp">([A-Z2-7]+)<')
@@ -83,3 +89,22 @@ def logout(client: TestClient) -> None:
     if 'action="/portail/deconnexion"' in page.text:
         post_form(client, "/portail/deconnexion", page)
     client.cookies.clear()
+
+
+def minor_with_a_representative(
+    rt: Runtime, clock: FixedClock, i: int, rep: str
+) -> tuple[Ins, str]:
+    """A minor's record with a legal representative (and their portal code), one document for
+    everyone ("Carnet de vaccination") and one hidden from representatives ("Consultation
+    confidentielle")."""
+    ins = ins_for(i)
+    open_record(rt, ins)
+    rt.access(system_actor("op")).add_representative(
+        ins, rep, "PARENT EXEMPLE", "parent", minor=True
+    )
+    gp = rt.access(pro(rt, GP))
+    gp.deposit_document(ins, new_document(clock.now(), title="Carnet de vaccination"), b"v")
+    hidden = new_document(clock.now(), title="Consultation confidentielle")
+    gp.deposit_document(ins, dataclasses.replace(hidden, invisible_representatives=True), b"c")
+    code, _ = Portal(rt).invite(kind=ActorKind.REPRESENTATIVE, login=rep, by="test", ins=ins)
+    return ins, code

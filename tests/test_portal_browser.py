@@ -10,7 +10,6 @@ representatives; a professional logs in, declares consent, deposits a PDF and re
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.errors import Forbidden
-from dmp.identity.actor import ActorKind, system_actor
+from dmp.identity.actor import ActorKind
 from tests.browser import Checker, LiveServer, chromium  # noqa: F401 - the fixture
 from tests.factories import (
     CARDIOLOGIST,
@@ -37,10 +36,9 @@ from tests.factories import (
     PHARMACIST,
     PHARMACY,
     ins_for,
-    new_document,
-    open_record,
     pro,
 )
+from tests.portal_helpers import minor_with_a_representative
 
 PASSWORD = "une phrase de passe pour le test"
 
@@ -242,6 +240,20 @@ def test_the_whole_story_in_a_browser(
     rows = page.locator("tbody tr")
     assert rows.count() >= 1 and rows.count() == page.locator("tr.urgence").count()
 
+    # The other pages: notifications, closure (explained, not confirmed), an error page.
+    page.get_by_role("link", name="Notifications").first.click()
+    check.check(page, "notifications")
+    page.get_by_label("un résumé par jour").first.check()
+    page.get_by_label("par SMS").check()
+    page.get_by_role("button", name="Enregistrer").click()
+    assert page.get_by_text("Vos préférences ont été enregistrées").is_visible()
+    page.goto("/portail/dossier/fermeture")
+    check.check(page, "fermeture")
+    assert page.get_by_role("button", name="Fermer mon dossier").is_visible()
+    page.goto("/portail/dossier/documents/inexistant")
+    check.check(page, "erreur")
+    assert "n'existe pas ou ne vous est pas accessible" in page.get_by_role("alert").inner_text()
+
     # Phone width: nothing wider than the screen.
     page.set_viewport_size({"width": 360, "height": 740})
     page.goto("/portail/dossier/historique")
@@ -256,8 +268,14 @@ def test_the_whole_story_in_a_browser(
     assert world.access(pro(world, GP)).search_documents(ins).total >= 1
     _login(page, check, clock, GP, gp_secret)
     assert page.get_by_role("heading", name="Rechercher un patient").is_visible()
-    # No script error on any page (a refusal page's own 403 status is not one).
-    errors = [e for e in check.console_errors if "status of 403" not in e]
+    page.get_by_label("Type d'identifiant").select_option("test")
+    page.get_by_label("INS du patient (15 caractères)").fill(ins.value)
+    page.get_by_role("button", name="Ouvrir le dossier").click()
+    page.get_by_role("link", name="Mes traces").click()
+    check.check(page, "pro-traces")
+    assert "ajout d'un document" in page.locator("table").inner_text()
+    # No script error on any page (the refusal and error pages' own statuses are not ones).
+    errors = [e for e in check.console_errors if not e.startswith("Failed to load resource")]
     assert check.seen and not errors, errors
 
 
@@ -266,24 +284,8 @@ def test_a_representative_in_a_browser_does_not_see_what_is_hidden_from_represen
 ) -> None:
     check = Checker("representant")
     check.watch(page)
-    ins = ins_for(32)
-    open_record(world, ins)
-    world.access(system_actor("op")).add_representative(
-        ins, "rep-32", "PARENT EXEMPLE", "parent", minor=True
-    )
-    gp = world.access(pro(world, GP))
-    gp.deposit_document(ins, new_document(clock.now(), title="Carnet de vaccination"), b"v")
-    gp.deposit_document(
-        ins,
-        dataclasses.replace(
-            new_document(clock.now(), title="Consultation confidentielle"),
-            invisible_representatives=True,
-        ),
-        b"c",
-    )
-    _activate(
-        page, check, clock, "rep-32", _invite(world, ActorKind.REPRESENTATIVE, "rep-32", ins=ins)
-    )
+    _, code = minor_with_a_representative(world, clock, 32, "rep-32")
+    _activate(page, check, clock, "rep-32", code)
     page.get_by_role("link", name="Accéder à mon espace").click()
     assert page.get_by_role("heading", name=re.compile("Dossier de")).is_visible()
     page.get_by_role("link", name="Documents").first.click()

@@ -36,7 +36,16 @@ from tests.factories import (
     open_record,
     pro,
 )
-from tests.portal_helpers import Account, activate, csrf_of, get, login, logout, post_form
+from tests.portal_helpers import (
+    Account,
+    activate,
+    csrf_of,
+    get,
+    login,
+    logout,
+    minor_with_a_representative,
+    post_form,
+)
 
 
 @pytest.fixture
@@ -355,6 +364,11 @@ def test_a_blocked_professional_then_sees_nothing(
     activate(client, clock, ins.value, code)
     page = get(client, "/portail/dossier/professionnels")
     assert "PRO TEST" in page.text  # the directory's name, not only the identifier
+    assert "Aucun professionnel n'a été déclaré dans votre équipe" in html.unescape(page.text)
+    nurse.declare_care_team(ins, CARDIOLOGIST)  # a reader adds a colleague (L1111-17 II)
+    page = get(client, "/portail/dossier/professionnels")
+    team = page.text.split("Équipe de soins</h2>")[1].split("</table>")[0]
+    assert "PRO TEST (médecin)" in team and "2 mars 2026" in team
     blocked = post_form(
         client, "/portail/dossier/professionnels/blocage", page, professionnel=NURSE, bloquer="oui"
     )
@@ -423,29 +437,14 @@ def test_the_health_profile_is_stored_as_patient_documents_professionals_read(
 def test_a_representative_does_not_see_what_is_hidden_from_representatives(
     client: TestClient, world: Runtime, clock: FixedClock
 ) -> None:
-    ins = ins_for(22)
-    open_record(world, ins)
-    world.access(system_actor("op")).add_representative(
-        ins, "rep-22", "PARENT EXEMPLE", "parent", minor=True
-    )
-    gp = world.access(pro(world, GP))
-    gp.deposit_document(ins, new_document(clock.now(), title="Vaccins"), b"v")
-    gp.deposit_document(
-        ins,
-        dataclasses.replace(
-            new_document(clock.now(), title="Consultation confidentielle"),
-            invisible_representatives=True,
-        ),
-        b"c",
-    )
-    code = _invite(world, ActorKind.REPRESENTATIVE, "rep-22", ins=ins)
+    _, code = minor_with_a_representative(world, clock, 22, "rep-22")
     activate(client, clock, "rep-22", code)
     home = get(client, "/portail/dossier")
     assert "Dossier de" in home.text
     listing = get(client, "/portail/dossier/documents")
-    assert "Vaccins" in listing.text and "confidentielle" not in listing.text
+    assert "Carnet de vaccination" in listing.text and "confidentielle" not in listing.text
     export = get(client, "/portail/dossier/export.json")
-    assert "confidentielle" not in export.text and "Vaccins" in export.text
+    assert "confidentielle" not in export.text and "Carnet de vaccination" in export.text
 
 
 def test_export_preferences_and_closure(

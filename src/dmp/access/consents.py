@@ -161,6 +161,17 @@ class ConsentActions(Kernel):
             rows = patients.list_permissions(op.conn, op.scope)
         return [(ps, p.consented_at, p.blocked_at) for ps, p in rows]
 
+    def care_team(self, ins: PatientRef) -> list[tuple[str, datetime, str]]:
+        """The declared care team: (idNatPS, declared at, declared by)."""
+        with self.act(
+            ins,
+            Action.MANAGE_RECORD,
+            AuditAction.RECORD_READ,
+            need=CONSENT_SEARCH,
+            target="care_team",
+        ) as op:
+            return patients.list_care_team(op.conn, op.scope)
+
     def notifications(self, ins: PatientRef) -> list[dict[str, object]]:
         """Notices queued for the record (the outbox), for the holder and operators."""
         with self.act(

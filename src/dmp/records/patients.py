@@ -294,3 +294,14 @@ def list_permissions(conn: Connection, scope: AuthorizedPatient) -> list[tuple[s
         (r.id_nat_ps, PermissionRow(r.consented_at, r.consent_declared_by, r.blocked_at))
         for r in rows
     ]
+
+
+def list_care_team(conn: Connection, scope: AuthorizedPatient) -> list[tuple[str, datetime, str]]:
+    """The declared care team: (idNatPS, declared at, declared by), oldest first."""
+    ct = care_team
+    rows = conn.execute(
+        sa.select(ct.c.id_nat_ps, ct.c.declared_at, ct.c.declared_by)
+        .where(ct.c.patient_id == scope.patient_id)
+        .order_by(ct.c.declared_at, ct.c.id_nat_ps)
+    ).all()
+    return [(r.id_nat_ps, r.declared_at, r.declared_by) for r in rows]

@@ -155,12 +155,15 @@ def content_response(doc: DocumentView, content: bytes) -> Response:
     """The stored bytes, with the stored MIME type: a PDF shown inline, the rest downloaded."""
     inline = doc.mime_type == "application/pdf"
     name = "document.pdf" if inline else "document"
+    # A PDF opens in the browser's viewer (which a sandboxed response would block); anything
+    # else is a download, sandboxed should a browser render it anyway.
+    csp = "frame-ancestors 'none'" if inline else "default-src 'none'; sandbox"
     return Response(
         content,
         media_type=doc.mime_type,
         headers={
             "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"',
-            "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+            "Content-Security-Policy": csp,
         },
     )
 
@@ -253,7 +256,8 @@ def professionals(request: Request, pg: PageDep) -> Response:
     ins = _holder(pg)
     record = pg.gate.read_record(ins)
     perms = pg.gate.permissions(ins)
-    ids = {ps for ps, _, _ in perms}
+    team = pg.gate.care_team(ins)
+    ids = {ps for ps, _, _ in perms} | {ps for ps, _, _ in team}
     if record.medecin_traitant:
         ids.add(record.medecin_traitant)
     return page(
@@ -262,6 +266,7 @@ def professionals(request: Request, pg: PageDep) -> Response:
         session=pg.session,
         record=record,
         perms=perms,
+        team=team,
         people=pg.portal.people(ids),
     )
 

@@ -75,7 +75,7 @@ def pro_home(request: Request, pg: PageDep) -> Response:
 
 @router.post("/pro/patient", name="pro_patient")
 def pro_patient(pg: PostDep, ins: Text = "", autorite: Text = "nir") -> Response:
-    require(pg, ActorKind.PROFESSIONAL, ActorKind.DESK_AGENT)
+    require(pg, ActorKind.PROFESSIONAL)
     found = _ins(pg, ins, autorite)
     # A new patient: back to normal mode (an emergency choice was for the previous one).
     pg.portal.update_data(pg.session, patient_oid=found.oid, patient_value=found.value, mode=None)

@@ -129,7 +129,9 @@ def french_message(exc: DmpError) -> str:
     if _looks_french(exc.message):
         return exc.message[0].upper() + exc.message[1:]
     summary = _STATUS.get(exc.status, "Une erreur est survenue.")
-    return f"{summary} (Détail : {exc.message}.)"
+    if exc.status in (400, 413, 422):  # what was wrong with the input: worth the detail
+        return f"{summary} (Détail : {exc.message}.)"
+    return summary
 
 
 def _looks_french(text: str) -> bool:
