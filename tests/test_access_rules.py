@@ -227,10 +227,16 @@ def test_ac8_emergency_access(world: Runtime, ins: Ins) -> None:
         world.access(nurse, BDG, patient=ins).read_document(ins, doc)
     # Notices to the holder and the GP were queued with the opening, in the same transaction.
     notes = world.access(system_actor("test")).notifications(ins)
-    assert sorted((n["kind"], n["recipient_kind"]) for n in notes) == [
+    emergency = [n for n in notes if str(n["kind"]).startswith("emergency")]
+    assert sorted((n["kind"], n["recipient_kind"]) for n in emergency) == [
         ("emergency_access", "medecin_traitant"),
         ("emergency_access", "patient"),
+        ("emergency_expired", "patient"),  # told again when the window closes (issue 11)
     ]
+    expired = next(n for n in emergency if n["kind"] == "emergency_expired")
+    assert expired["due_at"] - expired["created_at"] == timedelta(
+        days=world.settings.emergency_access_days
+    )
     history = world.access(_holder(world, ins)).history(ins).items
     assert any(t.action == "emergency.open" and t.actor_id == NURSE for t in history)
     assert any(t.reason == "ALLOW_BRIS_DE_GLACE" and t.purpose == "bris_de_glace" for t in history)
@@ -309,8 +315,12 @@ def test_ac11_invisible_to_patient(world: Runtime, ins: Ins) -> None:
     with pytest.raises(Forbidden):  # the holder cannot lift it
         holder.update_document(ins, doc, invisible_patient=False)
     notes = world.access(system_actor("test")).notifications(ins)
-    assert [(n["kind"], n["due_at"] - T0) for n in notes] == [
-        ("document_pending_announcement", timedelta(days=14))
+    # R1111-53: told after two weeks if still hidden, and at the reveal after a month.
+    assert sorted(
+        (n["kind"], n["due_at"] - T0) for n in notes if str(n["kind"]).startswith("document")
+    ) == [
+        ("document_pending_announcement", timedelta(days=14)),
+        ("document_revealed", timedelta(days=30)),
     ]
     # After one month the document becomes visible by itself.
     _clock(world).advance(timedelta(days=30))

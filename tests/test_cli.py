@@ -230,3 +230,17 @@ def test_portal_invitations_print_a_code_that_activates(env: dict[str, str]) -> 
     assert refused.returncode == 2 and "not in the directory" in refused.stderr
     usage = dmp(env, "portal", "invite", "--desk-agent", "agent-1")
     assert usage.returncode == 2 and "--structure" in usage.stderr
+
+
+def test_jobs_run_and_the_outbox_commands(env: dict[str, str]) -> None:
+    assert dmp(env, "demo").returncode == 0
+    # The demo's notices: nobody has activated an account, so each is skipped, not failed.
+    r = dmp(env, "jobs", "run")
+    assert r.returncode == 0, r.stderr
+    assert "ran: outbox" in r.stdout and "0 failed" in r.stdout
+    listed = dmp(env, "notifications", "list", "--limit", "5")
+    assert listed.returncode == 0 and "counts: " in listed.stdout and "skipped" in listed.stdout
+    notice_id = listed.stdout.splitlines()[1].split()[0]
+    assert dmp(env, "notifications", "retry", notice_id).returncode == 0
+    assert dmp(env, "notifications", "retry", "nonexistent").returncode == 2
+    assert "dead" not in dmp(env, "notifications", "list", "--failed").stdout.split("\n", 1)[1]

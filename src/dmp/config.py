@@ -61,12 +61,60 @@ class Settings(BaseSettings):
     activation_code_days: int = 30
     # Portal sessions end after this many idle minutes (and after 12 hours in any case).
     portal_idle_minutes: int = 15
+    # Notifications (dmp worker). E-mail through SMTP: no host, no e-mail. Security: plain,
+    # starttls or tls (implicit TLS); the server certificate is verified (against DMP_SMTP_CA_FILE
+    # when set, else the system's CAs).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "DMP <ne-pas-repondre@dmp.invalid>"
+    smtp_ca_file: Path | None = None
+    # SMS through an HTTP gateway (a JSON POST {"to", "text"} with a bearer token): no URL, no SMS.
+    sms_url: str = ""
+    sms_token: str = ""
+    # Where the messages send people (never a link to a document: the portal's login page).
+    portal_url: str = "http://127.0.0.1:8000/portail"
+    # A notice failing this many times goes to the dead-letter state; retries back off from
+    # notify_retry_seconds, doubling each time.
+    notify_max_attempts: int = 8
+    notify_retry_seconds: int = 60
+    # How long a worker holds the notices it claimed: a worker that died leaves them to another
+    # after this.
+    notify_lease_seconds: int = 120
+    # The daily digest of new documents is sent from this hour (Paris time).
+    digest_hour: int = 8
+    # Lifecycle: a closed record is kept this many years, then purged; an explicit deletion
+    # request is honoured within this many days; a provisioned person may object for this many
+    # days after being informed.
+    retention_years: int = 10
+    deletion_days: int = 90
+    objection_days: int = 42
     # Adoption milestones per département: listed thresholds, then every N ("+N").
     milestones: str = "10000,50000,100000,+100000"
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
     matrix_file: Path | None = None
 
-    @field_validator("keyring_path", "matrix_file", mode="before")
+    @field_validator("smtp_security")
+    @classmethod
+    def _smtp_security(cls, value: str) -> str:
+        if value not in ("plain", "starttls", "tls"):
+            raise ValueError("must be plain, starttls or tls")
+        return value
+
+    @field_validator("digest_hour", mode="before")
+    @classmethod
+    def _hour(cls, value: Any) -> int:
+        try:
+            hour = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a whole number, not {value!r}") from None
+        if not 0 <= hour <= 23:
+            raise ValueError(f"is out of range: {hour}")
+        return hour
+
+    @field_validator("keyring_path", "matrix_file", "smtp_ca_file", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -80,6 +128,13 @@ class Settings(BaseSettings):
         "stats_fold_seconds",
         "activation_code_days",
         "portal_idle_minutes",
+        "smtp_port",
+        "notify_max_attempts",
+        "notify_retry_seconds",
+        "notify_lease_seconds",
+        "retention_years",
+        "deletion_days",
+        "objection_days",
         mode="before",
     )
     @classmethod
@@ -159,6 +214,20 @@ class Settings(BaseSettings):
             "stats_fold_seconds": str(self.stats_fold_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
             "milestones": self.milestones,
+            "smtp": (
+                f"{self.smtp_security}://{self.smtp_host}:{self.smtp_port}"
+                if self.smtp_host
+                else "(no e-mail)"
+            ),
+            "smtp_user": self.smtp_user or "(none)",
+            "smtp_password": "(set)" if self.smtp_password else "(none)",
+            "sms_url": redact_url(self.sms_url) if self.sms_url else "(no SMS)",
+            "sms_token": "(set)" if self.sms_token else "(none)",
+            "portal_url": self.portal_url,
+            "notify_max_attempts": str(self.notify_max_attempts),
+            "retention_years": str(self.retention_years),
+            "deletion_days": str(self.deletion_days),
+            "objection_days": str(self.objection_days),
         }
 
 

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from dmp.access import datakeys
+from dmp.access import datakeys, notices
 from dmp.access.gate import (
     CONTENT_READ,
     DOCUMENT_READ,
@@ -66,6 +66,7 @@ class DocumentActions(Kernel):
         ) as op:
             rows, total = documents.search(op.conn, op.scope, op.visibility, criteria)
             self._count_access(op.scope)
+            notices.on_professional_read(self, op)
             op.audit_targets(tuple(r.logical_id for r in rows))
         return Page(rows, total)
 
@@ -134,6 +135,7 @@ class DocumentActions(Kernel):
             if doc is None:
                 raise NotFound("no such document")
             self._count_access(op.scope)
+            notices.on_professional_read(self, op)
             op.audit_target(doc.logical_id)
             yield op, doc
 

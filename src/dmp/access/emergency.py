@@ -51,4 +51,19 @@ def open_window(gate: Kernel, op: Op) -> None:
         scope,
         [{**n, "subject_id": gate.actor.id, "created_at": now, "due_at": now} for n in notices],
     )
+    # The holder is told when the window closes, too.
+    patients.notify(
+        op.conn,
+        scope,
+        [
+            {
+                "kind": "emergency_expired",
+                "recipient_kind": "patient",
+                "recipient_id": None,
+                "subject_id": gate.actor.id,
+                "created_at": now,
+                "due_at": until,
+            }
+        ],
+    )
     op.audit_first(AuditAction.EMERGENCY_OPEN, gate.actor.id)

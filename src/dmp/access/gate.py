@@ -152,6 +152,11 @@ class OpeningOp:
     patient_id: str | None = None
     reason: Reason | None = None
 
+    def opened(self, patient_id: str, departement: str, reason: Reason) -> AuthorizedPatient:
+        """The record now exists: the event names it, and the opening may write beside it."""
+        self.patient_id, self.reason = patient_id, reason
+        return AuthorizedPatient(patient_id, departement)
+
 
 class Kernel:
     """The per-request gate, bound to one grant. Action modules add the actions."""

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from dmp.access import datakeys
+from dmp.access import datakeys, notices
 from dmp.access.gate import DOCUMENT_CREATE, DOCUMENT_DELETE, DOCUMENT_UPDATE, Kernel, Op
 from dmp.access.policy import Action, Decision, Reason, may_modify
 from dmp.access.views import DocumentChange, DocumentView, NewDocument, NewList
@@ -31,13 +31,12 @@ from dmp.errors import (
     PreconditionFailed,
 )
 from dmp.identity.actor import ActorKind
-from dmp.records import documents, patients
+from dmp.records import documents
 from dmp.records.types import AuthorizedPatient, DocumentRow
 
 MAX_CONTENT_BYTES = 20 * 1024 * 1024
 # AC-11: an INVISIBLE_PATIENT document becomes visible by itself after one month.
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)
-INVISIBLE_PATIENT_NOTICE = timedelta(days=14)
 
 
 class PublicationActions(Kernel):
@@ -197,27 +196,10 @@ class PublicationActions(Kernel):
                 f"a document with the unique id {unique_id[:80]} already exists"
             ) from None
         self._tally.document_deposited(scope.patient_id, scope.departement, now, meta.type_code)
-        if meta.invisible_patient:
-            self._announce_pending(op, logical_id, now)
-        return logical_id
-
-    def _announce_pending(self, op: Op, logical_id: str, now: datetime) -> None:
-        # AC-11 (R1111-53): if not delivered within two weeks, the patient is told that
-        # something awaits them; the delivery job checks the document is still hidden then.
-        patients.notify(
-            op.conn,
-            op.scope,
-            [
-                {
-                    "kind": "document_pending_announcement",
-                    "recipient_kind": "patient",
-                    "recipient_id": None,
-                    "subject_id": logical_id,
-                    "created_at": now,
-                    "due_at": now + INVISIBLE_PATIENT_NOTICE,
-                }
-            ],
+        notices.on_deposit(
+            self, op, logical_id, hidden_from_patient=meta.invisible_patient, now=now
         )
+        return logical_id
 
     def _modifiable(self, op: Op, document_id: str, audit_action: AuditAction) -> DocumentRow:
         """The document, if this actor may change it (AC-13/14): a professional finds only what
@@ -341,8 +323,18 @@ class PublicationActions(Kernel):
             if change.archived is not None and doc.status not in ("current", "archived"):
                 raise Conflict("only a current document can be archived or restored")
             new = self._new_version(conn, scope, doc, expected_version, **changes)
-            if change.invisible_patient:
-                self._announce_pending(op, doc.logical_id, now)
+            if change.invisible_patient is not None and change.invisible_patient != (
+                doc.invisible_patient
+            ):
+                # Hidden now: the two-week and one-month notices; revealed by a professional
+                # before its time: the holder hears of the document now.
+                notices.on_deposit(
+                    self,
+                    op,
+                    doc.logical_id,
+                    hidden_from_patient=change.invisible_patient,
+                    now=now,
+                )
             op.audit_target(doc.logical_id)
         return new
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from dmp.access import codes
+from dmp.access import codes, notices
 from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, decide_open
 from dmp.access.views import Activation, Demographics, RecordView
@@ -87,7 +87,8 @@ class RecordActions(Kernel):
             except IntegrityError:
                 raise Conflict("this patient already has a record") from None
             self._count_opening(conn, departement, channel, now)
-            op.patient_id, op.reason = patient_id, decision.reason
+            scope = op.opened(patient_id, departement, decision.reason)
+            notices.queue(conn, scope, "record_opened", now=now)
             return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
 
     def read_record(self, ins: PatientRef) -> RecordView:
@@ -116,10 +117,10 @@ class RecordActions(Kernel):
         ) as op:
             if op.record.status == RecordStatus.CLOSED.value:
                 raise Conflict("the record is already closed")
-            patients.close_record(
-                op.conn, op.scope, at=self._rt.clock.now(), reason=reason[:200], by=self.actor.id
-            )
+            now = self._rt.clock.now()
+            patients.close_record(op.conn, op.scope, at=now, reason=reason[:200], by=self.actor.id)
             stats.record_closed(op.conn, op.scope.departement)
+            notices.queue(op.conn, op.scope, "record_closed", now=now)
 
     def activate_account(self, ins: PatientRef) -> None:
         """The holder activated their online account (counted in the adoption statistics)."""

@@ -65,4 +65,4 @@ def main() -> None:
 
 
 # The commands, one module per area, register themselves on ``main``.
-from dmp.cli import clients, keys, portal, records, reports, service  # noqa: E402, F401
+from dmp.cli import clients, jobs, keys, portal, records, reports, service  # noqa: E402, F401

@@ -5,6 +5,7 @@ engine or the key ring; every record it touches goes through the gate, audited."
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +19,10 @@ from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.identity.actor import Actor, ActorKind, system_actor
-from dmp.jobs import clients, counters, directory, maintenance
+from dmp.jobs import clients, counters, directory, maintenance, notify, scheduler
 from dmp.jobs.directory_import import ImportSummary
+from dmp.records import outbox
+from dmp.records.outbox import Notice
 
 if TYPE_CHECKING:
     from dmp.access.gateway import RecordAccess
@@ -96,6 +99,26 @@ class Operator:
         return Portal(self._rt).invite(
             kind=kind, login=login, by="system:operator", ins=ins, structure_id=structure_id
         )
+
+    # -- notifications and timed jobs -------------------------------------------------------
+
+    def run_jobs(self) -> scheduler.RunReport:
+        return scheduler.run_once(self._rt, notify.worker_name())
+
+    def run_worker(self, stop: threading.Event, interval: float) -> None:
+        scheduler.run_forever(self._rt, notify.worker_name(), stop, interval)
+
+    def notifications(self, *, failed: bool, limit: int) -> list[Notice]:
+        with self._rt.engine.connect() as conn:
+            return outbox.listing(conn, ("dead",) if failed else None, limit)
+
+    def notification_counts(self) -> dict[str, int]:
+        with self._rt.engine.connect() as conn:
+            return outbox.counts(conn)
+
+    def retry_notification(self, notice_id: str) -> bool:
+        with self._rt.engine.begin() as conn:
+            return outbox.retry(conn, notice_id, self._rt.clock.now())
 
     def load_demo(self) -> list[str]:
         from dmp.jobs.demo import load_demo

@@ -10,11 +10,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from dmp.records.schema import (
     audit_heads,
     care_team,
     emergency_accesses,
+    first_accesses,
     legal_representatives,
     notifications,
     patients,
@@ -305,3 +307,15 @@ def list_care_team(conn: Connection, scope: AuthorizedPatient) -> list[tuple[str
         .order_by(ct.c.declared_at, ct.c.id_nat_ps)
     ).all()
     return [(r.id_nat_ps, r.declared_at, r.declared_by) for r in rows]
+
+
+def first_access(conn: Connection, scope: AuthorizedPatient, id_nat_ps: str, at: datetime) -> bool:
+    """Remember a professional's access to the record: true the first time only."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    inserted = conn.execute(
+        insert(first_accesses)
+        .values(patient_id=scope.patient_id, id_nat_ps=id_nat_ps, at=at)
+        .on_conflict_do_nothing()
+        .returning(first_accesses.c.id_nat_ps)
+    ).first()
+    return inserted is not None

@@ -88,6 +88,12 @@ records = sa.Table(
     sa.Column("is_minor", sa.Boolean, nullable=False, default=False),
     # When the holder activated their online account (Mon espace santé), if they did.
     sa.Column("activated_at", UtcDateTime),
+    # Lifecycle: reopened after a closure; closed by the holder's death; an explicit deletion
+    # request; when the purge is due (closure + retention, or the deletion deadline).
+    sa.Column("reopened_at", UtcDateTime),
+    sa.Column("died_at", UtcDateTime),
+    sa.Column("deletion_requested_at", UtcDateTime),
+    sa.Column("purge_due_at", UtcDateTime),
     sa.Index("ix_records_status_opened_at", "status", "opened_at"),
 )
 
@@ -186,8 +192,72 @@ notifications = sa.Table(
     sa.Column("recipient_id", sa.String(64)),
     sa.Column("subject_id", sa.String(64)),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),  # and, after a failure, the next attempt
     sa.Column("sent_at", UtcDateTime),
+    # Delivery: pending -> sent | skipped (nothing to send: no contact, preference off, the
+    # reason gone) | dead (failed too often; an operator may retry it).
+    sa.Column("status", sa.String(10), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("leased_by", sa.String(64)),  # the worker delivering it, until lease_until
+    sa.Column("lease_until", UtcDateTime),
+    sa.Column("channel", sa.String(10)),
+    sa.Column("message_id", sa.String(100)),  # stable per notice: a receiver can deduplicate
+    sa.Index("ix_notifications_status_due_at", "status", "due_at"),
+)
+
+# A professional's first access to a record (it causes a notice to the holder).
+first_accesses = sa.Table(
+    "first_accesses",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id_nat_ps", sa.String(32), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# Timed jobs: one lease per rule, so that several workers run each rule once at a time.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("leased_by", sa.String(64)),
+    sa.Column("lease_until", UtcDateTime),
+    sa.Column("last_run_at", UtcDateTime),
+)
+
+# What remains of a purged record: no clinical data, no identity; the key is the former
+# patient key (so the audit trail's chain can be matched), the figures the statistics need.
+purge_traces = sa.Table(
+    "purge_traces",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("patient_id", ID, nullable=False),
+    sa.Column("departement", sa.String(3), nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("closed_at", UtcDateTime),
+    sa.Column("purged_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(20), nullable=False),  # retention | deletion_request
+    sa.Column("documents", sa.Integer, nullable=False),
+)
+
+# Opt-out provisioning: insurer beneficiaries informed of their record's coming opening; each
+# may object until ``objection_until`` (six weeks); the record opens by itself after that.
+provisioning = sa.Table(
+    "provisioning",
+    metadata,
+    sa.Column("ins_oid", sa.String(40), primary_key=True),
+    sa.Column("ins_value", sa.String(15), primary_key=True),
+    sa.Column("birth_family_name", sa.String(100), nullable=False),
+    sa.Column("given_names", sa.String(200), nullable=False),
+    sa.Column("sex", sa.String(1), nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("residence_commune", sa.String(5), nullable=False),
+    sa.Column("informed_at", UtcDateTime, nullable=False),
+    sa.Column("objection_until", UtcDateTime, nullable=False),
+    sa.Column("objected_at", UtcDateTime),
+    sa.Column("opened_at", UtcDateTime),
+    sa.Column("imported_at", UtcDateTime, nullable=False),
+    sa.Index("ix_provisioning_objection_until", "objection_until"),
 )
 
 patient_keys = sa.Table(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from dmp.domain.codes import TYPE_LABELS
+from dmp.domain.french import PARIS, PROFESSIONS, date_fr, datetime_fr
 
-PARIS = ZoneInfo("Europe/Paris")
+__all__ = ["PROFESSIONS", "date_fr", "datetime_fr"]
 
 ACTIONS = {
     "record.open": "ouverture du dossier",
@@ -44,22 +44,6 @@ ACTOR_KINDS = {
     "desk_agent": "guichet d'accueil",
     "system": "système (opération automatique)",
 }
-PROFESSIONS = {
-    "10": "médecin",
-    "21": "pharmacien",
-    "26": "audioprothésiste",
-    "28": "opticien-lunetier",
-    "40": "chirurgien-dentiste",
-    "50": "sage-femme",
-    "60": "infirmier",
-    "70": "masseur-kinésithérapeute",
-    "80": "pédicure-podologue",
-    "91": "orthophoniste",
-    "92": "orthoptiste",
-    "94": "ergothérapeute",
-    "95": "psychomotricien",
-    "96": "manipulateur d'électroradiologie",
-}
 OUTCOMES = {"success": "effectué", "denied": "refusé", "failure": "échec"}
 STATUSES = {
     "current": "en vigueur",
@@ -67,41 +51,10 @@ STATUSES = {
     "archived": "archivé",
     "deleted": "supprimé",
 }
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 def type_label(code: str) -> str:
     return TYPE_LABELS.get(code, code)
-
-
-def date_fr(value: date | datetime | None) -> str:
-    """27 novembre 2026 (a time is shown in Paris time)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        value = value.astimezone(PARIS).date() if value.tzinfo else value.date()
-    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
-
-
-def datetime_fr(value: datetime | None) -> str:
-    """27 novembre 2026 à 14 h 05 (Paris time)."""
-    if value is None:
-        return ""
-    local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(PARIS)
-    return f"{date_fr(local.date())} à {local.hour} h {local.minute:02d}"
 
 
 def iso_date(value: datetime | None) -> str:

@@ -1,0 +1,103 @@
+"""What the record's events tell people: notices queued in the outbox in the transaction of the
+event that causes them (issue 11). A notice carries kinds and ids only, never clinical content
+or a document's title; ``dmp.jobs.notify`` decides at delivery whether it is still due and how
+it is worded.
+
+Kinds: ``first_access`` (a professional's first access to the record), ``emergency_access`` and
+``regulation_access`` (to the holder and the registered GP), ``emergency_expired``,
+``new_document``, ``document_pending_announcement`` (a document still hidden from the holder
+after two weeks), ``document_revealed`` (its automatic reveal after a month), ``record_opened``,
+``record_closed``, ``record_reopened``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dmp.domain.codes import PurposeOfUse
+from dmp.identity.actor import ActorKind
+from dmp.records import patients
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from dmp.access.gate import Kernel, Op
+    from dmp.records.types import AuthorizedPatient
+
+# AC-11 (R1111-53): the holder is told after two weeks that a document awaits an announcement;
+# the document shows itself after a month.
+PENDING_NOTICE = timedelta(days=14)
+REVEAL_DELAY = timedelta(days=30)
+
+
+def queue(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    kind: str,
+    *,
+    now: datetime,
+    subject_id: str | None = None,
+    due: datetime | None = None,
+    gp: str | None = None,
+) -> None:
+    """One notice to the holder (and, with ``gp``, one to the registered GP)."""
+    rows: list[dict[str, object]] = [
+        {"kind": kind, "recipient_kind": "patient", "recipient_id": None}
+    ]
+    if gp:
+        rows.append({"kind": kind, "recipient_kind": "medecin_traitant", "recipient_id": gp})
+    patients.notify(
+        conn,
+        scope,
+        [{**r, "subject_id": subject_id, "created_at": now, "due_at": due or now} for r in rows],
+    )
+
+
+def on_professional_read(gate: Kernel, op: Op) -> None:
+    """A professional read the record: their first access is told to the holder; every access
+    by the regulation centre to the holder and the GP (an emergency access is told when its
+    window opens, see ``emergency.open_window``)."""
+    if gate.actor.kind is not ActorKind.PROFESSIONAL:
+        return
+    now = gate.now()
+    if patients.first_access(op.conn, op.scope, gate.actor.id, now):
+        queue(op.conn, op.scope, "first_access", now=now, subject_id=gate.actor.id)
+    if gate.purpose is PurposeOfUse.REGULATION:
+        queue(
+            op.conn,
+            op.scope,
+            "regulation_access",
+            now=now,
+            subject_id=gate.actor.id,
+            gp=op.record.medecin_traitant,
+        )
+
+
+def on_deposit(
+    gate: Kernel, op: Op, logical_id: str, *, hidden_from_patient: bool, now: datetime
+) -> None:
+    """A document arrived: the holder hears of it now, or, if it is hidden pending an
+    announcement, after two weeks (if still hidden) and at its reveal after a month. What the
+    patient deposited themselves causes no notice."""
+    if gate.actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
+        return
+    if hidden_from_patient:
+        queue(
+            op.conn,
+            op.scope,
+            "document_pending_announcement",
+            now=now,
+            subject_id=logical_id,
+            due=now + PENDING_NOTICE,
+        )
+        queue(
+            op.conn,
+            op.scope,
+            "document_revealed",
+            now=now,
+            subject_id=logical_id,
+            due=now + REVEAL_DELAY,
+        )
+    else:
+        queue(op.conn, op.scope, "new_document", now=now, subject_id=logical_id)

@@ -1,0 +1,129 @@
+"""What notices say, in French: what happened and where to log in. Never clinical content,
+never a document's title, never the patient's identity (the e-mail or SMS may be read by
+others); a notice about an emergency access names the professional, the structure, the time,
+and says that a justification was given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from dmp.domain.french import PROFESSIONS, datetime_fr
+
+
+@dataclass(frozen=True, slots=True)
+class Professional:
+    name: str
+    profession: str | None
+    structure: str | None
+
+    def describe(self) -> str:
+        parts = [self.name]
+        if self.profession:
+            parts.append(PROFESSIONS.get(self.profession, "professionnel de santé"))
+        if self.structure:
+            parts.append(self.structure)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    subject: str
+    body: str
+    sms: str
+
+
+def when(at: datetime) -> str:
+    return f"le {datetime_fr(at)}"
+
+
+def compose(
+    kind: str,
+    *,
+    recipient: str,
+    at: datetime,
+    portal_url: str,
+    professional: Professional | None = None,
+    count: int = 1,
+) -> Message:
+    """The message for one notice (``count`` > 1: a digest of new documents)."""
+    who = professional.describe() if professional else "un professionnel de santé"
+    login = f"Connectez-vous pour en savoir plus : {portal_url}"
+    gp = recipient == "medecin_traitant"
+    texts: dict[str, tuple[str, str]] = {
+        "first_access": (
+            "Un professionnel a consulté votre dossier pour la première fois",
+            f"{who} a consulté votre dossier médical partagé pour la première fois, {when(at)}.",
+        ),
+        "emergency_access": (
+            "Accès en urgence à un dossier médical partagé"
+            if gp
+            else "Accès en urgence à votre dossier médical partagé",
+            (
+                f"{who} a accédé en urgence (bris de glace), {when(at)}, au dossier médical "
+                "partagé d'un patient dont vous êtes le médecin traitant. Une justification a "
+                "été enregistrée."
+                if gp
+                else f"{who} a accédé à votre dossier médical partagé en urgence (bris de "
+                f"glace), {when(at)}. Une justification a été enregistrée ; vous la retrouvez "
+                "dans l'historique des accès."
+            ),
+        ),
+        "regulation_access": (
+            "Accès par le centre de régulation (SAMU-centre 15)",
+            (
+                f"{who}, médecin régulateur, a accédé {when(at)} au dossier médical partagé "
+                "d'un patient dont vous êtes le médecin traitant."
+                if gp
+                else f"{who}, médecin régulateur du SAMU-centre 15, a accédé à votre dossier "
+                f"médical partagé {when(at)}."
+            ),
+        ),
+        "emergency_expired": (
+            "Fin d'un accès en urgence à votre dossier",
+            f"L'accès en urgence à votre dossier médical partagé ouvert par {who} a pris fin "
+            f"{when(at)}.",
+        ),
+        "new_document": (
+            "Nouveau document dans votre dossier"
+            if count == 1
+            else f"{count} nouveaux documents dans votre dossier",
+            "Un nouveau document a été ajouté à votre dossier médical partagé."
+            if count == 1
+            else f"{count} nouveaux documents ont été ajoutés à votre dossier médical partagé.",
+        ),
+        "document_pending_announcement": (
+            "Votre dossier a été mis à jour",
+            "Votre dossier médical partagé a été mis à jour. Un professionnel de santé "
+            "souhaite vous présenter ce nouvel élément lors d'une consultation : nous vous "
+            "invitons à prendre rendez-vous avec votre médecin.",
+        ),
+        "document_revealed": (
+            "Un document de votre dossier est désormais visible",
+            "Un document de votre dossier médical partagé est désormais visible.",
+        ),
+        "record_opened": (
+            "Votre dossier médical partagé est ouvert",
+            f"Votre dossier médical partagé a été ouvert {when(at)}. Vous pouvez activer votre "
+            "compte avec le code de votre lettre d'activation, ou vous opposer à son "
+            "utilisation.",
+        ),
+        "record_closed": (
+            "Votre dossier médical partagé est fermé",
+            f"Votre dossier médical partagé a été fermé {when(at)}. Plus aucun professionnel "
+            "ne peut y accéder.",
+        ),
+        "record_reopened": (
+            "Votre dossier médical partagé est rouvert",
+            f"Votre dossier médical partagé a été rouvert {when(at)}.",
+        ),
+        "record_opening_planned": (
+            "Votre dossier médical partagé va être ouvert",
+            "Votre caisse d'assurance maladie va ouvrir votre dossier médical partagé. Vous "
+            "pouvez vous y opposer pendant six semaines.",
+        ),
+    }
+    subject, text = texts.get(kind, ("Votre dossier médical partagé", "Votre dossier a changé."))
+    body = f"Bonjour,\n\n{text}\n\n{login}\n\nCe message est envoyé automatiquement.\n"
+    sms = f"DMP : {text} {portal_url}"
+    return Message(subject, body, sms[:320])
