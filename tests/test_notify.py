@@ -317,6 +317,6 @@ def test_nobody_to_tell_is_skipped_and_the_jobs_report_says_so(rt: Runtime) -> N
     ins = ins_for(61)
     open_record(rt, ins)  # no portal account yet: the letter told them
     report = scheduler.run_once(rt, "w1")
-    assert report.ran == ["outbox"] and report.notices.skipped == 1
+    assert "outbox" in report.ran and report.notices.skipped == 1
     notice = rt.access(system_actor("t")).notifications(ins)[0]
     assert notice["status"] == "skipped" and "no portal account" in str(notice["last_error"])

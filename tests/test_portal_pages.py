@@ -484,3 +484,13 @@ def test_export_preferences_and_closure(
     with pytest.raises(Forbidden):
         gp.search_documents(ins)
     assert "Compte rendu fictif" in get(client, "/portail/dossier/documents").text
+    # Closed: the holder may reopen it, or ask for its deletion (within three months).
+    form = get(client, "/portail/dossier/fermeture")
+    reopened = post_form(client, "/portail/dossier/reouverture", form)
+    assert "Votre dossier est rouvert" in reopened.text
+    gp.declare_consent(ins)  # professionals are back
+    form = get(client, "/portail/dossier/fermeture")
+    post_form(client, "/portail/dossier/fermeture", form, motif="x", confirmation="oui")
+    form = get(client, "/portail/dossier/fermeture")
+    asked = post_form(client, "/portail/dossier/suppression", form, confirmation="oui")
+    assert "supprimé au plus tard le 31 mai 2026" in asked.text  # T0 + 90 days

@@ -20,7 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dmp import __version__
 from dmp.access.portal import Portal
+from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
+from dmp.api import provisioning as provisioning_api
 from dmp.api import records
 from dmp.errors import DmpError, InvalidInput
 from dmp.fhir import routes as fhir_routes
@@ -168,6 +170,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
+    app.state.provisioning = Provisioning(runtime)
 
     @app.exception_handler(DmpError)
     async def _dmp_error(request: Request, exc: DmpError) -> Response:
@@ -210,6 +213,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"status": "ok", "version": __version__, "database": info}
 
     app.include_router(records.router)
+    app.include_router(provisioning_api.router)
     app.include_router(fhir_routes.router)
     app.include_router(stats_web.router)
     for portal_router in (portal_static, portal_auth, portal_dossier, portal_pro):

@@ -10,6 +10,7 @@ from dmp.access.consents import ConsentActions
 from dmp.access.documents import DocumentActions
 from dmp.access.history import HistoryActions
 from dmp.access.keys import KeyActions
+from dmp.access.lifecycle import LifecycleActions
 from dmp.access.publication import PublicationActions
 from dmp.access.records import RecordActions
 
@@ -21,5 +22,6 @@ class RecordAccess(
     ConsentActions,
     HistoryActions,
     KeyActions,
+    LifecycleActions,
 ):
     """Per-request access to records, bound to one grant (actor, scopes, purpose of use)."""

@@ -31,6 +31,10 @@ class Action(StrEnum):
     READ_HISTORY = "read_history"
     DESTROY_KEYS = "destroy_keys"  # crypto-shredding, system jobs only
     ISSUE_ACTIVATION = "issue_activation"  # a one-time code for the holder's online account
+    REOPEN_RECORD = "reopen_record"
+    REQUEST_DELETION = "request_deletion"  # the holder asks for the record to be deleted
+    DECLARE_DEATH = "declare_death"  # the death register: system jobs only
+    PURGE_RECORD = "purge_record"  # retention over, or deletion due: system jobs only
 
 
 class Reason(StrEnum):
@@ -269,7 +273,7 @@ def decide(
     """Decide one action on one existing record."""
     if actor.kind is ActorKind.SYSTEM:
         return Decision(True, Reason.ALLOW_SYSTEM, visibility=DocumentVisibility())
-    if action is Action.DESTROY_KEYS:
+    if action in (Action.DESTROY_KEYS, Action.DECLARE_DEATH, Action.PURGE_RECORD):
         return Decision.deny(Reason.DENY_ACTOR_KIND)
     if is_forbidden(actor, matrix):  # AC-16
         return Decision.deny(Reason.DENY_FORBIDDEN_ACTOR)
@@ -288,14 +292,15 @@ def decide(
             )
         return Decision(True, reason)
 
-    if action is Action.ISSUE_ACTIVATION:
+    if action in (Action.ISSUE_ACTIVATION, Action.REOPEN_RECORD):
         # A registration desk (or a professional of a structure, who may open records) prints
-        # the holder's activation letter, for an active record only (domain reference §2).
+        # the holder's activation letter, for an active record only (domain reference §2), and
+        # reopens a closed record at the holder's request, as it would open one.
         if actor.kind not in (ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL):
             return Decision.deny(Reason.DENY_ACTOR_KIND)
         if not actor.structure_id:
             return Decision.deny(Reason.DENY_NO_STRUCTURE)
-        if facts.status is not RecordStatus.ACTIVE:
+        if action is Action.ISSUE_ACTIVATION and facts.status is not RecordStatus.ACTIVE:
             return Decision.deny(Reason.DENY_RECORD_CLOSED)
         return Decision(True, Reason.ALLOW_OPEN)
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from dmp.access import codes, notices
+from dmp.access.dates import add_years
 from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, decide_open
 from dmp.access.views import Activation, Demographics, RecordView
@@ -119,6 +120,10 @@ class RecordActions(Kernel):
                 raise Conflict("the record is already closed")
             now = self._rt.clock.now()
             patients.close_record(op.conn, op.scope, at=now, reason=reason[:200], by=self.actor.id)
+            # Kept for the retention period, then purged (issue 11; DMP_RETENTION_YEARS).
+            patients.update_record(
+                op.conn, op.scope, purge_due_at=add_years(now, self._rt.settings.retention_years)
+            )
             stats.record_closed(op.conn, op.scope.departement)
             notices.queue(op.conn, op.scope, "record_closed", now=now)
 

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
+from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
 from dmp.access.smart import TokenEndpoint
 from dmp.access.statistics import PublicStatistics
@@ -38,6 +39,10 @@ PUBLIC_ROUTES = frozenset(
         "fhir_token",
         # The portals' pages before login (their forms carry a CSRF token); every other
         # portal page depends on the session's gate (dmp.web.deps.page_gate).
+        # Objecting to an opening: the INS and the date of birth, the same answer for all.
+        "provisioning_objection",
+        "portal_objection",
+        "portal_objection_post",
         "portal_static",
         "portal_home",
         "portal_login",
@@ -72,6 +77,12 @@ async def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpo
 
 async def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
     return PublicStatistics(rt)
+
+
+async def provisioning_service(request: Request) -> Provisioning:
+    """Objections to an opening (public; rate-limited per address inside)."""
+    service: Provisioning = request.app.state.provisioning
+    return service
 
 
 async def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:

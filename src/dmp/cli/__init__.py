@@ -65,4 +65,13 @@ def main() -> None:
 
 
 # The commands, one module per area, register themselves on ``main``.
-from dmp.cli import clients, jobs, keys, portal, records, reports, service  # noqa: E402, F401
+from dmp.cli import (  # noqa: E402, F401
+    clients,
+    jobs,
+    keys,
+    portal,
+    provision,
+    records,
+    reports,
+    service,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +154,39 @@ def record_representative(
             Ins(oid, ins_value), rep_id, name, relationship, minor=minor
         )
     click.echo("representative registered")
+
+
+@record.command("reopen")
+@ins_option
+@friendly_errors
+def record_reopen(ins_value: str, oid: str) -> None:
+    """Reopen a closed record (not one closed by the holder's death)."""
+    with operator_session() as operator:
+        operator.gate("cli-record-reopen").reopen_record(Ins(oid, ins_value))
+    click.echo("record reopened")
+
+
+@record.command("death")
+@ins_option
+@click.option("--date", "died_on", required=True, help="Date of death (YYYY-MM-DD).")
+@friendly_errors
+def record_death(ins_value: str, oid: str, died_on: str) -> None:
+    """Record the holder's death (death register): the record closes for good."""
+    try:
+        day = datetime.combine(date.fromisoformat(died_on), time(12), UTC)
+    except ValueError:
+        raise click.UsageError("--date must be YYYY-MM-DD") from None
+    with operator_session() as operator:
+        operator.gate("death-register").declare_death(Ins(oid, ins_value), day)
+    click.echo("record closed (death)")
+
+
+@record.command("delete")
+@ins_option
+@friendly_errors
+def record_delete(ins_value: str, oid: str) -> None:
+    """The holder's explicit deletion request, received by the operator: the record closes and
+    is purged within DMP_DELETION_DAYS (by `dmp worker` or `dmp jobs run`)."""
+    with operator_session() as operator:
+        due = operator.gate("cli-deletion-request").request_deletion(Ins(oid, ins_value))
+    click.echo(f"record closed; purge due by {due.date().isoformat()}")

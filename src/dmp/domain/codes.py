@@ -78,6 +78,10 @@ class AuditAction(StrEnum):
     KEYS_ROTATE = "keys.rotate"
     KEY_SHRED = "keys.shred"
     ACTIVATION_ISSUE = "account.activation_code"  # an activation letter was printed
+    RECORD_REOPEN = "record.reopen"
+    RECORD_DEATH = "record.death"  # closed by the holder's death
+    RECORD_DELETION_REQUEST = "record.deletion_request"
+    RECORD_PURGE = "record.purge"  # retention over or deletion due: clinical rows deleted
 
 
 class Outcome(StrEnum):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
 from dmp.access.portal import Portal
+from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
@@ -119,6 +120,9 @@ class Operator:
     def retry_notification(self, notice_id: str) -> bool:
         with self._rt.engine.begin() as conn:
             return outbox.retry(conn, notice_id, self._rt.clock.now())
+
+    def provisioning(self) -> Provisioning:
+        return Provisioning(self._rt)
 
     def load_demo(self) -> list[str]:
         from dmp.jobs.demo import load_demo

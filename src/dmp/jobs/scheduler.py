@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
+from dmp.domain.ins import PatientKey
+from dmp.identity.actor import system_actor
 from dmp.jobs import notify
-from dmp.records import outbox
+from dmp.records import lifecycle, outbox
 
 log = logging.getLogger("dmp.jobs")
 
@@ -35,12 +38,35 @@ def _outbox(rt: Runtime, worker: str, report: RunReport) -> None:
     report.notices.add(notify.deliver_due(rt, worker))
 
 
+def _purge(rt: Runtime, worker: str, report: RunReport) -> None:
+    """Records whose purge is due (closure + retention, or a deletion request's deadline)."""
+    gate = rt.access(system_actor("purge"))
+    purged = 0
+    while True:
+        with rt.engine.connect() as conn:
+            due = lifecycle.due_purges(conn, rt.clock.now(), 100)
+        if not due:
+            break
+        for patient_id in due:
+            gate.purge_record(PatientKey(patient_id))
+            purged += 1
+    if purged:
+        report.lines.append(f"purged: {purged} records")
+
+
+def _provisioning(rt: Runtime, worker: str, report: RunReport) -> None:
+    """Opt-out provisioning: open the records whose objection period ended."""
+    opened = Provisioning(rt).open_due()
+    if opened:
+        report.lines.append(f"opened after the objection period: {opened} records")
+
+
 Rule = Callable[[Runtime, str, RunReport], None]
 # Rules any number of workers run at once (each notice is leased on its own)...
 SHARED: dict[str, Rule] = {"outbox": _outbox}
 # ...and rules one worker runs at a time (a job lease by name; a worker that dies holds it
 # until the lease ends).
-EXCLUSIVE: dict[str, Rule] = {}
+EXCLUSIVE: dict[str, Rule] = {"purge": _purge, "provisioning": _provisioning}
 
 
 def run_once(rt: Runtime, worker: str) -> RunReport:

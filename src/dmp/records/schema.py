@@ -238,6 +238,9 @@ purge_traces = sa.Table(
     sa.Column("purged_at", UtcDateTime, nullable=False),
     sa.Column("reason", sa.String(20), nullable=False),  # retention | deletion_request
     sa.Column("documents", sa.Integer, nullable=False),
+    # The record's share of the adoption figures (openings, documents by month and type,
+    # accesses by month and mode), so that a recount still matches the published counters.
+    sa.Column("figures", sa.Text),
 )
 
 # Opt-out provisioning: insurer beneficiaries informed of their record's coming opening; each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,6 +19,7 @@ from dmp.records.schema import (
     documents,
     milestones,
     patients,
+    purge_traces,
     records,
     stats_accesses,
     stats_departements,
@@ -343,8 +345,36 @@ def _month_expr(conn: Connection, col: sa.ColumnElement[Any]) -> sa.ColumnElemen
 
 
 def recount(conn: Connection) -> dict[str, Any]:
-    """The same figures computed from the base tables (slow; for checks and rebuilds)."""
+    """The same figures computed from the base tables (slow; for checks and rebuilds), purged
+    records included through the figures their purge trace kept."""
+    figures = recount_rows(conn)
+    for (kept,) in conn.execute(
+        sa.select(purge_traces.c.figures).where(purge_traces.c.figures.is_not(None))
+    ):
+        figures = _merge(figures, json.loads(kept))
+    return figures
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    totals = {k: dict(v) for k, v in a["totals"].items()}
+    for dept, values in b["totals"].items():
+        into = totals.setdefault(dept, dict.fromkeys(values, 0))
+        for key, n in values.items():
+            into[key] = into.get(key, 0) + int(n)
+    out: dict[str, Any] = {"totals": totals}
+    for part in ("openings", "documents", "accesses"):
+        summed: dict[tuple[Any, ...], int] = {}
+        for item in [*a[part], *b[part]]:
+            key = tuple(item[:-1])
+            summed[key] = summed.get(key, 0) + int(item[-1])
+        out[part] = [(*k, n) for k, n in summed.items()]
+    return out
+
+
+def recount_rows(conn: Connection, patient_id: str | None = None) -> dict[str, Any]:
+    """The figures of the rows present, for everyone or one patient (what a purge keeps)."""
     p, r = patients.c, records.c
+    only = (lambda col: col == patient_id) if patient_id is not None else (lambda col: sa.true())
     totals: dict[str, dict[str, int]] = {}
     for row in conn.execute(
         sa.select(
@@ -355,6 +385,7 @@ def recount(conn: Connection) -> dict[str, Any]:
             sa.func.count(r.activated_at).label("activated"),
         )
         .select_from(patients.join(records, r.patient_id == p.id))
+        .where(only(p.id))
         .group_by(p.departement)
     ):
         totals[row.departement] = {
@@ -375,6 +406,7 @@ def recount(conn: Connection) -> dict[str, Any]:
                     st, st.c.id == r.opened_by_structure
                 )
             )
+            .where(only(p.id))
             .group_by(p.departement, omonth, r.channel, kind)
         )
     ]
@@ -385,7 +417,7 @@ def recount(conn: Connection) -> dict[str, Any]:
         for row in conn.execute(
             sa.select(p.departement, dmonth, dd.type_code, sa.func.count())
             .select_from(documents.join(patients, p.id == dd.patient_id))
-            .where(dd.version == 1)
+            .where(dd.version == 1, only(p.id))
             .group_by(p.departement, dmonth, dd.type_code)
         )
     ]
@@ -400,6 +432,7 @@ def recount(conn: Connection) -> dict[str, Any]:
                 ae.action.in_(("document.search", "document.read")),
                 ae.outcome == "success",
                 ae.actor_kind == "professional",
+                only(p.id),
             )
             .group_by(p.departement, amonth, ae.purpose)
         )
@@ -448,3 +481,12 @@ def rebuild(conn: Connection) -> None:
             batch.append(row)
         if batch:
             conn.execute(table.insert(), batch)
+
+
+def record_reopened(conn: Connection, departement: str) -> None:
+    c = stats_departements.c
+    conn.execute(
+        stats_departements.update()
+        .where(c.departement == departement)
+        .values(active=c.active + 1, closed=c.closed - 1)
+    )

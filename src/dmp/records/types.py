@@ -58,6 +58,10 @@ class RecordRow:
     medecin_traitant: str | None
     is_minor: bool
     activated_at: datetime | None
+    reopened_at: datetime | None = None
+    died_at: datetime | None = None
+    deletion_requested_at: datetime | None = None
+    purge_due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

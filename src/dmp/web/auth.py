@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from dmp.access.portal import ACTIVATE, ENROL, FULL, SECOND, Session
+from dmp.access.provisioning import Provisioning
+from dmp.api.deps import provisioning_service
+from dmp.domain.ins import OID_NIA, OID_NIR, Ins
 from dmp.errors import DmpError, NotAuthenticated
 from dmp.identity.actor import ActorKind
 from dmp.web.deps import PortalDep, SessionDep, address, check_csrf, pre_token
@@ -207,3 +211,33 @@ def totp(
         request, "codes_secours.html", session=full, recovery=recovery, next=home_of(full.kind)
     )
     return with_session(request, response, full)
+
+
+@router.get("/opposition", name="portal_objection", response_class=HTMLResponse)
+def objection_form(request: Request) -> Response:
+    return _form(request, "opposition.html")
+
+
+@router.post("/opposition", name="portal_objection_post", response_class=HTMLResponse)
+def objection(
+    request: Request,
+    service: Annotated[Provisioning, Depends(provisioning_service)],
+    ins: Text = "",
+    autorite: Text = "nir",
+    naissance: Text = "",
+    csrf: Text = "",
+) -> Response:
+    """Object to the opening announced by the insurer (within six weeks)."""
+    check_csrf(request, None, csrf)
+    oid = {"nir": OID_NIR, "nia": OID_NIA}.get(autorite, OID_NIR)
+    try:
+        born = date.fromisoformat(naissance)
+    except ValueError:
+        return _form(
+            request,
+            "opposition.html",
+            status=422,
+            error="La date de naissance doit être au format AAAA-MM-JJ.",
+        )
+    message = service.object(Ins(oid, "".join(ins.split())), born, address(request))
+    return page(request, "opposition_faite.html", message=message)

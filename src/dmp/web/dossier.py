@@ -473,3 +473,19 @@ def close(request: Request, pg: PostDep, motif: Text = "", confirmation: Text = 
         raise InvalidInput("cochez la case pour confirmer la fermeture")
     pg.gate.close_record(ins, motif or "fermeture demandée par le patient")
     return page(request, "ferme.html", session=pg.session)
+
+
+@router.post("/reouverture", name="record_reopen")
+def reopen(pg: PostDep) -> Response:
+    ins = _holder(pg)
+    pg.gate.reopen_record(ins)
+    return redirect("/portail/dossier?fait=reouverture")
+
+
+@router.post("/suppression", name="record_deletion", response_class=HTMLResponse)
+def deletion(request: Request, pg: PostDep, confirmation: Text = "") -> Response:
+    ins = _holder(pg)
+    if confirmation != "oui":
+        raise InvalidInput("cochez la case pour confirmer la demande de suppression")
+    due = pg.gate.request_deletion(ins)
+    return page(request, "suppression.html", session=pg.session, due=due)

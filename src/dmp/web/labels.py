@@ -31,6 +31,10 @@ ACTIONS = {
     "list.search": "consultation des lots de documents",
     "keys.shred": "destruction des clés",
     "account.activation_code": "impression d'une lettre d'activation",
+    "record.reopen": "réouverture du dossier",
+    "record.death": "fermeture du dossier (décès)",
+    "record.deletion_request": "demande de suppression du dossier",
+    "record.purge": "suppression du dossier",
 }
 PURPOSES = {
     "normal": "accès normal",

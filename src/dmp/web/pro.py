@@ -376,6 +376,20 @@ def desk_open(
     return page(request, "guichet_ouvert.html", session=pg.session, existed=False)
 
 
+@router.post("/guichet/reouverture", name="desk_reopen", response_class=HTMLResponse)
+def desk_reopen(request: Request, pg: PostDep) -> Response:
+    """Reopen a closed record at the holder's request (a record closed by death is not)."""
+    require(pg, ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL)
+    pg.gate.reopen_record(_patient(pg))
+    return page(
+        request,
+        "guichet_ouvert.html",
+        session=pg.session,
+        existed=True,
+        message="Le dossier est rouvert.",
+    )
+
+
 @router.post("/guichet/lettre", name="desk_letter")
 def desk_letter(pg: PostDep) -> Response:
     """The activation letter: a new one-time code (the previous one stops working), printed

@@ -1,0 +1,122 @@
+"""Opt-out provisioning with an injected clock: imported beneficiaries may object for six weeks
+(through the API, the portal page or the operator); at six weeks without objection the record
+opens by itself and the holder is told; an objection, or a record opened at a desk meanwhile,
+is respected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dmp.access.provisioning import OBJECTION_ANSWER, Provisioning
+from dmp.access.runtime import Runtime
+from dmp.app import create_app
+from dmp.clock import FixedClock
+from dmp.errors import InvalidInput, NotFound
+from dmp.identity.actor import system_actor
+from dmp.jobs import counters, scheduler
+from tests.factories import OID_TEST, T0, ins_for, open_record
+from tests.portal_helpers import get, post_form
+
+INFORMED = (T0 - timedelta(days=1)).date().isoformat()
+
+
+def _csv(*lines: str) -> str:
+    return "ins,oid,nom,prenoms,sexe,naissance,commune,informe_le\n" + "\n".join(lines) + "\n"
+
+
+def _line(i: int, **changes: str) -> str:
+    fields = {
+        "ins": ins_for(i).value,
+        "oid": OID_TEST,
+        "nom": "EXEMPLE",
+        "prenoms": "DOMINIQUE",
+        "sexe": "F",
+        "naissance": "1980-01-02",
+        "commune": "37003",
+        "informe_le": INFORMED,
+        **changes,
+    }
+    return ",".join(fields.values())
+
+
+@pytest.fixture
+def client(world: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(world)) as c:
+        yield c
+
+
+def test_import_reports_bad_lines_and_keeps_what_is_listed(world: Runtime) -> None:
+    service = Provisioning(world)
+    report = service.import_csv(
+        _csv(
+            _line(81),
+            _line(82),
+            _line(83, ins="123"),
+            _line(84, sexe="X"),
+            _line(85, naissance="1980-13-01"),
+            _line(86, commune="99999"),
+        )
+    )
+    assert (report.read, report.added, report.already) == (6, 2, 0)
+    assert [e.split(":")[0] for e in report.errors] == ["line 4", "line 5", "line 6", "line 7"]
+    again = service.import_csv(_csv(_line(81), _line(87)))
+    assert (again.added, again.already) == (1, 1)
+    assert service.counts() == {"pending": 3}
+    with pytest.raises(InvalidInput, match="informe_le"):
+        service.import_csv("ins,nom\n1,2\n")
+
+
+def test_six_weeks_without_objection_open_the_record_and_an_objection_is_kept(
+    world: Runtime, clock: FixedClock, client: TestClient
+) -> None:
+    service = Provisioning(world)
+    service.import_csv(_csv(_line(88), _line(89), _line(90), _line(91)))
+    # 89 objects through the API, 90 through the portal page, 91 opened at a desk meanwhile.
+    objected = client.post(
+        "/api/provisioning/objection",
+        json={"ins": ins_for(89).value, "oid": OID_TEST, "birth_date": "1980-01-02"},
+    )
+    assert objected.status_code == 200 and objected.json()["message"] == OBJECTION_ANSWER
+    unknown = client.post(
+        "/api/provisioning/objection",
+        json={"ins": ins_for(99).value, "oid": OID_TEST, "birth_date": "1980-01-02"},
+    )
+    assert unknown.json() == objected.json()  # nobody learns who is listed
+    assert client.post("/api/provisioning/objection", json={"ins": "x"}).status_code == 422
+    form = get(client, "/portail/opposition")
+    done = post_form(
+        client,
+        "/portail/opposition",
+        form,
+        ins=ins_for(90).value,
+        autorite="nir",
+        naissance="1980-01-02",
+    )
+    assert done.status_code == 200 and "opposition" in done.text
+    # The page objects under INS-NIR only; the test INS is objected by the operator instead.
+    service.object(ins_for(90), date(1980, 1, 2), "desk")
+    open_record(world, ins_for(91))
+
+    informed = datetime.combine(date.fromisoformat(INFORMED), time(0), UTC)
+    deadline = informed + timedelta(days=world.settings.objection_days)
+    clock.set(deadline - timedelta(minutes=1))
+    scheduler.run_once(world, "w")
+    with pytest.raises(NotFound):
+        world.access(system_actor("t")).read_record(ins_for(88))
+    clock.set(deadline)  # six weeks after the information
+    report = scheduler.run_once(world, "w")
+    assert "opened after the objection period: 1 records" in report.lines
+    view = world.access(system_actor("t")).read_record(ins_for(88))
+    assert view.channel == "insurer_provisioning" and view.status == "active"
+    kinds = [n["kind"] for n in world.access(system_actor("t")).notifications(ins_for(88))]
+    assert "record_opened" in kinds  # the holder is told
+    for objector in (89, 90):
+        with pytest.raises(NotFound):
+            world.access(system_actor("t")).read_record(ins_for(objector))
+    assert world.access(system_actor("t")).read_record(ins_for(91)).channel == "pharmacy"
+    assert service.counts() == {"opened": 2, "objected": 2}
+    assert counters.verify_counters(world) == []
