@@ -66,7 +66,10 @@ def _run_server(settings: Settings, port: int, log: IO[str], log_path: Path) -> 
         assert r.status_code == 200
         assert r.json()["database"]["migration"] == head_revision()
         assert r.headers["x-request-id"]
-        httpx.get(f"http://127.0.0.1:{port}/api/records/170013700310003", timeout=2)
+        assert "server" not in r.headers  # no banner naming the server software
+        assert r.headers["x-content-type-options"] == "nosniff"
+        api = httpx.get(f"http://127.0.0.1:{port}/api/records/170013700310003", timeout=2)
+        assert api.headers["cache-control"] == "no-store" and "server" not in api.headers
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -59,34 +59,61 @@ class RequestLimits:
         status = {"code": 500}
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
+        path = str(scope.get("path", ""))
+        fhir = path.startswith("/fhir")
+        # Anything that may carry patient data is never stored by a cache on the way.
+        private = path.startswith(("/api/", "/fhir")) and not path.startswith(
+            ("/api/stats", "/fhir/metadata")
+        )
+        # Text with a NUL character: refused at the door (PostgreSQL text cannot hold one, and
+        # no field of ours needs one). Binary uploads (multipart, raw content) are not text.
+        kind = headers.get(b"content-type", b"").lower()
+        textual = b"json" in kind or b"x-www-form-urlencoded" in kind
         try:
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                await _too_large(send, rid, str(scope.get("path", "")).startswith("/fhir"))
+                await _too_large(send, rid, fhir)
                 status["code"] = 413
                 return
+            if _has_nul(scope.get("query_string", b"")) or _has_nul(scope.get("raw_path") or b""):
+                await _bad_text(send, rid, fhir)
+                status["code"] = 400
+                return
             received = 0
+            tail = b""
 
             async def limited_receive() -> Message:
-                nonlocal received
+                nonlocal received, tail
                 message = await receive()
                 if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
+                    body = message.get("body", b"")
+                    received += len(body)
                     if received > self.max_body:
-                        raise _BodyTooLarge
+                        raise _BodyTooLarge()
+                    if textual and _has_nul(tail + body):
+                        raise _NulInText()
+                    tail = body[-6:]
                 return message
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     status["code"] = message["status"]
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    extra = [(b"x-request-id", rid.encode())]
+                    if b"x-content-type-options" not in present:
+                        extra.append((b"x-content-type-options", b"nosniff"))
+                    if private and b"cache-control" not in present:
+                        extra.append((b"cache-control", b"no-store"))
+                    message["headers"] = [*message.get("headers", []), *extra]
                 await send(message)
 
             try:
                 await self.app(scope, limited_receive, send_with_id)
             except _BodyTooLarge:
                 status["code"] = 413
-                await _too_large(send, rid, str(scope.get("path", "")).startswith("/fhir"))
+                await _too_large(send, rid, fhir)
+            except _NulInText:
+                status["code"] = 400
+                await _bad_text(send, rid, fhir)
         finally:
             route = scope.get("route")
             log.info(
@@ -101,8 +128,41 @@ class RequestLimits:
             request_id_var.reset(token)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while the body is read; an HTTPException, so that the framework's body parsing
+    lets it through to the error renderers instead of turning it into a generic 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
+
+
+class _NulInText(StarletteHTTPException):
+    def __init__(self) -> None:
+        super().__init__(400, "the request holds a NUL character, which no field accepts")
+
+
+def _has_nul(data: bytes) -> bool:
+    """A NUL character, raw, percent-encoded or as a JSON escape."""
+    lowered = data.lower()
+    return b"\x00" in data or b"%00" in data or b"\\u0000" in lowered
+
+
+async def _bad_text(send: Send, rid: str, fhir: bool = False) -> None:
+    message = "the request holds a NUL character, which no field accepts"
+    if fhir:
+        body = orjson.dumps(operation_outcome(400, message))
+        kind = b"application/fhir+json"
+    else:
+        body = orjson.dumps({"error": "invalid", "message": message})
+        kind = b"application/json"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", kind), (b"x-request-id", rid.encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _too_large(send: Send, rid: str, fhir: bool = False) -> None:
@@ -148,7 +208,7 @@ async def _fold_counts(runtime: Runtime) -> None:
             log.warning("folding the statistics counts failed", exc_info=True)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The request threads (sync endpoints) match the connection pool: no request waits
@@ -205,7 +265,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             error = DmpError(str(exc.detail))
             error.status = exc.status_code
             return error_page(request, error)
-        return JSONResponse({"error": "http", "message": str(exc.detail)}, exc.status_code)
+        code = {400: "invalid", 413: "too-large"}.get(exc.status_code, "http")
+        return JSONResponse({"error": code, "message": str(exc.detail)}, exc.status_code)
 
     @app.get("/health", name="health")
     def health() -> dict[str, Any]:
@@ -219,7 +280,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for portal_router in (portal_static, portal_auth, portal_dossier, portal_pro):
         app.include_router(portal_router.router)
     app.add_middleware(PortalHeaders)
-    app.add_middleware(RequestLimits)
+    app.add_middleware(RequestLimits, max_body=max_body)
     return app
 
 

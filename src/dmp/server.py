@@ -38,6 +38,7 @@ def run(app: str, *, host: str, port: int, workers: int = 1, **options: Any) -> 
         workers=workers,
         access_log=False,
         log_config=None,
+        server_header=False,  # no banner naming the server software
         backlog=2048,
         **options,
     )

@@ -14,16 +14,17 @@ from dmp.access.gate import (
     DOCUMENT_READ,
     DOCUMENT_SEARCH,
     LIST_SEARCH,
-    MAX_PAGE,
     Kernel,
     Op,
+    check_aware,
+    check_window,
 )
 from dmp.access.policy import Action
 from dmp.access.views import DocumentView, ListView, Page
 from dmp.crypto import envelope
 from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef
-from dmp.errors import IntegrityFailure, InvalidInput, NotFound
+from dmp.errors import IntegrityFailure, NotFound
 from dmp.identity.scopes import Need
 from dmp.records import documents
 from dmp.records.types import DocumentCriteria
@@ -45,10 +46,18 @@ class DocumentActions(Kernel):
     ) -> Page[DocumentView]:
         """Documents the actor may see. Without dates, the last two years of service dates
         (AC-15); ``all_dates`` or an explicit ``service_from`` widens it."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}")
-        if offset < 0:
-            raise InvalidInput("offset must not be negative")
+        check_window(limit, offset)
+        c = criteria or DocumentCriteria()
+        check_aware(
+            service_from,
+            service_to,
+            c.created_from,
+            c.created_to,
+            c.submitted_from,
+            c.submitted_to,
+            c.service_end_from,
+            c.service_end_to,
+        )
         if service_from is None and not all_dates:
             window = timedelta(days=self._rt.settings.search_window_days)
             service_from = self._rt.clock.now() - window

@@ -24,7 +24,7 @@ from dmp.access.policy import Action, Decision, Reason, RecordFacts, decide
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse, RecordStatus
 from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins
 from dmp.domain.visibility import DocumentVisibility
-from dmp.errors import Conflict, DmpError, Forbidden, NotFound
+from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput, NotFound
 from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need, scope_allows
 from dmp.identity.tokens import Grant
@@ -35,6 +35,23 @@ if TYPE_CHECKING:
     from dmp.access.runtime import Runtime
 
 MAX_PAGE = 100
+# Beyond any record's size, and far inside every engine's integers (a 2^63 offset overflowed).
+MAX_OFFSET = 1_000_000_000
+
+
+def check_window(limit: int, offset: int) -> None:
+    """A page of results: 1 to MAX_PAGE items from an offset within MAX_OFFSET."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}")
+
+
+def check_aware(*moments: datetime | None) -> None:
+    """Times given to a search must carry a time zone (a naive one is ambiguous)."""
+    if any(m is not None and m.tzinfo is None for m in moments):
+        raise InvalidInput("times must carry a time zone")
+
 
 _MESSAGES: dict[Reason, str] = {
     Reason.DENY_UNKNOWN_PATIENT: "no record was found for this patient",

@@ -8,13 +8,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from dmp.access.gate import HISTORY_SEARCH, MAX_PAGE, Kernel
+from dmp.access.gate import HISTORY_SEARCH, Kernel, check_aware, check_window
 from dmp.access.policy import Action, Decision
 from dmp.access.views import Page, TraceView
 from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef
 from dmp.domain.visibility import DocumentVisibility
-from dmp.errors import InvalidInput
 from dmp.records import audit_log, documents
 from dmp.records.types import AuditRow, AuthorizedPatient
 
@@ -33,11 +32,8 @@ class HistoryActions(Kernel):
     ) -> Page[TraceView]:
         """The record's traces, newest first, optionally only those of some kinds of actor,
         some access modes, or a period."""
-        if not 1 <= limit <= MAX_PAGE or offset < 0:
-            raise InvalidInput(f"page size must be between 1 and {MAX_PAGE}, offset not negative")
-        for moment in (since, until):
-            if moment is not None and moment.tzinfo is None:
-                raise InvalidInput("times must carry a time zone")
+        check_window(limit, offset)
+        check_aware(since, until)
         with self.act(
             ins, Action.READ_HISTORY, AuditAction.HISTORY_READ, need=HISTORY_SEARCH
         ) as op:

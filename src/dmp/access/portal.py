@@ -13,6 +13,7 @@ password, a wrong code and a locked account all get the same answer, after the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -63,7 +64,13 @@ FAILED = "identifiant, mot de passe ou code incorrect (ou compte verrouillé que
 ACTIVATE, ENROL, SECOND, FULL = "activate", "enrol", "second", "full"
 
 _HASHER = PasswordHasher()  # argon2id, the library's current parameters (RFC 9106 low-memory)
-_DUMMY = _HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """What an unknown identifier's password is checked against (the same work as a known
+    one's); made on first use, not at import (every command would pay for it)."""
+    return _HASHER.hash(secrets.token_hex(16))
 
 
 class RateLimit:
@@ -283,7 +290,7 @@ class Portal:
         with self._rt.engine.begin() as conn:
             account = portal.account_by_login(conn, login.strip()[:64])
             stored = account.password_hash if account is not None else None
-            good = _verify_password(stored or _DUMMY, password[:MAX_PASSWORD])
+            good = _verify_password(stored or _dummy_hash(), password[:MAX_PASSWORD])
             if (
                 account is not None
                 and stored is not None

@@ -31,6 +31,7 @@ from dmp.records import clients
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
+MAX_JTI = 128  # the replay store's column
 
 
 class InvalidClient(NotAuthenticated):
@@ -147,7 +148,12 @@ def _verify_signature(
 ) -> dict[str, Any]:
     keyset = PyJWKSet.from_dict(json.loads(jwks))
     kid = header.get("kid")
-    candidates = [k for k in keyset.keys if kid is None or k.key_id == kid]
+    # Only keys of the assertion's family: an EC key never checks an RS384 signature (PyJWT
+    # would fail with a type error rather than a verification error).
+    family = "RSA" if str(header.get("alg", "")).startswith("RS") else "EC"
+    candidates = [
+        k for k in keyset.keys if (kid is None or k.key_id == kid) and k.key_type == family
+    ]
     for key in candidates:
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -164,7 +170,17 @@ def _verify_signature(
             raise InvalidClient(f"client assertion rejected: {exc}") from None
         if claims.get("sub") != client_id:
             raise InvalidClient("client assertion: sub must equal iss (the client id)")
-        if int(claims["exp"]) <= int(now.timestamp()):
+        exp = claims["exp"]
+        # NumericDate (RFC 7519): a number of seconds; a string, a list or a date beyond any
+        # calendar is not one.
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 < exp < 2**33:
+            raise InvalidClient("client assertion: exp must be a NumericDate")
+        if int(exp) <= int(now.timestamp()):
             raise InvalidClient("the client assertion has expired")
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI:
+            raise InvalidClient(
+                f"client assertion: jti must be a string of 1 to {MAX_JTI} characters"
+            )
         return claims
     raise InvalidClient("the client assertion signature does not verify with the client's keys")

@@ -135,7 +135,11 @@ def load_keyring(path: Path) -> KeyRing:
         raise ConfigurationError(f"no key ring at {path}") from None
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        log.warning("key ring file is readable by other users; run chmod 600 on it")
+        # The keys that open every record: refused rather than used as they are exposed.
+        raise ConfigurationError(
+            f"the key ring {path} is open to other users (mode {mode:04o}); "
+            f"run chmod 600 on it (and check who could have read it)"
+        )
     return _parse(path, raw)
 
 

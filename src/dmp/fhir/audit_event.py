@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from dmp.access.gate import MAX_OFFSET, MAX_PAGE
 from dmp.api.deps import Gate
 from dmp.domain.ins import PatientKey
 from dmp.errors import (
@@ -24,6 +25,8 @@ def auditevent_search(request: Request, access: Gate) -> Response:
         offset = int(request.query_params.get("_offset", "0"))
     except ValueError:
         raise BadRequest("_count and _offset are whole numbers") from None
+    if not 1 <= count <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"_count must be 1 to {MAX_PAGE}, _offset 0 to {MAX_OFFSET}")
     page = access.history(patient, limit=count, offset=offset)
     # The history names the record's key: no second action (and no second trace) to learn it.
     key = patient.id if isinstance(patient, PatientKey) else page.patient_key

@@ -44,10 +44,13 @@ def consent_search(request: Request, access: Gate) -> Response:
 async def consent_create(request: Request, access: Gate) -> Response:
     """A professional declares the consent the patient gave them (provision permit)."""
     res = await read_resource(request, "Consent")
+    for element in ("patient", "provision"):
+        if not isinstance(res.get(element) or {}, dict):
+            raise InvalidInput(f"Consent.{element} must be an object")
     ref = (res.get("patient") or {}).get("reference")
-    if not ref:
-        raise InvalidInput("Consent.patient is required")
-    patient = mapping.patient_ref(str(ref), test_mode=access.accepts_test_ins)
+    if not ref or not isinstance(ref, str):
+        raise InvalidInput("Consent.patient.reference is required (a string)")
+    patient = mapping.patient_ref(ref, test_mode=access.accepts_test_ins)
     provision = res.get("provision") or {}
     if provision.get("type", "permit") != "permit":
         raise Forbidden("a professional declares consents; blocks are the patient's decision")

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fhir.resources.R4B.patient import Patient as PatientModel
 
 from dmp.access.views import Demographics
 from dmp.api.deps import Gate
@@ -16,7 +17,7 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import base_url, fhir, read_resource
+from dmp.fhir.common import base_url, fhir, read_resource, validate_resource
 
 router = APIRouter()
 
@@ -50,6 +51,7 @@ async def patient_create(request: Request, access: Gate) -> Response:
     """Open a record. The patient's consent is stated with the extension
     ``dmp-consentement-ouverture`` (valueBoolean true)."""
     res = await read_resource(request, "Patient")
+    validate_resource(PatientModel, res, "Patient")
     ins = None
     for ident in res.get("identifier") or []:
         system = str(ident.get("system", ""))

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
+from dmp.access.gate import MAX_OFFSET
 from dmp.access.views import SearchCriteria
 from dmp.domain.ins import PatientRef, parse_ins_token
 from dmp.errors import BadRequest
@@ -82,11 +83,13 @@ def _instant(text: str, name: str) -> tuple[datetime, datetime]:
             start = datetime.fromisoformat(text).replace(tzinfo=UTC)
             return start, start + timedelta(days=1)
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name}: {text!r} is not a FHIR date") from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at, at + timedelta(microseconds=1)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return at, at + timedelta(microseconds=1)
+    except (ValueError, OverflowError):
+        # OverflowError: the interval of a date at the calendar's edge (9999-12-31) ends
+        # after the last representable instant.
+        raise BadRequest(f"{name}: {text!r} is not a FHIR date this server can search") from None
 
 
 def date_range(params: QueryParams, name: str) -> tuple[datetime | None, datetime | None]:
@@ -147,8 +150,8 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         offset = int(params.get("_offset", "0"))
     except ValueError:
         raise BadRequest("_count and _offset are whole numbers") from None
-    if not 1 <= count <= MAX_COUNT or offset < 0:
-        raise BadRequest(f"_count must be 1 to {MAX_COUNT}, _offset not negative")
+    if not 1 <= count <= MAX_COUNT or not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"_count must be 1 to {MAX_COUNT}, _offset 0 to {MAX_OFFSET}")
     sort = params.get("_sort", "-period")
     if sort not in ("period", "-period", "date", "-date"):
         raise BadRequest("_sort supports period and date, ascending or descending (-)")
