@@ -113,14 +113,15 @@ def test_replayed_assertion(client: TestClient, world: Runtime, registered: Any)
     [
         ("expired", "expired"),
         ("too-long", "five minutes"),
-        ("forged", "signature"),
+        ("forged", "not accepted"),
         ("wrong-aud", "rejected"),
-        ("unknown-professional", "not in the directory"),
-        ("other-structure", "does not work in that structure"),
+        # The same answer for both of each pair (issue 12: nobody learns who exists).
+        ("unknown-professional", "not a professional of the client's structure"),
+        ("other-structure", "not a professional of the client's structure"),
         ("no-professional", "acting professional"),
         ("emergency-without-justification", "justification"),
         ("hs256", "RS384 or ES384"),
-        ("unknown-client", "unknown or revoked"),
+        ("unknown-client", "not accepted"),
     ],
 )
 def test_refused_assertions(
@@ -251,3 +252,17 @@ def test_an_emergency_assertion_must_name_its_patient(
     r = _exchange(client, signed)
     assert r.status_code == 401
     assert "patient" in r.json()["error_description"]
+
+
+def test_the_token_endpoint_is_rate_limited_per_address(
+    client: TestClient, world: Runtime, registered: Any
+) -> None:
+    key, jwks, cid = registered
+    answers = []
+    for _ in range(61):
+        signed = assertion(key, jwks, cid, TOKEN_URL, now=_now(world), idnatps=CARDIOLOGIST)
+        answers.append(_exchange(client, signed))
+    assert [r.status_code for r in answers[:60]] == [200] * 60
+    limited = answers[60]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert limited.json()["error"] == "slow_down"

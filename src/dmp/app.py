@@ -21,10 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dmp import __version__
 from dmp.access.portal import Portal
 from dmp.access.provisioning import Provisioning
-from dmp.access.runtime import Runtime
+from dmp.access.runtime import UNAVAILABLE, Runtime
+from dmp.access.smart import TokenLimits
 from dmp.api import provisioning as provisioning_api
 from dmp.api import records
-from dmp.errors import DmpError, InvalidInput
+from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import operation_outcome, outcome_response
 from dmp.jobs import counters
@@ -231,19 +232,35 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
     app.state.provisioning = Provisioning(runtime)
+    app.state.token_limits = TokenLimits()
 
     @app.exception_handler(DmpError)
     async def _dmp_error(request: Request, exc: DmpError) -> Response:
-        if exc.status >= 500:
+        if exc.status >= 500 and exc.status != 503:
             log.error("request failed", extra={"error_type": type(exc).__name__})
+        if exc.status == 503:
+            log.warning("database unavailable", extra={"error_type": type(exc).__name__})
         if _is_portal(request):
             return error_page(request, exc)
+        retry = getattr(exc, "retry_after", None)
         if _is_fhir(request):
-            return outcome_response(exc.status, exc.message)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            _error_body(exc.code, exc.message, exc.reason), exc.status, headers=headers
+            response = outcome_response(exc.status, exc.message)
+        else:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            response = JSONResponse(
+                _error_body(exc.code, exc.message, exc.reason), exc.status, headers=headers
+            )
+        if retry is not None:
+            response.headers["Retry-After"] = str(retry)
+        return response
+
+    async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+        return await _dmp_error(
+            request, ServiceUnavailable("the service is busy for a moment; retry shortly")
         )
+
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _pool_exhausted)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -94,3 +94,15 @@ class TooManyRequests(DmpError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(DmpError):
+    """The database cannot be reached or refuses connections: try again shortly (503 with
+    Retry-After). Nothing was changed."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -30,6 +30,10 @@ from dmp.identity.actor import Actor
 from dmp.identity.tokens import Grant
 from dmp.records import audit_log, database, keys
 
+# Exceptions the application turns into 503 with Retry-After (the pool's wait for a free
+# connection timed out); the engine turns the driver's own into ServiceUnavailable.
+UNAVAILABLE = database.POOL_EXHAUSTED
+
 if TYPE_CHECKING:
     from dmp.access.gateway import RecordAccess
 

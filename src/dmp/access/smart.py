@@ -12,7 +12,7 @@ know or who does not work in the client's structure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ import jwt
 from jwt import PyJWKSet
 
 from dmp.access import actors
+from dmp.access.portal import RateLimit
 from dmp.access.runtime import Runtime
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins_token
@@ -32,6 +33,21 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
 MAX_JTI = 128  # the replay store's column
+# One answer for an unknown client and a bad signature, one for an unknown professional and a
+# professional of another structure: a caller learns nothing of who exists (issue 12).
+NOT_ACCEPTED = (
+    "the client assertion was not accepted: unknown client, or a signature that does not "
+    "verify with its registered keys"
+)
+NOT_HERE = "the acting professional (idnatps) is not a professional of the client's structure"
+
+
+@dataclass
+class TokenLimits:
+    """The token endpoint's rate limits, one set per application (per process)."""
+
+    by_address: RateLimit = field(default_factory=lambda: RateLimit(limit=60, window=60))
+    by_client: RateLimit = field(default_factory=lambda: RateLimit(limit=120, window=60))
 
 
 class InvalidClient(NotAuthenticated):
@@ -64,7 +80,7 @@ def exchange(
     with rt.engine.connect() as conn:
         client = clients.get(conn, client_id)
     if client is None or client.revoked_at is not None:
-        raise InvalidClient("unknown or revoked client")
+        raise InvalidClient(NOT_ACCEPTED)
     claims = _verify_signature(assertion, header, client.jwks, client_id, token_url, now)
     expires = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
     if expires - now > MAX_ASSERTION_LIFETIME:
@@ -93,8 +109,8 @@ def exchange(
         raise InvalidClient("the client assertion must name the acting professional (idnatps)")
     try:
         actor = actors.professional_actor(rt, ps, client.structure_id)
-    except NotAuthenticated as exc:  # unknown to the directory, or not in this structure
-        raise InvalidClient(exc.message) from None
+    except NotAuthenticated:  # unknown to the directory, or not in this structure
+        raise InvalidClient(NOT_HERE) from None
     # Replay: the same assertion id is accepted once.
     with rt.engine.begin() as conn:
         if not clients.use_jti(conn, client_id, str(claims["jti"]), expires, now):
@@ -117,12 +133,28 @@ def exchange(
 class TokenEndpoint:
     """What the token endpoint may do, and nothing else: exchange a client assertion."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, limits: TokenLimits | None = None) -> None:
         self._rt = rt
+        self._limits = limits or TokenLimits()
 
     def exchange(
-        self, *, grant_type: str, assertion_type: str, assertion: str, scope: str, token_url: str
+        self,
+        *,
+        grant_type: str,
+        assertion_type: str,
+        assertion: str,
+        scope: str,
+        token_url: str,
+        address: str = "unknown",
     ) -> TokenResponse:
+        """Rate-limited per address and per client (429 with Retry-After beyond)."""
+        self._limits.by_address.check(address)
+        try:
+            claimed = str(jwt.decode(assertion, options={"verify_signature": False}).get("iss"))
+        except jwt.PyJWTError:
+            claimed = ""
+        if claimed:
+            self._limits.by_client.check(claimed[:64])
         return exchange(
             self._rt,
             grant_type=grant_type,
@@ -183,4 +215,4 @@ def _verify_signature(
                 f"client assertion: jti must be a string of 1 to {MAX_JTI} characters"
             )
         return claims
-    raise InvalidClient("the client assertion signature does not verify with the client's keys")
+    raise InvalidClient(NOT_ACCEPTED)

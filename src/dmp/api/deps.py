@@ -18,7 +18,7 @@ from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
-from dmp.access.smart import TokenEndpoint
+from dmp.access.smart import TokenEndpoint, TokenLimits
 from dmp.access.statistics import PublicStatistics
 from dmp.errors import BadRequest, NotAuthenticated
 from dmp.identity.tokens import Grant, verify_grant
@@ -71,8 +71,11 @@ async def runtime(request: Request) -> Runtime:
     return rt
 
 
-async def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
-    return TokenEndpoint(rt)
+async def token_endpoint(
+    request: Request, rt: Annotated[Runtime, Depends(runtime)]
+) -> TokenEndpoint:
+    limits: TokenLimits = request.app.state.token_limits
+    return TokenEndpoint(rt, limits)
 
 
 async def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:

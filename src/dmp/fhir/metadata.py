@@ -15,6 +15,7 @@ from dmp.access.smart import TokenEndpoint
 from dmp.api.deps import token_endpoint
 from dmp.errors import (
     InvalidInput,
+    TooManyRequests,
 )
 from dmp.fhir import mapping
 from dmp.fhir.common import base_url, fhir
@@ -43,10 +44,17 @@ async def token(request: Request, endpoint: Tokens) -> JSONResponse:
                 assertion=form.get("client_assertion", ""),
                 scope=form.get("scope", ""),
                 token_url=str(request.url).split("?")[0],
+                address=request.client.host if request.client else "unknown",
             )
         )
     except smart.InvalidClient as exc:
         return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401)
+    except TooManyRequests as exc:
+        return JSONResponse(
+            {"error": "slow_down", "error_description": exc.message},
+            429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     except InvalidInput as exc:
         return JSONResponse(
             {"error": exc.reason or "invalid_request", "error_description": exc.message}, 400

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dmp.errors import ServiceUnavailable
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -23,7 +25,30 @@ _PG_MIGRATION_LOCK = 0x444D50
 EXPECTED_REVISION = "0013"
 
 
+def _unavailable(context: sa.engine.ExceptionContext) -> None:
+    """A database that is down, restarting, out of connections or (SQLite) locked too long is
+    a 503 with Retry-After, never a 500: the request changed nothing and may be retried. The
+    pool drops broken connections itself (is_disconnect), so the service recovers alone."""
+    original = context.original_exception
+    if context.dialect is not None and context.dialect.name == "sqlite":
+        # SQLite's OperationalError also means "no such table": only a lock is unavailability.
+        unavailable = "locked" in str(original) or "busy" in str(original)
+    else:
+        # psycopg's OperationalError: refused or lost connections, too many clients, shutdown.
+        unavailable = type(original).__name__ == "OperationalError"
+    if context.is_disconnect or unavailable:
+        raise ServiceUnavailable(
+            "the database is unavailable for a moment; retry shortly"
+        ) from context.sqlalchemy_exception
+
+
 def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+    engine = _make_engine(url, pool_size=pool_size)
+    sa.event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+def _make_engine(url: str, *, pool_size: int = 8) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[1] if "///" in url else ""
         if db_path and db_path != ":memory:":
@@ -37,7 +62,13 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     # No pre-ping: a checkout costs no round trip. A connection found broken fails the request
     # that met it and invalidates the pool (SQLAlchemy's disconnect handling), so the next
     # checkouts get fresh connections.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # A request waits at most 5 s for a connection of this process's pool (all busy), then
+    # gets a 503 (POOL_EXHAUSTED below), rather than queueing without end.
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5)
+
+
+# Errors outside the driver that mean "unavailable": the pool's wait for a connection ended.
+POOL_EXHAUSTED: tuple[type[Exception], ...] = (sa.exc.TimeoutError,)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from dmp.errors import DmpError, TooManyRequests
+from dmp.errors import DmpError
 from dmp.web import labels
 
 _env = Environment(
@@ -76,8 +76,9 @@ def error_page(request: Request, exc: DmpError) -> Response:
     if exc.status == 401 and request.method == "GET":
         return redirect("/portail/connexion")
     headers = None
-    if isinstance(exc, TooManyRequests):
-        headers = {"Retry-After": str(exc.retry_after)}
+    retry = getattr(exc, "retry_after", None)
+    if retry is not None:
+        headers = {"Retry-After": str(retry)}
     return page(
         request,
         "erreur.html",
@@ -117,6 +118,7 @@ _STATUS = {
     413: "Le fichier envoyé est trop volumineux.",
     422: "La saisie est incorrecte.",
     429: "Trop de tentatives : réessayez dans quelques minutes.",
+    503: "Le service est momentanément indisponible : réessayez dans quelques instants.",
 }
 
 
