@@ -108,3 +108,14 @@ def minor_with_a_representative(
     gp.deposit_document(ins, dataclasses.replace(hidden, invisible_representatives=True), b"c")
     code, _ = Portal(rt).invite(kind=ActorKind.REPRESENTATIVE, login=rep, by="test", ins=ins)
     return ins, code
+
+
+def sample_pdf(text: str) -> bytes:
+    """A one-line PDF, as a professional would deposit."""
+    from fpdf import FPDF
+
+    doc = FPDF()
+    doc.add_page()
+    doc.set_font("Helvetica", size=12)
+    doc.cell(0, 10, text)
+    return bytes(doc.output())

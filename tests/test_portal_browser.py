@@ -20,7 +20,6 @@ from typing import Any
 import pyotp
 import pypdf
 import pytest
-from fpdf import FPDF
 
 from dmp.access.portal import Portal
 from dmp.access.runtime import Runtime
@@ -38,7 +37,7 @@ from tests.factories import (
     ins_for,
     pro,
 )
-from tests.portal_helpers import minor_with_a_representative
+from tests.portal_helpers import minor_with_a_representative, sample_pdf
 
 PASSWORD = "une phrase de passe pour le test"
 
@@ -108,14 +107,6 @@ def _logout(page: Any) -> None:
     page.wait_for_url("**/portail?deconnecte=1")
 
 
-def _pdf_bytes(text: str) -> bytes:
-    doc = FPDF()
-    doc.add_page()
-    doc.set_font("Helvetica", size=12)
-    doc.cell(0, 10, text)
-    return bytes(doc.output())
-
-
 def test_the_whole_story_in_a_browser(
     page: Any, world: Runtime, clock: FixedClock, tmp_path: Path
 ) -> None:
@@ -178,7 +169,7 @@ def test_the_whole_story_in_a_browser(
     page.get_by_role("link", name="Déposer un document dans ce dossier").click()
     check.check(page, "depot")
     pdf = tmp_path / "compte-rendu.pdf"
-    pdf.write_bytes(_pdf_bytes("Compte rendu de consultation fictif"))
+    pdf.write_bytes(sample_pdf("Compte rendu de consultation fictif"))
     page.get_by_label("Fichier (PDF ou document CDA, 20 Mo au plus)").set_input_files(str(pdf))
     page.get_by_label("Type de document").select_option("11488-4")
     page.get_by_label("Titre").fill("Consultation de suivi")

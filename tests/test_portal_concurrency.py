@@ -4,11 +4,7 @@ working code."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 import pyotp
 import pytest
@@ -18,28 +14,15 @@ from dmp.access import codes
 from dmp.access.portal import FULL, Portal, Session
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
-from dmp.errors import DmpError, NotAuthenticated
+from dmp.errors import NotAuthenticated
 from dmp.records.schema import activation_codes, portal_accounts
 from tests.factories import desk, ins_for, open_record
+from tests.test_concurrency import _race
 
 pytestmark = pytest.mark.postgres
 
 N = 20
 PASSWORD = "correct horse battery staple"
-
-
-def _race(work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(N)
-
-    def run(i: int) -> Any:
-        barrier.wait()
-        try:
-            return work(i)
-        except DmpError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=N) as pool:
-        return list(pool.map(run, range(N)))
 
 
 def _patient_account(world: Runtime, i: int) -> tuple[Portal, str, str]:
@@ -52,7 +35,7 @@ def _patient_account(world: Runtime, i: int) -> tuple[Portal, str, str]:
 def test_one_code_sets_one_password(world: Runtime) -> None:
     portal, login, code = _patient_account(world, 41)
     sessions = [portal.start_activation(login, code, f"10.1.0.{i}") for i in range(N)]
-    results = _race(lambda i: portal.set_password(sessions[i], PASSWORD, PASSWORD))
+    results = _race(N, lambda i: portal.set_password(sessions[i], PASSWORD, PASSWORD))
     assert sum(isinstance(r, Session) for r in results) == 1
     assert all(isinstance(r, NotAuthenticated) for r in results if not isinstance(r, Session))
 
@@ -67,14 +50,14 @@ def test_one_totp_code_logs_in_once(world: Runtime, clock: FixedClock) -> None:
     clock.advance(timedelta(seconds=30))
     seconds = [portal.login(login, PASSWORD, f"10.2.1.{i}") for i in range(N)]
     totp = pyotp.TOTP(secret).at(clock.now())
-    results = _race(lambda i: portal.second_factor(seconds[i], totp, f"10.2.1.{i}"))
+    results = _race(N, lambda i: portal.second_factor(seconds[i], totp, f"10.2.1.{i}"))
     winners = [r for r in results if isinstance(r, Session)]
     assert len(winners) == 1 and winners[0].stage == FULL
 
 
 def test_every_failed_attempt_is_counted(world: Runtime) -> None:
     portal, login, code = _patient_account(world, 43)
-    _race(lambda i: portal.start_activation(login, "WRONG-CODE-0000", f"10.3.0.{i}"))
+    _race(N, lambda i: portal.start_activation(login, "WRONG-CODE-0000", f"10.3.0.{i}"))
     with world.engine.connect() as conn:
         failures = conn.execute(
             sa.select(portal_accounts.c.failed_logins).where(portal_accounts.c.login == login)
@@ -87,7 +70,7 @@ def test_every_failed_attempt_is_counted(world: Runtime) -> None:
 def test_concurrent_letters_leave_one_account_and_one_working_code(world: Runtime) -> None:
     ins = ins_for(44)
     open_record(world, ins)
-    letters = _race(lambda i: world.access(desk()).issue_activation_code(ins))
+    letters = _race(N, lambda i: world.access(desk()).issue_activation_code(ins))
     assert not [r for r in letters if isinstance(r, Exception)]
     with world.engine.connect() as conn:
         accounts = conn.execute(

@@ -45,6 +45,7 @@ from tests.portal_helpers import (
     logout,
     minor_with_a_representative,
     post_form,
+    sample_pdf,
 )
 
 
@@ -273,16 +274,6 @@ def test_cda_narrative_is_shown_as_sanitized_html(
     assert "<a " not in narrative and "<img" not in narrative
 
 
-def _pdf(text: str) -> bytes:
-    from fpdf import FPDF
-
-    doc = FPDF()
-    doc.add_page()
-    doc.set_font("Helvetica", size=12)
-    doc.cell(0, 10, text)
-    return bytes(doc.output())
-
-
 def test_professional_declares_consent_deposits_a_pdf_and_reads_it_back(
     client: TestClient, world: Runtime, clock: FixedClock
 ) -> None:
@@ -295,7 +286,7 @@ def test_professional_declares_consent_deposits_a_pdf_and_reads_it_back(
     record = post_form(client, "/portail/pro/consentement", record, confirmation="oui")
     assert record.status_code == 200 and "Le consentement du patient a été déclaré" in record.text
     form = get(client, "/portail/pro/depot")
-    content = _pdf("Compte rendu de consultation fictif")
+    content = sample_pdf("Compte rendu de consultation fictif")
     stored = client.post(
         "/portail/pro/depot",
         data={"csrf": csrf_of(form), "type": "11488-4", "titre": "Consultation du jour"},
