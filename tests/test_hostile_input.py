@@ -18,7 +18,16 @@ from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.identity.actor import system_actor
 from dmp.jobs import clients
-from tests.factories import CARDIOLOGIST, GP, HOSPITAL, T0, ins_for, open_record, pro
+from tests.factories import (
+    CARDIOLOGIST,
+    GP,
+    HOSPITAL,
+    T0,
+    ins_for,
+    new_document,
+    open_record,
+    pro,
+)
 from tests.fhir_helpers import assertion, ec_key, rsa_key
 
 INS = ins_for(121)
@@ -149,7 +158,7 @@ def test_wrongly_shaped_patients_are_refused(
 def test_wrongly_shaped_patches_are_refused(client: TestClient, world: Runtime, body: Any) -> None:
     doc = world.access(pro(world, GP)).deposit_document(
         INS,
-        __import__("tests.factories", fromlist=["new_document"]).new_document(T0),
+        new_document(T0),
         b"x",
     )
     from dmp.fhir.mapping import doc_fhir_id
