@@ -25,8 +25,8 @@ from dmp.domain.geo import departement_of_commune, geography
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError, InvalidInput
 from dmp.jobs import counters
-from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress
-from tests.factories import CARDIOLOGIST, GP, NURSE, desk, ins_for, new_document, pro
+from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress, with_data
+from tests.factories import CARDIOLOGIST, GP, NURSE, T0, desk, ins_for, new_document, pro
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -93,7 +93,8 @@ def test_thresholds() -> None:
 
 
 def test_suppression() -> None:
-    assert [suppress(n) for n in (0, 1, 9, 10, 11)] == [SUPPRESSED] * 3 + [10, 11]
+    shown = [suppress(n) for n in (0, 1, 9, 10, 11, 14, 15, 24, 619_362)]
+    assert shown == [SUPPRESSED] * 3 + [10, 10, 10, 20, 20, 619_360]
 
 
 def _open(
@@ -267,7 +268,7 @@ def test_outputs_suppress_small_counts(world: Runtime) -> None:
     data = report_json(report)
     rows = {r["departement"]: r for r in data["departements"]}
     assert set(rows) == {"37", "2A", "971"}
-    assert rows["37"]["records_opened_total"] == 12
+    assert rows["37"]["records_opened_total"] == 10  # 12, rounded to ten
     assert rows["2A"]["records_opened_total"] == SUPPRESSED
     assert rows["2A"]["penetration_percent"] == SUPPRESSED
     assert rows["37"]["records_closed"] == SUPPRESSED
@@ -325,7 +326,7 @@ def test_stats_command(settings: Settings, tmp_path: object) -> None:
         text=True,
         check=False,
     )
-    assert json.loads(r.stdout)["departements"][0]["records_opened_total"] == 12
+    assert json.loads(r.stdout)["departements"][0]["records_opened_total"] == 10  # 12, rounded
     r = subprocess.run(
         [*run, "stats", "--csv"], env=env, capture_output=True, text=True, check=False
     )
@@ -363,3 +364,124 @@ def test_the_page_escapes_what_the_directory_says() -> None:
     page = html_page(report)
     assert "<script>" not in page
     assert page.count("&lt;script&gt;") >= 3  # table, milestone, chart
+
+
+# The attacker's model, written from docs/statistics.md, not from the renderer: a published count
+# v stands for a true count in [v - 5, v + 4] (nearest ten, halves up), "< 10" for [0, 9].
+def _interval(value: object) -> tuple[int, int]:
+    if value == SUPPRESSED:
+        return (0, 9)
+    assert isinstance(value, int) and value % 10 == 0, value
+    return (value - 5, value + 4)
+
+
+def _solve(total: object, parts: list[object], hidden: int) -> tuple[int, int]:
+    """What total = sum(parts) tells about parts[hidden], by interval arithmetic."""
+    t_lo, t_hi = _interval(total)
+    others = [_interval(p) for i, p in enumerate(parts) if i != hidden]
+    lo = t_lo - sum(hi for _, hi in others)
+    hi = t_hi - sum(lo for lo, _ in others)
+    own = _interval(parts[hidden])
+    return (max(lo, own[0]), min(hi, own[1]))
+
+
+def _numbers(value: object) -> Iterator[int]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k not in ("population", "penetration_percent", "threshold", "period", "milestones"):
+                yield from _numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield value
+
+
+def test_no_difference_reveals_a_suppressed_count(world: Runtime) -> None:
+    """Small counts hidden in one place cannot be recovered by subtracting published figures,
+    within one report or across reports of different periods and départements."""
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    n = iter(range(600, 700))
+    for _ in range(17):
+        _open(world, next(n))
+    for _ in range(6):
+        _open(world, next(n), channel=CreationChannel.INSURER_DESK)
+    for _ in range(14):
+        _open(world, next(n), "2A004")
+    clock.advance(timedelta(days=31))  # next month
+    second = [next(n) for _ in range(8)]
+    for i in second:
+        _open(world, i)
+    for _ in range(3):
+        _open(world, next(n), channel=CreationChannel.ONLINE)
+    for i in second[:4]:
+        world.access(actors.patient_actor(world, ins_for(i))).close_record(ins_for(i), "choix")
+
+    months = (T0.strftime("%Y-%m"), (T0 + timedelta(days=31)).strftime("%Y-%m"))
+    queries = [
+        ((), None, None),
+        (("37",), None, None),
+        (("37",), months[0], months[0]),
+        (("37",), months[1], months[1]),
+        (("37",), months[0], months[1]),
+        (("2A",), None, None),
+    ]
+    published, hidden_true = [], set()
+    for deps, start, end in queries:
+        report = statistics.adoption(world, list(deps), start, end)
+        data = report_json(report)
+        published.append(data)
+        for f in with_data(report):
+            for value in (f.opened_total, f.active, f.closed, f.opened, *f.channels.values()):
+                if 0 < value < 10:
+                    hidden_true.add(value)
+            # A share times the population gives back the published count, not the true one.
+            row = next(r for r in data["departements"] if r["departement"] == f.code)
+            if row["penetration_percent"] != SUPPRESSED:
+                back = row["penetration_percent"] * f.population / 100
+                assert abs(back - row["records_active"]) < 0.5
+    assert hidden_true >= {3, 4, 6}, hidden_true  # the population has small counts to hide
+
+    # Every difference of two published counts, wherever they come from.
+    figures = sorted({v for data in published for v in _numbers(data)})
+    assert len(figures) >= 3
+    for a in figures:
+        for b in figures:
+            assert abs(a - b) not in hidden_true, (a, b)
+
+    # Every additive relation a reader knows, solved for each hidden term.
+    relations: list[tuple[object, list[object]]] = []
+    by_query = dict(zip(queries, published, strict=True))
+    for data in published:
+        for row in data["departements"]:
+            relations.append(
+                (row["records_opened_total"], [row["records_active"], row["records_closed"]])
+            )
+            relations.append((row["records_opened"], list(row["channels"].values())))
+            relations.append((row["records_opened"], list(row["structure_kinds"].values())))
+        relations.append(
+            (
+                sum_or_suppressed([r["records_opened"] for r in data["departements"]]),
+                list(data["openings_per_month"].values()),
+            )
+        )
+    whole = by_query[(("37",), months[0], months[1])]["departements"][0]["records_opened"]
+    first = by_query[(("37",), months[0], months[0])]["departements"][0]["records_opened"]
+    then = by_query[(("37",), months[1], months[1])]["departements"][0]["records_opened"]
+    relations.append((whole, [first, then]))
+    solved = 0
+    for total, parts in relations:
+        for i, part in enumerate(parts):
+            if part == SUPPRESSED:
+                lo, hi = _solve(total, parts, i)
+                solved += 1
+                assert hi - lo >= 8, (total, parts, lo, hi)  # never narrower than 1-9
+    assert solved >= 3
+
+
+def sum_or_suppressed(values: list[object]) -> object:
+    """A national total known only through the parts: exact when no part is hidden."""
+    if any(v == SUPPRESSED for v in values):
+        return SUPPRESSED
+    return sum(v for v in values if isinstance(v, int))

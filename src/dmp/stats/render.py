@@ -1,5 +1,9 @@
 """Render the adoption report. Every count under 10 is shown as "< 10" (small-count
-suppression: a figure must never single out a person), and so is any share computed from one."""
+suppression: a figure must never single out a person), and so is any share computed from one.
+Every other count is rounded to the nearest ten, and shares are computed from the rounded
+count: a suppressed figure cannot be recovered by subtracting published ones (closed = opened -
+active, a channel = the openings - the other channels, a month = one period - another), since
+every difference of published counts is a multiple of ten. See docs/statistics.md."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dmp.access.statistics import AdoptionReport, DepartementFigures
 
 SUPPRESSED = "< 10"
 THRESHOLD = 10
+ROUNDING = 10  # published counts are multiples of this
 MODES = ("normal", "bris_de_glace", "centre_15")
 
 
@@ -27,12 +32,27 @@ def thousands(n: int) -> str:
     return f"{n:,}".replace(",", "\u202f")
 
 
+def rounded(n: int) -> int:
+    """To the nearest ten, halves up (monotone: a larger count never publishes smaller)."""
+    return (n + ROUNDING // 2) // ROUNDING * ROUNDING
+
+
 def suppress(n: int) -> int | str:
-    return n if n >= THRESHOLD else SUPPRESSED
+    """The published form of a count: "< 10" under the threshold, else rounded to ten."""
+    return rounded(n) if n >= THRESHOLD else SUPPRESSED
+
+
+def published_share(f: DepartementFigures) -> float | None:
+    """Active records as a share of the population, from the published (rounded) count; None
+    when the count is suppressed."""
+    if f.active < THRESHOLD or not f.population:
+        return None
+    return rounded(f.active) / f.population
 
 
 def _share(f: DepartementFigures) -> float | str:
-    return round(100 * f.penetration, 5) if f.active >= THRESHOLD else SUPPRESSED
+    share = published_share(f)
+    return SUPPRESSED if share is None else round(100 * share, 5)
 
 
 def departement_row(f: DepartementFigures) -> dict[str, Any]:
@@ -61,7 +81,10 @@ def report_json(report: AdoptionReport, *, all_departements: bool = False) -> di
     rows = report.departements if all_departements else with_data(report)
     return {
         "period": {"from": report.period[0], "to": report.period[1]},
-        "suppression": f"counts under {THRESHOLD} are shown as {SUPPRESSED!r}",
+        "suppression": (
+            f"counts under {THRESHOLD} are shown as {SUPPRESSED!r}; "
+            f"other counts are rounded to the nearest {ROUNDING}"
+        ),
         "departements": [departement_row(f) for f in rows],
         "openings_per_month": {k: suppress(v) for k, v in report.openings_per_month.items()},
         "documents_per_type": {k: suppress(v) for k, v in report.documents_per_type.items()},
@@ -168,19 +191,20 @@ _TEMPLATES = Environment(
 
 def _chart(report: AdoptionReport) -> dict[str, Any]:
     """A sorted horizontal bar chart of penetration per département, drawn by the server."""
-    rows = sorted(with_data(report), key=lambda f: (-f.penetration, f.code))
+    shares = {f.code: published_share(f) for f in with_data(report)}
+    rows = sorted(with_data(report), key=lambda f: (-(shares[f.code] or 0.0), f.code))
     bar_h, gap, left, width = 14, 4, 210, 420
-    top = max((f.penetration for f in rows if f.active >= THRESHOLD), default=0.0) or 1.0
+    top = max((s for s in shares.values() if s is not None), default=0.0) or 1.0
     bars = []
     for i, f in enumerate(rows):
-        shown = f.active >= THRESHOLD
+        share = shares[f.code]
         bars.append(
             {
                 "code": f.code,
                 "name": f.name[:26],
                 "y": 20 + i * (bar_h + gap),
-                "w": round(width * f.penetration / top, 1) if shown else 0,
-                "label": percent_fr(f.penetration * 100) if shown else SUPPRESSED,
+                "w": round(width * share / top, 1) if share is not None else 0,
+                "label": percent_fr(share * 100) if share is not None else SUPPRESSED,
             }
         )
     return {
