@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("dmp-data")
     database_url: str = ""
+    # The schema owner's URL (PostgreSQL): migrations run as it, and the service as the less
+    # privileged role of DMP_DATABASE_URL (no DDL, append-only audit). Empty: one role for both.
+    migration_database_url: str = ""
     keyring_path: Path | None = _env("DMP_KEYRING", "keyring_path", None)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -181,6 +184,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
 
+    @field_validator("migration_database_url")
+    @classmethod
+    def _migration_database_url(cls, value: str) -> str:
+        if value and not value.startswith("postgresql"):
+            raise ValueError("must be a postgresql+psycopg:// URL (roles need PostgreSQL)")
+        return value
+
     @field_validator("milestones")
     @classmethod
     def _milestones(cls, value: str) -> str:
@@ -202,6 +212,9 @@ class Settings(BaseSettings):
         return {
             "data_dir": str(self.data_dir.resolve()),
             "database_url": redact_url(self.effective_database_url),
+            "migration_database_url": (
+                redact_url(self.migration_database_url) if self.migration_database_url else ""
+            ),
             "keyring_path": str(self.effective_keyring_path.resolve()),
             "host": self.host,
             "port": str(self.port),

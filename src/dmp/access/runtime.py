@@ -59,7 +59,7 @@ class Runtime:
         )
         matrix = load_matrix(settings.matrix_file)
         if migrate and not database.schema_is_current(engine):
-            database.upgrade(engine)
+            database.migrate(engine, settings.migration_database_url)
         try:
             keyring = open_keyring(settings.effective_keyring_path, engine)
         except BaseException:

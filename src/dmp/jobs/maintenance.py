@@ -23,7 +23,7 @@ from dmp.records import audit_log, database, keys
 def upgrade_database(settings: Settings) -> str | None:
     engine = database.make_engine(settings.effective_database_url)
     try:
-        database.upgrade(engine)
+        database.migrate(engine, settings.migration_database_url)
         return database.current_revision(engine)
     finally:
         engine.dispose()

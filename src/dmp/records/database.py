@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dmp.errors import ServiceUnavailable
+from dmp.errors import ConfigurationError, ServiceUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -160,6 +160,53 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with _migration_lock(engine) as conn:
         command.upgrade(_alembic_config(conn), revision)
         conn.commit()
+
+
+# Tables the running service may only read and append to (never UPDATE, DELETE or TRUNCATE).
+APPEND_ONLY = ("audit_events",)
+READ_ONLY = ("alembic_version",)
+
+
+def grant_runtime(owner: Engine, role: str) -> None:
+    """Give the service's runtime role what it needs and nothing more, as the schema's owner:
+    rows of every table (SELECT, INSERT, UPDATE, DELETE), only SELECT and INSERT on the audit
+    table, only SELECT on Alembic's version; no DDL (PostgreSQL 15 gives PUBLIC no CREATE on the
+    public schema, and the role owns nothing). Idempotent; run after each migration."""
+    if owner.dialect.name != "postgresql":
+        raise ConfigurationError("a separate runtime role needs PostgreSQL")
+    if role == owner.url.username:
+        raise ConfigurationError(
+            "DMP_DATABASE_URL and DMP_MIGRATION_DATABASE_URL must name different roles"
+        )
+    with owner.begin() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        who = quote(role)
+        schema = quote(conn.execute(sa.text("SELECT current_schema()")).scalar_one())
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {who}")
+        conn.exec_driver_sql(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {who}")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {who}"
+        )
+        for table in APPEND_ONLY:
+            conn.exec_driver_sql(f"REVOKE UPDATE, DELETE ON {quote(table)} FROM {who}")
+        for table in READ_ONLY:
+            conn.exec_driver_sql(f"REVOKE INSERT, UPDATE, DELETE ON {quote(table)} FROM {who}")
+        conn.exec_driver_sql(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {who}")
+
+
+def migrate(engine: Engine, migration_url: str = "") -> None:
+    """Bring the schema to the head revision. With a migration URL (PostgreSQL), the migration
+    role runs the migrations and then grants the runtime role (the user of ``engine``) its
+    rights; without one, the service's own role migrates (SQLite, or a single-role setup)."""
+    if not migration_url:
+        upgrade(engine)
+        return
+    owner = make_engine(migration_url, pool_size=1)
+    try:
+        upgrade(owner)
+        grant_runtime(owner, engine.url.username or "")
+    finally:
+        owner.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:
