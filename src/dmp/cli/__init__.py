@@ -66,6 +66,7 @@ def main() -> None:
 
 # The commands, one module per area, register themselves on ``main``.
 from dmp.cli import (  # noqa: E402, F401
+    backups,
     clients,
     jobs,
     keys,

@@ -82,6 +82,8 @@ class AuditAction(StrEnum):
     RECORD_DEATH = "record.death"  # closed by the holder's death
     RECORD_DELETION_REQUEST = "record.deletion_request"
     RECORD_PURGE = "record.purge"  # retention over or deletion due: clinical rows deleted
+    DATABASE_BACKUP = "database.backup"  # `dmp backup` copied the database
+    DATABASE_RESTORE = "database.restore"  # `dmp restore` loaded a backup (written after it)
 
 
 class Outcome(StrEnum):

@@ -1,0 +1,208 @@
+"""Backups of the database, and restores into an empty database.
+
+SQLite: the online backup API (a consistent copy taken while the service runs). PostgreSQL:
+``pg_dump`` in its custom format, restored with ``pg_restore`` in one transaction. The key ring
+is never inside a backup: a stolen backup alone opens no document. It is backed up apart (a
+copy of the ring file, kept elsewhere), and a restore checks that the ring in place holds every
+key the restored database needs, then verifies every audit chain.
+
+A backup is written under a temporary name and renamed when complete, with mode 0600: no half
+backup ever carries the final name, and no other user can read one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from dmp.access.audit import VerifyReport
+from dmp.access.runtime import Runtime
+from dmp.config import Settings
+from dmp.domain.codes import AuditAction
+from dmp.errors import ConfigurationError, InvalidInput
+from dmp.identity.actor import system_actor
+from dmp.jobs import maintenance
+from dmp.records import database
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    path: Path
+    engine: str
+    size: int
+    revision: str | None
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    engine: str
+    revision: str | None
+    keys: maintenance.KeyReport
+    audit: VerifyReport | None  # None when the key ring cannot open the restored data
+
+
+def _owner_url(settings: Settings) -> str:
+    """The URL that may read and create everything: the migration role when there is one."""
+    return settings.migration_database_url or settings.effective_database_url
+
+
+def _sqlite_path(url: str) -> Path:
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        raise ConfigurationError("an in-memory SQLite database cannot be backed up or restored")
+    return Path(path)
+
+
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq connection URI without the password, and the environment carrying it (never on
+    a command line another user could read)."""
+    parsed: URL = make_url(url)
+    env = {**os.environ}
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    uri = parsed.set(drivername="postgresql", password=None)
+    return uri.render_as_string(hide_password=False), env
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigurationError(
+            f"{name} is not installed: install PostgreSQL's client tools (Debian: "
+            "postgresql-client), the same major version as the server or newer"
+        )
+    return found
+
+
+def _run(command: list[str], env: dict[str, str], what: str) -> None:
+    # An argument list, no shell; the tool comes from PATH (pg_dump, pg_restore).
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no message"
+        raise InvalidInput(f"{what} failed: {detail}")
+
+
+@contextlib.contextmanager
+def _partial(out: Path) -> Iterator[Path]:
+    """A private temporary file beside ``out``, renamed to it only when the work succeeds."""
+    if out.exists():
+        raise InvalidInput(f"{out} already exists: a backup never overwrites a file")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"no directory {out.parent} to write the backup into")
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def backup(settings: Settings, out: Path) -> BackupReport:
+    """Copy the database to ``out`` while the service may run; the copy includes the audit
+    event recording it (actor ``system:backup``)."""
+    rt = Runtime.start(settings)
+    try:
+        maintenance.system_event(rt, system_actor("backup"), AuditAction.DATABASE_BACKUP, out.name)
+        revision = database.current_revision(rt.engine)
+    finally:
+        rt.close()
+    url = _owner_url(settings)
+    with _partial(out) as tmp:
+        if url.startswith("sqlite"):
+            source = sqlite3.connect(_sqlite_path(url))
+            target = sqlite3.connect(tmp)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+                source.close()
+        else:
+            uri, env = _libpq(url)
+            _run(
+                [_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+                 f"--file={tmp}", f"--dbname={uri}"],
+                env,
+                "pg_dump",
+            )  # fmt: skip
+    return BackupReport(out, "sqlite" if url.startswith("sqlite") else "postgresql",
+                        out.stat().st_size, revision)  # fmt: skip
+
+
+def _is_empty(url: str) -> bool:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return not sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def restore(settings: Settings, source: Path) -> RestoreReport:
+    """Load a backup into an empty database, grant the runtime role if there is one, then
+    check the key ring against the restored data and verify every audit chain."""
+    if not source.is_file():
+        raise InvalidInput(f"no backup file {source}")
+    url = _owner_url(settings)
+    if url.startswith("sqlite"):
+        target_path = _sqlite_path(url)
+        if target_path.exists() and not _is_empty(url):
+            raise InvalidInput(
+                f"{target_path} already holds a database: restore into an empty one "
+                "(move the file away first)"
+            )
+        try:
+            origin = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
+            origin.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError:
+            raise InvalidInput(f"{source} is not a SQLite backup made by `dmp backup`") from None
+        database.make_engine(url).dispose()  # creates the directory 0700 and the file 0600
+        target = sqlite3.connect(target_path)
+        try:
+            origin.backup(target)
+        finally:
+            target.close()
+            origin.close()
+    else:
+        if not _is_empty(url):
+            raise InvalidInput("the target database is not empty: restore into an empty one")
+        uri, env = _libpq(url)
+        _run(
+            [_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
+             "--single-transaction", f"--dbname={uri}", str(source)],
+            env,
+            "pg_restore",
+        )  # fmt: skip
+        if settings.migration_database_url:
+            owner = database.make_engine(settings.migration_database_url, pool_size=1)
+            try:
+                database.grant_runtime(
+                    owner, make_url(settings.effective_database_url).username or ""
+                )
+            finally:
+                owner.dispose()
+    keys = maintenance.check_keys_offline(settings)
+    engine_name = "sqlite" if url.startswith("sqlite") else "postgresql"
+    if not keys.ok:
+        return RestoreReport(engine_name, None, keys, None)
+    rt = Runtime.start(settings)  # applies the migrations a backup from an older version lacks
+    try:
+        report = maintenance.verify_audit(rt)
+        if report.ok:
+            maintenance.system_event(
+                rt, system_actor("restore"), AuditAction.DATABASE_RESTORE, source.name
+            )
+        revision = database.current_revision(rt.engine)
+    finally:
+        rt.close()
+    return RestoreReport(engine_name, revision, keys, report)
