@@ -66,3 +66,34 @@ def test_api_and_fhir_answers_are_not_cached(world: Runtime) -> None:
             assert r.headers["x-content-type-options"] == "nosniff", url
         public = client.get("/api/stats")
         assert "no-store" not in public.headers.get("cache-control", "")
+
+
+def test_a_second_engine_keeps_the_locks_of_the_first(tmp_path: Path) -> None:
+    """Making an engine on a database this process already holds open must not touch the
+    file outside SQLite: closing any descriptor of it drops the POSIX locks SQLite holds (the
+    shared lock every WAL-mode connection keeps), and another process then believes it is the
+    last user: on closing it checkpoints and deletes the WAL under the open connection's feet
+    (the crash test corrupted a database that way)."""
+    from dmp.records import database
+
+    db = tmp_path / "dmp.sqlite3"
+    first = database.make_engine(f"sqlite:///{db}")
+    try:
+        with first.connect() as held:  # stays open (checked out) throughout
+            with held.begin():
+                held.exec_driver_sql("CREATE TABLE t (i INTEGER)")
+                held.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert Path(f"{db}-wal").exists()
+            database.make_engine(f"sqlite:///{db}").dispose()
+            probe = (
+                "import sqlite3, sys\n"
+                "c = sqlite3.connect(sys.argv[1])\n"
+                "c.execute('SELECT count(*) FROM t').fetchone()\n"
+                "c.close()\n"
+            )
+            subprocess.run([sys.executable, "-c", probe, str(db)], timeout=60, check=True)
+            # Another user is still connected: the other process must have left the WAL alone.
+            assert Path(f"{db}-wal").exists()
+            assert held.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
+    finally:
+        first.dispose()

@@ -53,9 +53,15 @@ def _make_engine(url: str, *, pool_size: int = 8) -> Engine:
         db_path = url.split("///", 1)[1] if "///" in url else ""
         if db_path and db_path != ":memory:":
             # Whichever command comes first: the directory 0700, the database 0600 (SQLite
-            # gives its WAL and shared-memory files the database file's mode).
-            Path(db_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+            # gives its WAL and shared-memory files the database file's mode). Only a missing
+            # file is created here: opening and closing a descriptor on an existing database
+            # would drop the POSIX locks SQLite holds on it from this process, and another
+            # process could then corrupt it (sqlite.org/howtocorrupt.html, 2.2.1).
+            path = Path(db_path)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
