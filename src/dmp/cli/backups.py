@@ -21,7 +21,7 @@ def backup_command(out: Path) -> None:
     configure("WARNING")
     report = backups.backup(settings, out)
     click.echo(
-        f"backup of the {report.engine} database (revision {report.revision}) written to "
+        f"backup of the {report.dialect} database (revision {report.revision}) written to "
         f"{report.path} ({report.size} bytes)"
     )
     click.echo(
@@ -40,7 +40,7 @@ def restore_command(source: Path) -> None:
     settings = cli_settings()
     configure("WARNING")
     report = backups.restore(settings, source)
-    click.echo(f"{source} restored into the {report.engine} database")
+    click.echo(f"{source} restored into the {report.dialect} database")
     if not report.keys.ok:
         missing = sorted(report.keys.keks_missing | report.keys.audit_keys_missing)
         click.echo(

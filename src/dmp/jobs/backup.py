@@ -37,14 +37,14 @@ from dmp.records import database
 @dataclass(frozen=True)
 class BackupReport:
     path: Path
-    engine: str
+    dialect: str
     size: int
     revision: str | None
 
 
 @dataclass(frozen=True)
 class RestoreReport:
-    engine: str
+    dialect: str
     revision: str | None
     keys: maintenance.KeyReport
     audit: VerifyReport | None  # None when the key ring cannot open the restored data
