@@ -27,7 +27,7 @@ def test_no_input_gets_a_server_error(world: Runtime) -> None:
     token = actors.token_for(world, actors.professional_actor(world, GP), 3600)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     failures: list[str] = []
-    operations = 0
+    operations = tried = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
@@ -47,6 +47,8 @@ def test_no_input_gets_a_server_error(world: Runtime) -> None:
             if case.path_parameters and "ins" in case.path_parameters:
                 case.path_parameters["ins"] = INS.value
                 case.query = {**(case.query or {}), "oid": INS.oid}
+            nonlocal tried
+            tried += 1
             response = case.call()
             if response.status_code >= 500:
                 failures.append(
@@ -55,6 +57,7 @@ def test_no_input_gets_a_server_error(world: Runtime) -> None:
                 )
 
         fuzz()
+    print(f"OpenAPI fuzz: {tried} requests over {operations} operations, {len(failures)} 5xx")
     assert operations >= 20  # the walk saw the APIs
     assert not failures, "\n".join(failures[:20])
 
@@ -108,6 +111,7 @@ def test_fhir_search_parameters_never_get_a_server_error(world: Runtime) -> None
     headers = {"Authorization": f"Bearer {token}"}
     names = sorted(SUPPORTED - {"patient", "patient.identifier"})
     failures: list[str] = []
+    tried = 0
     with TestClient(create_app(world), raise_server_exceptions=False) as client:
 
         @settings(
@@ -128,10 +132,13 @@ def test_fhir_search_parameters_never_get_a_server_error(world: Runtime) -> None
             ),
         )
         def fuzz(resource: str, params: list[tuple[str, str]]) -> None:
+            nonlocal tried
+            tried += 1
             query = [("patient.identifier", f"urn:oid:{INS.oid}|{INS.value}"), *params]
             response = client.get(f"/fhir/{resource}", params=query, headers=headers)
             if response.status_code >= 500:
                 failures.append(f"{resource} {query} -> {response.status_code}")
 
         fuzz()
+    print(f"FHIR search fuzz: {tried} requests, {len(failures)} 5xx")
     assert not failures, "\n".join(failures[:20])
