@@ -163,7 +163,7 @@ def test_the_gate_gives_exactly_what_the_reference_model_says(world: Runtime, w:
         else:
             expected = access_model.professional_sees(model, _model_pro(rt, who), mode.value)
         try:
-            page = access.search_documents(ins, statuses=None, all_dates=True, limit=100)
+            page = access.search_documents(ins, statuses=None, limit=100)
         except DmpError as refused:
             assert expected is access_model.REFUSED, (who, mode, refused.reason)
             # A refused request wrote its refusal, with the same reason.

@@ -44,7 +44,6 @@ def test_fhir_search_and_retrieve_obey_the_rules(world: Runtime, w: World) -> No
                     .search_documents(
                         ins,
                         statuses=("current", "archived", "superseded"),
-                        all_dates=True,
                         limit=100,
                     )
                     .items

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -378,7 +379,19 @@ def test_search_retrieve_patch_delete(client: TestClient, world: Runtime) -> Non
     q = {"patient.identifier": f"urn:oid:{CDA_INS.oid}|{CDA_INS.value}", "status": "current"}
     body = _ok(client.get("/fhir/DocumentReference", params=q, headers=h))
     Bundle.model_validate(body)
-    assert body["total"] == 1  # the CDA of 2021 is outside the default two-year window (AC-15)
+    assert body["total"] == 2  # no hidden window: the CDA of 2021 too (AC-15)
+    self_link = parse_qs(urlsplit(body["link"][0]["url"]).query)
+    assert self_link == {
+        "patient.identifier": [q["patient.identifier"]],
+        "status": ["current"],
+        "_sort": ["-period"],  # the defaults applied are stated
+        "_count": ["20"],
+        "_offset": ["0"],
+    }
+    recent = client.get(
+        "/fhir/DocumentReference", params={**q, "period": "ge2024-03-02"}, headers=h
+    )
+    assert _ok(recent)["total"] == 1  # the consumer's two-year search asks for it
     body = _ok(
         client.get("/fhir/DocumentReference", params={**q, "period": "ge2000-01-01"}, headers=h)
     )

@@ -413,7 +413,7 @@ def test_the_health_profile_is_stored_as_patient_documents_professionals_read(
         partie="directives",
         texte="Pas d'acharnement thérapeutique",
     )
-    found = gp.search_documents(ins, all_dates=True).items
+    found = gp.search_documents(ins).items
     by_title = {d.title: d for d in found}
     allergies = by_title["Profil médical — Allergies et intolérances"]
     assert allergies.author_kind == "patient" and allergies.type_code == "DOCPAT08"

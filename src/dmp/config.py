@@ -51,8 +51,6 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = _env("DMP_TOKEN_TTL", "token_ttl_seconds", 300)
     # Emergency access (bris de glace) window for one professional and patient, in days (AC-8).
     emergency_access_days: int = _env("DMP_EMERGENCY_DAYS", "emergency_access_days", 5)
-    # Default search window over service dates, in days (AC-15: two years).
-    search_window_days: int = 730
     # Database connections per server process, and as many request threads: a request that runs
     # never waits for a connection, and no more threads contend for the interpreter than can
     # use the database at once (docs/performance.md).
@@ -126,7 +124,6 @@ class Settings(BaseSettings):
         "port",
         "token_ttl_seconds",
         "emergency_access_days",
-        "search_window_days",
         "db_pool_size",
         "stats_fold_seconds",
         "activation_code_days",
@@ -222,7 +219,6 @@ class Settings(BaseSettings):
             "test_mode": str(self.test_mode).lower(),
             "token_ttl_seconds": str(self.token_ttl_seconds),
             "emergency_access_days": str(self.emergency_access_days),
-            "search_window_days": str(self.search_window_days),
             "db_pool_size": str(self.db_pool_size),
             "stats_fold_seconds": str(self.stats_fold_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",

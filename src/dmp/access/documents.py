@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from dmp.access import datakeys, notices
 from dmp.access.gate import (
@@ -39,13 +39,13 @@ class DocumentActions(Kernel):
         statuses: tuple[str, ...] | None = ("current",),
         service_from: datetime | None = None,
         service_to: datetime | None = None,
-        all_dates: bool = False,
         limit: int = 20,
         offset: int = 0,
         criteria: DocumentCriteria | None = None,
     ) -> Page[DocumentView]:
-        """Documents the actor may see. Without dates, the last two years of service dates
-        (AC-15); ``all_dates`` or an explicit ``service_from`` widens it."""
+        """Documents the actor may see, as the criteria ask: no hidden date window (AC-15: the
+        two-year window of the DMP is the consumer software's first search, which asks for
+        it with a date criterion)."""
         check_window(limit, offset)
         c = criteria or DocumentCriteria()
         check_aware(
@@ -58,9 +58,6 @@ class DocumentActions(Kernel):
             c.service_end_from,
             c.service_end_to,
         )
-        if service_from is None and not all_dates:
-            window = timedelta(days=self._rt.settings.search_window_days)
-            service_from = self._rt.clock.now() - window
         criteria = dataclasses.replace(
             criteria or DocumentCriteria(),
             statuses=statuses,

@@ -233,7 +233,6 @@ def search_documents(
     status: Annotated[list[str] | None, Query()] = None,
     service_from: datetime | None = None,
     service_to: datetime | None = None,
-    all_dates: bool = False,
     count: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
@@ -243,7 +242,6 @@ def search_documents(
         statuses=tuple(status) if status else ("current",),
         service_from=service_from,
         service_to=service_to,
-        all_dates=all_dates,
         limit=count,
         offset=offset,
     )

@@ -49,7 +49,6 @@ def docref_search(
         statuses=q.statuses,
         service_from=q.service_from,
         service_to=q.service_to,
-        all_dates=q.all_dates,
         limit=q.count,
         offset=q.offset,
         criteria=q.criteria,

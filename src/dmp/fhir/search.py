@@ -54,7 +54,6 @@ class DocumentSearch:
     type_codes: tuple[str, ...] | None
     service_from: datetime | None
     service_to: datetime | None
-    all_dates: bool
     criteria: SearchCriteria
     count: int
     offset: int
@@ -162,7 +161,6 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
     created_from, created_to = date_range(params, "creation")
     date_from, date_to = date_range(params, "date")
     end_from, end_to = date_range(params, "period-end")
-    dated = any(params.get(p) for p in ("period", "period-start", "period-end", "date", "creation"))
     identifiers = _tokens(params, "identifier")
     related = [
         r.removeprefix("DocumentReference/").split(".")[-1]
@@ -191,8 +189,6 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         type_codes=_tokens(params, "type"),
         service_from=service_from,
         service_to=service_to,
-        # AC-15: without any date criterion the search covers the last two years of service.
-        all_dates=dated,
         criteria=criteria,
         count=count,
         offset=offset,
@@ -203,9 +199,14 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
 def page_links(
     base: str, params: QueryParams, total: int, count: int, offset: int
 ) -> dict[str, Any]:
+    # The links state every parameter applied, the defaults included: nothing is filtered
+    # that the links do not say.
+    defaults = {"status": "current", "_sort": "-period", "_count": str(count)}
+    stated = [(k, v) for k, v in params.multi_items() if k not in ("_offset", "_count")]
+    stated += [(k, v) for k, v in defaults.items() if k == "_count" or k not in params]
+
     def url(off: int) -> str:
-        items = [(k, v) for k, v in params.multi_items() if k not in ("_offset",)]
-        items.append(("_offset", str(off)))
+        items = [*stated, ("_offset", str(off))]
         return f"{base}/DocumentReference?{urlencode(items)}"
 
     links = {"self": url(offset)}

@@ -93,7 +93,6 @@ def documents(
         statuses=("current",),
         service_from=since,
         service_to=until + timedelta(days=1) if until else None,
-        all_dates=True,
         limit=PER_PAGE,
         offset=(p - 1) * PER_PAGE,
         criteria=SearchCriteria(author_ids=(auteur,)) if auteur else None,
@@ -190,7 +189,6 @@ def _profile_docs(pg: Page, ins: Ins) -> dict[str, DocumentView]:
     found = pg.gate.search_documents(
         ins,
         type_codes=tuple(sorted({t for _, _, t in PROFILE})),
-        all_dates=True,
         limit=100,
     )
     by_title = {d.title: d for d in found.items if d.author_kind == "patient"}
@@ -422,7 +420,7 @@ def _everything(pg: Page, ins: Ins) -> tuple[Any, list[tuple[DocumentView, bytes
     docs: list[tuple[DocumentView, bytes]] = []
     offset = 0
     while True:
-        found = pg.gate.search_documents(ins, all_dates=True, limit=100, offset=offset)
+        found = pg.gate.search_documents(ins, limit=100, offset=offset)
         for d in found.items:
             docs.append(pg.gate.read_content(ins, d.logical_id))
         offset += len(found.items)

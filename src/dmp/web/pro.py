@@ -100,7 +100,6 @@ def pro_record(
         found = pg.gate.search_documents(
             ins,
             type_codes=(type_,) if type_ else None,
-            all_dates=True,
             limit=PER_PAGE,
             offset=(p - 1) * PER_PAGE,
         )
