@@ -148,10 +148,29 @@ class DocumentActions(Kernel):
     def search_lists(self, ins: PatientRef, kind: str | None = None) -> list[ListView]:
         """ITI-66: SubmissionSets and Folders, each showing only the documents this caller may
         see; a List with none of them visible is not shown at all."""
+        return self._lists(ins, kind, None)
+
+    def read_list(self, ins: PatientRef, list_id: str) -> ListView:
+        """One List (SubmissionSet or Folder) by id, as a search shows it; a List with none of
+        its documents visible is the same 404 as a missing one."""
+        found = self._lists(ins, None, list_id)
+        if not found:
+            raise NotFound("no such List")
+        return found[0]
+
+    def _lists(self, ins: PatientRef, kind: str | None, list_id: str | None) -> list[ListView]:
         with self.act(
-            ins, Action.READ_DOCUMENTS, AuditAction.LIST_SEARCH, need=LIST_SEARCH, target="lists"
+            ins,
+            Action.READ_DOCUMENTS,
+            AuditAction.LIST_SEARCH,
+            need=LIST_SEARCH,
+            target=list_id[:64] if list_id else "lists",
         ) as op:
-            rows = documents.lists(op.conn, op.scope, kind)
+            rows = [
+                r
+                for r in documents.lists(op.conn, op.scope, kind)
+                if list_id is None or r["id"] == list_id
+            ]
             every = sorted({d for r in rows for d in str(r["document_ids"]).split()})
             visible = documents.visible_ids(op.conn, op.scope, op.visibility, every)
             out = []

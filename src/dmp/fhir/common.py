@@ -20,6 +20,7 @@ from dmp.errors import (
 )
 from dmp.fhir import mapping
 from dmp.fhir.outcome import FHIR_JSON
+from dmp.fhir.params import Param
 
 MAX_BUNDLE_ENTRIES = 200
 
@@ -106,6 +107,25 @@ def patient_param(request: Request, access: RecordAccess) -> PatientRef:
         value if value.startswith("Patient") else f"Patient/{value}",
         test_mode=access.accepts_test_ins,
     )
+
+
+def patient_value(applied: list[Param], access: RecordAccess) -> PatientRef:
+    """The patient a search is about: ``patient`` or ``subject`` (``Patient/<key>``, the key, or
+    with ``:identifier`` the INS token), or ``patient.identifier`` (the INS token)."""
+    for p in applied:
+        if p.name == "patient.identifier" or (
+            p.name in ("patient", "subject") and p.modifier == "identifier"
+        ):
+            return parse_ins_token(p.value, test_mode=access.accepts_test_ins)
+        if p.name in ("patient", "subject"):
+            value = p.value
+            if "|" in value:  # an INS token given as a plain value (lenient reading)
+                return parse_ins_token(value, test_mode=access.accepts_test_ins)
+            return mapping.patient_ref(
+                value if value.startswith("Patient") else f"Patient/{value}",
+                test_mode=access.accepts_test_ins,
+            )
+    raise BadRequest("patient, subject or patient.identifier is required")
 
 
 def is_submission_set(res: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from dmp.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from dmp.fhir import mapping
+from dmp.fhir import mapping, params
 from dmp.fhir.common import (
     base_url,
     doc_ref,
@@ -31,7 +31,7 @@ from dmp.fhir.common import (
     read_resource,
     validate_resource,
 )
-from dmp.fhir.search import page_links, parse_document_search
+from dmp.fhir.search import applied_parameters, page_links, parse_document_search
 
 router = APIRouter()
 
@@ -41,7 +41,10 @@ def docref_search(
     request: Request,
     access: Gate,
 ) -> Response:
-    q = parse_document_search(request.query_params, test_mode=access.accepts_test_ins)
+    query = applied_parameters(
+        request.query_params, lenient_handling=params.lenient(request.headers.get("prefer"))
+    )
+    q = parse_document_search(query, test_mode=access.accepts_test_ins)
     base = base_url(request)
     page = access.search_documents(
         q.patient,
@@ -54,15 +57,15 @@ def docref_search(
         criteria=q.criteria,
     )
     items, total = (page.items, page.total) if not q.impossible else ([], 0)
+    if params.summary(query.get("_summary")) == "count":
+        items = []
     resources = []
     for doc in items:
         r = mapping.document_reference(doc, base)
         r["_fullUrl"] = f"{base}/DocumentReference/{r['id']}"
         resources.append(r)
     return fhir(
-        mapping.searchset(
-            resources, total, page_links(base, request.query_params, total, q.count, q.offset)
-        )
+        mapping.searchset(resources, total, page_links(base, query, total, q.count, q.offset))
     )
 
 

@@ -14,6 +14,7 @@ from dmp.errors import BadRequest, InvalidInput
 
 PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm"
 PROFILE_DOCREF = f"{PDSM}/StructureDefinition/pdsm-comprehensive-document-reference"
+PDSM_SD = f"{PDSM}/StructureDefinition/"
 EXT_ARCHIVED = f"{PDSM}/StructureDefinition/pdsm-ext-is-archived"
 LOINC = "http://loinc.org"
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
@@ -410,17 +411,61 @@ def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 
 
+MHD_EXT = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
+PDSM_IS_ARCHIVED = (
+    "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
+)
+
+
+def list_source(lst: ListView) -> tuple[tuple[str, ...], tuple[str, str]]:
+    """Who submitted a List, as a reference target: the patient (their record's key) or a
+    professional (their idNatPS, a PractitionerRole known by its identifier)."""
+    if lst.author_id.startswith("patient:"):
+        return ("Patient",), ("", lst.patient_id)
+    return ("PractitionerRole", "Practitioner"), (PS_OID, lst.author_id)
+
+
 def list_resource(lst: ListView) -> dict[str, Any]:
     """An MHD SubmissionSet or Folder List, with the documents the caller may see."""
+    kinds, (system, value) = list_source(lst)
+    source: dict[str, Any] = (
+        {"reference": f"Patient/{value}"}
+        if kinds == ("Patient",)
+        else {"identifier": {"system": system, "value": value}}
+    )
+    if lst.author_structure:
+        source["extension"] = [
+            {
+                "url": MHD_EXT + "ihe-authorOrg",
+                "valueReference": {
+                    "identifier": {"system": STRUCT_OID, "value": lst.author_structure}
+                },
+            }
+        ]
+    extensions: list[dict[str, Any]] = []
+    if lst.code:
+        extensions.append(
+            {
+                "url": MHD_EXT + "ihe-designationType",
+                "valueCodeableConcept": {"coding": [{"code": lst.code}]},
+            }
+        )
+    if lst.kind == "submissionset" and lst.source_id:
+        ident = {"value": lst.source_id}
+        if lst.source_id.startswith("urn:"):
+            ident = {"system": RFC3986, **ident}
+        extensions.append({"url": MHD_EXT + "ihe-sourceId", "valueIdentifier": ident})
+    extensions.append({"url": PDSM_IS_ARCHIVED, "valueBoolean": False})
     resource: dict[str, Any] = {
         "resourceType": "List",
-        "id": f"{lst.patient_id}.{lst.id}",
+        "id": list_fhir_id(lst),
+        "extension": extensions,
         "status": "current",
         "mode": "working",
         "code": {"coding": [{"system": MHD_LIST_TYPES, "code": lst.kind}]},
         "subject": {"reference": f"Patient/{lst.patient_id}"},
         "date": iso(lst.submitted_at),
-        "source": {"identifier": {"system": PS_OID, "value": lst.author_id}},
+        "source": source,
         "entry": [
             {"item": {"reference": f"DocumentReference/{lst.patient_id}.{d}"}}
             for d in lst.document_ids
@@ -431,6 +476,11 @@ def list_resource(lst: ListView) -> dict[str, Any]:
     if lst.unique_id:
         resource["identifier"] = [{"use": "usual", "system": RFC3986, "value": lst.unique_id}]
     return resource
+
+
+def list_fhir_id(lst: ListView) -> str:
+    """Like a document's: ``<patient key>.<list id>`` (decision 0004)."""
+    return f"{lst.patient_id}.{lst.id}"
 
 
 def consent(

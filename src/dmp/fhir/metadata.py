@@ -19,7 +19,8 @@ from dmp.errors import (
 )
 from dmp.fhir import mapping
 from dmp.fhir.common import base_url, fhir
-from dmp.fhir.search import SUPPORTED as SEARCH_PARAMETERS
+from dmp.fhir.lists import LIST_PARAMETERS
+from dmp.fhir.search import DOCREF_PARAMETERS
 
 router = APIRouter()
 
@@ -70,23 +71,58 @@ async def token(request: Request, endpoint: Tokens) -> JSONResponse:
     )
 
 
-_PARAM_TYPES = {
-    "patient": "reference",
-    "author": "reference",
-    "related": "reference",
-    "relatesto": "reference",
-    "date": "date",
-    "creation": "date",
-    "period": "date",
-    "period-start": "date",
-    "period-end": "date",
-    "_count": "number",
-    "_sort": "string",
+# Where each parameter is defined (the PDSm server role's CapabilityStatement).
+_HL7 = "http://hl7.org/fhir/SearchParameter/"
+_MHD = "https://profiles.ihe.net/ITI/MHD/SearchParameter/"
+_PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm/SearchParameter/"
+_DEFINITIONS = {
+    ("DocumentReference", "type"): _HL7 + "clinical-type",
+    ("DocumentReference", "setting"): _HL7 + "DocumentReference-setting",
+    ("DocumentReference", "identifier"): _HL7 + "clinical-identifier",
+    ("DocumentReference", "creation"): _MHD + "DocumentReference-Creation",
+    ("DocumentReference", "security-label"): _HL7 + "DocumentReference-security-label",
+    ("DocumentReference", "status"): _HL7 + "DocumentReference-status",
+    ("DocumentReference", "isArchived"): _PDSM + "PDSm-isArchived",
+    ("DocumentReference", "period-start"): _PDSM + "PDSm-DocumentReference-period-start",
+    ("DocumentReference", "period-end"): _PDSM + "PDSm-DocumentReference-period-end",
+    ("DocumentReference", "format"): _HL7 + "DocumentReference-format",
+    ("DocumentReference", "category"): _HL7 + "DocumentReference-category",
+    ("DocumentReference", "relatesto"): _HL7 + "DocumentReference-relatesto",
+    ("DocumentReference", "event"): _HL7 + "DocumentReference-event",
+    ("DocumentReference", "period"): _HL7 + "DocumentReference-period",
+    ("DocumentReference", "subject"): _HL7 + "DocumentReference-subject",
+    ("DocumentReference", "patient"): _HL7 + "clinical-patient",
+    ("DocumentReference", "author"): _HL7 + "DocumentReference-author",
+    ("DocumentReference", "date"): _HL7 + "DocumentReference-date",
+    ("DocumentReference", "facility"): _HL7 + "DocumentReference-facility",
+    ("List", "date"): _HL7 + "clinical-date",
+    ("List", "designationType"): _MHD + "List-DesignationType",
+    ("List", "identifier"): _HL7 + "clinical-identifier",
+    ("List", "status"): _HL7 + "List-status",
+    ("List", "isArchived"): _PDSM + "PDSm-isArchived",
+    ("List", "title"): _HL7 + "List-title",
+    ("List", "sourceId"): _MHD + "List-SourceId",
+    ("List", "source"): _HL7 + "List-source",
+    ("List", "authorOrg"): _PDSM + "PDSm-List-authorOrg",
+    ("List", "code"): _HL7 + "clinical-code",
+    ("List", "patient"): _HL7 + "clinical-patient",
+    ("List", "subject"): _HL7 + "List-subject",
 }
 
 
+def _search_params(resource: str, declared: dict[str, str]) -> list[dict[str, str]]:
+    out = []
+    for name, kind in sorted(declared.items()):
+        entry = {"name": name, "type": kind}
+        if (resource, name) in _DEFINITIONS:
+            entry["definition"] = _DEFINITIONS[(resource, name)]
+        out.append(entry)
+    out.append({"name": "_count", "type": "number"})
+    out.append({"name": "_summary", "type": "token", "documentation": "count"})
+    return out
+
+
 def capability_statement(base: str) -> dict[str, Any]:
-    docref_params = sorted(p for p in SEARCH_PARAMETERS if p not in ("_offset", "_format"))
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -149,23 +185,16 @@ def capability_statement(base: str) -> dict[str, Any]:
                             )
                         ],
                         "versioning": "versioned",
-                        "searchParam": [
-                            {"name": n, "type": _PARAM_TYPES.get(n, "token")} for n in docref_params
-                        ],
+                        "searchParam": _search_params("DocumentReference", DOCREF_PARAMETERS),
                     },
                     {
                         "type": "List",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [
-                            {"name": n, "type": "token"}
-                            for n in (
-                                "patient",
-                                "patient.identifier",
-                                "code",
-                                "status",
-                                "identifier",
-                            )
+                        "supportedProfile": [
+                            mapping.PDSM_SD + "pdsm-submissionset-comprehensive",
+                            mapping.PDSM_SD + "pdsm-folder-comprehensive",
                         ],
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": _search_params("List", LIST_PARAMETERS),
                     },
                     {"type": "Binary", "interaction": [{"code": "read"}]},
                     {

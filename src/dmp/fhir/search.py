@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,37 +13,39 @@ from dmp.access.gate import MAX_OFFSET
 from dmp.access.views import SearchCriteria
 from dmp.domain.ins import PatientRef, parse_ins_token
 from dmp.errors import BadRequest
+from dmp.fhir import params as fhir_params
 from dmp.fhir.mapping import patient_ref
 
-SUPPORTED = frozenset(
-    {
-        "patient",
-        "patient.identifier",
-        "status",
-        "type",
-        "category",
-        "date",
-        "creation",
-        "period",
-        "period-start",
-        "period-end",
-        "setting",
-        "facility",
-        "format",
-        "security-label",
-        "event",
-        "identifier",
-        "related",
-        "relatesto",
-        "author",
-        "author.identifier",
-        "isArchived",
-        "_count",
-        "_sort",
-        "_offset",
-        "_format",
-    }
-)
+# The DocumentReference search parameters (ITI-67 and the PDSm server role), by the code a
+# client sends, with their FHIR type.
+DOCREF_PARAMETERS = {
+    "patient": "reference",
+    "patient.identifier": "token",
+    "subject": "reference",
+    "status": "token",
+    "type": "token",
+    "category": "token",
+    "date": "date",
+    "creation": "date",
+    "period": "date",
+    "period-start": "date",
+    "period-end": "date",
+    "setting": "token",
+    "facility": "token",
+    "format": "token",
+    "security-label": "token",
+    "event": "token",
+    "identifier": "token",
+    "related": "reference",
+    "relatesto": "reference",
+    "author": "reference",
+    "author.identifier": "token",
+    "isArchived": "token",
+    "_sort": "special",
+}
+# The searches run in the database: the reference modifier :identifier only.
+DOCREF_MODIFIERS = {"reference": frozenset({"identifier"})}
+SUPPORTED = frozenset({*DOCREF_PARAMETERS, "_count", "_offset", "_format", "_summary"})
 MAX_COUNT = 100
 
 
@@ -68,54 +70,30 @@ def _tokens(params: QueryParams, name: str) -> tuple[str, ...] | None:
     return tuple(v.split("|", 1)[1] if "|" in v else v for v in values)
 
 
-def _instant(text: str, name: str) -> tuple[datetime, datetime]:
-    """The interval a FHIR date/dateTime value covers (a day, a month, a year, an instant)."""
-    try:
-        if len(text) == 4:
-            start = datetime(int(text), 1, 1, tzinfo=UTC)
-            return start, start.replace(year=start.year + 1)
-        if len(text) == 7:
-            y, m = int(text[:4]), int(text[5:7])
-            start = datetime(y, m, 1, tzinfo=UTC)
-            return start, (start + timedelta(days=32)).replace(day=1)
-        if len(text) == 10:
-            start = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            return start, start + timedelta(days=1)
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        return at, at + timedelta(microseconds=1)
-    except (ValueError, OverflowError):
-        # OverflowError: the interval of a date at the calendar's edge (9999-12-31) ends
-        # after the last representable instant.
-        raise BadRequest(f"{name}: {text!r} is not a FHIR date this server can search") from None
+def date_range(query: QueryParams, name: str) -> tuple[datetime | None, datetime | None]:
+    return fhir_params.date_bounds(query.getlist(name), name)
 
 
-def date_range(params: QueryParams, name: str) -> tuple[datetime | None, datetime | None]:
-    low: datetime | None = None
-    high: datetime | None = None
-    for raw in params.getlist(name):
-        prefix, value = (
-            (raw[:2], raw[2:])
-            if raw[:2] in ("eq", "ge", "gt", "le", "lt", "sa", "eb")
-            else ("eq", raw)
-        )
-        start, end = _instant(value, name)
-        if prefix in ("eq",):
-            low, high = max(filter(None, (low, start))), min(filter(None, (high, end)))
-        elif prefix in ("ge", "sa") or prefix == "gt":
-            bound = end if prefix in ("gt", "sa") else start
-            low = bound if low is None else max(low, bound)
-        else:  # le, lt, eb
-            bound = end if prefix == "le" else start
-            high = bound if high is None else min(high, bound)
-    return low, high
+def applied_parameters(query: QueryParams, *, lenient_handling: bool) -> QueryParams:
+    """The parameters this search applies, checked (400 naming what is not supported, unless
+    lenient) and written one way: ``subject`` as ``patient``, ``x:identifier`` as
+    ``x.identifier`` for the patient and the author."""
+    applied = fhir_params.parse(
+        query, DOCREF_PARAMETERS, lenient_handling=lenient_handling, modifiers=DOCREF_MODIFIERS
+    )
+    items = []
+    for p in applied:
+        name = "patient" if p.name == "subject" else p.name
+        if p.modifier == "identifier":
+            if name not in ("patient", "author"):
+                raise BadRequest(f"{p.name}:identifier is not supported")
+            name = f"{name}.identifier"
+        items.append((name, p.value))
+    return QueryParams(items)
 
 
 def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSearch:
-    unknown = {k for k in params if k not in SUPPORTED}
-    if unknown:
-        raise BadRequest(f"unsupported search parameters: {', '.join(sorted(unknown))}")
+    """ITI-67 criteria from parameters already checked by :func:`applied_parameters`."""
     patient: PatientRef
     if params.get("patient.identifier"):
         patient = parse_ins_token(params["patient.identifier"], test_mode=test_mode)

@@ -164,7 +164,17 @@ def _new_list(res: dict[str, Any], positions: dict[str, int], count: int) -> New
         ),
         None,
     )
-    code = next((c for _, c in mapping.codes(res.get("code"))), None)
+    # MHD: a SubmissionSet's contentTypeCode and a Folder's codeList are the designationType
+    # extension (List.code only says submissionset or folder).
+    code = next(
+        (
+            c
+            for e in res.get("extension") or []
+            if str(e.get("url", "")).endswith("ihe-designationType")
+            for _, c in mapping.codes(e.get("valueCodeableConcept"))
+        ),
+        None,
+    )
     return NewList(
         kind=kind,
         documents=docs,
