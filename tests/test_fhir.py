@@ -81,8 +81,18 @@ def test_iti65_submission_and_replacement_examples(client: TestClient, world: Ru
     Bundle.model_validate(body)
     assert body["type"] == "transaction-response"
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 3
-    location = next(e["response"]["location"] for e in body["entry"] if "location" in e["response"])
+    # Every entry says where its resource now is (List, DocumentReference, Binary), and each
+    # location reads back.
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    locations = [e["response"]["location"] for e in body["entry"]]
+    assert [loc.split("/fhir/")[1].split("/")[0] for loc in locations] == kinds
+    location = locations[kinds.index("DocumentReference")]
     doc_id = location.split("/DocumentReference/")[1].split("/")[0]
+    for loc in locations:
+        path = "/fhir/" + loc.split("/fhir/")[1].split("/_history")[0]
+        read = client.get(path, headers=h)
+        assert read.status_code == 200, (path, read.text)
+    assert locations[kinds.index("Binary")].endswith(f"/Binary/{doc_id}")
     # The replacement example: its target is the document we just published.
     replacement = example("pdsm4dmp/Bundle-example-td2-1-remplacement.json", CDA_INS)
     text = json.dumps(replacement).replace("doc-x-id", doc_id)
@@ -91,7 +101,9 @@ def test_iti65_submission_and_replacement_examples(client: TestClient, world: Ru
     old = _ok(client.get(f"/fhir/DocumentReference/{doc_id}", headers=h))
     assert old["status"] == "superseded"
     assert old["meta"]["versionId"] == "2"
-    new_loc = next(e["response"]["location"] for e in body["entry"] if "location" in e["response"])
+    new_loc = next(
+        e["response"]["location"] for e in body["entry"] if "/DocumentReference/" in str(e)
+    )
     new = _ok(client.get("/fhir" + new_loc.split("/fhir")[1].rsplit("/_history", 1)[0], headers=h))
     assert new["relatesTo"][0]["target"]["reference"] == f"DocumentReference/{doc_id}"
 
@@ -598,7 +610,9 @@ def test_doc_x_example_then_its_replacement(client: TestClient, world: Runtime) 
     }
     h = bearer(world, pro(world, CARDIOLOGIST))
     body = _ok(client.post("/fhir", json=bundle, headers=h))
-    location = next(e["response"]["location"] for e in body["entry"] if "location" in e["response"])
+    location = next(
+        e["response"]["location"] for e in body["entry"] if "/DocumentReference/" in str(e)
+    )
     doc_id = location.split("/DocumentReference/")[1].split("/")[0]
     replacement = example("pdsm4dmp/Bundle-example-td2-1-remplacement.json", CDA_INS)
     _ok(

@@ -27,7 +27,7 @@ from dmp.api import provisioning as provisioning_api
 from dmp.api import records
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
 from dmp.fhir import routes as fhir_routes
-from dmp.fhir.outcome import operation_outcome, outcome_response
+from dmp.fhir.outcome import MHD_ERROR_CODES, operation_outcome, outcome_response
 from dmp.jobs import counters
 from dmp.logs import request_id_var
 from dmp.stats import web as stats_web
@@ -244,7 +244,9 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             return error_page(request, exc)
         retry = getattr(exc, "retry_after", None)
         if _is_fhir(request):
-            response = outcome_response(exc.status, exc.message)
+            details = exc.reason if exc.reason in MHD_ERROR_CODES else None
+            code = "not-supported" if details == "FHIRDocumentNotSupported" else None
+            response = outcome_response(exc.status, exc.message, details=details, code=code)
         else:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             response = JSONResponse(

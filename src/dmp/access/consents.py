@@ -26,9 +26,10 @@ from dmp.records import patients
 
 
 class ConsentActions(Kernel):
-    def declare_consent(self, ins: PatientRef, id_nat_ps: str | None = None) -> None:
+    def declare_consent(self, ins: PatientRef, id_nat_ps: str | None = None) -> str:
         """Record the patient's consent for a professional: the professional declares the
-        consent the patient gave them, or the holder authorises a named professional (AC-4)."""
+        consent the patient gave them, or the holder authorises a named professional (AC-4).
+        Returns the record's key (FHIR ids carry it)."""
         if self.actor.kind is ActorKind.PROFESSIONAL:
             if id_nat_ps not in (None, self.actor.id):
                 raise Forbidden("a professional declares the consent given to themselves only")
@@ -45,6 +46,7 @@ class ConsentActions(Kernel):
             patients.declare_consent(
                 op.conn, op.scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
             )
+            return op.scope.patient_id
 
     def declare_care_team(self, ins: PatientRef, id_nat_ps: str) -> None:
         """Add a professional to the care team: the holder, or a professional who may read the

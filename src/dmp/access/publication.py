@@ -98,11 +98,13 @@ class PublicationActions(Kernel):
                     raise InvalidInput("a List is a submissionset or a folder")
                 if any(not 0 <= i < len(stored) for i in lst.documents):
                     raise InvalidInput("a List refers to a document outside the submission")
+                if len(lst.id) != 32 or not lst.id.isalnum():
+                    raise InvalidInput("a List id is 32 letters or digits")
                 documents.insert_list(
                     conn,
                     scope,
                     {
-                        "id": uuid.uuid4().hex,
+                        "id": lst.id,
                         "kind": lst.kind,
                         "unique_id": (lst.unique_id or "")[:128] or None,
                         "source_id": (lst.source_id or "")[:128] or None,

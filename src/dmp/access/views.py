@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -101,6 +102,7 @@ class NewList:
     source_id: str | None = None
     title: str | None = None
     code: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # known to the caller at once
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,13 +268,15 @@ def content_response(
 ) -> StreamingResponse:
     """A document's content, streamed as it is decrypted: never cached, never sniffed."""
     headers = {
+        # The stored MIME type as it is: no charset added (a text/* media_type would get one).
+        "Content-Type": doc.mime_type,
         "Content-Length": str(doc.size),
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
     if attachment:
         headers["Content-Disposition"] = "attachment"
-    return StreamingResponse(chunks, media_type=doc.mime_type, headers=headers)
+    return StreamingResponse(chunks, headers=headers)
 
 
 @router.get("/{ins}/history", name="read_history")

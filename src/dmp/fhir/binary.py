@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from dmp.api.deps import Gate
 from dmp.api.records import content_response
 from dmp.fhir import mapping
-from dmp.fhir.common import doc_ref, fhir
+from dmp.fhir.common import doc_ref, fhir, version_headers
 
 router = APIRouter()
 
@@ -23,6 +23,8 @@ def binary_read(
     as_fhir = request.query_params.get("_format") in ("json", "application/fhir+json")
     if "fhir+json" in accept or as_fhir:
         doc, content = access.read_content(key, logical)
-        return fhir(mapping.binary(doc, content))
+        return fhir(mapping.binary(doc, content), headers=version_headers(doc))
     doc, chunks = access.stream_content(key, logical)
-    return content_response(doc, chunks, attachment=True)
+    response = content_response(doc, chunks, attachment=True)
+    response.headers.update(version_headers(doc))
+    return response

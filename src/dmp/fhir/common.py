@@ -3,6 +3,8 @@ parameters, and the checks ITI-65 and ITI-105 share."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -10,7 +12,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 
 from dmp.access.gateway import RecordAccess
-from dmp.access.views import NewDocument
+from dmp.access.views import DocumentView, NewDocument
 from dmp.domain import cda
 from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
 from dmp.errors import (
@@ -19,7 +21,7 @@ from dmp.errors import (
     NotFound,
 )
 from dmp.fhir import mapping
-from dmp.fhir.outcome import FHIR_JSON
+from dmp.fhir.outcome import FHIR_JSON, operation_outcome
 from dmp.fhir.params import Param
 
 MAX_BUNDLE_ENTRIES = 200
@@ -31,6 +33,43 @@ def base_url(request: Request) -> str:
 
 def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, media_type=FHIR_JSON)
+
+
+def created(request: Request, resource: dict[str, Any], location: str) -> Response:
+    """201 for a create, shaped by ``Prefer: return=`` (FHIR R4 3.1.0.8.1): ``minimal`` (no
+    body), ``representation`` (the resource; the default), ``OperationOutcome``."""
+    prefer = {
+        p.strip().replace(" ", "")
+        for part in request.headers.get("prefer", "").split(",")
+        for p in part.split(";")
+    }
+    headers = {"Location": location}
+    version = str((resource.get("meta") or {}).get("versionId", "1"))
+    headers["ETag"] = f'W/"{version}"'
+    if "return=minimal" in prefer:
+        return Response(status_code=201, headers=headers)
+    if "return=OperationOutcome" in prefer:
+        outcome = operation_outcome(
+            201,
+            f"created {location.rsplit('/fhir/', 1)[-1]}",
+            code="informational",
+            severity="information",
+        )
+        return fhir(outcome, 201, headers)
+    return fhir(resource, 201, headers)
+
+
+def version_headers(doc: DocumentView) -> dict[str, str]:
+    """ETag (the metadata version) and Last-Modified (when that version was made)."""
+    return {
+        "ETag": f'W/"{doc.version}"',
+        "Last-Modified": http_date(doc.version_at or doc.submitted_at),
+    }
+
+
+def http_date(at: datetime) -> str:
+    """An HTTP date (Last-Modified)."""
+    return format_datetime(at.astimezone(UTC), usegmt=True)
 
 
 async def read_resource(request: Request, kind: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import fhir, patient_param, read_resource
+from dmp.fhir.common import base_url, created, fhir, patient_param, read_resource
 
 router = APIRouter()
 
@@ -54,5 +54,7 @@ async def consent_create(request: Request, access: Gate) -> Response:
     provision = res.get("provision") or {}
     if provision.get("type", "permit") != "permit":
         raise Forbidden("a professional declares consents; blocks are the patient's decision")
-    await run_in_threadpool(access.declare_consent, patient)
-    return fhir(res, 201)
+    key = await run_in_threadpool(access.declare_consent, patient)
+    ps = access.actor.id
+    resource = mapping.consent(key, ps, permit=True, professional=ps, at=access.now())
+    return created(request, resource, f"{base_url(request)}/Consent/{key}.{ps}")

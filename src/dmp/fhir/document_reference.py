@@ -23,6 +23,7 @@ from dmp.errors import (
 from dmp.fhir import mapping, params
 from dmp.fhir.common import (
     base_url,
+    created,
     doc_ref,
     fhir,
     label_code,
@@ -30,8 +31,10 @@ from dmp.fhir.common import (
     read_json,
     read_resource,
     validate_resource,
+    version_headers,
 )
 from dmp.fhir.search import applied_parameters, page_links, parse_document_search
+from dmp.fhir.transaction import refuse_fhir_documents
 
 router = APIRouter()
 
@@ -77,9 +80,7 @@ def docref_read(
 ) -> Response:
     key, logical = doc_ref(fhir_id)
     doc = access.read_document(key, logical)
-    return fhir(
-        mapping.document_reference(doc, base_url(request)), headers={"ETag": f'W/"{doc.version}"'}
-    )
+    return fhir(mapping.document_reference(doc, base_url(request)), headers=version_headers(doc))
 
 
 @router.get("/DocumentReference/{fhir_id}/_history", name="fhir_docref_history")
@@ -124,6 +125,7 @@ async def docref_create(
 ) -> Response:
     """ITI-105 Simplified Publish: a DocumentReference carrying its content in attachment.data."""
     res = await read_resource(request, "DocumentReference")
+    refuse_fhir_documents({"entry": [{"resource": res}]})
     validate_resource(DocumentReference, res, "DocumentReference")
     content = mapping.attachment_bytes(res)
     if content is None:
@@ -137,10 +139,10 @@ async def docref_create(
         access.deposit_document, patient, meta, content, replaces=replaces
     )
     base = base_url(request)
-    return fhir(
+    return created(
+        request,
         mapping.document_reference(doc, base),
-        201,
-        {"Location": f"{base}/DocumentReference/{mapping.doc_fhir_id(doc)}/_history/1"},
+        f"{base}/DocumentReference/{mapping.doc_fhir_id(doc)}/_history/1",
     )
 
 

@@ -12,7 +12,7 @@ from dmp.access.views import ListView
 from dmp.api.deps import Gate
 from dmp.errors import BadRequest, InvalidInput, NotFound
 from dmp.fhir import mapping, params
-from dmp.fhir.common import base_url, fhir, patient_value
+from dmp.fhir.common import base_url, fhir, http_date, patient_value
 from dmp.fhir.params import Param
 
 router = APIRouter()
@@ -148,4 +148,6 @@ def list_read(fhir_id: str, request: Request, access: Gate) -> Response:
     except InvalidInput:
         raise NotFound("no such List") from None
     lst = access.read_list(key, list_id)
-    return fhir(mapping.list_resource(lst))
+    # A List never changes once submitted: one version, dated by its submission.
+    headers = {"ETag": 'W/"1"', "Last-Modified": http_date(lst.submitted_at)}
+    return fhir(mapping.list_resource(lst), headers=headers)

@@ -7,6 +7,9 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 FHIR_JSON = "application/fhir+json"
+# XDS RegistryError codes MHD names (ITI TF-3 4.2.4.1), carried in issue.details (code and
+# text; IHE publishes no FHIR code system for them).
+MHD_ERROR_CODES = frozenset({"FHIRDocumentNotSupported", "UnknownRecipient"})
 
 _ISSUE_CODES = {
     400: "invalid",
@@ -30,12 +33,15 @@ def operation_outcome(
     code: str | None = None,
     expression: str | None = None,
     severity: str = "error",
+    details: str | None = None,
 ) -> dict[str, Any]:
     issue: dict[str, Any] = {
         "severity": severity,
         "code": code or _ISSUE_CODES.get(status, "exception"),
         "diagnostics": diagnostics,
     }
+    if details:  # an IHE error code (MHD / XDS RegistryError), e.g. FHIRDocumentNotSupported
+        issue["details"] = {"coding": [{"code": details}], "text": details}
     if expression:
         issue["expression"] = [expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}

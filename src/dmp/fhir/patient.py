@@ -17,7 +17,7 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import base_url, fhir, read_resource, validate_resource
+from dmp.fhir.common import base_url, created, fhir, read_resource, validate_resource
 
 router = APIRouter()
 
@@ -89,8 +89,8 @@ async def patient_create(request: Request, access: Gate) -> Response:
     view = await run_in_threadpool(
         access.open_record, ins, demo, channel=CreationChannel.PROFESSIONAL, patient_consent=consent
     )
-    return fhir(
+    return created(
+        request,
         mapping.patient(view, view.key),
-        201,
-        {"Location": f"{base_url(request)}/Patient/{view.key}/_history/1"},
+        f"{base_url(request)}/Patient/{view.key}/_history/1",
     )

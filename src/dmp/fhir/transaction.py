@@ -36,6 +36,7 @@ async def transaction(
     access: Gate,
 ) -> Response:
     bundle = await read_resource(request, "Bundle")
+    refuse_fhir_documents(bundle)
     if bundle.get("type") != "transaction":
         raise BadRequest("ITI-65 takes a transaction Bundle")
     entries = bundle.get("entry") or []
@@ -57,6 +58,7 @@ async def transaction(
     items: list[tuple[NewDocument, bytes, str | None]] = []
     positions: dict[str, int] = {}  # fullUrl of each DocumentReference -> its place in items
     entry_of: list[int] = []  # place in items -> index of its Bundle entry
+    binary_of: dict[int, int] = {}  # index of a Binary entry -> place of its document in items
     for n, entry in enumerate(entries):
         res = entry.get("resource") or {}
         if res.get("resourceType") != "DocumentReference":
@@ -67,6 +69,9 @@ async def transaction(
         if att.get("data") is not None:
             content = mapping.attachment_bytes(res)
         elif (binary := _binary_entry(entries, by_url, url)) is not None:
+            binary_of[next(i for i, e in enumerate(entries) if e.get("resource") is binary)] = len(
+                items
+            )
             data = binary.get("data")
             try:
                 content = base64.b64decode(data or "", validate=True)
@@ -94,35 +99,78 @@ async def transaction(
         target = str((p.get("request") or {}).get("url", "")).removeprefix("DocumentReference/")
         if not any(r and (target.endswith(r)) for _, _, r in items):
             raise InvalidInput(f"the PATCH of {target[:80]} does not match a relatesTo replaces")
+    for n, entry in enumerate(entries):
+        kind = (entry.get("resource") or {}).get("resourceType")
+        if kind == "Binary" and n not in binary_of:
+            raise InvalidInput(f"Bundle.entry[{n}]: no DocumentReference points to this Binary")
+        if kind not in ("DocumentReference", "List", "Binary") and (
+            (entry.get("request") or {}).get("method") != "PATCH"
+        ):
+            raise InvalidInput(f"Bundle.entry[{n}]: a {kind} is not part of an ITI-65 submission")
     assert patient is not None
     new_lists = [_new_list(e["resource"], positions, len(items)) for e in lists]
+    list_of = {id(e): lst for e, lst in zip(lists, new_lists, strict=True)}
     try:
         stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
     except InvalidItem as exc:  # size, hash, metadata: name the entry
         raise InvalidInput(f"Bundle.entry[{entry_of[exc.index]}]: {exc.message}") from None
     base = base_url(request)
+    key = stored[0].patient_id
     response_entries = []
     it = iter(stored)
-    for entry in entries:
+    for n, entry in enumerate(entries):
         kind = (entry.get("resource") or {}).get("resourceType")
         if kind == "DocumentReference":
             doc = next(it)
-            response_entries.append(
-                {
-                    "response": {
-                        "status": "201 Created",
-                        "location": f"{base}/DocumentReference/"
-                        f"{mapping.doc_fhir_id(doc)}/_history/1",
-                    }
-                }
-            )
+            status, where = "201 Created", f"DocumentReference/{mapping.doc_fhir_id(doc)}"
+            where += "/_history/1"
         elif (entry.get("request") or {}).get("method") == "PATCH":
-            response_entries.append({"response": {"status": "200 OK"}})
-        else:
-            response_entries.append({"response": {"status": "201 Created"}})
+            target = str((entry.get("request") or {}).get("url", "")).split("?")[0]
+            status, where = "200 OK", target
+        elif kind == "List":
+            status, where = "201 Created", f"List/{key}.{list_of[id(entry)].id}"
+        elif kind == "Binary" and n in binary_of:
+            # ITI-68 reads a document's content at Binary/<the document's id>.
+            status, where = "201 Created", f"Binary/{mapping.doc_fhir_id(stored[binary_of[n]])}"
+        else:  # refused above, before anything was stored
+            raise AssertionError(kind)
+        response_entries.append({"response": {"status": status, "location": f"{base}/{where}"}})
     return fhir(
         {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}, 200
     )
+
+
+FHIR_JSON_TYPES = ("application/fhir+json", "application/fhir+xml", "application/json+fhir")
+
+
+def refuse_fhir_documents(bundle: dict[str, Any]) -> None:
+    """MHD's FHIR Document Publish option is not claimed: a FHIR Document (a Bundle of type
+    document, sent as is, inside the transaction, or as a document's content) is refused
+    with the code MHD names."""
+    why = None
+    if bundle.get("type") == "document":
+        why = "a FHIR Document Bundle"
+    for n, entry in enumerate(bundle.get("entry") or []):
+        res = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(res, dict):
+            continue
+        if res.get("resourceType") == "Bundle" and res.get("type") == "document":
+            why = f"Bundle.entry[{n}] is a FHIR Document"
+        elif res.get("resourceType") == "Binary" and str(res.get("contentType", "")).startswith(
+            FHIR_JSON_TYPES
+        ):
+            why = f"Bundle.entry[{n}] holds a FHIR Document"
+        elif res.get("resourceType") == "DocumentReference":
+            for content in res.get("content") or []:
+                mime = str(((content or {}).get("attachment") or {}).get("contentType", ""))
+                if mime.startswith(FHIR_JSON_TYPES):
+                    why = f"Bundle.entry[{n}] describes a FHIR Document"
+    if why:
+        raise InvalidInput(
+            f"{why}: this server does not support MHD's FHIR Document Publish option "
+            "(publish the document as CDA or PDF)",
+            reason="FHIRDocumentNotSupported",
+        )
 
 
 def _binary_entry(
