@@ -401,7 +401,10 @@ def build(
     Batches are generated and written by ``processes`` worker processes, each with its own
     connection. The first ``large_patients`` patients' documents carry ``large_bytes`` of
     content (the retrieval workload reads those); the others ``content_bytes``."""
-    global _CTX
+    global _CTX, _ENGINE
+    if _ENGINE is not None:  # a previous build in this process, maybe on another database
+        _ENGINE.dispose()
+        _ENGINE = None
     t0 = time.monotonic()
     rng = random.Random(seed)
     pros = directory(rt, rng, max(len(PROFESSIONS), patients // 500))

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     objection_days: int = 42
     # Adoption milestones per département: listed thresholds, then every N ("+N").
     milestones: str = "10000,50000,100000,+100000"
+    # Document types accepted for deposit: empty = every type of JDV_J07-XdsTypeCode-CISIS;
+    # else a comma-separated subset of it (for example the DMP's JDV_J66 list).
+    document_types: str = ""
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
     matrix_file: Path | None = None
 
@@ -188,6 +191,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql+psycopg:// URL (roles need PostgreSQL)")
         return value
 
+    @field_validator("document_types")
+    @classmethod
+    def _document_types(cls, value: str) -> str:
+        from dmp.domain.valuesets import document_types
+
+        unknown = sorted(set(split_codes(value)) - set(document_types().concepts))
+        if unknown:
+            raise ValueError(f"codes not in JDV_J07-XdsTypeCode-CISIS: {', '.join(unknown)}")
+        return value
+
+    @property
+    def accepted_document_types(self) -> frozenset[str] | None:
+        """The configured subset of JDV_J07, or None for all of it."""
+        return frozenset(split_codes(self.document_types)) or None
+
     @field_validator("milestones")
     @classmethod
     def _milestones(cls, value: str) -> str:
@@ -223,6 +241,7 @@ class Settings(BaseSettings):
             "stats_fold_seconds": str(self.stats_fold_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
             "milestones": self.milestones,
+            "document_types": self.document_types or "(all of JDV_J07)",
             "smtp": (
                 f"{self.smtp_security}://{self.smtp_host}:{self.smtp_port}"
                 if self.smtp_host
@@ -238,6 +257,10 @@ class Settings(BaseSettings):
             "deletion_days": str(self.deletion_days),
             "objection_days": str(self.objection_days),
         }
+
+
+def split_codes(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def redact_url(url: str) -> str:

@@ -14,9 +14,11 @@ from typing import Any
 
 from dmp.access.policy import Matrix
 from dmp.domain.codes import TYPE_TO_CLASS
+from dmp.domain.valuesets import document_types
 from dmp.errors import ConfigurationError
 
-ALL_TYPES = frozenset(TYPE_TO_CLASS)
+# A matrix may name any document type of JDV_J07 (the DMP's own types are among them).
+ALL_TYPES = frozenset(document_types().concepts) | frozenset(TYPE_TO_CLASS)
 
 
 def _expand(types: Any, groups: dict[str, list[str]], where: str) -> frozenset[str] | None:

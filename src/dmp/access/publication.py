@@ -18,7 +18,7 @@ from dmp.access.gate import DOCUMENT_CREATE, DOCUMENT_DELETE, DOCUMENT_UPDATE, K
 from dmp.access.policy import Action, Decision, Reason, may_modify
 from dmp.access.views import DocumentChange, DocumentView, NewDocument, NewList
 from dmp.crypto import envelope
-from dmp.domain import cda
+from dmp.domain import cda, valuesets
 from dmp.domain.codes import TYPE_TO_CLASS, AuditAction, AvailabilityStatus, Confidentiality
 from dmp.domain.ins import PatientRef
 from dmp.domain.visibility import DocumentVisibility
@@ -61,7 +61,7 @@ class PublicationActions(Kernel):
         for n, (meta, content, _) in enumerate(items):
             sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
             try:
-                _validate_new_document(meta, content)
+                _validate_new_document(meta, content, self._rt.settings.accepted_document_types)
                 if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
                     raise InvalidInput("the document hash does not match its content")
             except InvalidInput as exc:
@@ -365,9 +365,26 @@ def _check_version(doc: DocumentRow, expected_version: int | None) -> None:
         )
 
 
-def _validate_new_document(meta: NewDocument, content: bytes) -> None:
-    if meta.type_code not in TYPE_TO_CLASS:
-        raise InvalidInput(f"unknown document type code {meta.type_code!r}")
+def _validate_new_document(
+    meta: NewDocument, content: bytes, accepted: frozenset[str] | None
+) -> None:
+    """The metadata rules of a deposit; codes come from the CI-SIS value sets."""
+    if meta.type_code not in valuesets.document_types():
+        raise InvalidInput(
+            f"document type {meta.type_code!r} is not in JDV_J07-XdsTypeCode-CISIS",
+            reason="DocumentReference.type",
+        )
+    if accepted is not None and meta.type_code not in accepted:
+        raise InvalidInput(
+            f"document type {meta.type_code!r} is not accepted by this deployment",
+            reason="DocumentReference.type",
+        )
+    if meta.class_code is None and meta.type_code not in TYPE_TO_CLASS:
+        raise InvalidInput(
+            f"no class code is known for document type {meta.type_code!r}: give "
+            "DocumentReference.category (JDV_J57-ClassCode-DMP)",
+            reason="DocumentReference.category",
+        )
     if meta.class_code is not None and not (0 < len(meta.class_code) <= 20):
         raise InvalidInput("the class code has at most 20 characters")
     for name in ("facility_type", "practice_setting"):

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
+from dmp.domain import valuesets
 from dmp.domain.codes import TYPE_LABELS, VisibilityFlag
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
@@ -67,9 +68,18 @@ def patient_ref(reference: str, *, test_mode: bool) -> PatientRef:
 # -- DocumentReference out ------------------------------------------------------------------------
 
 
+def coded(vs: valuesets.ValueSet, code: str) -> dict[str, Any]:
+    """A CodeableConcept with the system and display name its value set gives."""
+    concept = vs.concepts.get(code)
+    if concept is None:
+        return {"coding": [{"code": code}]}
+    return {"coding": [{"system": concept.system, "code": code, "display": concept.display}]}
+
+
 def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
     fid = doc_fhir_id(doc)
-    type_system = LOINC if "-" in doc.type_code else TRE_A05
+    known_type = valuesets.document_types().concepts.get(doc.type_code)
+    type_system = known_type.system if known_type else LOINC if "-" in doc.type_code else TRE_A05
     labels: list[dict[str, Any]] = [{"coding": [{"system": V3_CONF, "code": doc.confidentiality}]}]
     for flag, on in (
         (VisibilityFlag.MASQUE_PS, doc.masked_ps),
@@ -102,7 +112,9 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
                 {
                     "system": type_system,
                     "code": doc.type_code,
-                    "display": TYPE_LABELS.get(doc.type_code, doc.type_code),
+                    "display": known_type.display
+                    if known_type
+                    else TYPE_LABELS.get(doc.type_code, doc.type_code),
                 }
             ]
         },
@@ -138,9 +150,11 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
     if doc.service_stop:
         resource["context"]["period"]["end"] = iso(doc.service_stop)
     if doc.facility_type:
-        resource["context"]["facilityType"] = {"coding": [{"code": doc.facility_type}]}
+        resource["context"]["facilityType"] = coded(valuesets.facility_types(), doc.facility_type)
     if doc.practice_setting:
-        resource["context"]["practiceSetting"] = {"coding": [{"code": doc.practice_setting}]}
+        resource["context"]["practiceSetting"] = coded(
+            valuesets.practice_settings(), doc.practice_setting
+        )
     if doc.replaces_id:
         resource["relatesTo"] = [
             {
@@ -206,6 +220,25 @@ def security_flags(labels: list[Any]) -> tuple[str, dict[VisibilityFlag, bool]]:
     return conf, flags
 
 
+def checked_codes(
+    concept: Any, vs: valuesets.ValueSet, element: str
+) -> list[tuple[str | None, str]]:
+    """Codings of an element bound to a CI-SIS value set: a code given in one of the set's
+    own code systems must be in the set (422 naming the element); codes of other systems (the
+    DMP guide's examples send SNOMED CT) are taken as they are."""
+    found = codes(concept)
+    systems = {c.system for c in vs.concepts.values()} | {
+        f"urn:oid:{c.system_oid}" for c in vs.concepts.values()
+    }
+    for system, code in found:
+        if system in systems and code not in vs:
+            raise InvalidInput(
+                f"DocumentReference.{element}: {code!r} is not in {vs.url.rsplit('/', 1)[-1]}",
+                reason=f"DocumentReference.{element}",
+            )
+    return found
+
+
 def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocument, str | None]:
     """Metadata from a DocumentReference (MHD comprehensive or PDSm simplified publish).
 
@@ -236,8 +269,12 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         except (binascii.Error, ValueError):
             raise InvalidInput("attachment.hash is not base64") from None
     ctx = res.get("context") or {}
-    facility = codes(ctx.get("facilityType"))
-    setting = codes(ctx.get("practiceSetting"))
+    facility = checked_codes(
+        ctx.get("facilityType"), valuesets.facility_types(), "context.facilityType"
+    )
+    setting = checked_codes(
+        ctx.get("practiceSetting"), valuesets.practice_settings(), "context.practiceSetting"
+    )
     replaces = None
     for rel in res.get("relatesTo") or []:
         if isinstance(rel, dict) and rel.get("code") == "replaces":
