@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Derive src/dmp/domain/data/departements.json from the npm package
+"""Derive src/dmp/domain/data/departements.json and postcodes.json from the npm package
 @etalab/decoupage-administratif (MIT licence), reproducibly.
 
     python3 scripts/derive_departements.py            # needs npm and the npm registry
 
 It downloads the pinned package version with `npm pack`, sums the legal population of the
 current communes (type "commune-actuelle") of each département, and lists the commune codes whose
-département is not given by their prefix (some associated communes). The output records the
+département is not given by their prefix (some associated communes). It also writes, for each
+postal code, the current communes it serves (INSEE code and name): a Patient's postal code maps
+to its commune, with the city name to choose when several share it. The outputs record the
 source, version and licence.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 PACKAGE = "@etalab/decoupage-administratif"
 VERSION = "6.0.0"
 OUT = Path(__file__).resolve().parents[1] / "src" / "dmp" / "domain" / "data" / "departements.json"
+POSTCODES = OUT.with_name("postcodes.json")
 
 
 def prefix_departement(code: str) -> str:
@@ -75,6 +78,24 @@ def main() -> None:
         "commune_exceptions": dict(sorted(exceptions.items())),
     }
     OUT.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    postcodes: dict[str, list[list[str]]] = collections.defaultdict(list)
+    for c in communes:
+        if c["type"] == "commune-actuelle":
+            for postal in c.get("codesPostaux") or []:
+                postcodes[postal].append([c["code"], c["nom"]])
+    POSTCODES.write_text(
+        json.dumps(
+            {
+                "source": f"npm {PACKAGE}@{VERSION} (data/communes.json, codesPostaux)",
+                "derived_by": "scripts/derive_departements.py",
+                "postcodes": {k: sorted(v) for k, v in sorted(postcodes.items())},
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     OUT.with_name("LICENSE-decoupage-administratif").write_text(licence_text, encoding="utf-8")
     print(f"wrote {OUT}: {len(out['departements'])} départements, {len(exceptions)} exceptions")
 

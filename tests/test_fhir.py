@@ -174,7 +174,7 @@ def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> N
     ins = ins_for(41)
     patient = example("pdsm/example/Patient-fr-patient-123.json", ins)
     patient["identifier"] = [{"system": f"urn:oid:{ins.oid}", "value": ins.value}]
-    patient.setdefault("address", [{}])[0]["postalCode"] = "37003"
+    patient["address"] = [{"postalCode": "37400", "city": "Amboise"}]
     h = bearer(world, pro(world, GP))
     r = client.post("/fhir/Patient", json=patient, headers=h)
     assert "consent" in _outcome(r, 422)
@@ -619,3 +619,67 @@ def test_doc_x_example_then_its_replacement(client: TestClient, world: Runtime) 
         client.post("/fhir", content=json.dumps(replacement).replace("doc-x-id", doc_id), headers=h)
     )
     assert _ok(client.get(f"/fhir/DocumentReference/{doc_id}", headers=h))["status"] == "superseded"
+
+
+INSEE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
+
+
+@pytest.mark.parametrize(
+    ("address", "commune"),
+    [
+        # FR Core: the INSEE code on the address, as a Coding (or a string).
+        ({"extension": [{"url": INSEE, "valueCoding": {"code": "37003"}}]}, "37003"),
+        ({"extension": [{"url": INSEE, "valueString": "2A004"}]}, "2A004"),
+        # A postal code serving one commune, or several with the city naming one of them.
+        ({"postalCode": "75001"}, "75056"),
+        ({"postalCode": "37400", "city": "LUSSAULT SUR LOIRE"}, "37138"),
+        ({"postalCode": "37400", "city": "Amboise"}, "37003"),
+    ],
+)
+def test_patient_commune_as_integrators_send_it(
+    client: TestClient, world: Runtime, address: dict[str, Any], commune: str
+) -> None:
+    from tests.factories import ins_for
+
+    ins = ins_for(42)
+    patient = example("pdsm/example/Patient-fr-patient-123.json", ins)
+    patient["identifier"] = [{"system": f"urn:oid:{ins.oid}", "value": ins.value}]
+    patient["address"] = [address]
+    patient["extension"] = [
+        {
+            "url": "https://dmp.example.org/fhir/StructureDefinition/dmp-consentement-ouverture",
+            "valueBoolean": True,
+        }
+    ]
+    _ok(client.post("/fhir/Patient", json=patient, headers=bearer(world, pro(world, GP))), 201)
+    holder = world.access(actors.patient_actor(world, ins))
+    assert holder.read_record(ins).demographics.residence_commune == commune
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"address": [{"postalCode": "37400"}]}, "Patient.address[0].postalCode"),
+        ({"address": [{"postalCode": "99999"}]}, "Patient.address[0].postalCode"),
+        (
+            {"address": [{"extension": [{"url": INSEE, "valueString": "20004"}]}]},
+            "Patient.address[0].extension[0]",
+        ),
+        ({"address": []}, "Patient.address"),
+        ({"name": [{"family": "EXEMPLE", "given": "abc"}]}, "Patient.name[0].given"),
+        ({"birthDate": "1980-02-30"}, "Patient.birthDate"),
+    ],
+)
+def test_patient_errors_name_the_element(
+    client: TestClient, world: Runtime, change: dict[str, Any], named: str
+) -> None:
+    from tests.factories import ins_for
+
+    ins = ins_for(43)
+    patient = example("pdsm/example/Patient-fr-patient-123.json", ins)
+    patient["identifier"] = [{"system": f"urn:oid:{ins.oid}", "value": ins.value}]
+    patient["address"] = [{"postalCode": "37400", "city": "Amboise"}]
+    patient.update(change)
+    r = client.post("/fhir/Patient", json=patient, headers=bearer(world, pro(world, GP)))
+    assert r.status_code == 422, r.text
+    assert named in r.json()["issue"][0]["diagnostics"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -60,3 +61,36 @@ def departement_of_commune(commune: str) -> str:
             raise InvalidInput("Corsican communes are coded 2A or 2B, not 20")
         raise InvalidInput(f"{commune!r} is not in a known département")
     return dept
+
+
+@cache
+def _postcodes() -> dict[str, list[list[str]]]:
+    raw = resources.files("dmp.domain").joinpath("data/postcodes.json").read_text(encoding="utf-8")
+    table: dict[str, list[list[str]]] = json.loads(raw)["postcodes"]
+    return table
+
+
+def _plain(name: str) -> str:
+    decomposed = unicodedata.normalize("NFD", name.casefold())
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join("".join(c if c.isalnum() else " " for c in letters).split())
+
+
+def commune_of_postcode(postcode: str, city: str | None, *, where: str) -> str:
+    """The INSEE code of the commune a postal code and a city name designate (the postal-code
+    table of @etalab/decoupage-administratif). A postal code serving several communes needs
+    the city to choose; ``where`` names the element in the error."""
+    communes = _postcodes().get(postcode.strip())
+    if not communes:
+        raise InvalidInput(f"{where}.postalCode {postcode!r} is not a French postal code")
+    if len(communes) == 1:
+        return communes[0][0]
+    if city:
+        named = [code for code, name in communes if _plain(name) == _plain(city)]
+        if len(named) == 1:
+            return named[0]
+    names = ", ".join(name for _, name in communes[:6]) + (", …" if len(communes) > 6 else "")
+    raise InvalidInput(
+        f"{where}.postalCode {postcode!r} serves several communes ({names}): give {where}.city "
+        "as one of them, or the INSEE code (FR Core extension fr-core-address-insee-code)"
+    )

@@ -100,8 +100,21 @@ def validate_resource(model: Any, resource: Any, what: str) -> None:
         model.model_validate(resource)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidInput(f"invalid {what} at {where}: {first.get('msg')}") from None
+        raise InvalidInput(
+            f"{fhir_path(what, first.get('loc', ()))}: {first.get('msg')}",
+            reason=fhir_path(what, first.get("loc", ())),
+        ) from None
+
+
+def fhir_path(resource: str, loc: Any) -> str:
+    """A pydantic location as a FHIR path: ``Patient.name[0].given``."""
+    path = resource
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in ("__root__",):
+            path += f".{str(part).removesuffix('__ext')}"
+    return path
 
 
 def prepare_document(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -11,6 +12,7 @@ from fhir.resources.R4B.patient import Patient as PatientModel
 from dmp.access.views import Demographics
 from dmp.api.deps import Gate
 from dmp.domain.codes import CreationChannel
+from dmp.domain.geo import commune_of_postcode, departement_of_commune
 from dmp.domain.ins import INS_OIDS, Ins, PatientKey, parse_ins_token
 from dmp.errors import (
     BadRequest,
@@ -23,6 +25,44 @@ router = APIRouter()
 
 
 CONSENT_EXTENSION = "https://dmp.example.org/fhir/StructureDefinition/dmp-consentement-ouverture"
+
+
+INSEE_EXTENSION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
+
+
+def residence_commune(addresses: list[Any]) -> str:
+    """The INSEE code of the commune of residence: the FR Core extension on the address
+    (``valueCoding.code``, or ``valueString``), else the postal code (with ``city`` when it
+    serves several communes), mapped with the postal-code table (dmp.domain.geo)."""
+    if not addresses:
+        raise InvalidInput(
+            "Patient.address is required: the commune of residence (INSEE code in the FR Core "
+            "extension fr-core-address-insee-code, or postalCode and city)",
+            reason="Patient.address",
+        )
+    for n, address in enumerate(addresses):
+        if not isinstance(address, dict):
+            continue
+        where = f"Patient.address[{n}]"
+        for m, ext in enumerate(address.get("extension") or []):
+            if isinstance(ext, dict) and ext.get("url") == INSEE_EXTENSION:
+                code = (ext.get("valueCoding") or {}).get("code") or ext.get("valueString")
+                element = f"{where}.extension[{m}]"
+                if not isinstance(code, str):
+                    raise InvalidInput(f"{element}: the INSEE code is missing", reason=element)
+                try:
+                    departement_of_commune(code)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{element}: {exc.message}", reason=element) from None
+                return code.upper()
+        postal = address.get("postalCode")
+        if isinstance(postal, str) and postal.strip():
+            return commune_of_postcode(postal, address.get("city"), where=where)
+    raise InvalidInput(
+        "Patient.address[0]: give the INSEE code (FR Core extension fr-core-address-insee-code) "
+        "or the postal code",
+        reason="Patient.address[0]",
+    )
 
 
 @router.get("/Patient", name="fhir_patient_search")
@@ -69,22 +109,17 @@ async def patient_create(request: Request, access: Gate) -> Response:
     )
     names = res.get("name") or [{}]
     official = next((n for n in names if n.get("use") == "official"), names[0])
-    address = (res.get("address") or [{}])[0]
-    commune = (
-        str(address.get("extension", [{}])[0].get("valueString", ""))
-        if address.get("extension")
-        else str(address.get("postalCode", ""))
-    )
+    commune = residence_commune(res.get("address") or [])
     try:
         birth = datetime.fromisoformat(str(res.get("birthDate"))).date()
     except ValueError:
         raise InvalidInput("Patient.birthDate is required (YYYY-MM-DD)") from None
     demo = Demographics(
         birth_family_name=str(official.get("family", "")),
-        given_names=" ".join(official.get("given") or []),
+        given_names=" ".join(str(g) for g in official.get("given") or []),
         sex={"male": "M", "female": "F"}.get(str(res.get("gender")), "U"),
         birth_date=birth,
-        residence_commune=commune.upper(),
+        residence_commune=commune,
     )
     view = await run_in_threadpool(
         access.open_record, ins, demo, channel=CreationChannel.PROFESSIONAL, patient_consent=consent
