@@ -26,7 +26,25 @@ def test_a_remembered_token_still_expires() -> None:
 def test_a_remembered_token_needs_its_secret_and_its_exact_text() -> None:
     token = issue_token(ACTOR, SECRET, now=NOW, ttl_seconds=60)
     verify_grant(token, SECRET, now=NOW)
-    with pytest.raises(NotAuthenticated, match="invalid"):
+    with pytest.raises(NotAuthenticated, match="not signed by this server"):
         verify_grant(token, b"t" * 32, now=NOW)  # the ring's secret changed
-    with pytest.raises(NotAuthenticated, match="invalid"):
+    with pytest.raises(NotAuthenticated, match="not signed by this server"):
         verify_grant(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], SECRET, now=NOW)
+
+
+def test_a_401_says_why() -> None:
+    """Expired, signed elsewhere, not a JWT at all: three different answers."""
+    import jwt
+
+    token = issue_token(ACTOR, SECRET, now=NOW, ttl_seconds=60)
+    with pytest.raises(NotAuthenticated, match="expired: ask the token endpoint"):
+        verify_grant(token, SECRET, now=NOW + timedelta(hours=1))
+    claims = jwt.decode(token, options={"verify_signature": False})
+    elsewhere = jwt.encode(claims, b"another server's secret, long enough", algorithm="HS256")
+    with pytest.raises(NotAuthenticated, match="not signed by this server"):
+        verify_grant(elsewhere, SECRET, now=NOW)
+    with pytest.raises(NotAuthenticated, match="not a JWT"):
+        verify_grant("abc.def", SECRET, now=NOW)
+    other_audience = jwt.encode({**claims, "aud": "another-api"}, SECRET, algorithm="HS256")
+    with pytest.raises(NotAuthenticated, match="issued for another server"):
+        verify_grant(other_audience, SECRET, now=NOW)

@@ -55,7 +55,29 @@ def ins_option(fn: F) -> F:
     )(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class DmpGroup(click.Group):
+    """Usage errors print like every other error (README): ``error: …`` on stderr, a hint
+    to ``--help``, exit status 2; never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            where = exc.ctx.command_path if exc.ctx else "dmp"
+            click.echo(f"(see `{where} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=DmpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dmp")
 def main() -> None:
     """dmp: the shared medical record (Dossier Médical Partagé) service.

@@ -106,13 +106,16 @@ class _Verified:
 _VERIFIED = _Verified()
 
 
+_EXPIRED = "the bearer token has expired: ask the token endpoint for a new one"
+
+
 def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
     """Check signature, issuer, audience and expiry; return the grant or raise 401."""
     known = _VERIFIED.get((token, secret))
     if known is not None:
         grant, exp = known
         if exp <= int(now.timestamp()):
-            raise NotAuthenticated("the bearer token has expired")
+            raise NotAuthenticated(_EXPIRED)
         return grant
     grant, exp = _verify(token, secret, now=now)
     _VERIFIED.put((token, secret), grant, exp)
@@ -129,11 +132,22 @@ def _verify(token: str, secret: bytes, *, now: datetime) -> tuple[Grant, int]:
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "kind", "jti"], "verify_exp": False},
         )
+    except jwt.InvalidSignatureError:
+        raise NotAuthenticated(
+            "the bearer token was not signed by this server: ask its token endpoint "
+            "(/fhir/auth/token) for one"
+        ) from None
+    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+        raise NotAuthenticated("the bearer token was issued for another server") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise NotAuthenticated(f"the bearer token lacks the claim {exc.claim!r}") from None
+    except jwt.DecodeError:
+        raise NotAuthenticated("the bearer token is not a JWT this server issued") from None
     except jwt.PyJWTError:
         raise NotAuthenticated("the bearer token is invalid") from None
     # Expiry is checked against the injected clock, so tests control time.
     if int(claims["exp"]) <= int(now.timestamp()):
-        raise NotAuthenticated("the bearer token has expired")
+        raise NotAuthenticated(_EXPIRED)
     try:
         kind = ActorKind(claims["kind"])
     except ValueError:

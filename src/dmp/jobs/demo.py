@@ -153,6 +153,9 @@ _COMMUNES = [
 ]
 
 
+_STRUCTURE_OF = {row[0]: row[-1] for row in _PROFESSIONALS}
+
+
 def demo_ins(i: int) -> Ins:
     sex = 1 + i % 2
     matricule = f"{sex}{70 + i:02d}{(i % 12) + 1:02d}37003{100 + i:03d}"
@@ -282,13 +285,24 @@ def load_demo(rt: Runtime) -> list[str]:
         rt.access(system_actor("demo")).add_representative(
             demo_ins(11), "tuteur-demo", "TUTEUR DEMO", "tuteur"
         )
+    names = {row[0]: row[1] for row in _STRUCTURES}
     return [
         f"demo: {opened} records opened by the pharmacy in Amboise (37), "
         f"{len(_PROFESSIONALS)} professionals in the directory",
         f"demo patient INS (OID {OID_DEMO}): "
         f"{demo_ins(0).value} .. {demo_ins(len(_GIVEN) - 1).value}",
-        f"professionals: GP {GP}, cardiologist {CARDIOLOGIST}, nurse {NURSE}, "
-        f"pharmacist {PHARMACIST}, regulation doctor {REGULATOR}",
+        "professionals (idNatPS, at structure idNatStruct: a client registered for that "
+        "structure acts for them):",
+        *(
+            f"  {role}: {ps} at {_STRUCTURE_OF[ps]} {names[_STRUCTURE_OF[ps]]}"
+            for role, ps in (
+                ("GP", GP),
+                ("cardiologist", CARDIOLOGIST),
+                ("nurse", NURSE),
+                ("pharmacist", PHARMACIST),
+                ("regulation doctor", REGULATOR),
+            )
+        ),
         *_portal_invitations(rt),
     ]
 
