@@ -116,3 +116,41 @@ def world(rt: Runtime) -> Runtime:
     """A runtime with the test directory loaded."""
     load_directory(rt)
     return rt
+
+
+@pytest.fixture(autouse=True)
+def _responses_meet_the_profiles_they_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every FHIR response of the suite is checked against the PDSm profiles it claims
+    (tests/profiles.py); a response that breaks one fails the test that received it."""
+    from dmp.fhir import (
+        audit_event,
+        binary,
+        common,
+        consent,
+        document_reference,
+        lists,
+        metadata,
+        patient,
+        transaction,
+    )
+    from tests import profiles
+
+    original = common.fhir
+
+    def checked(body: object, status: int = 200, headers: dict[str, str] | None = None) -> object:
+        problems = profiles.claimed_problems(body)
+        assert not problems, "a response breaks a profile it claims:\n" + "\n".join(problems[:10])
+        return original(body, status, headers)
+
+    for module in (
+        audit_event,
+        binary,
+        common,
+        consent,
+        document_reference,
+        lists,
+        metadata,
+        patient,
+        transaction,
+    ):
+        monkeypatch.setattr(module, "fhir", checked)

@@ -67,9 +67,9 @@ def docref_search(
         r = mapping.document_reference(doc, base)
         r["_fullUrl"] = f"{base}/DocumentReference/{r['id']}"
         resources.append(r)
-    return fhir(
-        mapping.searchset(resources, total, page_links(base, query, total, q.count, q.offset))
-    )
+    links = page_links(base, query, total, q.count, q.offset)
+    profile = mapping.PDSM_SD + "pdsm-find-documentreferences-comprehensive-response"
+    return fhir(mapping.searchset(resources, total, links, profile))
 
 
 @router.get("/DocumentReference/{fhir_id}", name="fhir_docref_read")

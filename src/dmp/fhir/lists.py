@@ -116,9 +116,9 @@ def list_search(request: Request, access: Gate) -> Response:
             r = mapping.list_resource(lst)
             r["_fullUrl"] = f"{base}/List/{r['id']}"
             resources.append(r)
-    return fhir(
-        mapping.searchset(resources, len(found), _links(base, applied, len(found), count, offset))
-    )
+    links = _links(base, applied, len(found), count, offset)
+    profile = mapping.PDSM_SD + "pdsm-find-lists-response"
+    return fhir(mapping.searchset(resources, len(found), links, profile))
 
 
 def _links(base: str, applied: list[Param], total: int, count: int, offset: int) -> dict[str, str]:

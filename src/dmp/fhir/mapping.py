@@ -99,8 +99,10 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
         "meta": {
             "versionId": str(doc.version),
             "lastUpdated": iso(doc.version_at or doc.submitted_at),
-            "profile": [PROFILE_DOCREF],
         },
+        # XDS sourcePatientInfo: the patient as the source knew them, here this record's
+        # patient (the profile wants it contained).
+        "contained": [source_patient(doc.patient_id)],
         "extension": [{"url": EXT_ARCHIVED, "valueBoolean": doc.status == "archived"}],
         "masterIdentifier": {"system": RFC3986, "value": doc.unique_id},
         "identifier": [
@@ -138,7 +140,10 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
                 "format": {"system": FORMAT_SYSTEM, "code": doc.format_code},
             }
         ],
-        "context": {"period": {"start": iso(doc.service_start)}},
+        "context": {
+            "period": {"start": iso(doc.service_start)},
+            "sourcePatientInfo": {"reference": "#source-patient"},
+        },
     }
     if doc.author_structure:
         author["extension"] = [
@@ -162,7 +167,19 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
                 "target": {"reference": f"DocumentReference/{doc.patient_id}.{doc.replaces_id}"},
             }
         ]
+    # The comprehensive profile needs the facility type and the practice setting, which a
+    # simplified publication may not have given: the profile is claimed only when they are.
+    if doc.facility_type and doc.practice_setting:
+        resource["meta"]["profile"] = [PROFILE_DOCREF]
     return resource
+
+
+def source_patient(patient_key: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": "source-patient",
+        "link": [{"other": {"reference": f"Patient/{patient_key}"}, "type": "seealso"}],
+    }
 
 
 def _uuid(hex32: str) -> str:
@@ -428,8 +445,15 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
     }
 
 
-def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]) -> dict[str, Any]:
-    return {
+def searchset(
+    resources: list[dict[str, Any]],
+    total: int,
+    links: dict[str, str],
+    profile: str | None = None,
+) -> dict[str, Any]:
+    """A searchset Bundle; it claims ``profile`` (a PDSm find-*-response) only when every
+    resource it holds claims its own PDSm profile."""
+    bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": total,
@@ -443,6 +467,9 @@ def searchset(resources: list[dict[str, Any]], total: int, links: dict[str, str]
             for r in resources
         ],
     }
+    if profile and all((r.get("meta") or {}).get("profile") for r in resources):
+        bundle["meta"] = {"profile": [profile]}
+    return bundle
 
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
@@ -463,13 +490,26 @@ def list_source(lst: ListView) -> tuple[tuple[str, ...], tuple[str, str]]:
 
 
 def list_resource(lst: ListView) -> dict[str, Any]:
-    """An MHD SubmissionSet or Folder List, with the documents the caller may see."""
+    """An MHD SubmissionSet or Folder List, with the documents the caller may see. It claims
+    the PDSm profile of its kind when it has what that profile requires (a designationType;
+    for a SubmissionSet a sourceId, for a Folder a title)."""
     kinds, (system, value) = list_source(lst)
-    source: dict[str, Any] = (
-        {"reference": f"Patient/{value}"}
-        if kinds == ("Patient",)
-        else {"identifier": {"system": system, "value": value}}
-    )
+    contained: list[dict[str, Any]] = []
+    if kinds == ("Patient",):
+        contained.append(source_patient(value))
+        source: dict[str, Any] = {"reference": f"Patient/{value}"}
+    else:
+        role: dict[str, Any] = {
+            "resourceType": "PractitionerRole",
+            "id": "author",
+            "practitioner": {"identifier": {"system": system, "value": value}},
+        }
+        if lst.author_structure:
+            role["organization"] = {
+                "identifier": {"system": STRUCT_OID, "value": lst.author_structure}
+            }
+        contained.append(role)
+        source = {"reference": "#author"}
     if lst.author_structure:
         source["extension"] = [
             {
@@ -502,16 +542,22 @@ def list_resource(lst: ListView) -> dict[str, Any]:
         "code": {"coding": [{"system": MHD_LIST_TYPES, "code": lst.kind}]},
         "subject": {"reference": f"Patient/{lst.patient_id}"},
         "date": iso(lst.submitted_at),
-        "source": source,
         "entry": [
             {"item": {"reference": f"DocumentReference/{lst.patient_id}.{d}"}}
             for d in lst.document_ids
         ],
     }
+    if lst.kind == "submissionset":  # a Folder has no source in MHD
+        resource["contained"] = contained
+        resource["source"] = source
     if lst.title:
         resource["title"] = lst.title
     if lst.unique_id:
         resource["identifier"] = [{"use": "usual", "system": RFC3986, "value": lst.unique_id}]
+    if lst.kind == "submissionset" and lst.code and lst.source_id:
+        resource["meta"] = {"profile": [PDSM_SD + "pdsm-submissionset-comprehensive"]}
+    elif lst.kind == "folder" and lst.code and lst.title:
+        resource["meta"] = {"profile": [PDSM_SD + "pdsm-folder-comprehensive"]}
     return resource
 
 
