@@ -162,3 +162,114 @@ def test_prefer_return_on_creates(client: TestClient, world: Runtime, prefer: st
         "provision": {"type": "permit"},
     }
     _created(client.post("/fhir/Consent", json=consent, headers=h), prefer)
+
+
+def _minimal_bundle(with_type: bool) -> dict[str, Any]:
+    """An ITI-65 Provide Document Bundle with MHD's minimal metadata (IHE MHD 4.2, Minimal
+    Metadata: the SubmissionSet and DocumentReference elements a Document Source must send),
+    built here from the specification: no title, no dates, no size or hash."""
+    subject = {"reference": f"Patient?identifier=urn:oid:{OID_TEST}|{INS.value}"}
+    docref: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:2.25.4242"},
+        "status": "current",
+        "subject": subject,
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "url": "urn:uuid:3fdc72f4-a11d-4a9d-9a2b-0000000000b3",
+                }
+            }
+        ],
+    }
+    if with_type:
+        docref["type"] = {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:3fdc72f4-a11d-4a9d-9a2b-0000000000b1",
+                "resource": {
+                    "resourceType": "List",
+                    "extension": [
+                        {
+                            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
+                            "valueIdentifier": {"value": "urn:oid:1.2.250.1.999.9"},
+                        }
+                    ],
+                    "identifier": [
+                        {
+                            "use": "usual",
+                            "system": "urn:ietf:rfc:3986",
+                            "value": "urn:oid:2.25.4243",
+                        }
+                    ],
+                    "status": "current",
+                    "mode": "working",
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                                "code": "submissionset",
+                            }
+                        ]
+                    },
+                    "subject": subject,
+                    "date": "2026-11-27T10:00:00+01:00",
+                    "entry": [
+                        {"item": {"reference": "urn:uuid:3fdc72f4-a11d-4a9d-9a2b-0000000000b2"}}
+                    ],
+                },
+                "request": {"method": "POST", "url": "List"},
+            },
+            {
+                "fullUrl": "urn:uuid:3fdc72f4-a11d-4a9d-9a2b-0000000000b2",
+                "resource": docref,
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
+            {
+                "fullUrl": "urn:uuid:3fdc72f4-a11d-4a9d-9a2b-0000000000b3",
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(b"Compte rendu minimal (fictif)").decode(),
+                },
+                "request": {"method": "POST", "url": "Binary"},
+            },
+        ],
+    }
+
+
+def test_a_minimal_metadata_bundle(client: TestClient, world: Runtime) -> None:
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    refused = client.post("/fhir", json=_minimal_bundle(with_type=False), headers=h)
+    assert refused.status_code == 422
+    assert "DocumentReference.type" in refused.text  # the DMP needs the type for its rules
+    r = client.post("/fhir", json=_minimal_bundle(with_type=True), headers=h)
+    assert r.status_code == 200, r.text
+    location = r.json()["entry"][1]["response"]["location"]
+    doc = client.get("/fhir/" + location.split("/fhir/")[1].split("/_history")[0], headers=h)
+    assert doc.status_code == 200
+    assert doc.json()["content"][0]["attachment"]["title"]  # from the type's name
+    binary = r.json()["entry"][2]["response"]["location"]
+    raw = client.get("/fhir/" + binary.split("/fhir/")[1], headers=h)
+    assert raw.content == b"Compte rendu minimal (fictif)"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pdsm4dmp/Bundle-example-annexe-searchset-documentreferences.json",
+        "pdsm/example/Bundle-a9c10f8a-882d-4000-a280-7150e0aeb478.json",
+    ],
+)
+def test_response_examples_are_not_submissions(
+    client: TestClient, world: Runtime, name: str
+) -> None:
+    r = client.post(
+        "/fhir", json=example(name, INS), headers=bearer(world, pro(world, CARDIOLOGIST))
+    )
+    assert r.status_code == 400, r.text
+    assert "transaction" in r.json()["issue"][0]["diagnostics"]

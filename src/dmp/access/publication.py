@@ -3,6 +3,7 @@ logical deletion (AC-13/14), each a new metadata version written by compare-and-
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -57,6 +58,8 @@ class PublicationActions(Kernel):
         """Store several documents, all or nothing (an MHD Provide Document Bundle)."""
         if not items:
             raise InvalidInput("nothing to deposit")
+        now = self._rt.clock.now()
+        items = [(_with_defaults(meta, now), content, r) for meta, content, r in items]
         hashes = []
         for n, (meta, content, _) in enumerate(items):
             sha1 = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # XDS hash is SHA-1
@@ -67,7 +70,6 @@ class PublicationActions(Kernel):
             except InvalidInput as exc:
                 raise InvalidItem(exc.message, n) from None
             hashes.append((hashlib.sha256(content).hexdigest(), sha1))
-        now = self._rt.clock.now()
         action = (
             AuditAction.DOCUMENT_REPLACE
             if any(r for _, _, r in items)
@@ -365,6 +367,16 @@ def _check_version(doc: DocumentRow, expected_version: int | None) -> None:
         )
 
 
+def _with_defaults(meta: NewDocument, now: datetime) -> NewDocument:
+    """What MHD's minimal metadata may leave out: the creation time is then the submission's,
+    the service start the creation time, the title the document type's name (JDV_J07)."""
+    creation = meta.creation_time or now
+    title = meta.title.strip() or valuesets.document_types().display(meta.type_code) or ""
+    return dataclasses.replace(
+        meta, creation_time=creation, service_start=meta.service_start or creation, title=title
+    )
+
+
 def _validate_new_document(
     meta: NewDocument, content: bytes, accepted: frozenset[str] | None
 ) -> None:
@@ -401,7 +413,8 @@ def _validate_new_document(
         raise InvalidInput("a MIME type is required")
     if meta.confidentiality not in {c.value for c in Confidentiality}:
         raise InvalidInput("confidentiality must be N, R or V")
-    if meta.service_stop is not None and meta.service_stop < meta.service_start:
+    start = meta.service_start
+    if meta.service_stop is not None and start is not None and meta.service_stop < start:
         raise InvalidInput("the service stop time is before its start")
     if not content:
         raise InvalidInput("the document has no content")

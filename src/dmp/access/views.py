@@ -52,9 +52,9 @@ class NewDocument:
     type_code: str
     format_code: str
     mime_type: str
-    title: str
-    creation_time: datetime
-    service_start: datetime
+    title: str  # empty: the document type's name (JDV_J07), as MHD minimal metadata allows
+    creation_time: datetime | None  # None: the submission time (MHD minimal metadata)
+    service_start: datetime | None  # None: the creation time
     unique_id: str | None = None
     service_stop: datetime | None = None
     confidentiality: str = "N"

@@ -266,7 +266,13 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         raise InvalidInput("DocumentReference.content.attachment is required", reason="content")
     att = contents[0]["attachment"]
     types = codes(res.get("type"))
-    type_code = types[0][1] if types else ""
+    if not types:
+        raise InvalidInput(
+            "DocumentReference.type is required: the DMP's access rules depend on the "
+            "document type (JDV_J07-XdsTypeCode-CISIS)",
+            reason="DocumentReference.type",
+        )
+    type_code = types[0][1]
     classes = codes((res.get("category") or [None])[0])
     fmt = contents[0].get("format")
     format_code = (
@@ -274,9 +280,8 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
     )
     conf, flags = security_flags(res.get("securityLabel") or [])
     period = (res.get("context") or {}).get("period") or {}
+    # MHD minimal metadata: without a creation time the gate takes the submission's.
     creation = _time(att.get("creation"), "attachment.creation") or _time(res.get("date"), "date")
-    if creation is None:
-        raise InvalidInput("DocumentReference.date or attachment.creation is required")
     start = _time(period.get("start"), "context.period.start") or creation
     size = att.get("size")
     sha1 = None

@@ -36,9 +36,11 @@ async def transaction(
     access: Gate,
 ) -> Response:
     bundle = await read_resource(request, "Bundle")
-    refuse_fhir_documents(bundle)
+    if bundle.get("type") == "document":
+        refuse_fhir_documents(bundle)
     if bundle.get("type") != "transaction":
         raise BadRequest("ITI-65 takes a transaction Bundle")
+    refuse_fhir_documents(bundle)
     entries = bundle.get("entry") or []
     if len(entries) > MAX_BUNDLE_ENTRIES:
         raise InvalidInput(f"a Bundle holds at most {MAX_BUNDLE_ENTRIES} entries")
