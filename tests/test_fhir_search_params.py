@@ -327,3 +327,25 @@ def test_the_capability_statement_covers_the_pdsm_server_role(client: TestClient
             assert params.get(code) == p["type"], (resource["type"], p["name"], code)
             wanted += 1
     assert wanted == 35  # 6 interactions, 29 parameters (source twice: its two PDSm variants)
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/fhir/AuditEvent", {"patient.identifier": f"urn:oid:{OID_TEST}|{INS.value}"}),
+        ("/fhir/Consent", {"patient.identifier": f"urn:oid:{OID_TEST}|{INS.value}"}),
+        ("/fhir/Patient", {"identifier": f"urn:oid:{OID_TEST}|{INS.value}"}),
+    ],
+)
+def test_every_search_refuses_what_it_does_not_know(
+    client: TestClient, published: dict[str, Any], world: Runtime, path: str, query: dict[str, str]
+) -> None:
+    holder = bearer(world, actors.patient_actor(world, INS))
+    assert client.get(path, params=query, headers=holder).status_code == 200
+    r = client.get(path, params={**query, "_lastUpdated": "gt2026"}, headers=holder)
+    assert r.status_code == 400 and "_lastUpdated" in r.text
+    lenient = {**holder, "Prefer": "handling=lenient"}
+    assert (
+        client.get(path, params={**query, "_lastUpdated": "gt2026"}, headers=lenient).status_code
+        == 200
+    )

@@ -11,7 +11,7 @@ from dmp.errors import (
     BadRequest,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import fhir, patient_param
+from dmp.fhir.common import checked_params, fhir, patient_param
 
 router = APIRouter()
 
@@ -19,6 +19,7 @@ router = APIRouter()
 @router.get("/AuditEvent", name="fhir_auditevent_search")
 def auditevent_search(request: Request, access: Gate) -> Response:
     """The record's traces: the holder and the GP see all, a professional their own."""
+    checked_params(request, {"patient": "reference", "patient.identifier": "token"})
     patient = patient_param(request, access)
     try:
         count = int(request.query_params.get("_count", "50"))

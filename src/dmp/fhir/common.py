@@ -149,6 +149,18 @@ def _fill_from_cda(res: dict[str, Any], header: cda.CdaHeader) -> None:
         res["securityLabel"] = [{"coding": [{"code": header.confidentiality}]}]
 
 
+def checked_params(request: Request, declared: dict[str, str]) -> list[Param]:
+    """A search's parameters checked against those it declares (400 naming the others, or
+    ignored with ``Prefer: handling=lenient``)."""
+    from dmp.fhir import params
+
+    return params.parse(
+        request.query_params,
+        declared,
+        lenient_handling=params.lenient(request.headers.get("prefer")),
+    )
+
+
 def patient_param(request: Request, access: RecordAccess) -> PatientRef:
     value = request.query_params.get("patient.identifier") or request.query_params.get("patient")
     if not value:

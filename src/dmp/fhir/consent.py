@@ -11,7 +11,14 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import base_url, created, fhir, patient_param, read_resource
+from dmp.fhir.common import (
+    base_url,
+    checked_params,
+    created,
+    fhir,
+    patient_param,
+    read_resource,
+)
 
 router = APIRouter()
 
@@ -19,6 +26,7 @@ router = APIRouter()
 @router.get("/Consent", name="fhir_consent_search")
 def consent_search(request: Request, access: Gate) -> Response:
     """The holder's authorisations and blocks of professionals, as Consent resources."""
+    checked_params(request, {"patient": "reference", "patient.identifier": "token"})
     patient = patient_param(request, access)
     rows = access.permissions(patient)
     record = access.read_record(patient)

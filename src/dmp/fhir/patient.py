@@ -19,7 +19,14 @@ from dmp.errors import (
     InvalidInput,
 )
 from dmp.fhir import mapping
-from dmp.fhir.common import base_url, created, fhir, read_resource, validate_resource
+from dmp.fhir.common import (
+    base_url,
+    checked_params,
+    created,
+    fhir,
+    read_resource,
+    validate_resource,
+)
 
 router = APIRouter()
 
@@ -67,6 +74,7 @@ def residence_commune(addresses: list[Any]) -> str:
 
 @router.get("/Patient", name="fhir_patient_search")
 def patient_search(request: Request, access: Gate) -> Response:
+    checked_params(request, {"identifier": "token"})
     identifier = request.query_params.get("identifier")
     if not identifier:
         raise BadRequest("Patient search needs identifier=urn:oid:<INS OID>|<INS>")
