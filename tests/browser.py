@@ -100,7 +100,7 @@ class Checker:
             lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None,
         )
 
-    def check(self, page: Any, label: str) -> None:
+    def check(self, page: Any, label: str, budget: int = 100_000) -> None:
         results = self.axe.run(page)
         bad = [
             f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
@@ -113,7 +113,7 @@ class Checker:
             "performance.getEntriesByType('resource'))"
             ".reduce((n, e) => n + (e.transferSize || e.encodedBodySize || 0), 0)"
         )
-        assert size < 100_000, f"{label}: {size} bytes before images"
+        assert size < budget, f"{label}: {size} bytes before images"
         csp = [e for e in self.console_errors if "Content Security Policy" in e]
         assert not csp, f"{label}: blocked by the CSP: {csp}"
         page.screenshot(path=str(self.dir / f"{len(self.seen):02d}-{label}.png"), full_page=True)

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress, with
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, desk, ins_for, new_document, pro
 
 SVG = "{http://www.w3.org/2000/svg}"
+MAP_DATA = Path(__file__).resolve().parents[1] / "src/dmp/stats/data/departements-map.json"
 
 
 @pytest.mark.parametrize(
@@ -294,9 +296,28 @@ def test_stats_page(client: TestClient, world: Runtime) -> None:
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     svg = etree.fromstring(svg_text.encode(), parser)
     assert svg.tag == f"{SVG}svg"
-    shown = {g.get("data-departement") for g in svg.iter(f"{SVG}g")}
-    assert shown == {"37", "2A", "971"}
+    shown = {g.get("data-departement"): g.get("data-class") for g in svg.iter(f"{SVG}g")}
+    # Every département with an outline (metropolitan, Corsica, the five overseas ones).
+    outlined = set(json.loads(MAP_DATA.read_text())["departements"])
+    assert set(shown) == outlined and {"2A", "2B", "971", "976"} <= outlined
+    assert len(outlined) == 96 + 6  # 94 numbered metropolitan + 2A/2B, 971-976
+    # Each class, from a model written from docs/statistics.md: the active count rounded to
+    # ten (under 10: masked), over the legal population, in fixed 5-point classes to 20 %.
+    report = statistics.adoption(world)
+    for f in report.departements:
+        if f.code not in outlined:
+            continue
+        if f.active < 10:
+            expected = "masque"
+        else:
+            share = 100 * ((f.active + 5) // 10 * 10) / f.population
+            bounds = [0, 5, 10, 15, 20, 30]
+            expected = f"c{max(n for n, low in enumerate(bounds) if share >= low)}"
+        assert shown[f.code] == expected, f.code
+    assert shown["37"] == "c0" and shown["2A"] == "masque"
     assert "Indre-et-Loire" in svg_text
+    assert "<title>Indre-et-Loire (37) : " in svg_text  # name, figure and rank on hover
+    assert "rang 1" in svg_text
     assert "http" not in svg_text.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
     r = client.get("/api/stats", params={"departement": "37", "start": "2026-03", "end": "2026-04"})
     assert r.status_code == 200
@@ -485,3 +506,23 @@ def sum_or_suppressed(values: list[object]) -> object:
     if any(v == SUPPRESSED for v in values):
         return SUPPRESSED
     return sum(v for v in values if isinstance(v, int))
+
+
+@pytest.mark.parametrize(
+    ("share", "klass"),
+    [(0, 0), (4.99, 0), (5, 1), (9.99, 1), (10, 2), (16.1, 3), (19.99, 3), (20, 4), (29.9, 4),
+     (30, 5), (80, 5)],
+)  # fmt: skip
+def test_map_classes_are_fixed_bands(share: float, klass: int) -> None:
+    """Classes from docs/statistics.md: 0-5, 5-10, 10-15, 15-20, 20-30 and 30 % and more."""
+    from dmp.stats.mapping import class_of
+
+    assert class_of(share) == klass
+
+
+def test_french_notation() -> None:
+    from dmp.domain.french import number_fr, percent_fr
+
+    assert number_fr(619_362) == "619\u202f362"
+    assert percent_fr(16.1234) == "16,1\u202f%"
+    assert percent_fr(0.00194) == "0,0019\u202f%"  # small shares do not read as zero

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -53,3 +54,23 @@ def datetime_fr(value: datetime | None) -> str:
         return ""
     local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(PARIS)
     return f"{date_fr(local.date())} à {local.hour} h {local.minute:02d}"
+
+
+NARROW_NBSP = "\u202f"  # the French thousands separator and the space before %
+
+
+def number_fr(n: int) -> str:
+    """619 362 (a narrow no-break space between thousands)."""
+    return f"{n:,}".replace(",", NARROW_NBSP)
+
+
+def percent_fr(value: float) -> str:
+    """A percentage in French notation: 16,1 % (one decimal), and small shares with two
+    significant digits so that they do not read as zero: 0,0019 %."""
+    if value >= 1 or value == 0:
+        text = f"{value:.1f}"
+    else:
+        value = float(f"{value:.2g}")  # two significant digits, rounded first
+        digits = 1 - math.floor(math.log10(value))
+        text = f"{value:.{digits}f}"
+    return text.replace(".", ",") + NARROW_NBSP + "%"

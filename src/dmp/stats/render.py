@@ -14,6 +14,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dmp.access.statistics import AdoptionReport, DepartementFigures
+from dmp.domain.french import number_fr, percent_fr
+from dmp.stats import mapping
 
 SUPPRESSED = "< 10"
 THRESHOLD = 10
@@ -21,15 +23,8 @@ ROUNDING = 10  # published counts are multiples of this
 MODES = ("normal", "bris_de_glace", "centre_15")
 
 
-def percent_fr(value: float) -> str:
-    """A share in French notation, with enough digits to read small shares: 12,35 % / 0,00194 %."""
-    text = f"{value:.2f}" if value >= 1 else f"{value:.3g}"
-    return text.replace(".", ",") + "\u202f%"
-
-
 def thousands(n: int) -> str:
-    """12 345 (French thousands separator, a narrow no-break space)."""
-    return f"{n:,}".replace(",", "\u202f")
+    return number_fr(n)
 
 
 def rounded(n: int) -> int:
@@ -189,36 +184,31 @@ _TEMPLATES = Environment(
 )
 
 
-def _chart(report: AdoptionReport) -> dict[str, Any]:
-    """A sorted horizontal bar chart of penetration per département, drawn by the server."""
-    shares = {f.code: published_share(f) for f in with_data(report)}
-    rows = sorted(with_data(report), key=lambda f: (-(shares[f.code] or 0.0), f.code))
-    bar_h, gap, left, width = 14, 4, 210, 420
-    top = max((s for s in shares.values() if s is not None), default=0.0) or 1.0
-    bars = []
-    for i, f in enumerate(rows):
-        share = shares[f.code]
-        bars.append(
-            {
-                "code": f.code,
-                "name": f.name[:26],
-                "y": 20 + i * (bar_h + gap),
-                "w": round(width * share / top, 1) if share is not None else 0,
-                "label": percent_fr(share * 100) if share is not None else SUPPRESSED,
-            }
-        )
-    return {
-        "width": left + width + 90,
-        "height": 30 + len(rows) * (bar_h + gap),
-        "left": left,
-        "bar_h": bar_h,
-        "bars": bars,
-    }
+def _map(report: AdoptionReport) -> dict[str, Any]:
+    """The map of France: every département coloured by the class of its published share."""
+    return mapping.map_context(report, mapping.shares_of(report.departements, published_share))
+
+
+def _ranking(report: AdoptionReport) -> list[dict[str, Any]]:
+    """The map's figures as a table (its accessible twin), by département code."""
+    shares = mapping.shares_of(report.departements, published_share)
+    return [
+        {
+            "code": e.code,
+            "name": e.name,
+            "share": SUPPRESSED if e.share is None else percent_fr(e.share),
+            "rank": "—" if e.rank is None else str(e.rank),
+            "klass": "effectif inférieur à 10" if e.klass is None else mapping.class_label(e.klass),
+        }
+        for e in mapping.entries(report, shares)
+    ]
 
 
 def _cell(key: str, value: Any) -> str:
     if key == "penetration_percent" and isinstance(value, float):
         return percent_fr(value).removesuffix("\u202f%")
+    if isinstance(value, int) and key != "departement":
+        return number_fr(value)
     return str(value)
 
 
@@ -239,7 +229,8 @@ def html_page(report: AdoptionReport) -> str:
     data = report_json(report)
     return _TEMPLATES.get_template("stats.html").render(
         suppressed=SUPPRESSED,
-        chart=_chart(report),
+        map=_map(report),
+        ranking=_ranking(report),
         rows=[[_cell(k, r[k]) for k in _COLUMNS] for r in data["departements"]],
         milestones=[
             {

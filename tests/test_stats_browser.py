@@ -1,0 +1,47 @@
+"""The public statistics page in Debian's Chromium: the map has every département with its
+class, each readable on focus, the page passes axe-core, and screenshots are kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dmp.access.runtime import Runtime
+from tests.browser import Checker, LiveServer, chromium  # noqa: F401 - the fixture
+from tests.test_stats import _activity
+
+# The map draws about 330 KB of outlines (under 110 KB sent gzip-compressed).
+MAP_BUDGET = 150_000
+
+
+@pytest.fixture
+def server(world: Runtime) -> Iterator[LiveServer]:
+    _activity(world)
+    with LiveServer(world) as live:
+        yield live
+
+
+def test_the_map_in_a_browser(chromium: Any, server: LiveServer) -> None:  # noqa: F811
+    check = Checker("stats")
+    context = chromium.new_context(base_url=server.url, locale="fr-FR")
+    page = context.new_page()
+    check.watch(page)
+    try:
+        page.goto("/stats")
+        deps = page.locator("svg.carte g.dep")
+        assert deps.count() == 102  # 94 + 2A/2B + the five overseas départements and 975
+        assert (
+            page.locator("svg.carte g.dep[data-departement='37']").get_attribute("data-class")
+            == "c0"
+        )
+        # Keyboard: the départements are focusable, each with its name, share and rank.
+        touraine = page.locator("svg.carte g.dep[data-departement='37']")
+        touraine.focus()
+        assert page.evaluate("document.activeElement.getAttribute('data-departement')") == "37"
+        assert "Indre-et-Loire (37) : " in (touraine.get_attribute("aria-label") or "")
+        assert page.locator("table tr[data-departement='37'] td").nth(3).inner_text() == "1"
+        check.check(page, "carte", budget=MAP_BUDGET)
+    finally:
+        context.close()
