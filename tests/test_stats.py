@@ -526,3 +526,61 @@ def test_french_notation() -> None:
     assert number_fr(619_362) == "619\u202f362"
     assert percent_fr(16.1234) == "16,1\u202f%"
     assert percent_fr(0.00194) == "0,0019\u202f%"  # small shares do not read as zero
+
+
+def _dots(svg: etree._Element) -> list[tuple[str | None, str | None, str | None]]:
+    """(label, value, x label) of every dot of a pygal chart."""
+    out = []
+    for g in svg.iter(f"{SVG}g"):
+        if g.get("class") != "dots":
+            continue
+        descs = {d.get("class", "").strip(): d.text for d in g.iter(f"{SVG}desc")}
+        out.append((descs.get("label"), descs.get("value"), descs.get("x_label")))
+    return out
+
+
+def test_a_departement_page_with_its_trend_and_milestones(
+    client: TestClient, world: Runtime
+) -> None:
+    world.milestones = Thresholds.parse("10,20")
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    n = iter(range(700, 800))
+    for count, channel in ((12, CreationChannel.PHARMACY), (11, CreationChannel.ONLINE),
+                           (15, CreationChannel.PHARMACY)):  # fmt: skip
+        for _ in range(count):
+            _open(world, next(n), channel=channel)
+        clock.advance(timedelta(days=31))
+    r = client.get("/stats/37")
+    assert r.status_code == 200
+    html = r.text
+    assert "<script" not in html.lower()
+    assert "<h1>Indre-et-Loire (37)</h1>" in html
+    assert '<th scope="row">Dossiers ouverts depuis l&#39;origine</th><td>40</td>' in html
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    charts = [
+        etree.fromstring(html[i : html.index("</svg>", i) + 6].encode(), parser)
+        for i in range(len(html))
+        if html.startswith("<svg", i)
+    ]
+    assert len(charts) == 3  # cumulative with milestones, per month, channel mix
+    cumulative = _dots(charts[0])
+    # The data: the months the statistics say each milestone was reached.
+    months = {
+        m.threshold: f"{trends_month(m.reached_at)}"
+        for m in statistics.adoption(world, ["37"]).milestones
+    }
+    marked = {label: x for label, _, x in cumulative if label}
+    assert marked == {"10e dossier": months[10], "20e dossier": months[20]}
+    assert months[10] != months[20]  # the trend crosses them in different months
+    # Published figures only: 12, 23, 38 opened to date, rounded to ten.
+    line = [v for label, v, _ in cumulative if not label]
+    assert line == ["10", "20", "40"]
+    assert client.get("/stats/20").status_code == 404
+    assert client.get("/stats/2a").status_code == 200  # Corsica, written either way
+
+
+def trends_month(at: object) -> str:
+    from dmp.stats.trends import month_fr
+
+    return month_fr(f"{at:%Y-%m}")

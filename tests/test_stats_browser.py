@@ -43,5 +43,11 @@ def test_the_map_in_a_browser(chromium: Any, server: LiveServer) -> None:  # noq
         assert "Indre-et-Loire (37) : " in (touraine.get_attribute("aria-label") or "")
         assert page.locator("table tr[data-departement='37'] td").nth(3).inner_text() == "1"
         check.check(page, "carte", budget=MAP_BUDGET)
+        # Its page, reached from the ranking: figures, the three trends, the milestones.
+        page.locator("table tr[data-departement='37'] a").click()
+        page.wait_for_url("**/stats/37")
+        assert page.locator("h1").inner_text() == "Indre-et-Loire (37)"
+        assert page.locator("figure svg[role='img']").count() == 3
+        check.check(page, "indre-et-loire")
     finally:
         context.close()

@@ -58,6 +58,8 @@ class AdoptionReport:
     documents_per_month: dict[str, int]
     accesses_per_mode: dict[str, int]
     milestones: list[Milestone]
+    # month -> opening channel -> records opened (the mix of channels over time)
+    channels_per_month: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _month(value: str | None, name: str) -> str | None:
@@ -99,7 +101,9 @@ def adoption(
             f.opened_total, f.active = totals["opened_total"], totals["active"]
             f.closed, f.activated = totals["closed"], totals["activated"]
     per_month: dict[str, int] = defaultdict(int)
+    mix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for code, month, channel, kind, n in raw["openings"]:
+        mix[month][channel] += n
         f = figures[code]
         f.opened += n
         f.channels[channel] = f.channels.get(channel, 0) + n
@@ -136,6 +140,7 @@ def adoption(
         documents_per_month=dict(sorted(doc_months.items())),
         accesses_per_mode=dict(sorted(modes.items())),
         milestones=reached,
+        channels_per_month={m: dict(sorted(c.items())) for m, c in sorted(mix.items())},
     )
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dmp.access.statistics import AdoptionReport, DepartementFigures
-from dmp.domain.french import number_fr, percent_fr
-from dmp.stats import mapping
+from dmp.domain.french import date_fr, number_fr, percent_fr
+from dmp.stats import mapping, trends
 
 SUPPRESSED = "< 10"
 THRESHOLD = 10
@@ -231,6 +231,7 @@ def html_page(report: AdoptionReport) -> str:
         suppressed=SUPPRESSED,
         map=_map(report),
         ranking=_ranking(report),
+        trends=national_trends(report),
         rows=[[_cell(k, r[k]) for k in _COLUMNS] for r in data["departements"]],
         milestones=[
             {
@@ -243,4 +244,63 @@ def html_page(report: AdoptionReport) -> str:
             }
             for m in data["milestones"]
         ],
+    )
+
+
+def _milestones_fr(report: AdoptionReport) -> list[dict[str, str]]:
+    return [
+        {
+            "threshold": number_fr(m.threshold),
+            "name": m.name,
+            "departement": m.departement,
+            "date": date_fr(m.reached_at),
+            "by": m.structure_name or m.structure_id or "—",
+            "channel": trends.CHANNELS.get(m.channel, m.channel),
+        }
+        for m in report.milestones
+    ]
+
+
+def national_trends(report: AdoptionReport) -> dict[str, Any]:
+    where = "France entière" if len(report.departements) > 1 else report.departements[0].name
+    return {
+        "openings": trends.openings_chart(report.openings_per_month, where),
+        "cumulative": trends.cumulative_chart(report.openings_per_month, [], where),
+        "channels": trends.channels_chart(report.channels_per_month, where),
+    }
+
+
+def departement_page(report: AdoptionReport, everywhere: AdoptionReport) -> str:
+    """The page of one département (``/stats/37``): its figures and rank, its trends, its
+    milestones and its channel mix. ``everywhere`` gives the rank among all départements."""
+    f = report.departements[0]
+    shares = mapping.shares_of(everywhere.departements, published_share)
+    entry = next(e for e in mapping.entries(everywhere, shares) if e.code == f.code)
+    row = departement_row(f)
+    figures = [
+        ("Population légale", number_fr(f.population)),
+        (
+            "Dossiers ouverts depuis l'origine",
+            _cell("records_opened_total", row["records_opened_total"]),
+        ),
+        ("Dossiers actifs", _cell("records_active", row["records_active"])),
+        ("Dossiers clos", _cell("records_closed", row["records_closed"])),
+        (
+            "Part de la population disposant d'un dossier actif",
+            SUPPRESSED if entry.share is None else percent_fr(entry.share),
+        ),
+        ("Rang parmi les départements", "—" if entry.rank is None else str(entry.rank)),
+        ("Comptes activés", _cell("accounts_activated", row["accounts_activated"])),
+        ("Documents déposés", _cell("documents", row["documents"])),
+    ]
+    where = f"{f.name} ({f.code})"
+    return _TEMPLATES.get_template("departement.html").render(
+        name=f.name,
+        code=f.code,
+        figures=figures,
+        suppressed=SUPPRESSED,
+        openings=trends.openings_chart(report.openings_per_month, where),
+        cumulative=trends.cumulative_chart(report.openings_per_month, report.milestones, where),
+        channels=trends.channels_chart(report.channels_per_month, where),
+        milestones=_milestones_fr(report),
     )

@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from dmp.access.statistics import PublicStatistics
 from dmp.api.deps import public_statistics
-from dmp.stats.render import html_page, report_json
+from dmp.domain.geo import geography
+from dmp.errors import NotFound
+from dmp.stats.render import departement_page, html_page, report_json
 
 router = APIRouter(tags=["statistics"])
 
@@ -29,12 +31,26 @@ def stats_page(
 ) -> Response:
     """The public page. Its map weighs about 330 KB of outlines: sent gzip-compressed (about a
     third) to clients that accept it; the page holds no secret, so compression leaks nothing."""
-    html = html_page(stats.adoption(departement, start, end)).encode("utf-8")
+    return _html(html_page(stats.adoption(departement, start, end)), request)
+
+
+def _html(page: str, request: Request) -> Response:
+    html = page.encode("utf-8")
     headers = {"Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         html = gzip.compress(html, compresslevel=6)
         headers["Content-Encoding"] = "gzip"
     return Response(html, media_type="text/html; charset=utf-8", headers=headers)
+
+
+@router.get("/stats/{departement}", response_class=HTMLResponse, name="stats_departement")
+def stats_departement(departement: str, request: Request, stats: Stats) -> Response:
+    """One département's page (``/stats/37``): a shareable URL."""
+    code = departement.upper()
+    if code not in geography().departements:
+        raise NotFound(f"no département {departement!r}")
+    page = departement_page(stats.adoption([code]), stats.adoption())
+    return _html(page, request)
 
 
 @router.get("/api/stats", name="stats_json")
