@@ -35,6 +35,7 @@ PUBLIC_ROUTES = frozenset(
         "redoc_html",
         "stats_page",
         "stats_json",
+        "stats_departement",  # the public aggregates of one département
         "fhir_metadata",
         "fhir_token",
         # The portals' pages before login (their forms carry a CSRF token); every other
