@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
+from tests.browser import chromium  # noqa: F401 - one browser for the whole session
 from tests.factories import T0, load_directory
 
 # `pytest --hypothesis-profile=mutation`: no shrinking, to check quickly that a mutant of the

@@ -27,7 +27,7 @@ from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.errors import Forbidden
 from dmp.identity.actor import ActorKind
-from tests.browser import Checker, LiveServer, chromium  # noqa: F401 - the fixture
+from tests.browser import Checker, LiveServer
 from tests.factories import (
     CARDIOLOGIST,
     GP,
@@ -49,7 +49,7 @@ def server(world: Runtime) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def page(chromium: Any, server: LiveServer) -> Iterator[Any]:  # noqa: F811
+def page(chromium: Any, server: LiveServer) -> Iterator[Any]:
     context = chromium.new_context(base_url=server.url, locale="fr-FR", accept_downloads=True)
     context.set_default_timeout(10_000)
     tab = context.new_page()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dmp.access.runtime import Runtime
-from tests.browser import Checker, LiveServer, chromium  # noqa: F401 - the fixture
+from tests.browser import Checker, LiveServer
 from tests.test_stats import _activity
 
 # The map draws about 330 KB of outlines (under 110 KB sent gzip-compressed).
@@ -23,7 +23,7 @@ def server(world: Runtime) -> Iterator[LiveServer]:
         yield live
 
 
-def test_the_map_in_a_browser(chromium: Any, server: LiveServer) -> None:  # noqa: F811
+def test_the_map_in_a_browser(chromium: Any, server: LiveServer) -> None:
     check = Checker("stats")
     context = chromium.new_context(base_url=server.url, locale="fr-FR")
     page = context.new_page()

@@ -148,14 +148,14 @@ def report_table(report: AdoptionReport) -> str:
             (
                 f.code,
                 f.name[:24],
-                str(f.population),
-                str(r["records_opened"]),
-                str(r["records_active"]),
-                str(r["records_closed"]),
-                str(r["penetration_percent"]),
-                str(r["accounts_activated"]),
-                str(r["documents"]),
-                str(suppress(accesses)),
+                number_fr(f.population),
+                _cell("records_opened", r["records_opened"]),
+                _cell("records_active", r["records_active"]),
+                _cell("records_closed", r["records_closed"]),
+                _cell("penetration_percent", r["penetration_percent"]),
+                _cell("accounts_activated", r["accounts_activated"]),
+                _cell("documents", r["documents"]),
+                _cell("accesses", suppress(accesses)),
             )
         )
     widths = [
