@@ -28,11 +28,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from dmp.access import actors
 from dmp.access import statistics as stats
 from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
+from dmp.app import create_app
 from dmp.config import Settings
 from dmp.domain.codes import CreationChannel
 from dmp.domain.geo import geography
@@ -179,6 +181,10 @@ def main() -> int:
             ),
             repeat=3,
         )
+        # The public pages as a browser gets them (the map, the trends, the page of 37).
+        with TestClient(create_app(rt)) as client:
+            page = timed(lambda: client.get("/stats").raise_for_status(), repeat=7)
+            dept = timed(lambda: client.get("/stats/37").raise_for_status(), repeat=7)
         desk = actors.desk_actor("bench-desk", "bench")
         t0 = time.perf_counter()
         for i in range(args.openings):
@@ -202,6 +208,8 @@ def main() -> int:
         "full_recount_rebuild_seconds": round(rebuild_s, 2),
         "adoption_read_ms_median": round(1000 * pystats.median(read), 2),
         "dmp_stats_command_seconds_median": round(pystats.median(cli), 3),
+        "stats_page_ms_median": round(1000 * pystats.median(page), 1),
+        "departement_page_ms_median": round(1000 * pystats.median(dept), 1),
         "openings_through_gate_per_second": round(args.openings / open_s, 1),
         "counters_consistent_after_openings": consistent,
     }
