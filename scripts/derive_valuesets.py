@@ -2,14 +2,15 @@
 """Copy the CI-SIS XDS value sets (IHE SVS files) into the package and derive the compact
 index the service reads at run time, reproducibly.
 
-    python3 scripts/derive_valuesets.py [SVS_DIRECTORY]
+    python3 scripts/derive_valuesets.py                  # from the copies in the repository
+    python3 scripts/derive_valuesets.py NEW_SVS_DIRECTORY    # take newer SVS files first
 
-SVS_DIRECTORY defaults to ../shared/reference/valuesets (the files of the ANS CI-SIS test
-content repository ansforge/TestContenuCDA-3-0, folder jeuxDeValeurs/). Each SVS file is copied
-unchanged to src/dmp/domain/data/valuesets/, and src/dmp/domain/data/valuesets.json lists, per
-value set, its OID, canonical URL, dates and concepts [code, codeSystem, displayName]. The
-script refuses a file that does not parse or holds no concept, and a code listed twice in one
-system.
+The SVS files (from the ANS CI-SIS test content repository ansforge/TestContenuCDA-3-0, folder
+jeuxDeValeurs/) are kept unchanged in src/dmp/domain/data/valuesets/; given a directory, the
+script first copies the five files from it there. It then writes src/dmp/domain/data/
+valuesets.json, listing per value set its OID, canonical URL, dates and concepts [code,
+codeSystem, displayName]. It refuses a file that does not parse or holds no concept, and a code
+listed twice in one system.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def read(path: Path) -> dict[str, object]:
 
 
 def main() -> int:
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/reference/valuesets"
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     index = {
         "source": "ANS CI-SIS test content, ansforge/TestContenuCDA-3-0, jeuxDeValeurs/ "
@@ -68,7 +69,8 @@ def main() -> int:
         "sets": {},
     }
     for name, binding in SETS.items():
-        shutil.copyfile(source / name, OUT_DIR / name)
+        if source is not None:
+            shutil.copyfile(source / name, OUT_DIR / name)
         index["sets"][binding] = read(OUT_DIR / name)  # type: ignore[index]
     INDEX.write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     for binding, data in index["sets"].items():  # type: ignore[attr-defined]
