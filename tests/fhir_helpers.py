@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -111,3 +112,16 @@ def assertion(
 
 def read_example_bytes(rel: str) -> bytes:
     return (EXAMPLES / rel).read_bytes()
+
+
+def iti105(ins: Ins, content: bytes, mime: str = "text/plain") -> Any:
+    """The DMP guide's ITI-105 example about ``ins``, carrying ``content`` of type ``mime``."""
+    docref = example(
+        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", ins
+    )
+    att = docref["content"][0]["attachment"]
+    att["contentType"] = mime
+    att["data"] = base64.b64encode(content).decode()
+    if mime == "text/plain":
+        docref["content"][0]["format"] = {"code": "urn:ihe:iti:xds-sd:text:2008"}
+    return docref

@@ -18,7 +18,7 @@ from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.ins import OID_TEST
 from tests.factories import CARDIOLOGIST, T0, ins_for, new_document, open_record, pro
-from tests.fhir_helpers import bearer, example
+from tests.fhir_helpers import bearer, example, iti105
 from tests.portal_helpers import sample_pdf
 
 INS = ins_for(233)
@@ -73,12 +73,7 @@ def test_fhir_documents_are_refused_with_the_mhd_code(client: TestClient, world:
     content = json.dumps(_fhir_document()).encode()
     _not_supported(client.post("/fhir", json=_iti65(content, "application/fhir+json"), headers=h))
     # And through ITI-105.
-    docref = example(
-        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
-    )
-    att = docref["content"][0]["attachment"]
-    att["contentType"] = "application/fhir+json"
-    att["data"] = base64.b64encode(content).decode()
+    docref = iti105(INS, content, "application/fhir+json")
     _not_supported(client.post("/fhir/DocumentReference", json=docref, headers=h))
     assert _count(client, h) == 0  # nothing stored
 
@@ -147,13 +142,7 @@ def _created(r: Any, prefer: str) -> None:
 )
 def test_prefer_return_on_creates(client: TestClient, world: Runtime, prefer: str) -> None:
     h = {**bearer(world, pro(world, CARDIOLOGIST)), "Prefer": prefer}
-    docref = example(
-        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
-    )
-    att = docref["content"][0]["attachment"]
-    att["contentType"] = "text/plain"
-    att["data"] = base64.b64encode(b"Compte rendu fictif").decode()
-    docref["content"][0]["format"] = {"code": "urn:ihe:iti:xds-sd:text:2008"}
+    docref = iti105(INS, b"Compte rendu fictif")
     _created(client.post("/fhir/DocumentReference", json=docref, headers=h), prefer)
     consent = {
         "resourceType": "Consent",

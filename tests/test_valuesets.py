@@ -4,7 +4,6 @@ must be in their set. Expected values are read here from the SVS files themselve
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from collections.abc import Iterator
 from importlib import resources
@@ -28,7 +27,7 @@ from tests.factories import (
     open_record,
     pro,
 )
-from tests.fhir_helpers import bearer, example
+from tests.fhir_helpers import bearer, iti105
 
 SVS = "{urn:ihe:iti:svs:2008}"
 INS = ins_for(244)
@@ -115,13 +114,7 @@ def test_codes_claimed_in_a_ci_sis_system_must_be_in_their_set(
     world: Runtime, client: TestClient
 ) -> None:
     h = bearer(world, pro(world, CARDIOLOGIST))
-    docref = example(
-        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
-    )
-    att = docref["content"][0]["attachment"]
-    att["contentType"] = "text/plain"
-    att["data"] = base64.b64encode(b"Compte rendu fictif").decode()
-    docref["content"][0]["format"] = {"code": "urn:ihe:iti:xds-sd:text:2008"}
+    docref = iti105(INS, b"Compte rendu fictif")
     r02 = "https://mos.esante.gouv.fr/NOS/TRE_R02-SecteurActivite/FHIR/TRE-R02-SecteurActivite"
     docref["context"] = {
         **(docref.get("context") or {}),
