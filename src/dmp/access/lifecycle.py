@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from dmp.access import notices
 from dmp.access.dates import add_years
-from dmp.access.gate import PATIENT_UPDATE, Kernel
+from dmp.access.gate import PATIENT_UPDATE, Kernel, Op
 from dmp.access.policy import Action
 from dmp.domain.codes import AuditAction, RecordStatus
 from dmp.domain.ins import PatientRef
@@ -62,15 +62,22 @@ class LifecycleActions(Kernel):
             if died_on > now:
                 raise InvalidInput("a death is not declared in the future")
             values: dict[str, object] = {"died_at": died_on, "purge_due_at": self.purge_date(now)}
-            if op.record.status == RecordStatus.ACTIVE.value:
-                values.update(
-                    status=RecordStatus.CLOSED.value,
-                    closed_at=now,
-                    closure_reason="décès",
-                    closed_by=self.actor.id,
-                )
-                stats.record_closed(op.conn, op.scope.departement)
+            self._closing(op, values, "décès", now)
             patients.update_record(op.conn, op.scope, **values)
+
+    def _closing(self, op: Op, values: dict[str, object], reason: str, now: datetime) -> bool:
+        """Add the closure of a still active record to ``values`` (and count it); whether it
+        was active."""
+        if op.record.status != RecordStatus.ACTIVE.value:
+            return False
+        values.update(
+            status=RecordStatus.CLOSED.value,
+            closed_at=now,
+            closure_reason=reason,
+            closed_by=self.actor.id,
+        )
+        stats.record_closed(op.conn, op.scope.departement)
+        return True
 
     def request_deletion(self, ins: PatientRef) -> datetime:
         """The holder asks for the record to be deleted: it closes now (if open) and is purged
@@ -87,14 +94,7 @@ class LifecycleActions(Kernel):
             if current is not None and current < due:
                 due = current
             values: dict[str, object] = {"deletion_requested_at": now, "purge_due_at": due}
-            if op.record.status == RecordStatus.ACTIVE.value:
-                values.update(
-                    status=RecordStatus.CLOSED.value,
-                    closed_at=now,
-                    closure_reason="demande de suppression",
-                    closed_by=self.actor.id,
-                )
-                stats.record_closed(op.conn, op.scope.departement)
+            if self._closing(op, values, "demande de suppression", now):
                 notices.queue(op.conn, op.scope, "record_closed", now=now)
             patients.update_record(op.conn, op.scope, **values)
             return due
