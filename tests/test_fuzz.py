@@ -109,7 +109,8 @@ def test_fhir_search_parameters_never_get_a_server_error(world: Runtime) -> None
     world.access(pro(world, GP)).declare_consent(INS)
     token = actors.token_for(world, actors.professional_actor(world, GP), 3600)
     headers = {"Authorization": f"Bearer {token}"}
-    names = sorted(SUPPORTED - {"patient", "patient.identifier"})
+    plain = sorted(SUPPORTED - {"patient", "patient.identifier"})
+    names = plain + [f"{n}:{m}" for n in plain for m in ("not", "text", "missing", "identifier")]
     failures: list[str] = []
     tried = 0
     with TestClient(create_app(world), raise_server_exceptions=False) as client:

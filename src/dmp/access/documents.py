@@ -24,7 +24,7 @@ from dmp.access.views import DocumentView, ListView, Page
 from dmp.crypto import envelope
 from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef
-from dmp.errors import IntegrityFailure, NotFound
+from dmp.errors import IntegrityFailure, InvalidInput, NotFound
 from dmp.identity.scopes import Need
 from dmp.records import documents
 from dmp.records.types import DocumentCriteria
@@ -57,7 +57,13 @@ class DocumentActions(Kernel):
             c.submitted_to,
             c.service_end_from,
             c.service_end_to,
+            *(instant for _, start, end in c.outside for instant in (start, end)),
         )
+        named = {n for n, _ in c.excluded} | {n for n, _ in c.missing} | {n for n, *_ in c.outside}
+        if named - documents.CRITERIA.keys():
+            raise InvalidInput(
+                f"unknown search criteria: {sorted(named - documents.CRITERIA.keys())}"
+            )
         criteria = dataclasses.replace(
             criteria or DocumentCriteria(),
             statuses=statuses,

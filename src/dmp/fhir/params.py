@@ -191,14 +191,15 @@ def date_matches(raw: str, name: str, at: datetime | None) -> bool:
 
 def date_bounds(raws: list[str], name: str) -> tuple[datetime | None, datetime | None]:
     """Criteria on one date parameter as one [low, high) range (AND of the criteria), for
-    searches the database runs; ``ne`` cannot be a range and is refused there."""
+    searches the database runs; ``ne`` is no range: the caller applies it (outside the
+    interval), it is only checked here."""
     low: datetime | None = None
     high: datetime | None = None
     for raw in raws:
         prefix, text = split_prefix(raw)
         start, end = interval(text, name)
         if prefix == "ne":
-            raise BadRequest(f"{name}: the prefix ne is not supported on this parameter")
+            continue
         if prefix == "ap":
             start, end = start - APPROXIMATELY, end + APPROXIMATELY
         if prefix in ("eq", "ap"):

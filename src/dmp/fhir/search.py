@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +13,8 @@ from starlette.datastructures import QueryParams
 
 from dmp.access.gate import MAX_OFFSET
 from dmp.access.views import SearchCriteria
+from dmp.domain import valuesets
+from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import PatientRef, parse_ins_token
 from dmp.errors import BadRequest
 from dmp.fhir import params as fhir_params
@@ -43,10 +47,54 @@ DOCREF_PARAMETERS = {
     "isArchived": "token",
     "_sort": "special",
 }
-# The searches run in the database: the reference modifier :identifier only.
-DOCREF_MODIFIERS = {"reference": frozenset({"identifier"})}
+# What each parameter's values are matched against in the database search (criterion names
+# of the records layer), per FHIR type: tokens and references take :not / :missing, dates
+# take :missing and every prefix (ne as "outside the interval").
+TOKEN_CRITERIA = {
+    "type": "type",
+    "category": "class",
+    "format": "format",
+    "facility": "facility_type",
+    "setting": "practice_setting",
+    "identifier": "unique_id",
+    "author.identifier": "author_id",
+    "security-label": "confidentiality",
+}
+DATE_CRITERIA = {
+    "date": "submitted",
+    "creation": "creation",
+    "period": "service_start",
+    "period-start": "service_start",
+    "period-end": "service_end",
+}
+REFERENCE_CRITERIA = {"author": "author_id", "related": "replaces_id", "relatesto": "replaces_id"}
+
+
+def _type_displays() -> dict[str, str]:
+    return {**TYPE_LABELS, **{c: k.display for c, k in valuesets.document_types().concepts.items()}}
+
+
+# :text searches the display names this server writes (those of the national value sets).
+TEXT_DISPLAYS: dict[str, Callable[[], dict[str, str]]] = {
+    "type": _type_displays,
+    "setting": lambda: {c: k.display for c, k in valuesets.practice_settings().concepts.items()},
+    "facility": lambda: {c: k.display for c, k in valuesets.facility_types().concepts.items()},
+}
+# The modifiers served, per FHIR type (for the first check) and per parameter.
+DOCREF_MODIFIERS = {
+    "token": frozenset({"not", "text", "missing"}),
+    "date": frozenset({"missing"}),
+    "reference": frozenset({"identifier", "missing"}),
+}
+PARAMETER_MODIFIERS = {
+    "not": frozenset({*TOKEN_CRITERIA, "status", "event"}),
+    "text": frozenset(TEXT_DISPLAYS),
+    "missing": frozenset({*TOKEN_CRITERIA, *DATE_CRITERIA, *REFERENCE_CRITERIA, "event"}),
+    "identifier": frozenset({"patient", "subject", "author"}),
+}
 SUPPORTED = frozenset({*DOCREF_PARAMETERS, "_count", "_offset", "_format", "_summary"})
 MAX_COUNT = 100
+STATUSES = ("current", "superseded", "entered-in-error")
 
 
 @dataclass
@@ -82,14 +130,84 @@ def applied_parameters(query: QueryParams, *, lenient_handling: bool) -> QueryPa
         query, DOCREF_PARAMETERS, lenient_handling=lenient_handling, modifiers=DOCREF_MODIFIERS
     )
     items = []
+    refused = []
     for p in applied:
+        if p.modifier is not None and p.name not in PARAMETER_MODIFIERS[p.modifier]:
+            refused.append(f"modifier {p.modifier!r} of {p.name!r} is not supported")
+            continue
+        if p.modifier == "missing" and p.value not in ("true", "false"):
+            raise BadRequest(f"{p.name}:missing takes true or false, not {p.value!r}")
         name = "patient" if p.name == "subject" else p.name
         if p.modifier == "identifier":
-            if name not in ("patient", "author"):
-                raise BadRequest(f"{p.name}:identifier is not supported")
-            name = f"{name}.identifier"
-        items.append((name, p.value))
+            items.append((f"{name}.identifier", p.value))
+        else:
+            items.append((f"{name}:{p.modifier}" if p.modifier else name, p.value))
+    if refused and not lenient_handling:
+        raise BadRequest("; ".join(refused) + " (Prefer: handling=lenient ignores them)")
     return QueryParams(items)
+
+
+def _negations(params: QueryParams) -> tuple[SearchCriteria, bool]:
+    """The :not, :missing and ``ne`` criteria as the records layer takes them, and whether one
+    can never match (an element every document has, asked missing)."""
+    excluded: dict[str, set[str]] = {}
+    missing: dict[str, bool] = {}
+    impossible = False
+    for name, criterion in TOKEN_CRITERIA.items():
+        values = _tokens(params, f"{name}:not")
+        if values:
+            excluded.setdefault(criterion, set()).update(values)
+    for name, criterion in {**TOKEN_CRITERIA, **DATE_CRITERIA, **REFERENCE_CRITERIA}.items():
+        for value in params.getlist(f"{name}:missing"):
+            absent = value == "true"
+            if missing.get(criterion, absent) != absent:
+                impossible = True  # both missing and present
+            missing[criterion] = absent
+    # No document carries an event code: event:missing=false matches none.
+    impossible |= "false" in params.getlist("event:missing")
+    outside = [
+        (criterion, *fhir_params.interval(text, name))
+        for name, criterion in DATE_CRITERIA.items()
+        for prefix, text in map(fhir_params.split_prefix, params.getlist(name))
+        if prefix == "ne"
+    ]
+    return (
+        SearchCriteria(
+            excluded=tuple((k, tuple(sorted(v))) for k, v in sorted(excluded.items())),
+            missing=tuple(sorted(missing.items())),
+            outside=tuple(outside),
+        ),
+        impossible,
+    )
+
+
+def _by_text(params: QueryParams, name: str) -> tuple[str, ...] | None:
+    """The codes whose display name contains every ``name:text`` value (case and accents
+    ignored): FHIR :text, matched as the display names this server writes."""
+    texts = params.getlist(f"{name}:text")
+    if not texts:
+        return None
+    displays = TEXT_DISPLAYS[name]()
+    return tuple(
+        sorted(
+            code
+            for code, display in displays.items()
+            if all(
+                any(
+                    fhir_params.normalise(t) in fhir_params.normalise(display) for t in v.split(",")
+                )
+                for v in texts
+            )
+        )
+    )
+
+
+def _and(*alternatives: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Several criteria on one element: a document must meet each (None: no criterion)."""
+    given = [set(a) for a in alternatives if a is not None]
+    if not given:
+        return None
+    return tuple(sorted(set.intersection(*given)))
 
 
 def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSearch:
@@ -106,8 +224,14 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         raise BadRequest("patient or patient.identifier is required (ITI-67)")
     archived = params.get("isArchived")
     status = _tokens(params, "status")
+    not_status = _tokens(params, "status:not") or ()
+    for s in not_status:
+        if s not in STATUSES:
+            raise BadRequest(f"unknown status {s!r}")
+    if not_status:
+        status = tuple(s for s in status or STATUSES if s not in not_status)
     statuses: set[str] = set()
-    for s in status or ("current",):
+    for s in status if status is not None else ("current",):
         if s == "current":
             statuses |= (
                 {"current"}
@@ -144,11 +268,13 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         r.removeprefix("DocumentReference/").split(".")[-1]
         for r in (_tokens(params, "related") or ()) + (_tokens(params, "relatesto") or ())
     ]
-    criteria = SearchCriteria(
+    negations, never = _negations(params)
+    criteria = dataclasses.replace(
+        negations,
         class_codes=_tokens(params, "category"),
         format_codes=_tokens(params, "format"),
-        facility_types=_tokens(params, "facility"),
-        practice_settings=_tokens(params, "setting"),
+        facility_types=_and(_tokens(params, "facility"), _by_text(params, "facility")),
+        practice_settings=_and(_tokens(params, "setting"), _by_text(params, "setting")),
         unique_ids=identifiers,
         author_ids=_tokens(params, "author.identifier") or _tokens(params, "author"),
         replaces_ids=tuple(related) or None,
@@ -164,13 +290,14 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
     return DocumentSearch(
         patient=patient,
         statuses=tuple(sorted(statuses)),
-        type_codes=_tokens(params, "type"),
+        type_codes=_and(_tokens(params, "type"), _by_text(params, "type")),
         service_from=service_from,
         service_to=service_to,
         criteria=criteria,
         count=count,
         offset=offset,
-        impossible=bool(params.get("event")) or not statuses,
+        # No document carries an event code: a positive event criterion matches none.
+        impossible=bool(params.get("event")) or never or not statuses,
     )
 
 

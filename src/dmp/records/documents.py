@@ -52,6 +52,16 @@ def _clause(token: _Token) -> sa.ColumnElement[bool]:
         return _D[token[1]] >= _bind(token[2], token[1])
     if kind == "lt":
         return _D[token[1]] < _bind(token[2], token[1])
+    if kind == "not_in":  # an absent element has none of the values (FHIR :not)
+        column = _D[token[1]]
+        return sa.or_(column.is_(None), column.not_in(_bind(token[2], token[1], expanding=True)))
+    if kind == "null":
+        return _D[token[1]].is_(None)
+    if kind == "not_null":
+        return _D[token[1]].is_not(None)
+    if kind == "outside":
+        column = _D[token[1]]
+        return sa.or_(column < _bind(token[2], token[1]), column >= _bind(token[3], token[1]))
     if kind == "false":
         return sa.false()
     if kind == "is_false":
@@ -109,6 +119,41 @@ _FLAG_COLUMNS = {
 }
 
 
+# The criteria a search can negate or test for presence, by name -> column.
+CRITERIA = {
+    "type": "type_code",
+    "class": "class_code",
+    "format": "format_code",
+    "facility_type": "facility_type",
+    "practice_setting": "practice_setting",
+    "unique_id": "unique_id",
+    "author_id": "author_id",
+    "replaces_id": "replaces_id",
+    "confidentiality": "confidentiality",
+    "creation": "creation_time",
+    "submitted": "submitted_at",
+    "service_start": "service_start",
+    "service_end": "service_stop",
+}
+
+
+def _negations(c: DocumentCriteria, w: _Where) -> None:
+    for i, (name, values) in enumerate(c.excluded):
+        column = CRITERIA[name]
+        if name == "confidentiality":  # the visibility flags are columns of their own
+            for flag in sorted({_FLAG_COLUMNS[v] for v in values if v in _FLAG_COLUMNS}):
+                w.add(("is_false", flag))
+            values = tuple(v for v in values if v not in _FLAG_COLUMNS)
+            if not values:
+                continue
+        w.add(("not_in", column, f"x_{i}"), **{f"x_{i}": list(values)})
+    for name, absent in c.missing:
+        w.add(("null" if absent else "not_null", CRITERIA[name]))
+    for i, (name, start, end) in enumerate(c.outside):
+        lo, hi = f"o_{i}_from", f"o_{i}_to"
+        w.add(("outside", CRITERIA[name], lo, hi), **{lo: start, hi: end})
+
+
 def _criteria(c: DocumentCriteria, w: _Where) -> None:
     if c.document_id is not None:
         w.add(("eq", "logical_id", "c_id"), c_id=c.document_id)
@@ -144,6 +189,7 @@ def _criteria(c: DocumentCriteria, w: _Where) -> None:
         flags = tuple(_FLAG_COLUMNS[v] for v in c.confidentiality if v in _FLAG_COLUMNS)
         levels = [v for v in c.confidentiality if v not in _FLAG_COLUMNS]
         w.add(("confidentiality", flags, bool(levels)), c_levels=levels)
+    _negations(c, w)
 
 
 def _scoped(shape: tuple[_Token, ...]) -> list[sa.ColumnElement[bool]]:

@@ -172,6 +172,12 @@ class DocumentCriteria:
     submitted_to: datetime | None = None
     service_end_from: datetime | None = None
     service_end_to: datetime | None = None
+    # Negations and presence (FHIR :not, :missing and the date prefix ne), by criterion name
+    # (records.documents.CRITERIA): a document matches when it has none of the values, when
+    # the element is absent (True) or present (False), when its date is outside [start, end).
+    excluded: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    missing: tuple[tuple[str, bool], ...] = ()
+    outside: tuple[tuple[str, datetime, datetime], ...] = ()
     oldest_first: bool = False
     limit: int = 20
     offset: int = 0
