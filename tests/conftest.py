@@ -122,7 +122,8 @@ def world(rt: Runtime) -> Runtime:
 @pytest.fixture(autouse=True)
 def _responses_meet_the_profiles_they_claim(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every FHIR response of the suite is checked against the PDSm profiles it claims
-    (tests/profiles.py); a response that breaks one fails the test that received it."""
+    (tests/profiles.py), and every one, claiming or not, for FHIR JSON's ele-1 (no empty
+    element); a response that breaks one fails the test that received it."""
     import sys
 
     import dmp.app  # noqa: F401 - every FHIR route module imported
@@ -132,7 +133,7 @@ def _responses_meet_the_profiles_they_claim(monkeypatch: pytest.MonkeyPatch) -> 
     original = common.fhir
 
     def checked(body: object, status: int = 200, headers: dict[str, str] | None = None) -> object:
-        problems = profiles.claimed_problems(body)
+        problems = profiles.claimed_problems(body) + profiles.empty_values(body, "response")
         assert not problems, "a response breaks a profile it claims:\n" + "\n".join(problems[:10])
         return original(body, status, headers)
 

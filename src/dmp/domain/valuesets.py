@@ -18,6 +18,8 @@ SYSTEM_URIS = {
     + "TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire",
     "1.2.250.1.71.4.2.4": _NOS + "TRE_R02-SecteurActivite/FHIR/TRE-R02-SecteurActivite",
     "1.2.250.1.213.1.1.4.9": _NOS + "TRE_A01-CadreExercice/FHIR/TRE-A01-CadreExercice",
+    "1.2.250.1.213.1.1.4.13": _NOS
+    + "TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument",
 }
 
 

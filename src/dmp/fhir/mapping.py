@@ -20,11 +20,6 @@ EXT_ARCHIVED = f"{PDSM}/StructureDefinition/pdsm-ext-is-archived"
 LOINC = "http://loinc.org"
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
 TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
-TRE_A07 = (
-    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/"
-    "TRE-A07-StatutVisibiliteDocument"
-)
-V3_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 TRE_R248 = "https://mos.esante.gouv.fr/NOS/TRE_R248-ModeAcces/FHIR/TRE-R248-ModeAcces"
 FORMAT_SYSTEM = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
 PS_OID = "urn:oid:1.2.250.1.71.4.2.1"
@@ -80,14 +75,16 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
     fid = doc_fhir_id(doc)
     known_type = valuesets.document_types().concepts.get(doc.type_code)
     type_system = known_type.system if known_type else LOINC if "-" in doc.type_code else TRE_A05
-    labels: list[dict[str, Any]] = [{"coding": [{"system": V3_CONF, "code": doc.confidentiality}]}]
+    # Confidentiality and visibility, as JDV_J08 codes them (system and display name).
+    j08 = valuesets.confidentiality_codes()
+    labels: list[dict[str, Any]] = [coded(j08, doc.confidentiality)]
     for flag, on in (
         (VisibilityFlag.MASQUE_PS, doc.masked_ps),
         (VisibilityFlag.INVISIBLE_PATIENT, doc.invisible_patient),
         (VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX, doc.invisible_representatives),
     ):
         if on:
-            labels.append({"coding": [{"system": TRE_A07, "code": flag.value}]})
+            labels.append(coded(j08, flag.value))
     author: dict[str, Any]
     if doc.author_kind == "patient":
         author = {"reference": f"Patient/{doc.patient_id}"}
@@ -458,20 +455,23 @@ def searchset(
 ) -> dict[str, Any]:
     """A searchset Bundle; it claims ``profile`` (a PDSm find-*-response) only when every
     resource it holds claims its own PDSm profile."""
-    bundle = {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": total,
         "link": [{"relation": rel, "url": url} for rel, url in links.items()],
-        "entry": [
+    }
+    if resources:  # FHIR JSON has no empty arrays (ele-1): no match, no entry element
+        # fullUrl where the resource can be read at its own URL (Consent and AuditEvent
+        # have no read interaction here).
+        bundle["entry"] = [
             {
-                "fullUrl": r.get("_fullUrl", ""),
+                **({"fullUrl": r["_fullUrl"]} if "_fullUrl" in r else {}),
                 "resource": {k: v for k, v in r.items() if k != "_fullUrl"},
                 "search": {"mode": "match"},
             }
             for r in resources
-        ],
-    }
+        ]
     if profile and all((r.get("meta") or {}).get("profile") for r in resources):
         bundle["meta"] = {"profile": [profile]}
     return bundle
