@@ -584,3 +584,83 @@ def trends_month(at: object) -> str:
     from dmp.stats.trends import month_fr
 
     return month_fr(f"{at:%Y-%m}")
+
+
+def _active_37(html: str) -> str:
+    """The "Dossiers actifs" figure of a département page."""
+    cell = html.split("Dossiers actifs", 1)[1]
+    return cell.split("<td", 1)[1].split(">", 1)[1].split("<", 1)[0].strip()
+
+
+def test_public_pages_are_kept_for_page_seconds(client: TestClient, world: Runtime) -> None:
+    """A drawn page is served again for DMP_STATS_PAGE_SECONDS (10 by default), then drawn
+    anew; the JSON API stays exact meanwhile."""
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    for i in range(20):
+        _open(world, 9000 + i)
+    first = client.get("/stats/37").text
+    assert _active_37(first) == "20"
+    for i in range(20, 40):
+        _open(world, 9000 + i)
+    assert client.get("/stats/37").text == first  # kept
+    api = client.get("/api/stats", params={"departement": "37"}).json()
+    assert api["departements"][0]["records_active"] == 40  # exact
+    clock.advance(timedelta(seconds=9))
+    assert client.get("/stats/37").text == first
+    clock.advance(timedelta(seconds=1))
+    assert _active_37(client.get("/stats/37").text) == "40"  # drawn anew
+    # A chosen view (parameters) is drawn for its request.
+    chosen = client.get("/stats", params={"departement": "37"}).text
+    for i in range(40, 60):
+        _open(world, 9000 + i)
+    assert client.get("/stats", params={"departement": "37"}).text != chosen
+    # Clients without gzip get the same page, uncompressed.
+    plain = client.get("/stats/37", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+    assert plain.text == client.get("/stats/37").text
+
+
+def test_a_page_is_drawn_once_for_concurrent_requests(
+    client: TestClient, world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dmp.stats import web
+
+    drawn: list[int] = []
+    original = web.html_page
+
+    def slow(report: statistics.AdoptionReport) -> str:
+        drawn.append(1)
+        threading.Event().wait(0.3)  # long enough for the other requests to arrive
+        return original(report)
+
+    monkeypatch.setattr(web, "html_page", slow)
+    answers: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(client.get("/stats").status_code))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 4
+    assert len(drawn) == 1
+
+
+def test_page_seconds_zero_draws_every_request(settings: Settings, clock: FixedClock) -> None:
+    fresh = settings.model_copy(update={"stats_page_seconds": 0})
+    rt = Runtime.start(fresh, clock=clock)
+    try:
+        from tests.factories import load_directory
+
+        load_directory(rt)
+        with TestClient(create_app(rt)) as c:
+            for i in range(20):
+                _open(rt, 9100 + i)
+            assert _active_37(c.get("/stats/37").text) == "20"
+            for i in range(20, 40):
+                _open(rt, 9100 + i)
+            assert _active_37(c.get("/stats/37").text) == "40"
+    finally:
+        rt.close()

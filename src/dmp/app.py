@@ -233,6 +233,7 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.state.portal = Portal(runtime)
     app.state.provisioning = Provisioning(runtime)
     app.state.token_limits = TokenLimits()
+    app.state.stats_pages = stats_web.PageCache()
 
     @app.exception_handler(DmpError)
     async def _dmp_error(request: Request, exc: DmpError) -> Response:

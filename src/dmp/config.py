@@ -28,6 +28,16 @@ def _env(name: str, field_name: str, default: Any) -> Any:
     return Field(default=default, validation_alias=AliasChoices(field_name, name))
 
 
+def _whole_number(value: Any, *, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"is out of range: {number}")
+    return number
+
+
 class Settings(BaseSettings):
     """The settings (pydantic-settings): ``DMP_<FIELD>`` environment variables, except where a
     field names its variable; constructor arguments win over the environment."""
@@ -58,6 +68,10 @@ class Settings(BaseSettings):
     # How often each server process folds pending document and access counts into the
     # statistics counters, in seconds (reads add what is pending: figures are always exact).
     stats_fold_seconds: int = 10
+    # How long a rendered public statistics page (/stats, /stats/<code>) is served again before
+    # it is drawn anew, in seconds; 0: drawn on every request. /api/stats, the CSV and
+    # `dmp stats` are always exact.
+    stats_page_seconds: int = 10
     # How long the code printed on an activation letter works, in days (it works once).
     activation_code_days: int = 30
     # Portal sessions end after this many idle minutes (and after 12 hours in any case).
@@ -142,13 +156,12 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _positive_whole_number(cls, value: Any) -> int:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"must be a whole number, not {value!r}") from None
-        if number <= 0:
-            raise ValueError(f"is out of range: {number}")
-        return number
+        return _whole_number(value, minimum=1)
+
+    @field_validator("stats_page_seconds", mode="before")
+    @classmethod
+    def _zero_or_more(cls, value: Any) -> int:
+        return _whole_number(value, minimum=0)
 
     @field_validator("port")
     @classmethod
@@ -239,6 +252,7 @@ class Settings(BaseSettings):
             "emergency_access_days": str(self.emergency_access_days),
             "db_pool_size": str(self.db_pool_size),
             "stats_fold_seconds": str(self.stats_fold_seconds),
+            "stats_page_seconds": str(self.stats_page_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
             "milestones": self.milestones,
             "document_types": self.document_types or "(all of JDV_J07)",

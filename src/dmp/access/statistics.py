@@ -72,6 +72,30 @@ def _month(value: str | None, name: str) -> str | None:
     return f"{parsed.year:04d}-{parsed.month:02d}"
 
 
+def _with_totals(
+    raw: dict[str, dict[str, int]], departements: list[str] | None
+) -> dict[str, DepartementFigures]:
+    figures = {
+        code: DepartementFigures(code, d.name, d.zone, d.population)
+        for code, d in geography().departements.items()
+        if not departements or code in departements
+    }
+    for code, totals in raw.items():
+        f = figures.get(code)
+        if f is not None:
+            f.opened_total, f.active = totals["opened_total"], totals["active"]
+            f.closed, f.activated = totals["closed"], totals["activated"]
+    return figures
+
+
+def standings(rt: Runtime) -> list[DepartementFigures]:
+    """Every département with its totals only (records to date, active, closed, activated):
+    what a rank among départements needs, from one small table."""
+    with database.snapshot(rt.engine) as conn:
+        raw = stats.read_totals(conn, None)
+    return sorted(_with_totals(raw, None).values(), key=lambda f: f.code)
+
+
 def adoption(
     rt: Runtime,
     departements: list[str] | None = None,
@@ -90,16 +114,7 @@ def adoption(
     with database.snapshot(rt.engine) as conn:
         raw = stats.read_counters(conn, departements, start, end)
         names = directory.structure_names(conn, {m[3] for m in raw["milestones"] if m[3]})
-    figures = {
-        code: DepartementFigures(code, d.name, d.zone, d.population)
-        for code, d in geo.items()
-        if not departements or code in departements
-    }
-    for code, totals in raw["totals"].items():
-        f = figures.get(code)
-        if f is not None:
-            f.opened_total, f.active = totals["opened_total"], totals["active"]
-            f.closed, f.activated = totals["closed"], totals["activated"]
+    figures = _with_totals(raw["totals"], departements)
     per_month: dict[str, int] = defaultdict(int)
     mix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for code, month, channel, kind, n in raw["openings"]:
@@ -158,3 +173,14 @@ class PublicStatistics:
         end: str | None = None,
     ) -> AdoptionReport:
         return adoption(self._rt, departements, start, end)
+
+    def standings(self) -> list[DepartementFigures]:
+        return standings(self._rt)
+
+    @property
+    def page_seconds(self) -> int:
+        """How long a rendered public page may be served again (DMP_STATS_PAGE_SECONDS)."""
+        return self._rt.settings.stats_page_seconds
+
+    def now(self) -> datetime:
+        return self._rt.clock.now()

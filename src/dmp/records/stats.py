@@ -270,6 +270,22 @@ def _period(col: sa.ColumnElement[str], start: str | None, end: str | None) -> l
     return out
 
 
+def read_totals(conn: Connection, departements: Sequence[str] | None) -> dict[str, dict[str, int]]:
+    """Records opened to date, active, closed and activated, per département (one small
+    table: a row per département)."""
+    d = stats_departements.c
+    where = [d.departement.in_(departements)] if departements else []
+    return {
+        r.departement: {
+            "opened_total": int(r.opened),
+            "active": int(r.active),
+            "closed": int(r.closed),
+            "activated": int(r.activated),
+        }
+        for r in conn.execute(sa.select(stats_departements).where(*where))
+    }
+
+
 def read_counters(
     conn: Connection, departements: Sequence[str] | None, start: str | None, end: str | None
 ) -> dict[str, Any]:
@@ -278,16 +294,7 @@ def read_counters(
     def where_dept(col: sa.ColumnElement[str]) -> list[Any]:
         return [col.in_(departements)] if departements else []
 
-    d = stats_departements.c
-    totals = {
-        r.departement: {
-            "opened_total": int(r.opened),
-            "active": int(r.active),
-            "closed": int(r.closed),
-            "activated": int(r.activated),
-        }
-        for r in conn.execute(sa.select(stats_departements).where(*where_dept(d.departement)))
-    }
+    totals = read_totals(conn, departements)
     o = stats_openings.c
     openings = [
         (r.departement, r.month, r.channel, r.structure_kind, int(r.n))

@@ -71,12 +71,14 @@ class MapEntry:
         return f"{self.name} ({self.code}) : {percent_fr(self.share)}, rang {self.rank}"
 
 
-def entries(report: AdoptionReport, shares: dict[str, float | None]) -> list[MapEntry]:
-    """Every département of the report with its published share, its rank (1 = the highest
+def entries(
+    departements: list[DepartementFigures], shares: dict[str, float | None]
+) -> list[MapEntry]:
+    """Every département given with its published share, its rank (1 = the highest
     share; equal shares share a rank) and its class."""
     ranked = sorted((s for s in shares.values() if s is not None), reverse=True)
     out = []
-    for f in report.departements:
+    for f in departements:
         share = shares.get(f.code)
         rank = ranked.index(share) + 1 if share is not None else None
         out.append(
@@ -90,7 +92,7 @@ def map_context(report: AdoptionReport, shares: dict[str, float | None]) -> dict
     data = outlines()
     shapes = data["departements"]
     drawn = []
-    for entry in entries(report, shares):
+    for entry in entries(report.departements, shares):
         if entry.code not in shapes:
             continue
         colour = SUPPRESSED_COLOUR if entry.klass is None else COLOURS[entry.klass]

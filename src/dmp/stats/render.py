@@ -200,7 +200,7 @@ def _ranking(report: AdoptionReport) -> list[dict[str, Any]]:
             "rank": "—" if e.rank is None else str(e.rank),
             "klass": "effectif inférieur à 10" if e.klass is None else mapping.class_label(e.klass),
         }
-        for e in mapping.entries(report, shares)
+        for e in mapping.entries(report.departements, shares)
     ]
 
 
@@ -270,11 +270,12 @@ def national_trends(report: AdoptionReport) -> dict[str, Any]:
     }
 
 
-def departement_page(report: AdoptionReport, everywhere: AdoptionReport) -> str:
+def departement_page(report: AdoptionReport, everywhere: list[DepartementFigures]) -> str:
     """The page of one département (``/stats/37``): its figures and rank, its trends, its
-    milestones and its channel mix. ``everywhere`` gives the rank among all départements."""
+    milestones and its channel mix. ``everywhere`` (every département's totals) gives the
+    rank."""
     f = report.departements[0]
-    shares = mapping.shares_of(everywhere.departements, published_share)
+    shares = mapping.shares_of(everywhere, published_share)
     entry = next(e for e in mapping.entries(everywhere, shares) if e.code == f.code)
     row = departement_row(f)
     figures = [

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +24,33 @@ Depts = Annotated[list[str] | None, Query(alias="departement")]
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")]
 
 
+class PageCache:
+    """Rendered public pages, kept gzip-compressed for ``DMP_STATS_PAGE_SECONDS``: drawing the
+    map and the pygal charts costs more than the 300 ms a page may take on a million records,
+    and the figures of a public page may be that many seconds old. Only the pages without
+    parameters are kept (``/stats`` and one per département: a bounded set); one request
+    draws a page while the others asking for it wait for that drawing, not their own."""
+
+    def __init__(self) -> None:
+        self._pages: dict[str, tuple[datetime, bytes]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, stats: PublicStatistics, draw: Callable[[], str]) -> bytes:
+        if stats.page_seconds == 0:
+            return gzip.compress(draw().encode("utf-8"), compresslevel=6)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            kept = self._pages.get(key)
+            now = stats.now()
+            if kept is not None and now < kept[0]:
+                return kept[1]
+            body = gzip.compress(draw().encode("utf-8"), compresslevel=9)
+            self._pages[key] = (now + timedelta(seconds=stats.page_seconds), body)
+            return body
+
+
 @router.get("/stats", response_class=HTMLResponse, name="stats_page")
 def stats_page(
     request: Request,
@@ -31,16 +61,25 @@ def stats_page(
 ) -> Response:
     """The public page. Its map weighs about 330 KB of outlines: sent gzip-compressed (about a
     third) to clients that accept it; the page holds no secret, so compression leaks nothing."""
-    return _html(html_page(stats.adoption(departement, start, end)), request)
+    if departement or start or end:  # a chosen view: drawn for this request
+        page = html_page(stats.adoption(departement, start, end)).encode("utf-8")
+        return _html(gzip.compress(page, compresslevel=6), request)
+    return _html(_pages(request).get("stats", stats, lambda: html_page(stats.adoption())), request)
 
 
-def _html(page: str, request: Request) -> Response:
-    html = page.encode("utf-8")
+def _pages(request: Request) -> PageCache:
+    cache: PageCache = request.app.state.stats_pages
+    return cache
+
+
+def _html(compressed: bytes, request: Request) -> Response:
     headers = {"Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
-        html = gzip.compress(html, compresslevel=6)
         headers["Content-Encoding"] = "gzip"
-    return Response(html, media_type="text/html; charset=utf-8", headers=headers)
+        body = compressed
+    else:
+        body = gzip.decompress(compressed)
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
 
 @router.get("/stats/{departement}", response_class=HTMLResponse, name="stats_departement")
@@ -49,8 +88,11 @@ def stats_departement(departement: str, request: Request, stats: Stats) -> Respo
     code = departement.upper()
     if code not in geography().departements:
         raise NotFound(f"no département {departement!r}")
-    page = departement_page(stats.adoption([code]), stats.adoption())
-    return _html(page, request)
+
+    def draw() -> str:
+        return departement_page(stats.adoption([code]), stats.standings())
+
+    return _html(_pages(request).get(f"stats/{code}", stats, draw), request)
 
 
 @router.get("/api/stats", name="stats_json")
