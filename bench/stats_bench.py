@@ -39,6 +39,7 @@ from dmp.config import Settings
 from dmp.domain.codes import CreationChannel
 from dmp.domain.geo import geography
 from dmp.domain.ins import OID_TEST, Ins, make_ins_value
+from dmp.domain.thresholds import Thresholds
 from dmp.jobs import counters
 
 CHANNELS = [
@@ -52,10 +53,22 @@ CHANNELS = [
 CHANNEL_WEIGHTS = [39, 39, 18, 2, 1, 1]  # 2018 channel mix (domain reference §8)
 
 
+# The story this project started from: Indre-et-Loire's 100,000th record, 16 % of its
+# inhabitants. The population gives it that share (about 105,000 of a million records, past
+# the 100,000 milestone); the other départements share the rest by legal population.
+STORY = "37"
+STORY_FRACTION = 0.105
+
+
 def load(engine: sa.Engine, n: int, seed: int = 37) -> None:
+    """n records opened from 2021 to 2026, and the milestones they reached (a bulk load has
+    no history of its own: the thresholds of the default DMP_MILESTONES are set from the
+    records' opening times, as the service would have recorded them)."""
     rng = random.Random(seed)
-    deps = [d for d in geography().departements.values() if d.population > 0]
+    geo = geography().departements
+    deps = [d for d in geo.values() if d.population > 0 and d.code != STORY]
     weights = [d.population for d in deps]
+    opened: dict[str, list[tuple[datetime, str]]] = {}
     start = datetime(2021, 1, 1, tzinfo=UTC)
     md = sa.MetaData()
     patients = sa.Table("patients", md, autoload_with=engine)
@@ -64,7 +77,7 @@ def load(engine: sa.Engine, n: int, seed: int = 37) -> None:
     for offset in range(0, n, batch):
         ps, rs = [], []
         for i in range(offset, min(n, offset + batch)):
-            d = rng.choices(deps, weights)[0]
+            d = geo[STORY] if rng.random() < STORY_FRACTION else rng.choices(deps, weights)[0]
             pid = uuid.uuid4().hex
             at = start + timedelta(seconds=rng.randrange(0, 6 * 365 * 86400))
             commune = d.code + "001" if len(d.code) == 2 else d.code + "01"
@@ -85,11 +98,13 @@ def load(engine: sa.Engine, n: int, seed: int = 37) -> None:
                 }
             )
             closed = rng.random() < 0.02
+            channel = rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0]
+            opened.setdefault(d.code, []).append((at, channel))
             rs.append(
                 {
                     "patient_id": pid,
                     "status": "closed" if closed else "active",
-                    "channel": rng.choices(CHANNELS, CHANNEL_WEIGHTS)[0],
+                    "channel": channel,
                     "opened_at": at,
                     "opened_by_kind": "system",
                     "opened_by": "bench",
@@ -110,6 +125,17 @@ def load(engine: sa.Engine, n: int, seed: int = 37) -> None:
         with engine.begin() as conn:
             conn.execute(patients.insert(), ps)
             conn.execute(records.insert(), rs)
+    thresholds = Thresholds.parse(Settings.model_fields["milestones"].default)
+    reached = [
+        {"departement": code, "threshold": k, "reached_at": at, "structure_id": None, "channel": ch}
+        for code, rows in opened.items()
+        for k, (at, ch) in enumerate(sorted(rows), start=1)
+        if k in thresholds
+    ]
+    if reached:
+        milestones = sa.Table("milestones", md, autoload_with=engine)  # before the write lock
+        with engine.begin() as conn:
+            conn.execute(milestones.insert(), reached)
 
 
 def timed(fn, repeat: int = 5) -> list[float]:  # type: ignore[no-untyped-def]

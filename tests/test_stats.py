@@ -528,14 +528,21 @@ def test_french_notation() -> None:
     assert percent_fr(0.00194) == "0,0019\u202f%"  # small shares do not read as zero
 
 
-def _dots(svg: etree._Element) -> list[tuple[str | None, str | None, str | None]]:
-    """(label, value, x label) of every dot of a pygal chart."""
+def _dots(
+    svg: etree._Element, serie: int | None = None
+) -> list[tuple[str | None, str | None, str | None]]:
+    """(label, value, x label) of every dot of a pygal chart, or of one of its series."""
     out = []
     for g in svg.iter(f"{SVG}g"):
-        if g.get("class") != "dots":
+        if serie is not None and f"serie-{serie} " not in f"{g.get('class', '')} ":
             continue
-        descs = {d.get("class", "").strip(): d.text for d in g.iter(f"{SVG}desc")}
-        out.append((descs.get("label"), descs.get("value"), descs.get("x_label")))
+        for dots in g.iter(f"{SVG}g"):
+            if dots.get("class") != "dots":
+                continue
+            descs = {d.get("class", "").strip(): d.text for d in dots.iter(f"{SVG}desc")}
+            out.append((descs.get("label"), descs.get("value"), descs.get("x_label")))
+        if serie is None:
+            break  # the root's descendants: every dot once
     return out
 
 
@@ -546,10 +553,15 @@ def test_a_departement_page_with_its_trend_and_milestones(
     clock = world.clock
     assert isinstance(clock, FixedClock)
     n = iter(range(700, 800))
-    for count, channel in ((12, CreationChannel.PHARMACY), (11, CreationChannel.ONLINE),
-                           (15, CreationChannel.PHARMACY)):  # fmt: skip
+    opened: list[int] = []
+    for count, channel, closing in ((12, CreationChannel.PHARMACY, 0),
+                                    (11, CreationChannel.ONLINE, 6),
+                                    (15, CreationChannel.PHARMACY, 0)):  # fmt: skip
         for _ in range(count):
-            _open(world, next(n), channel=channel)
+            opened.append(next(n))
+            _open(world, opened[-1], channel=channel)
+        for i in opened[-closing:] if closing else []:
+            world.access(actors.patient_actor(world, ins_for(i))).close_record(ins_for(i), "x")
         clock.advance(timedelta(days=31))
     r = client.get("/stats/37")
     assert r.status_code == 200
@@ -564,7 +576,7 @@ def test_a_departement_page_with_its_trend_and_milestones(
         if html.startswith("<svg", i)
     ]
     assert len(charts) == 3  # cumulative with milestones, per month, channel mix
-    cumulative = _dots(charts[0])
+    cumulative = _dots(charts[0], 0) + _dots(charts[0], 2)  # opened to date, milestones
     # The data: the months the statistics say each milestone was reached.
     months = {
         m.threshold: f"{trends_month(m.reached_at)}"
@@ -576,6 +588,8 @@ def test_a_departement_page_with_its_trend_and_milestones(
     # Published figures only: 12, 23, 38 opened to date, rounded to ten.
     line = [v for label, v, _ in cumulative if not label]
     assert line == ["10", "20", "40"]
+    # Active at the end of each month: 12, 23 - 6 closed, 38 - 6, rounded to ten.
+    assert [v for _, v, _ in _dots(charts[0], 1)] == ["10", "20", "30"]
     assert client.get("/stats/20").status_code == 404
     assert client.get("/stats/2a").status_code == 200  # Corsica, written either way
 
@@ -664,3 +678,56 @@ def test_page_seconds_zero_draws_every_request(settings: Settings, clock: FixedC
             assert _active_37(c.get("/stats/37").text) == "40"
     finally:
         rt.close()
+
+
+def test_a_code_that_is_no_departement_gets_a_french_page(client: TestClient) -> None:
+    r = client.get("/stats/20")  # Corsica is 2A and 2B since 1976
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Département introuvable" in r.text and "« 20 »" in r.text
+    hostile = client.get("/stats/<b>x")
+    assert hostile.status_code == 404
+    assert "<b>" not in hostile.text and "&lt;b&gt;" in hostile.text
+
+
+def test_closures_are_counted_in_their_month_and_taken_back_on_reopening(
+    world: Runtime,
+) -> None:
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    for i in range(5):
+        _open(world, 1200 + i)
+    march = f"{clock.now():%Y-%m}"
+    for i in range(3):
+        world.access(actors.patient_actor(world, ins_for(1200 + i))).close_record(
+            ins_for(1200 + i), "x"
+        )
+    clock.advance(timedelta(days=40))
+    april = f"{clock.now():%Y-%m}"
+    world.access(actors.patient_actor(world, ins_for(1203))).close_record(ins_for(1203), "x")
+    world.access(desk()).reopen_record(ins_for(1200))  # closed in March
+    report = statistics.adoption(world)
+    assert report.closures_per_month == {march: 2, april: 1}
+    assert counters.verify_counters(world) == []  # the same as a recount from the records
+    counters.rebuild_counters(world)
+    assert statistics.adoption(world).closures_per_month == {march: 2, april: 1}
+
+
+def test_the_closures_migration_counts_the_records_closed_before_it(world: Runtime) -> None:
+    """Revision 0014 fills the closures by month from the records closed before it existed."""
+    from alembic import command
+
+    from dmp.records import database
+
+    for i in range(3):
+        _open(world, 1300 + i)
+    for i in range(2):
+        world.access(actors.patient_actor(world, ins_for(1300 + i))).close_record(
+            ins_for(1300 + i), "x"
+        )
+    with database._migration_lock(world.engine) as conn:  # back to before the table
+        command.downgrade(database._alembic_config(conn), "0013")
+        conn.commit()
+    database.upgrade(world.engine)
+    assert statistics.adoption(world).closures_per_month == {f"{world.clock.now():%Y-%m}": 2}
+    assert counters.verify_counters(world) == []

@@ -36,14 +36,19 @@ def test_the_map_in_a_browser(chromium: Any, server: LiveServer) -> None:
             page.locator("svg.carte g.dep[data-departement='37']").get_attribute("data-class")
             == "c0"
         )
-        # Keyboard: the départements are focusable, each with its name, share and rank.
-        touraine = page.locator("svg.carte g.dep[data-departement='37']")
+        # Keyboard: each département is a link to its page, named with its share and rank.
+        touraine = page.locator("svg.carte a[data-departement='37']")
         touraine.focus()
         assert page.evaluate("document.activeElement.getAttribute('data-departement')") == "37"
         assert "Indre-et-Loire (37) : " in (touraine.get_attribute("aria-label") or "")
+        page.keyboard.press("Tab")  # the next département's link
+        assert page.evaluate("document.activeElement.getAttribute('href')").startswith("/stats/")
         assert page.locator("table tr[data-departement='37'] td").nth(3).inner_text() == "1"
         check.check(page, "carte", budget=MAP_BUDGET)
-        # Its page, reached from the ranking: figures, the three trends, the milestones.
+        # Its page, reached from the map and from the ranking: figures, trends, milestones.
+        touraine.click()
+        page.wait_for_url("**/stats/37")
+        page.go_back()
         page.locator("table tr[data-departement='37'] a").click()
         page.wait_for_url("**/stats/37")
         assert page.locator("h1").inner_text() == "Indre-et-Loire (37)"

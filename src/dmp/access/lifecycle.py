@@ -47,7 +47,7 @@ class LifecycleActions(Kernel):
                 purge_due_at=None,
                 deletion_requested_at=None,
             )
-            stats.record_reopened(op.conn, op.scope.departement)
+            stats.record_reopened(op.conn, op.scope.departement, record.closed_at)
             notices.queue(op.conn, op.scope, "record_reopened", now=now)
 
     def declare_death(self, ins: PatientRef, died_on: datetime) -> None:
@@ -76,7 +76,7 @@ class LifecycleActions(Kernel):
             closure_reason=reason,
             closed_by=self.actor.id,
         )
-        stats.record_closed(op.conn, op.scope.departement)
+        stats.record_closed(op.conn, op.scope.departement, now)
         return True
 
     def request_deletion(self, ins: PatientRef) -> datetime:

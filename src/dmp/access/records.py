@@ -124,7 +124,7 @@ class RecordActions(Kernel):
             patients.update_record(
                 op.conn, op.scope, purge_due_at=add_years(now, self._rt.settings.retention_years)
             )
-            stats.record_closed(op.conn, op.scope.departement)
+            stats.record_closed(op.conn, op.scope.departement, now)
             notices.queue(op.conn, op.scope, "record_closed", now=now)
 
     def activate_account(self, ins: PatientRef) -> None:

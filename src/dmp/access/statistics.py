@@ -60,6 +60,9 @@ class AdoptionReport:
     milestones: list[Milestone]
     # month -> opening channel -> records opened (the mix of channels over time)
     channels_per_month: dict[str, dict[str, int]] = field(default_factory=dict)
+    # month -> records closed that month (and still closed): with the openings, the records
+    # active at the end of each month
+    closures_per_month: dict[str, int] = field(default_factory=dict)
 
 
 def _month(value: str | None, name: str) -> str | None:
@@ -124,6 +127,9 @@ def adoption(
         f.channels[channel] = f.channels.get(channel, 0) + n
         f.structure_kinds[kind] = f.structure_kinds.get(kind, 0) + n
         per_month[month] += n
+    closed_months: dict[str, int] = defaultdict(int)
+    for _, month, n in raw["closures"]:
+        closed_months[month] += n
     doc_types: dict[str, int] = defaultdict(int)
     doc_months: dict[str, int] = defaultdict(int)
     for code, month, type_code, n in raw["documents"]:
@@ -156,6 +162,7 @@ def adoption(
         accesses_per_mode=dict(sorted(modes.items())),
         milestones=reached,
         channels_per_month={m: dict(sorted(c.items())) for m, c in sorted(mix.items())},
+        closures_per_month=dict(sorted(closed_months.items())),
     )
 
 

@@ -14,7 +14,7 @@ def verify_counters(rt: Runtime) -> list[str]:
     problems: list[str] = []
     if counted["totals"] != recounted["totals"]:
         problems.append("record totals per département differ from a recount")
-    for key in ("openings", "documents", "accesses"):
+    for key in ("openings", "closures", "documents", "accesses"):
         if sorted(counted[key]) != sorted(recounted[key]):
             problems.append(f"{key} counters differ from a recount")
     return problems

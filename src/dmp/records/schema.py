@@ -409,6 +409,16 @@ stats_openings = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
+# Records closed per département and month of closure (a reopening takes its closure back):
+# with the openings, the records active at the end of each month.
+stats_closures = sa.Table(
+    "stats_closures",
+    metadata,
+    sa.Column("departement", sa.String(3), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 stats_documents = sa.Table(
     "stats_documents",
     metadata,

@@ -22,6 +22,7 @@ from dmp.records.schema import (
     purge_traces,
     records,
     stats_accesses,
+    stats_closures,
     stats_departements,
     stats_documents,
     stats_openings,
@@ -90,13 +91,14 @@ def record_opened(
     return int(rank)
 
 
-def record_closed(conn: Connection, departement: str) -> None:
+def record_closed(conn: Connection, departement: str, at: datetime) -> None:
     c = stats_departements.c
     conn.execute(
         stats_departements.update()
         .where(c.departement == departement)
         .values(active=c.active - 1, closed=c.closed + 1)
     )
+    _bump(conn, stats_closures, {"departement": departement, "month": month(at)})
 
 
 def account_activated(conn: Connection, departement: str) -> None:
@@ -306,6 +308,15 @@ def read_counters(
             .group_by(o.departement, o.month, o.channel, o.structure_kind)
         )
     ]
+    cl = stats_closures.c
+    closures = [
+        (r.departement, r.month, int(r.n))
+        for r in conn.execute(
+            sa.select(cl.departement, cl.month, cl.count.label("n")).where(
+                *where_dept(cl.departement), *_period(cl.month, start, end), cl.count != 0
+            )
+        )
+    ]
     dc = stats_documents.c
     docs = [
         (r.departement, r.month, r.type_code, int(r.n))
@@ -339,6 +350,7 @@ def read_counters(
     return {
         "totals": totals,
         "openings": openings,
+        "closures": closures,
         "documents": docs,
         "accesses": accesses,
         "milestones": reached,
@@ -369,9 +381,10 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         for key, n in values.items():
             into[key] = into.get(key, 0) + int(n)
     out: dict[str, Any] = {"totals": totals}
-    for part in ("openings", "documents", "accesses"):
+    # Traces kept before closures were counted by month have no "closures".
+    for part in ("openings", "closures", "documents", "accesses"):
         summed: dict[tuple[Any, ...], int] = {}
-        for item in [*a[part], *b[part]]:
+        for item in [*a.get(part, []), *b.get(part, [])]:
             key = tuple(item[:-1])
             summed[key] = summed.get(key, 0) + int(item[-1])
         out[part] = [(*k, n) for k, n in summed.items()]
@@ -417,6 +430,16 @@ def recount_rows(conn: Connection, patient_id: str | None = None) -> dict[str, A
             .group_by(p.departement, omonth, r.channel, kind)
         )
     ]
+    cmonth = _month_expr(conn, r.closed_at)
+    closures = [
+        (row[0], row[1], int(row[2]))
+        for row in conn.execute(
+            sa.select(p.departement, cmonth, sa.func.count())
+            .select_from(patients.join(records, r.patient_id == p.id))
+            .where(r.status == "closed", r.closed_at.is_not(None), only(p.id))
+            .group_by(p.departement, cmonth)
+        )
+    ]
     dd = documents.c
     dmonth = _month_expr(conn, dd.submitted_at)
     docs = [
@@ -444,7 +467,13 @@ def recount_rows(conn: Connection, patient_id: str | None = None) -> dict[str, A
             .group_by(p.departement, amonth, ae.purpose)
         )
     ]
-    return {"totals": totals, "openings": openings, "documents": docs, "accesses": accesses}
+    return {
+        "totals": totals,
+        "openings": openings,
+        "closures": closures,
+        "documents": docs,
+        "accesses": accesses,
+    }
 
 
 def rebuild(conn: Connection) -> None:
@@ -453,6 +482,7 @@ def rebuild(conn: Connection) -> None:
     for table in (
         stats_departements,
         stats_openings,
+        stats_closures,
         stats_documents,
         stats_accesses,
         stats_pending,
@@ -476,6 +506,7 @@ def rebuild(conn: Connection) -> None:
             ("departement", "month", "channel", "structure_kind"),
             figures["openings"],
         ),
+        (stats_closures, ("departement", "month"), figures["closures"]),
         (stats_documents, ("departement", "month", "type_code"), figures["documents"]),
         (stats_accesses, ("departement", "month", "purpose"), figures["accesses"]),
     ):
@@ -490,10 +521,15 @@ def rebuild(conn: Connection) -> None:
             conn.execute(table.insert(), batch)
 
 
-def record_reopened(conn: Connection, departement: str) -> None:
+def record_reopened(conn: Connection, departement: str, closed_at: datetime | None) -> None:
+    """A reopened record takes its closure back, in the month it was closed (the figures
+    then count it as never closed, as a recount from the records does)."""
     c = stats_departements.c
     conn.execute(
         stats_departements.update()
         .where(c.departement == departement)
         .values(active=c.active + 1, closed=c.closed - 1)
     )
+    if closed_at is not None:
+        key = {"departement": departement, "month": month(closed_at)}
+        _bump(conn, stats_closures, key, by=-1)

@@ -82,6 +82,7 @@ def report_json(report: AdoptionReport, *, all_departements: bool = False) -> di
         ),
         "departements": [departement_row(f) for f in rows],
         "openings_per_month": {k: suppress(v) for k, v in report.openings_per_month.items()},
+        "closures_per_month": {k: suppress(v) for k, v in report.closures_per_month.items()},
         "documents_per_type": {k: suppress(v) for k, v in report.documents_per_type.items()},
         "documents_per_month": {k: suppress(v) for k, v in report.documents_per_month.items()},
         "accesses_per_mode": {k: suppress(v) for k, v in report.accesses_per_mode.items()},
@@ -265,9 +266,22 @@ def national_trends(report: AdoptionReport) -> dict[str, Any]:
     where = "France entière" if len(report.departements) > 1 else report.departements[0].name
     return {
         "openings": trends.openings_chart(report.openings_per_month, where),
-        "cumulative": trends.cumulative_chart(report.openings_per_month, [], where),
+        "cumulative": trends.cumulative_chart(
+            report.openings_per_month, [], where, _closures(report)
+        ),
         "channels": trends.channels_chart(report.channels_per_month, where),
     }
+
+
+def _closures(report: AdoptionReport) -> dict[str, int] | None:
+    """Closures by month, when the report starts at the origin (records active at the end of
+    a month need every opening and closure before it)."""
+    return report.closures_per_month if report.period[0] is None else None
+
+
+def absent_page(asked: str) -> str:
+    """The page for a code that is no département (404)."""
+    return _TEMPLATES.get_template("absent.html").render(asked=asked[:20])
 
 
 def departement_page(report: AdoptionReport, everywhere: list[DepartementFigures]) -> str:
@@ -301,7 +315,9 @@ def departement_page(report: AdoptionReport, everywhere: list[DepartementFigures
         figures=figures,
         suppressed=SUPPRESSED,
         openings=trends.openings_chart(report.openings_per_month, where),
-        cumulative=trends.cumulative_chart(report.openings_per_month, report.milestones, where),
+        cumulative=trends.cumulative_chart(
+            report.openings_per_month, report.milestones, where, _closures(report)
+        ),
         channels=trends.channels_chart(report.channels_per_month, where),
         milestones=_milestones_fr(report),
     )

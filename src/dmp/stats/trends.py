@@ -103,19 +103,30 @@ def openings_chart(per_month: dict[str, int], where: str) -> Markup | None:
 
 
 def cumulative_chart(
-    per_month: dict[str, int], milestones: list[Milestone], where: str
+    per_month: dict[str, int],
+    milestones: list[Milestone],
+    where: str,
+    closures: dict[str, int] | None = None,
 ) -> Markup | None:
-    """Records opened to date, month by month, with the milestones reached marked."""
+    """Records opened to date, month by month, with the milestones reached marked; with
+    ``closures`` (records closed per month, from the origin), the records active at the end
+    of each month too."""
     if not per_month:
         return None
-    months = _months(min(per_month), max(per_month))
+    months = _months(min(per_month), max([*per_month, *(closures or {})]))
     running = list(itertools.accumulate(per_month.get(m, 0) for m in months))
     reached = {f"{m.reached_at:%Y-%m}": m for m in milestones}
-    chart = pygal.Line(**_config(), y_title="dossiers ouverts depuis l'origine", dots_size=2)
-    chart.title = f"Dossiers ouverts depuis l'origine, et jalons — {where}"
+    chart = pygal.Line(**_config(), y_title="dossiers", dots_size=2)
+    chart.title = f"Dossiers ouverts depuis l'origine, dossiers actifs, et jalons — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
     chart.add("dossiers ouverts (cumul)", [_published(n) for n in running])
+    if closures is not None:
+        closed = itertools.accumulate(closures.get(m, 0) for m in months)
+        chart.add(
+            "dossiers actifs en fin de mois",
+            [_published(n - c) for n, c in zip(running, closed, strict=True)],
+        )
     chart.add(
         "jalon atteint",
         [
@@ -127,7 +138,9 @@ def cumulative_chart(
         stroke=False,
         dots_size=6,
     )
-    return _svg(chart, f"Courbe des dossiers ouverts depuis l'origine avec les jalons, {where}")
+    return _svg(
+        chart, f"Courbe des dossiers ouverts depuis l'origine et des dossiers actifs, {where}"
+    )
 
 
 def channels_chart(per_month: dict[str, dict[str, int]], where: str) -> Markup | None:

@@ -14,8 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from dmp.access.statistics import PublicStatistics
 from dmp.api.deps import public_statistics
 from dmp.domain.geo import geography
-from dmp.errors import NotFound
-from dmp.stats.render import departement_page, html_page, report_json
+from dmp.stats.render import absent_page, departement_page, html_page, report_json
 
 router = APIRouter(tags=["statistics"])
 
@@ -86,8 +85,8 @@ def _html(compressed: bytes, request: Request) -> Response:
 def stats_departement(departement: str, request: Request, stats: Stats) -> Response:
     """One département's page (``/stats/37``): a shareable URL."""
     code = departement.upper()
-    if code not in geography().departements:
-        raise NotFound(f"no département {departement!r}")
+    if code not in geography().departements:  # a page for people, in French, not JSON
+        return HTMLResponse(absent_page(departement), status_code=404)
 
     def draw() -> str:
         return departement_page(stats.adoption([code]), stats.standings())
