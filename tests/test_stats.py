@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -731,3 +732,40 @@ def test_the_closures_migration_counts_the_records_closed_before_it(world: Runti
     database.upgrade(world.engine)
     assert statistics.adoption(world).closures_per_month == {f"{world.clock.now():%Y-%m}": 2}
     assert counters.verify_counters(world) == []
+
+
+def test_an_expired_page_is_served_while_it_is_drawn_anew(
+    client: TestClient, world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one request draws an expired page, the others get the last drawing at once:
+    they do not hold a request thread waiting for it."""
+    from dmp.stats import web
+
+    clock = world.clock
+    assert isinstance(clock, FixedClock)
+    for i in range(20):
+        _open(world, 9200 + i)
+    old = client.get("/stats/37").text
+    assert _active_37(old) == "20"
+    for i in range(20, 40):
+        _open(world, 9200 + i)
+    clock.advance(timedelta(seconds=10))  # expired
+    drawing, finish = threading.Event(), threading.Event()
+    original = web.departement_page
+
+    def held(*args: Any) -> str:
+        drawing.set()
+        finish.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(web, "departement_page", held)
+    answers: list[str] = []
+    drawer = threading.Thread(target=lambda: answers.append(client.get("/stats/37").text))
+    drawer.start()
+    assert drawing.wait(10)
+    assert client.get("/stats/37").text == old  # served at once, the drawing still held
+    assert not finish.is_set() and drawer.is_alive()
+    finish.set()
+    drawer.join(10)
+    assert _active_37(answers[0]) == "40"
+    assert _active_37(client.get("/stats/37").text) == "40"

@@ -27,8 +27,10 @@ class PageCache:
     """Rendered public pages, kept gzip-compressed for ``DMP_STATS_PAGE_SECONDS``: drawing the
     map and the pygal charts costs more than the 300 ms a page may take on a million records,
     and the figures of a public page may be that many seconds old. Only the pages without
-    parameters are kept (``/stats`` and one per département: a bounded set); one request
-    draws a page while the others asking for it wait for that drawing, not their own."""
+    parameters are kept (``/stats`` and one per département: a bounded set). One request
+    draws an expired page; the others asking for it meanwhile get the last drawing at once
+    (they neither draw it again nor hold a request thread waiting); only when there is no
+    drawing yet do they wait for the first."""
 
     def __init__(self) -> None:
         self._pages: dict[str, tuple[datetime, bytes]] = {}
@@ -40,14 +42,23 @@ class PageCache:
             return gzip.compress(draw().encode("utf-8"), compresslevel=6)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        kept = self._pages.get(key)
+        if kept is not None and stats.now() < kept[0]:
+            return kept[1]
+        if kept is None:
+            lock.acquire()
+        elif not lock.acquire(blocking=False):
+            return kept[1]  # being drawn anew: the last drawing meanwhile
+        try:
             kept = self._pages.get(key)
             now = stats.now()
             if kept is not None and now < kept[0]:
-                return kept[1]
+                return kept[1]  # drawn while this request waited
             body = gzip.compress(draw().encode("utf-8"), compresslevel=9)
             self._pages[key] = (now + timedelta(seconds=stats.page_seconds), body)
             return body
+        finally:
+            lock.release()
 
 
 @router.get("/stats", response_class=HTMLResponse, name="stats_page")
