@@ -619,6 +619,17 @@ def test_doc_x_example_then_its_replacement(client: TestClient, world: Runtime) 
         client.post("/fhir", content=json.dumps(replacement).replace("doc-x-id", doc_id), headers=h)
     )
     assert _ok(client.get(f"/fhir/DocumentReference/{doc_id}", headers=h))["status"] == "superseded"
+    # The replacement's SNOMED CT facility type and practice setting come back with their
+    # system (codes of another system than the national sets' are kept as sent).
+    q = {"patient.identifier": f"urn:oid:{CDA_INS.oid}|{CDA_INS.value}"}
+    current = _ok(client.get("/fhir/DocumentReference", params=q, headers=h))["entry"]
+    context = current[0]["resource"]["context"]
+    assert context["facilityType"]["coding"] == [
+        {"system": "http://snomed.info/sct", "code": "22232009"}
+    ]
+    assert context["practiceSetting"]["coding"] == [
+        {"system": "http://snomed.info/sct", "code": "394802001"}
+    ]
 
 
 INSEE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"

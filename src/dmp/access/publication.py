@@ -173,6 +173,8 @@ class PublicationActions(Kernel):
             "service_stop": meta.service_stop,
             "facility_type": meta.facility_type,
             "practice_setting": meta.practice_setting,
+            "facility_system": meta.facility_system,
+            "practice_system": meta.practice_system,
             "author_kind": author_kind,
             "author_id": self.actor.id,
             "author_structure": self.actor.structure_id,
@@ -403,6 +405,10 @@ def _validate_new_document(
         value = getattr(meta, name)
         if value is not None and len(value) > 20:
             raise InvalidInput(f"{name} has at most 20 characters")
+    for name in ("facility_system", "practice_system"):
+        value = getattr(meta, name)
+        if value is not None and not (0 < len(value) <= 120 and value.isprintable()):
+            raise InvalidInput(f"{name} is a code system URI of at most 120 characters")
     if meta.unique_id is not None and not (0 < len(meta.unique_id) <= 128):
         raise InvalidInput("a unique id has 1 to 128 characters")
     if not meta.title.strip() or len(meta.title) > 250:

@@ -63,6 +63,9 @@ class NewDocument:
     invisible_representatives: bool = False
     facility_type: str | None = None
     practice_setting: str | None = None
+    # The code systems of those two when they are not the national sets' (SNOMED CT...).
+    facility_system: str | None = None
+    practice_system: str | None = None
     language: str = "fr-FR"
     expected_size: int | None = None
     expected_sha1: str | None = None  # hex

@@ -63,12 +63,22 @@ def patient_ref(reference: str, *, test_mode: bool) -> PatientRef:
 # -- DocumentReference out ------------------------------------------------------------------------
 
 
-def coded(vs: valuesets.ValueSet, code: str) -> dict[str, Any]:
-    """A CodeableConcept with the system and display name its value set gives."""
+def coded(vs: valuesets.ValueSet, code: str, system: str | None = None) -> dict[str, Any]:
+    """A CodeableConcept with the system and display name its value set gives; a code of
+    another system (``system``: SNOMED CT in the DMP guide's examples) as it was sent."""
     concept = vs.concepts.get(code)
+    if system is not None and system not in _systems(vs):
+        return {"coding": [{"system": system, "code": code}]}
     if concept is None:
         return {"coding": [{"code": code}]}
     return {"coding": [{"system": concept.system, "code": code, "display": concept.display}]}
+
+
+def _systems(vs: valuesets.ValueSet) -> set[str]:
+    """The code systems of a set, as FHIR names them and as ``urn:oid:``."""
+    return {c.system for c in vs.concepts.values()} | {
+        f"urn:oid:{c.system_oid}" for c in vs.concepts.values()
+    }
 
 
 def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
@@ -152,10 +162,12 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
     if doc.service_stop:
         resource["context"]["period"]["end"] = iso(doc.service_stop)
     if doc.facility_type:
-        resource["context"]["facilityType"] = coded(valuesets.facility_types(), doc.facility_type)
+        resource["context"]["facilityType"] = coded(
+            valuesets.facility_types(), doc.facility_type, doc.facility_system
+        )
     if doc.practice_setting:
         resource["context"]["practiceSetting"] = coded(
-            valuesets.practice_settings(), doc.practice_setting
+            valuesets.practice_settings(), doc.practice_setting, doc.practice_system
         )
     if doc.replaces_id:
         resource["relatesTo"] = [
@@ -241,9 +253,7 @@ def checked_codes(
     own code systems must be in the set (422 naming the element); codes of other systems (the
     DMP guide's examples send SNOMED CT) are taken as they are."""
     found = codes(concept)
-    systems = {c.system for c in vs.concepts.values()} | {
-        f"urn:oid:{c.system_oid}" for c in vs.concepts.values()
-    }
+    systems = _systems(vs)
     for system, code in found:
         if system in systems and code not in vs:
             raise InvalidInput(
@@ -251,6 +261,14 @@ def checked_codes(
                 reason=f"DocumentReference.{element}",
             )
     return found
+
+
+def _other_system(found: list[tuple[str | None, str]], vs: valuesets.ValueSet) -> str | None:
+    """The system of the first coding when it is not one of the set's own (kept to be given
+    back as sent); None for the set's systems or no system."""
+    if not found or found[0][0] is None or found[0][0] in _systems(vs):
+        return None
+    return found[0][0]
 
 
 def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocument, str | None]:
@@ -315,6 +333,8 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         invisible_representatives=flags[VisibilityFlag.INVISIBLE_REPRESENTANTS_LEGAUX],
         facility_type=facility[0][1] if facility else None,
         practice_setting=setting[0][1] if setting else None,
+        facility_system=_other_system(facility, valuesets.facility_types()),
+        practice_system=_other_system(setting, valuesets.practice_settings()),
         language=str(att.get("language") or "fr-FR"),
         expected_size=int(size) if size is not None else None,
         expected_sha1=sha1,

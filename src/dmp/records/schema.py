@@ -294,6 +294,8 @@ documents = sa.Table(
     sa.Column("service_stop", UtcDateTime),
     sa.Column("facility_type", sa.String(20)),
     sa.Column("practice_setting", sa.String(20)),
+    sa.Column("facility_system", sa.String(120)),  # None: the national set's own system
+    sa.Column("practice_system", sa.String(120)),
     sa.Column("author_kind", sa.String(20), nullable=False),
     sa.Column("author_id", sa.String(64), nullable=False),
     sa.Column("author_structure", sa.String(32)),

@@ -106,6 +106,10 @@ class DocumentRow:
     submitted_at: datetime
     latest: bool
     version_at: datetime | None
+    # The code systems of the facility type and practice setting when they are not the
+    # national sets' (the DMP guide's examples send SNOMED CT); None: the set's own.
+    facility_system: str | None = None
+    practice_system: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
