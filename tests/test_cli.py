@@ -244,3 +244,18 @@ def test_jobs_run_and_the_outbox_commands(env: dict[str, str]) -> None:
     assert dmp(env, "notifications", "retry", notice_id).returncode == 0
     assert dmp(env, "notifications", "retry", "nonexistent").returncode == 2
     assert "dead" not in dmp(env, "notifications", "list", "--failed").stdout.split("\n", 1)[1]
+
+
+def test_dmp_stats_loads_no_page_or_token_library() -> None:
+    """`dmp stats` is timed as a whole command (process start included, bench/stats_bench.py):
+    the command modules load jinja2, pygal, JWT and the portal only where they are used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dmp.cli, dmp.cli.reports, dmp.stats.render; "
+        "print(sorted(m for m in ('jinja2', 'pygal', 'jwt', 'dmp.access.portal') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

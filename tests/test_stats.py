@@ -229,7 +229,8 @@ def test_milestones_are_recorded_once(rt: Runtime) -> None:
     ]
     assert report.milestones[0].structure_id == desk().structure_id
     assert report.milestones[0].structure_name == f"STRUCTURE {desk().structure_id}"
-    from dmp.stats.render import html_page, report_table
+    from dmp.stats.pages import html_page
+    from dmp.stats.render import report_table
 
     assert "3e dossier de Indre-et-Loire (37)" in report_table(report)
     assert f"par STRUCTURE {desk().structure_id} (pharmacy)" in report_table(report)
@@ -366,7 +367,7 @@ def test_the_page_escapes_what_the_directory_says() -> None:
     from datetime import UTC, datetime
 
     from dmp.access.statistics import AdoptionReport, DepartementFigures, Milestone
-    from dmp.stats.render import html_page
+    from dmp.stats.pages import html_page
 
     hostile = '<script>alert("x")</script>'
     figures = DepartementFigures("37", hostile, "metro", 600_000, opened_total=50, active=40)

@@ -7,7 +7,6 @@ from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind
-from dmp.identity.tokens import issue_token
 from dmp.records import directory
 
 
@@ -59,6 +58,8 @@ def token_for(
     justification = (justification or "").strip() or None
     if purpose is PurposeOfUse.EMERGENCY and (justification is None or patient is None):
         raise InvalidInput("an emergency token needs a justification and the patient's INS")
+    from dmp.identity.tokens import issue_token  # (and JWT) loaded by the callers that need it
+
     if patient is not None:
         patient = parse_ins(patient.value, patient.oid, test_mode=rt.settings.test_mode)
     return issue_token(

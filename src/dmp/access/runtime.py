@@ -27,7 +27,6 @@ from dmp.domain.ins import Ins
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError
 from dmp.identity.actor import Actor
-from dmp.identity.tokens import Grant
 from dmp.records import audit_log, database, keys
 
 # Exceptions the application turns into 503 with Retry-After (the pool's wait for a free
@@ -36,6 +35,7 @@ UNAVAILABLE = database.POOL_EXHAUSTED
 
 if TYPE_CHECKING:
     from dmp.access.gateway import RecordAccess
+    from dmp.identity.tokens import Grant
 
 
 @dataclass
@@ -107,6 +107,8 @@ class Runtime:
         scopes: frozenset[str] | None = None,
     ) -> RecordAccess:
         """A gate for in-process callers (commands, jobs, tests): the grant is built here."""
+        from dmp.identity.tokens import Grant  # (and JWT) loaded by the commands that need it
+
         grant = Grant(
             actor, scopes=scopes, purpose=purpose, justification=justification, patient=patient
         )

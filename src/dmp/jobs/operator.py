@@ -13,20 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
-from dmp.access.portal import Portal
-from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.identity.actor import Actor, ActorKind, system_actor
-from dmp.jobs import clients, counters, directory, maintenance, notify, scheduler
+from dmp.jobs import counters, directory, maintenance, notify, scheduler
 from dmp.jobs.directory_import import ImportSummary
 from dmp.records import outbox
 from dmp.records.outbox import Notice
 
 if TYPE_CHECKING:
     from dmp.access.gateway import RecordAccess
+    from dmp.access.provisioning import Provisioning
 
 
 class Operator:
@@ -71,6 +70,8 @@ class Operator:
     def register_client(
         self, *, name: str, structure_id: str, jwks: dict[str, Any], scopes: frozenset[str] | None
     ) -> str:
+        from dmp.jobs import clients  # (and JWT) loaded by the command that needs it
+
         return clients.register_client(
             self._rt, name=name, structure_id=structure_id, jwks=jwks, scopes=scopes
         )
@@ -95,6 +96,8 @@ class Operator:
         ins: Ins | None = None,
     ) -> tuple[str, datetime]:
         """A portal account for a professional, desk agent or representative, and its code."""
+        from dmp.access.portal import Portal  # loaded by the commands that need it
+
         if ins is not None:
             ins = parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
         return Portal(self._rt).invite(
@@ -122,6 +125,8 @@ class Operator:
             return outbox.retry(conn, notice_id, self._rt.clock.now())
 
     def provisioning(self) -> Provisioning:
+        from dmp.access.provisioning import Provisioning
+
         return Provisioning(self._rt)
 
     def load_demo(self) -> list[str]:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
 from dmp.domain.ins import PatientKey
 from dmp.identity.actor import system_actor
@@ -56,6 +55,8 @@ def _purge(rt: Runtime, worker: str, report: RunReport) -> None:
 
 def _provisioning(rt: Runtime, worker: str, report: RunReport) -> None:
     """Opt-out provisioning: open the records whose objection period ended."""
+    from dmp.access.provisioning import Provisioning  # loaded by the runs that need it
+
     opened = Provisioning(rt).open_due()
     if opened:
         report.lines.append(f"opened after the objection period: {opened} records")

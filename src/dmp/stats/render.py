@@ -11,11 +11,8 @@ import csv
 import io
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from dmp.access.statistics import AdoptionReport, DepartementFigures
-from dmp.domain.french import date_fr, number_fr, percent_fr
-from dmp.stats import mapping, trends
+from dmp.domain.french import number_fr, percent_fr
 
 SUPPRESSED = "< 10"
 THRESHOLD = 10
@@ -150,13 +147,13 @@ def report_table(report: AdoptionReport) -> str:
                 f.code,
                 f.name[:24],
                 number_fr(f.population),
-                _cell("records_opened", r["records_opened"]),
-                _cell("records_active", r["records_active"]),
-                _cell("records_closed", r["records_closed"]),
-                _cell("penetration_percent", r["penetration_percent"]),
-                _cell("accounts_activated", r["accounts_activated"]),
-                _cell("documents", r["documents"]),
-                _cell("accesses", suppress(accesses)),
+                cell("records_opened", r["records_opened"]),
+                cell("records_active", r["records_active"]),
+                cell("records_closed", r["records_closed"]),
+                cell("penetration_percent", r["penetration_percent"]),
+                cell("accounts_activated", r["accounts_activated"]),
+                cell("documents", r["documents"]),
+                cell("accesses", suppress(accesses)),
             )
         )
     widths = [
@@ -178,146 +175,10 @@ def report_table(report: AdoptionReport) -> str:
     return "\n".join(text)
 
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("dmp.stats", "templates"),
-    autoescape=select_autoescape(("html", "svg")),
-    trim_blocks=False,
-)
-
-
-def _map(report: AdoptionReport) -> dict[str, Any]:
-    """The map of France: every département coloured by the class of its published share."""
-    return mapping.map_context(report, mapping.shares_of(report.departements, published_share))
-
-
-def _ranking(report: AdoptionReport) -> list[dict[str, Any]]:
-    """The map's figures as a table (its accessible twin), by département code."""
-    shares = mapping.shares_of(report.departements, published_share)
-    return [
-        {
-            "code": e.code,
-            "name": e.name,
-            "share": SUPPRESSED if e.share is None else percent_fr(e.share),
-            "rank": "—" if e.rank is None else str(e.rank),
-            "klass": "effectif inférieur à 10" if e.klass is None else mapping.class_label(e.klass),
-        }
-        for e in mapping.entries(report.departements, shares)
-    ]
-
-
-def _cell(key: str, value: Any) -> str:
+def cell(key: str, value: Any) -> str:
+    """A figure of a row as a table shows it (French notation)."""
     if key == "penetration_percent" and isinstance(value, float):
         return percent_fr(value).removesuffix("\u202f%")
     if isinstance(value, int) and key != "departement":
         return number_fr(value)
     return str(value)
-
-
-_COLUMNS = (
-    "departement",
-    "name",
-    "population",
-    "records_opened_total",
-    "records_active",
-    "penetration_percent",
-    "accounts_activated",
-    "documents",
-)
-
-
-def html_page(report: AdoptionReport) -> str:
-    """The public page (Jinja2, autoescaped): the chart, the table, the milestones."""
-    data = report_json(report)
-    return _TEMPLATES.get_template("stats.html").render(
-        suppressed=SUPPRESSED,
-        map=_map(report),
-        ranking=_ranking(report),
-        trends=national_trends(report),
-        rows=[[_cell(k, r[k]) for k in _COLUMNS] for r in data["departements"]],
-        milestones=[
-            {
-                "threshold": thousands(m["threshold"]),
-                "name": m["name"],
-                "departement": m["departement"],
-                "date": m["reached_at"][:10],
-                "by": m["structure_name"] or m["structure"] or "—",
-                "channel": m["channel"],
-            }
-            for m in data["milestones"]
-        ],
-    )
-
-
-def _milestones_fr(report: AdoptionReport) -> list[dict[str, str]]:
-    return [
-        {
-            "threshold": number_fr(m.threshold),
-            "name": m.name,
-            "departement": m.departement,
-            "date": date_fr(m.reached_at),
-            "by": m.structure_name or m.structure_id or "—",
-            "channel": trends.CHANNELS.get(m.channel, m.channel),
-        }
-        for m in report.milestones
-    ]
-
-
-def national_trends(report: AdoptionReport) -> dict[str, Any]:
-    where = "France entière" if len(report.departements) > 1 else report.departements[0].name
-    return {
-        "openings": trends.openings_chart(report.openings_per_month, where),
-        "cumulative": trends.cumulative_chart(
-            report.openings_per_month, [], where, _closures(report)
-        ),
-        "channels": trends.channels_chart(report.channels_per_month, where),
-    }
-
-
-def _closures(report: AdoptionReport) -> dict[str, int] | None:
-    """Closures by month, when the report starts at the origin (records active at the end of
-    a month need every opening and closure before it)."""
-    return report.closures_per_month if report.period[0] is None else None
-
-
-def absent_page(asked: str) -> str:
-    """The page for a code that is no département (404)."""
-    return _TEMPLATES.get_template("absent.html").render(asked=asked[:20])
-
-
-def departement_page(report: AdoptionReport, everywhere: list[DepartementFigures]) -> str:
-    """The page of one département (``/stats/37``): its figures and rank, its trends, its
-    milestones and its channel mix. ``everywhere`` (every département's totals) gives the
-    rank."""
-    f = report.departements[0]
-    shares = mapping.shares_of(everywhere, published_share)
-    entry = next(e for e in mapping.entries(everywhere, shares) if e.code == f.code)
-    row = departement_row(f)
-    figures = [
-        ("Population légale", number_fr(f.population)),
-        (
-            "Dossiers ouverts depuis l'origine",
-            _cell("records_opened_total", row["records_opened_total"]),
-        ),
-        ("Dossiers actifs", _cell("records_active", row["records_active"])),
-        ("Dossiers clos", _cell("records_closed", row["records_closed"])),
-        (
-            "Part de la population disposant d'un dossier actif",
-            SUPPRESSED if entry.share is None else percent_fr(entry.share),
-        ),
-        ("Rang parmi les départements", "—" if entry.rank is None else str(entry.rank)),
-        ("Comptes activés", _cell("accounts_activated", row["accounts_activated"])),
-        ("Documents déposés", _cell("documents", row["documents"])),
-    ]
-    where = f"{f.name} ({f.code})"
-    return _TEMPLATES.get_template("departement.html").render(
-        name=f.name,
-        code=f.code,
-        figures=figures,
-        suppressed=SUPPRESSED,
-        openings=trends.openings_chart(report.openings_per_month, where),
-        cumulative=trends.cumulative_chart(
-            report.openings_per_month, report.milestones, where, _closures(report)
-        ),
-        channels=trends.channels_chart(report.channels_per_month, where),
-        milestones=_milestones_fr(report),
-    )

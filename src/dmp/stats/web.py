@@ -14,7 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 from dmp.access.statistics import PublicStatistics
 from dmp.api.deps import public_statistics
 from dmp.domain.geo import geography
-from dmp.stats.render import absent_page, departement_page, html_page, report_json
+from dmp.stats.pages import absent_page, departement_page, html_page
+from dmp.stats.render import report_json
 
 router = APIRouter(tags=["statistics"])
 
