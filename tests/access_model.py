@@ -116,3 +116,91 @@ def holder_sees(world: ModelWorld, *, representative: bool) -> set[str]:
         for doc_id, d in world.docs.items()
         if not d.hidden_from_patient and not (representative and d.hidden_from_representatives)
     }
+
+
+# -- every action, not only reading (docs/access-rules.md, "Order of the rules") ---------------
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the rules about actions need to know of one record."""
+
+    world: ModelWorld
+    closed: bool
+    deletion_pending: bool
+    account_activated: bool
+
+
+@dataclass(frozen=True)
+class ModelActor:
+    """Who acts: ``holder``, ``representative`` (registered), ``stranger`` (another patient or
+    an unregistered representative), ``professional``, ``desk`` or ``system``."""
+
+    kind: str
+    id: str = ""
+    structure: str | None = None
+    pro: ModelProfessional | None = None
+    forbidden: bool = False
+
+
+# The actions, in the words of the table under "Order of the rules".
+HOLDER_ONLY = {
+    "close",
+    "settings",
+    "block",
+    "unblock",
+    "request_deletion",
+    "withdraw_deletion",
+    "name_gp",
+}
+SYSTEM_ONLY = {"register_representative", "shred_keys", "declare_death", "purge"}
+DESK = {"letter", "recovery", "reopen"}
+
+
+def may_act(
+    record: ModelRecord, who: ModelActor, action: str, mode: str, subject: str | None = None
+) -> bool:
+    """Whether the rules let ``who`` do ``action`` on the record (``subject``: the professional
+    a consent, a care-team entry or a GP designation names). A state conflict after the rules
+    (closing a closed record, a recovery already under way) is not the rules' business."""
+    w = record.world
+    if action == "open":
+        return False  # the record exists: nobody opens it again, system jobs included
+    if who.kind == "system":  # 1
+        return True
+    if action in SYSTEM_ONLY:  # 2
+        return False
+    if who.forbidden:  # 3
+        return False
+    if who.kind in ("professional", "desk") and who.id in w.blocked:  # 4
+        return False
+    if action in ("consent", "care_team", "name_gp") and subject in w.blocked:  # 5
+        return False
+    if action == "reopen" and record.deletion_pending:  # 6
+        return False
+    if who.kind in ("holder", "representative"):  # 7
+        return action not in ("letter", "recovery")
+    if action in DESK:  # 8
+        if who.kind not in ("desk", "professional") or not who.structure:
+            return False
+        if action == "reopen":
+            return True
+        if record.closed:
+            return False
+        return (action == "letter") != record.account_activated
+    if who.kind != "professional":  # 9
+        return False
+    assert who.pro is not None
+    if record.closed:  # 10, AC-1
+        return False
+    if action == "deposit":
+        return who.structure is not None
+    if action == "consent":
+        return subject in (None, who.id)
+    if action == "history":
+        return True
+    if action == "care_team":
+        return mode == "normal" and professional_sees(w, who.pro, mode) is not REFUSED
+    if action == "read":
+        return professional_sees(w, who.pro, mode) is not REFUSED
+    return False

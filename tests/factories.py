@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -100,10 +101,20 @@ def desk() -> Actor:
     return actors.desk_actor("desk-1", PHARMACY)
 
 
+def demographics_for(ins: Ins, commune: str = "37003", **changes: object) -> Demographics:
+    """A fictional identity that agrees with what the INS encodes (sex, birth year, month)."""
+    sex = "M" if ins.value[0] in "1357" else "F"
+    year = int(ins.value[1:3])
+    month = int(ins.value[3:5])
+    born = date(1900 + year if year > 26 else 2000 + year, month if 1 <= month <= 12 else 6, 17)
+    demo = Demographics("EXEMPLE", "CAMILLE", sex, born, commune)
+    return replace(demo, **changes)  # type: ignore[arg-type]
+
+
 def open_record(rt: Runtime, ins: Ins, commune: str = "37003") -> None:
     rt.access(desk()).open_record(
         ins,
-        Demographics("EXEMPLE", "CAMILLE", "F", date(1984, 5, 17), commune),
+        demographics_for(ins, commune),
         channel=CreationChannel.PHARMACY,
         patient_consent=True,
     )

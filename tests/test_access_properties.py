@@ -111,13 +111,15 @@ def _build(rt: Runtime, w: World) -> tuple[Ins, dict[str, Doc]]:
         rt.access(pro(rt, ps)).declare_consent(ins)
     for ps in w.care_team:
         holder.declare_care_team(ins, ps)
+    if w.medecin_traitant:
+        # Named before any block: a blocked professional is not named GP (AC-3), but a GP
+        # the holder blocks afterwards stays named and is refused.
+        holder.update_settings(ins, medecin_traitant=w.medecin_traitant)
     for ps in w.blocked:
         holder.block_professional(ins, ps)
     holder.update_settings(
         ins, mask_all=w.mask_all, oppose_bris_de_glace=w.oppose_bdg, oppose_centre_15=w.oppose_c15
     )
-    if w.medecin_traitant:
-        holder.update_settings(ins, medecin_traitant=w.medecin_traitant)
     rt.access(system_actor("test")).add_representative(ins, "rep-1", "PARENT", "pere")
     return ins, ids
 

@@ -132,7 +132,7 @@ def test_record_open_show_close(env: dict[str, str]) -> None:
         "--sex",
         "U",
         "--birth-date",
-        "2001-02-03",
+        "1983-04-03",  # as ins_for(3) encodes it
         "--commune",
         "2A004",
         "--patient-consent",

@@ -171,7 +171,7 @@ def test_comprehensive_docref_example_with_its_binary(client: TestClient, world:
 def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> None:
     from tests.factories import ins_for
 
-    ins = ins_for(41)
+    ins = ins_for(600)  # a man born in January 1980, as the example says (an INS agrees)
     patient = example("pdsm/example/Patient-fr-patient-123.json", ins)
     patient["identifier"] = [{"system": f"urn:oid:{ins.oid}", "value": ins.value}]
     patient["address"] = [{"postalCode": "37400", "city": "Amboise"}]
@@ -652,7 +652,7 @@ def test_patient_commune_as_integrators_send_it(
 ) -> None:
     from tests.factories import ins_for
 
-    ins = ins_for(42)
+    ins = ins_for(660)  # a man born in January 1980, as the example says
     patient = example("pdsm/example/Patient-fr-patient-123.json", ins)
     patient["identifier"] = [{"system": f"urn:oid:{ins.oid}", "value": ins.value}]
     patient["address"] = [address]

@@ -40,7 +40,7 @@ def _open(client: TestClient, rt: Runtime) -> None:
             "birth_family_name": "EXEMPLE",
             "given_names": "ALIX",
             "sex": "F",
-            "birth_date": "1990-04-12",
+            "birth_date": "1987-08-12",  # as INS (ins_for(7)) encodes them
             "residence_commune": "37003",
         },
         "channel": "pharmacy",
@@ -249,8 +249,8 @@ def test_record_opened_twice_is_a_conflict(client: TestClient, world: Runtime) -
         "demographics": {
             "birth_family_name": "AUTRE",
             "given_names": "X",
-            "sex": "M",
-            "birth_date": "1990-04-12",
+            "sex": "F",
+            "birth_date": "1987-08-30",
             "residence_commune": "37003",
         },
         "channel": "pharmacy",

@@ -18,7 +18,16 @@ from dmp.errors import Conflict, Forbidden, IntegrityFailure, NotFound
 from dmp.identity.actor import system_actor
 from dmp.jobs import counters, maintenance, scheduler
 from dmp.records import lifecycle
-from tests.factories import GP, T0, desk, ins_for, new_document, open_record, pro
+from tests.factories import (
+    GP,
+    T0,
+    demographics_for,
+    desk,
+    ins_for,
+    new_document,
+    open_record,
+    pro,
+)
 
 PATIENT_TABLES = (
     "documents",
@@ -219,9 +228,10 @@ def test_concurrent_purges_and_provisioning_openings_happen_once(
 
     service = Provisioning(world)
     informed = (clock.now() - timedelta(days=50)).date().isoformat()
+    people = [(ins_for(i), demographics_for(ins_for(i))) for i in range(400, 420)]
     lines = [
-        f"{ins_for(i).value},1.2.250.1.213.1.4.10,EXEMPLE,ALIX,F,1980-01-02,37003,{informed}"
-        for i in range(400, 420)
+        f"{ins.value},1.2.250.1.213.1.4.10,EXEMPLE,ALIX,{d.sex},{d.birth_date},37003,{informed}"
+        for ins, d in people
     ]
     service.import_csv("ins,oid,nom,prenoms,sexe,naissance,commune,informe_le\n" + "\n".join(lines))
     start = threading.Barrier(4)

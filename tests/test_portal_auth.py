@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from dmp.access import codes
-from dmp.access.portal import ENROL, FULL, LOCK_AFTER, SECOND, Portal, Session
+from dmp.access.portal import ENROL, FULL, SECOND, Portal, Session
 from dmp.access.runtime import Runtime
+from dmp.access.throttle import LOGIN_SOURCE
 from dmp.clock import FixedClock
 from dmp.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, TooManyRequests
 from dmp.identity.actor import ActorKind
@@ -109,7 +110,7 @@ def test_only_a_desk_or_a_professional_of_a_structure_prints_a_letter(
         world.access(desk()).issue_activation_code(ins)  # not for a closed record
 
 
-def test_failures_say_the_same_for_unknown_and_known_identifiers_and_lock_after_five(
+def test_failures_say_the_same_for_unknown_and_known_identifiers_and_hold_back_the_source(
     world: Runtime, portal: Portal, clock: FixedClock
 ) -> None:
     ins = ins_for(5)
@@ -124,16 +125,21 @@ def test_failures_say_the_same_for_unknown_and_known_identifiers_and_lock_after_
         messages.add(refused.value.message)
     assert len(messages) == 1
 
-    for _ in range(LOCK_AFTER - 1):
+    for _ in range(LOGIN_SOURCE.count):
         with pytest.raises(NotAuthenticated):
             portal.login(letter.login, "still wrong", "10.0.0.4")
-    # Locked now: even the right password is refused, with the same message.
+    # That source is held back now: even the right password is refused from it, with the
+    # same message; another source is not (a stranger's failures never lock the holder out).
     with pytest.raises(NotAuthenticated) as locked:
         portal.login(letter.login, PASSWORD, "10.0.0.4")
     assert locked.value.message in messages
-    # The lock lasts 1, then 2, 4... minutes: after it, the right password works again.
+    assert portal.login(letter.login, PASSWORD, "10.0.0.5").stage == SECOND
+    # The hold lasts 1, then 2, 4... minutes: after it, the right password works again.
     clock.advance(timedelta(minutes=5))
-    assert _login(portal, clock, letter.login, secret).stage == FULL
+    second = portal.login(letter.login, PASSWORD, "10.0.0.4")
+    assert portal.second_factor(second, pyotp.TOTP(secret).at(clock.now()), "10.0.0.4").stage == (
+        FULL
+    )
 
 
 def test_totp_codes_do_not_replay_and_recovery_codes_work_once(

@@ -140,9 +140,10 @@ def test_the_whole_story_in_a_browser(
     page.get_by_label("Nom de naissance").fill("EXEMPLE")
     page.get_by_label("Prénoms").fill("CAMILLE")
     page.get_by_label("Sexe").select_option("F")
-    page.get_by_label("Date de naissance").fill("1984-05-17")
+    page.get_by_label("Date de naissance").fill("1991-08-17")  # as the INS encodes it
     page.get_by_label("Code INSEE de la commune de résidence").fill("37003")
-    page.get_by_label("J'ai vérifié l'identité du patient sur une pièce d'identité").check()
+    page.get_by_label("Pièce d'identité vérifiée").select_option("CN")
+    page.get_by_label("J'ai vérifié l'identité du patient sur cette pièce d'identité").check()
     page.get_by_label("Le patient, informé, consent à l'ouverture de son dossier").check()
     page.get_by_role("button", name="Ouvrir le dossier").click()
     check.check(page, "dossier-ouvert")

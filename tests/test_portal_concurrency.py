@@ -1,6 +1,6 @@
 """Portal writes that race, fired 20 at a time on PostgreSQL: a code is spent once, a TOTP code
 logs in once, every failed attempt is counted, concurrent letters leave one account and one
-working code."""
+working code, a recovery started twice sends one code, a recovery code sets one password."""
 
 from __future__ import annotations
 
@@ -10,12 +10,20 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import codes
+from dmp.access import codes, throttle
 from dmp.access.portal import FULL, Portal, Session
 from dmp.access.runtime import Runtime
+from dmp.access.views import Recovery
 from dmp.clock import FixedClock
-from dmp.errors import NotAuthenticated
-from dmp.records.schema import activation_codes, portal_accounts
+from dmp.crypto import envelope
+from dmp.errors import Conflict, NotAuthenticated
+from dmp.records.schema import (
+    activation_codes,
+    audit_events,
+    auth_throttle,
+    notifications,
+    portal_accounts,
+)
 from tests.factories import desk, ins_for, open_record
 from tests.test_concurrency import _race
 
@@ -59,11 +67,17 @@ def test_every_failed_attempt_is_counted(world: Runtime) -> None:
     portal, login, code = _patient_account(world, 43)
     _race(N, lambda i: portal.start_activation(login, "WRONG-CODE-0000", f"10.3.0.{i}"))
     with world.engine.connect() as conn:
-        failures = conn.execute(
-            sa.select(portal_accounts.c.failed_logins).where(portal_accounts.c.login == login)
+        account_id = conn.execute(
+            sa.select(portal_accounts.c.id).where(portal_accounts.c.login == login)
         ).scalar_one()
-    assert failures == N
-    with pytest.raises(NotAuthenticated):  # locked: even the right code waits
+        failures = conn.execute(
+            sa.select(auth_throttle.c.count).where(
+                auth_throttle.c.key == throttle._key(throttle.LOGIN_ACCOUNT, account_id)
+            )
+        ).scalar_one()
+    assert failures == N == throttle.LOGIN_ACCOUNT.count
+    # Held back account-wide now: even the right code waits, from a device never used.
+    with pytest.raises(NotAuthenticated):
         portal.start_activation(login, code, "10.3.1.1")
 
 
@@ -94,3 +108,63 @@ def test_concurrent_letters_leave_one_account_and_one_working_code(world: Runtim
     assert len(live) == 1 and live[0] in printed
     letter = printed[live[0]]
     assert Portal(world).start_activation(letter.login, letter.code, "10.4.0.1").stage
+
+
+def _activated_holder(world: Runtime, clock: FixedClock, i: int) -> str:
+    portal, login, code = _patient_account(world, i)
+    enrol = portal.set_password(
+        portal.start_activation(login, code, f"10.5.{i}.1"), PASSWORD, PASSWORD
+    )
+    secret = portal.enrolment(enrol).secret
+    portal.confirm_enrolment(enrol, pyotp.TOTP(secret).at(clock.now()))
+    return login
+
+
+def test_a_recovery_started_twice_at_once_sends_one_code(world: Runtime, clock: FixedClock) -> None:
+    login = _activated_holder(world, clock, 45)
+    ins = ins_for(45)
+    assert ins.value == login
+    results = _race(N, lambda i: world.access(desk()).start_account_recovery(ins))
+    started = [r for r in results if isinstance(r, Recovery)]
+    assert len(started) == 1
+    assert all(isinstance(r, Conflict) for r in results if not isinstance(r, Recovery))
+    with world.engine.connect() as conn:
+        live = conn.execute(
+            sa.select(sa.func.count()).where(
+                activation_codes.c.purpose == "recovery",
+                activation_codes.c.used_at.is_(None),
+                activation_codes.c.expires_at > world.clock.now(),
+            )
+        ).scalar_one()
+        sent = conn.execute(
+            sa.select(sa.func.count()).where(notifications.c.kind == "account_recovery")
+        ).scalar_one()
+    assert (live, sent) == (1, 1)
+
+
+def test_a_recovery_code_used_twice_at_once_sets_one_password(
+    world: Runtime, clock: FixedClock
+) -> None:
+    login = _activated_holder(world, clock, 46)
+    ins = ins_for(46)
+    world.access(desk()).start_account_recovery(ins)
+    with world.engine.connect() as conn:
+        [(patient_id, notice_id, sealed)] = conn.execute(
+            sa.select(
+                notifications.c.patient_id, notifications.c.id, notifications.c.secret_sealed
+            ).where(notifications.c.kind == "account_recovery")
+        ).all()
+    code = envelope.open_sealed(
+        world.notice_key, sealed, codes.notice_context(patient_id, notice_id)
+    ).decode()
+    portal = Portal(world)
+    sessions = [portal.start_activation(login, code, f"10.6.0.{i}") for i in range(N)]
+    new = "une nouvelle phrase de passe"
+    results = _race(N, lambda i: portal.set_password(sessions[i], new, new))
+    assert sum(isinstance(r, Session) for r in results) == 1
+    assert all(isinstance(r, NotAuthenticated) for r in results if not isinstance(r, Session))
+    with world.engine.connect() as conn:
+        resets = conn.execute(
+            sa.select(sa.func.count()).where(audit_events.c.action == "account.reset")
+        ).scalar_one()
+    assert resets == 1

@@ -18,19 +18,23 @@ from datetime import timedelta
 import pypdf
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 
+from dmp.access import actors
 from dmp.access.portal import Portal
 from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.domain.ins import Ins
 from dmp.identity.actor import ActorKind, system_actor
+from dmp.jobs import notify
 from tests.factories import (
     CARDIOLOGIST,
     GP,
     NURSE,
     PHARMACIST,
     PHARMACY,
+    demographics_for,
     ins_for,
     new_document,
     open_record,
@@ -64,24 +68,30 @@ def _letter_text(pdf: bytes) -> str:
     return "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
+def _desk_form(client: TestClient, ins: Ins, **changes: str) -> Response:
+    """The desk's opening form, filled with an identity that agrees with the INS."""
+    form = get(client, "/portail/guichet")
+    demo = demographics_for(ins)
+    fields = {
+        "ins": ins.value,
+        "autorite": "test",
+        "nom": "EXEMPLE",
+        "prenoms": "CAMILLE",
+        "sexe": demo.sex,
+        "naissance": demo.birth_date.isoformat(),
+        "commune": "37003",
+        "piece": "CN",
+        "identite": "oui",
+        "consentement": "oui",
+        **changes,
+    }
+    return post_form(client, "/portail/guichet/ouverture", form, **fields)
+
+
 def _desk_opens(client: TestClient, clock: FixedClock, ins: Ins, desk: Account) -> str:
     """The pharmacist at the counter opens the record and prints the letter; returns its code."""
     login(client, clock, desk)
-    form = get(client, "/portail/guichet")
-    opened = post_form(
-        client,
-        "/portail/guichet/ouverture",
-        form,
-        ins=ins.value,
-        autorite="test",
-        nom="EXEMPLE",
-        prenoms="CAMILLE",
-        sexe="F",
-        naissance="1984-05-17",
-        commune="37003",
-        identite="oui",
-        consentement="oui",
-    )
+    opened = _desk_form(client, ins)
     assert "Le dossier est ouvert" in opened.text, opened.text
     letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(opened)})
     assert letter.headers["content-type"] == "application/pdf"
@@ -118,6 +128,70 @@ def test_desk_opens_the_record_and_the_letter_code_activates_the_patient(
     again = post_form(client, "/portail/activation", form, identifiant=ins.value, code=code)
     assert again.status_code == 401 and "incorrect" in again.text
     assert login(client, clock, patient).url.path == "/portail/dossier"
+
+
+def test_at_the_desk_an_existing_activated_record_gets_a_recovery_not_a_letter(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    """The takeover of issue 21, through the desk's pages: the agent types the INS of a holder
+    who activated their account, gets the "already has a record" page, and can neither print a
+    letter nor see a recovery code; the attempt is in the holder's trail."""
+    desk = activate(
+        client,
+        clock,
+        PHARMACIST,
+        _invite(world, ActorKind.PROFESSIONAL, PHARMACIST, structure_id=PHARMACY),
+    )
+    logout(client)
+    ins = ins_for(12)
+    code = _desk_opens(client, clock, ins, desk)
+    logout(client)
+    activate(client, clock, ins.value, code)
+    logout(client)
+
+    login(client, clock, desk)
+    exists = _desk_form(client, ins)
+    assert "Ce patient a déjà un dossier" in exists.text
+    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(exists)})
+    assert letter.status_code == 403
+    assert "text/html" in letter.headers["content-type"]
+    assert "Lancez une récupération" in letter.text
+    started = post_form(client, "/portail/guichet/recuperation", exists)
+    assert started.status_code == 200, started.text
+    assert "Un code de récupération a été envoyé au titulaire par courrier postal" in started.text
+    holder = world.access(actors.patient_actor(world, ins))
+    traces = holder.history(ins, limit=20).items
+    seen = {(t.action, t.actor_id, t.outcome, t.reason) for t in traces}
+    assert ("record.open", PHARMACIST, "denied", "DENY_RECORD_EXISTS") in seen
+    assert ("account.activation_code", PHARMACIST, "denied", "DENY_ACCOUNT_ACTIVE") in seen
+    assert ("account.recovery", PHARMACIST, "success", "ALLOW_OPEN") in seen
+    # The code itself is nowhere in what the desk saw.
+    notify.deliver_due(world, "w")
+    [written] = list(world.settings.effective_letters_dir.glob("*.txt"))
+    recovery = re.search(r"usage unique : ([A-Z0-9-]+)\.", written.read_text(encoding="utf-8"))
+    assert recovery and recovery.group(1) not in started.text + exists.text
+
+
+def test_a_contradicting_identity_is_named_in_french_and_the_form_is_kept(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    desk = activate(
+        client,
+        clock,
+        PHARMACIST,
+        _invite(world, ActorKind.PROFESSIONAL, PHARMACIST, structure_id=PHARMACY),
+    )
+    del desk
+    ins = ins_for(13)  # a woman born in February 1993
+    refused = _desk_form(client, ins, sexe="M", naissance="1990-06-12", piece="PA")
+    assert refused.status_code == 422
+    text = html.unescape(refused.text)
+    assert "contredit l'INS" in text
+    for part in ("féminin", "masculin", "1990", "93", "juin", "février"):
+        assert part in text, part
+    assert 'value="1990-06-12"' in refused.text and 'value="PA" selected' in refused.text
+    assert 'id="identite" name="identite" value="oui" required' in refused.text
+    assert "checked" in refused.text.split('id="identite"')[1].split(">")[0]
 
 
 def test_pages_carry_the_security_headers_and_cookies(

@@ -18,7 +18,7 @@ from dmp.clock import FixedClock
 from dmp.errors import InvalidInput, NotFound
 from dmp.identity.actor import system_actor
 from dmp.jobs import counters, scheduler
-from tests.factories import OID_TEST, T0, ins_for, open_record
+from tests.factories import OID_TEST, T0, demographics_for, ins_for, open_record
 from tests.portal_helpers import get, post_form
 
 INFORMED = (T0 - timedelta(days=1)).date().isoformat()
@@ -28,14 +28,20 @@ def _csv(*lines: str) -> str:
     return "ins,oid,nom,prenoms,sexe,naissance,commune,informe_le\n" + "\n".join(lines) + "\n"
 
 
+def _born(i: int) -> str:
+    """The birth date of the fictional person ins_for(i) names (as its INS encodes it)."""
+    return demographics_for(ins_for(i)).birth_date.isoformat()
+
+
 def _line(i: int, **changes: str) -> str:
+    demo = demographics_for(ins_for(i))
     fields = {
         "ins": ins_for(i).value,
         "oid": OID_TEST,
         "nom": "EXEMPLE",
         "prenoms": "DOMINIQUE",
-        "sexe": "F",
-        "naissance": "1980-01-02",
+        "sexe": demo.sex,
+        "naissance": demo.birth_date.isoformat(),
         "commune": "37003",
         "informe_le": INFORMED,
         **changes,
@@ -78,12 +84,12 @@ def test_six_weeks_without_objection_open_the_record_and_an_objection_is_kept(
     # 89 objects through the API, 90 through the portal page, 91 opened at a desk meanwhile.
     objected = client.post(
         "/api/provisioning/objection",
-        json={"ins": ins_for(89).value, "oid": OID_TEST, "birth_date": "1980-01-02"},
+        json={"ins": ins_for(89).value, "oid": OID_TEST, "birth_date": _born(89)},
     )
     assert objected.status_code == 200 and objected.json()["message"] == OBJECTION_ANSWER
     unknown = client.post(
         "/api/provisioning/objection",
-        json={"ins": ins_for(99).value, "oid": OID_TEST, "birth_date": "1980-01-02"},
+        json={"ins": ins_for(99).value, "oid": OID_TEST, "birth_date": _born(99)},
     )
     assert unknown.json() == objected.json()  # nobody learns who is listed
     assert client.post("/api/provisioning/objection", json={"ins": "x"}).status_code == 422
@@ -94,11 +100,11 @@ def test_six_weeks_without_objection_open_the_record_and_an_objection_is_kept(
         form,
         ins=ins_for(90).value,
         autorite="nir",
-        naissance="1980-01-02",
+        naissance=_born(90),
     )
     assert done.status_code == 200 and "opposition" in done.text
     # The page objects under INS-NIR only; the test INS is objected by the operator instead.
-    service.object(ins_for(90), date(1980, 1, 2), "desk")
+    service.object(ins_for(90), date.fromisoformat(_born(90)), "desk")
     open_record(world, ins_for(91))
 
     informed = datetime.combine(date.fromisoformat(INFORMED), time(0), UTC)

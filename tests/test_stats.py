@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from lxml import etree
 
 from dmp.access import actors, statistics
 from dmp.access.runtime import Runtime
-from dmp.access.views import Demographics
 from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.config import Settings
@@ -28,7 +27,17 @@ from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError, InvalidInput
 from dmp.jobs import counters
 from dmp.stats.render import SUPPRESSED, report_csv, report_json, suppress, with_data
-from tests.factories import CARDIOLOGIST, GP, NURSE, T0, desk, ins_for, new_document, pro
+from tests.factories import (
+    CARDIOLOGIST,
+    GP,
+    NURSE,
+    T0,
+    demographics_for,
+    desk,
+    ins_for,
+    new_document,
+    pro,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 MAP_DATA = Path(__file__).resolve().parents[1] / "src/dmp/stats/data/departements-map.json"
@@ -110,7 +119,7 @@ def _open(
     who = actor or desk()
     rt.access(who).open_record(  # type: ignore[arg-type]
         ins_for(i),
-        Demographics("EXEMPLE", "ALEX", "U", date(1990, 1, 1), commune),
+        demographics_for(ins_for(i), commune, given_names="ALEX", sex="U"),
         channel=channel,
         patient_consent=True,
     )

@@ -22,7 +22,7 @@ from dmp import __version__
 from dmp.access.portal import Portal
 from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import UNAVAILABLE, Runtime
-from dmp.access.smart import TokenLimits
+from dmp.access.throttle import BearerLimit
 from dmp.api import provisioning as provisioning_api
 from dmp.api import records
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
@@ -232,7 +232,8 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
     app.state.provisioning = Provisioning(runtime)
-    app.state.token_limits = TokenLimits()
+    app.state.bearer_limit = BearerLimit(runtime)
+    app.state.trusted_proxies = runtime.settings.trusted_proxies
     app.state.stats_pages = stats_web.PageCache()
 
     @app.exception_handler(DmpError)

@@ -74,8 +74,16 @@ class Settings(BaseSettings):
     stats_page_seconds: int = 10
     # How long the code printed on an activation letter works, in days (it works once).
     activation_code_days: int = 30
+    # How long a recovery code sent to the holder works, in hours (it works once).
+    recovery_code_hours: int = 24
     # Portal sessions end after this many idle minutes (and after 12 hours in any case).
     portal_idle_minutes: int = 15
+    # Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For is believed;
+    # comma-separated; empty: none (the peer's address is the client's).
+    trusted_proxies: str = ""
+    # Postal letters (a recovery code for a holder with no e-mail or phone) are written here
+    # for the mail room; empty: "courrier" in the data directory.
+    letters_dir: Path | None = None
     # Notifications (dmp worker). E-mail through SMTP: no host, no e-mail. Security: plain,
     # starttls or tls (implicit TLS); the server certificate is verified (against DMP_SMTP_CA_FILE
     # when set, else the system's CAs).
@@ -132,7 +140,24 @@ class Settings(BaseSettings):
             raise ValueError(f"is out of range: {hour}")
         return hour
 
-    @field_validator("keyring_path", "matrix_file", "smtp_ca_file", mode="before")
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an address or network") from None
+        return value
+
+    @property
+    def effective_letters_dir(self) -> Path:
+        return self.letters_dir or self.data_dir / "courrier"
+
+    @field_validator("keyring_path", "matrix_file", "smtp_ca_file", "letters_dir", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -144,6 +169,7 @@ class Settings(BaseSettings):
         "db_pool_size",
         "stats_fold_seconds",
         "activation_code_days",
+        "recovery_code_hours",
         "portal_idle_minutes",
         "smtp_port",
         "notify_max_attempts",
@@ -270,6 +296,9 @@ class Settings(BaseSettings):
             "retention_years": str(self.retention_years),
             "deletion_days": str(self.deletion_days),
             "objection_days": str(self.objection_days),
+            "recovery_code_hours": str(self.recovery_code_hours),
+            "trusted_proxies": self.trusted_proxies or "(none)",
+            "letters_dir": str(self.effective_letters_dir),
         }
 
 

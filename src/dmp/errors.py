@@ -12,10 +12,14 @@ class DmpError(Exception):
     status = 500
     code = "exception"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str | None = None, french: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        # The same message in French, for the portals, where the rules word it themselves.
+        self.french = french
 
 
 class ConfigurationError(DmpError):

@@ -39,6 +39,9 @@ def run(app: str, *, host: str, port: int, workers: int = 1, **options: Any) -> 
         access_log=False,
         log_config=None,
         server_header=False,  # no banner naming the server software
+        # X-Forwarded-For is read by the application, from DMP_TRUSTED_PROXIES only
+        # (dmp.domain.net); uvicorn would otherwise believe it from any loopback peer.
+        proxy_headers=False,
         backlog=2048,
         **options,
     )

@@ -23,3 +23,19 @@ def normalize(code: str) -> str:
 
 def code_hash(code: str) -> str:
     return hashlib.sha256(normalize(code).encode()).hexdigest()
+
+
+def notice_key(token_secret: bytes) -> bytes:
+    """The key that seals a one-time code inside a notice until it is delivered (derived from
+    the key ring's secret, so a database copy alone never reveals a code)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmp notice codes").derive(
+        token_secret
+    )
+
+
+def notice_context(patient_id: str, notice_id: str) -> bytes:
+    """The sealed code is bound to its notice (AEAD associated data)."""
+    return f"notice-code:{patient_id}:{notice_id}".encode()

@@ -42,6 +42,7 @@ class ConsentActions(Kernel):
             AuditAction.CONSENT_DECLARE,
             need=CONSENT_CREATE,
             target=id_nat_ps,
+            subject=id_nat_ps,
         ) as op:
             patients.declare_consent(
                 op.conn, op.scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
@@ -58,6 +59,7 @@ class ConsentActions(Kernel):
             AuditAction.CARE_TEAM_DECLARE,
             need=CONSENT_CREATE,
             target=id_nat_ps,
+            subject=id_nat_ps,
         ) as op:
             patients.declare_care_team(
                 op.conn, op.scope, id_nat_ps, at=self._rt.clock.now(), by=self.actor.id
@@ -104,12 +106,15 @@ class ConsentActions(Kernel):
             values["medecin_traitant"] = None
         if not values:
             raise InvalidInput("nothing to change")
+        gp = values.get("medecin_traitant")
+        # Naming the GP is its own action: a blocked professional is not named (AC-3, AC-7).
         with self.act(
             ins,
-            Action.MANAGE_RECORD,
+            Action.DESIGNATE_GP if gp else Action.MANAGE_RECORD,
             AuditAction.RECORD_UPDATE,
             need=CONSENT_UPDATE,
             target=",".join(sorted(values)),
+            subject=str(gp) if gp else None,
         ) as op:
             patients.update_record(op.conn, op.scope, **values)
             record = patients.load_record(op.conn, op.scope.patient_id)

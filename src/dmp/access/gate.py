@@ -72,6 +72,20 @@ _MESSAGES: dict[Reason, str] = {
     Reason.DENY_OTHER_PATIENT: "this grant is bound to another patient",
     Reason.DENY_UNBOUND_EMERGENCY: "an emergency grant must name the one patient it is for",
     Reason.DENY_NORMAL_MODE_ONLY: "the care team is declared in normal mode only",
+    Reason.DENY_SUBJECT_BLOCKED: (
+        "the holder has blocked this professional: the holder unblocks them first"
+    ),
+    Reason.DENY_ACCOUNT_ACTIVE: (
+        "the holder's online account is activated: start a recovery (the code goes to the "
+        "holder), no letter is printed"
+    ),
+    Reason.DENY_ACCOUNT_NOT_ACTIVE: (
+        "the holder's online account was never activated: print the activation letter"
+    ),
+    Reason.DENY_DELETION_PENDING: (
+        "the holder asked for this record's deletion: only the holder (or a legal "
+        "representative) can withdraw that request, and the record is not reopened over it"
+    ),
 }
 
 # What each action needs from a scoped grant (SMART v2), whichever API it came through.
@@ -208,10 +222,13 @@ class Kernel:
         *,
         need: Need,
         target: str | None = None,
+        subject: str | None = None,
     ) -> Iterator[Op]:
-        """Facts, grant, policy, the work (the ``with`` body), then the audit event."""
+        """Facts, grant, policy, the work (the ``with`` body), then the audit event.
+        ``subject``: the professional the action names (a consent, the care team, the GP),
+        whose block the policy checks."""
         with self._unit() as conn:
-            standing, facts = self._load_facts(conn, ref, audit_action, target, need)
+            standing, facts = self._load_facts(conn, ref, audit_action, target, need, subject)
             head = standing.chain_head
             if action not in _READS:
                 # A change holds the patient's audit chain from its start: changes to one
@@ -221,7 +238,9 @@ class Kernel:
                     # Every change moves the head: the record changed between the facts and
                     # the lock, so the change reads them again under the lock (a concurrent
                     # activation or closure would otherwise act on stale facts).
-                    standing, facts = self._load_facts(conn, ref, audit_action, target, need)
+                    standing, facts = self._load_facts(
+                        conn, ref, audit_action, target, need, subject
+                    )
             decision = self._decide(action, facts)
             if not decision.allowed:
                 self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
@@ -370,10 +389,16 @@ class Kernel:
         audit_action: AuditAction,
         target: str | None,
         need: Need,
+        subject: str | None = None,
     ) -> tuple[patients.Standing, RecordFacts]:
         """The record and this actor's standing in it, as the policy's facts (one query, two for
-        a representative). An unknown patient is refused here."""
-        ps = self.actor.id if self.actor.kind is ActorKind.PROFESSIONAL else None
+        a representative or an action naming a professional). An unknown patient is refused
+        here. Professionals and desk agents may be blocked (AC-3)."""
+        ps = (
+            self.actor.id
+            if self.actor.kind in (ActorKind.PROFESSIONAL, ActorKind.DESK_AGENT)
+            else None
+        )
         if isinstance(ref, PatientKey):
             standing = patients.load_standing(conn, ref.id, ps)
         else:
@@ -401,6 +426,12 @@ class Kernel:
             mask_all=record.mask_all,
             emergency_until=standing.emergency_until,
             representative_ids=reps,
+            account_activated=record.activated_at is not None,
+            deletion_requested=record.deletion_requested_at is not None,
+            subject_blocked=subject is not None
+            and patients.is_blocked(
+                conn, AuthorizedPatient(standing.patient_id, standing.departement), subject
+            ),
         )
         return standing, facts
 

@@ -99,6 +99,26 @@ class LifecycleActions(Kernel):
             patients.update_record(op.conn, op.scope, **values)
             return due
 
+    def withdraw_deletion(self, ins: PatientRef) -> datetime | None:
+        """The holder (or a representative) takes back their deletion request: the record
+        stays closed, kept for the retention period from its closure, and may then be
+        reopened. Returns the purge date."""
+        with self.act(
+            ins,
+            Action.WITHDRAW_DELETION,
+            AuditAction.RECORD_DELETION_WITHDRAW,
+            need=PATIENT_UPDATE,
+        ) as op:
+            record = op.record
+            if record.deletion_requested_at is None:
+                raise Conflict(
+                    "no deletion request is pending for this record",
+                    french="aucune demande de suppression n'est en cours pour ce dossier",
+                )
+            due = self.purge_date(record.closed_at) if record.closed_at else None
+            patients.update_record(op.conn, op.scope, deletion_requested_at=None, purge_due_at=due)
+            return due
+
     def purge_record(self, ref: PatientRef) -> int:
         """Purge a record whose purge is due (a system job): shred the data keys, delete the
         content and every clinical row, keep a trace. Returns the number of documents."""

@@ -7,14 +7,19 @@ Kinds: ``first_access`` (a professional's first access to the record), ``emergen
 ``regulation_access`` (to the holder and the registered GP), ``emergency_expired``,
 ``new_document``, ``document_pending_announcement`` (a document still hidden from the holder
 after two weeks), ``document_revealed`` (its automatic reveal after a month), ``record_opened``,
-``record_closed``, ``record_reopened``.
+``record_closed``, ``record_reopened``; about the holder's online account: ``activation_letter``
+(a desk printed a letter), ``account_recovery`` (carries a one-time code, sealed until it is
+delivered, then erased), ``account_reset`` (a new password was set with a code).
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from dmp.access import codes
+from dmp.crypto import envelope
 from dmp.domain.codes import PurposeOfUse
 from dmp.identity.actor import ActorKind
 from dmp.records import patients
@@ -51,6 +56,38 @@ def queue(
         conn,
         scope,
         [{**r, "subject_id": subject_id, "created_at": now, "due_at": due or now} for r in rows],
+    )
+
+
+def queue_code(
+    conn: Connection,
+    scope: AuthorizedPatient,
+    kind: str,
+    *,
+    now: datetime,
+    code: str,
+    key: bytes,
+    subject_id: str | None = None,
+) -> None:
+    """A notice to the holder that carries a one-time code: sealed, bound to this notice,
+    opened only by the worker that delivers it (the row forgets it once sent)."""
+    notice_id = uuid.uuid4().hex
+    sealed = envelope.seal(key, code.encode(), codes.notice_context(scope.patient_id, notice_id))
+    patients.notify(
+        conn,
+        scope,
+        [
+            {
+                "id": notice_id,
+                "kind": kind,
+                "recipient_kind": "patient",
+                "recipient_id": None,
+                "subject_id": subject_id,
+                "created_at": now,
+                "due_at": now,
+                "secret_sealed": sealed,
+            }
+        ],
     )
 
 

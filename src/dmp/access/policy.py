@@ -35,6 +35,9 @@ class Action(StrEnum):
     REQUEST_DELETION = "request_deletion"  # the holder asks for the record to be deleted
     DECLARE_DEATH = "declare_death"  # the death register: system jobs only
     PURGE_RECORD = "purge_record"  # retention over, or deletion due: system jobs only
+    START_RECOVERY = "start_recovery"  # a code sent to the holder of an activated account
+    WITHDRAW_DELETION = "withdraw_deletion"  # the holder takes back their deletion request
+    DESIGNATE_GP = "designate_gp"  # the holder names their registered GP (AC-7)
 
 
 class Reason(StrEnum):
@@ -72,6 +75,10 @@ class Reason(StrEnum):
     DENY_SCOPE = "DENY_SCOPE"  # the grant's SMART scopes do not cover the action
     DENY_OTHER_PATIENT = "DENY_OTHER_PATIENT"  # the grant is bound to another patient
     DENY_UNBOUND_EMERGENCY = "DENY_UNBOUND_EMERGENCY"  # an emergency grant names no patient
+    DENY_SUBJECT_BLOCKED = "DENY_SUBJECT_BLOCKED"  # the professional named is blocked (AC-3)
+    DENY_ACCOUNT_ACTIVE = "DENY_ACCOUNT_ACTIVE"  # an activated account: a recovery, no letter
+    DENY_ACCOUNT_NOT_ACTIVE = "DENY_ACCOUNT_NOT_ACTIVE"  # no activated account to recover
+    DENY_DELETION_PENDING = "DENY_DELETION_PENDING"  # the holder asked for the deletion
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,9 @@ class RecordFacts:
     mask_all: bool = False
     emergency_until: datetime | None = None  # open emergency window of this professional
     representative_ids: frozenset[str] = frozenset()
+    account_activated: bool = False  # the holder activated their online account
+    deletion_requested: bool = False  # the holder asked for the record's deletion
+    subject_blocked: bool = False  # the professional the action names is blocked (AC-3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +270,14 @@ def _read_decision(
     )
 
 
+_SYSTEM_ONLY = frozenset({Action.DESTROY_KEYS, Action.DECLARE_DEATH, Action.PURGE_RECORD})
+# Actions that name a professional whom a block must protect the holder from (AC-3): nobody
+# lets a blocked professional back in through a consent, the care team or the GP designation
+# (the holder unblocks first).
+_NAMES_SUBJECT = frozenset({Action.DECLARE_CONSENT, Action.DECLARE_CARE_TEAM, Action.DESIGNATE_GP})
+_DESK_ACTIONS = frozenset({Action.ISSUE_ACTIVATION, Action.START_RECOVERY, Action.REOPEN_RECORD})
+
+
 def decide(
     actor: Actor,
     action: Action,
@@ -270,39 +288,32 @@ def decide(
     *,
     has_justification: bool = False,
 ) -> Decision:
-    """Decide one action on one existing record."""
+    """Decide one action on one existing record. The order is fixed (docs/access-rules.md,
+    "Order of the rules"): system jobs; actions for system jobs only; forbidden actors (AC-16)
+    and blocked actors (AC-3) before any allow, whatever the action and mode; a blocked
+    professional named by the action; then the holder's and representatives' rights, the
+    desk's actions, and the professionals' rules."""
     if actor.kind is ActorKind.SYSTEM:
         return Decision(True, Reason.ALLOW_SYSTEM, visibility=DocumentVisibility())
-    if action in (Action.DESTROY_KEYS, Action.DECLARE_DEATH, Action.PURGE_RECORD):
+    if action in _SYSTEM_ONLY:
         return Decision.deny(Reason.DENY_ACTOR_KIND)
     if is_forbidden(actor, matrix):  # AC-16
         return Decision.deny(Reason.DENY_FORBIDDEN_ACTOR)
+    if facts.blocked and actor.kind in (ActorKind.PROFESSIONAL, ActorKind.DESK_AGENT):
+        # AC-3: a blocked professional is refused everything, in every mode, through every
+        # door: reading, deposits, consents, letters, recoveries, reopening.
+        return Decision.deny(Reason.DENY_BLOCKED)
+    if action in _NAMES_SUBJECT and facts.subject_blocked:
+        return Decision.deny(Reason.DENY_SUBJECT_BLOCKED)
+    if action is Action.REOPEN_RECORD and facts.deletion_requested:
+        # Only the holder withdraws their own deletion request; nobody reopens over it.
+        return Decision.deny(Reason.DENY_DELETION_PENDING)
 
     if _is_holder(actor, facts) or _is_representative(actor, facts):
-        representative = actor.kind is ActorKind.REPRESENTATIVE
-        reason = Reason.ALLOW_REPRESENTATIVE if representative else Reason.ALLOW_HOLDER
-        if action is Action.OPEN_RECORD:
-            return Decision.deny(Reason.DENY_RECORD_EXISTS)
-        if action is Action.ISSUE_ACTIVATION:
-            return Decision.deny(Reason.DENY_ACTOR_KIND)  # printed at a desk, never by oneself
-        if action in (Action.READ_DOCUMENTS, Action.UPDATE_DOCUMENT, Action.READ_HISTORY):
-            # For the history, the visibility says which document ids the traces may show.
-            return Decision(
-                True, reason, visibility=holder_visibility(now, representative=representative)
-            )
-        return Decision(True, reason)
+        return _holder_decision(actor, action, facts, now)
 
-    if action in (Action.ISSUE_ACTIVATION, Action.REOPEN_RECORD):
-        # A registration desk (or a professional of a structure, who may open records) prints
-        # the holder's activation letter, for an active record only (domain reference §2), and
-        # reopens a closed record at the holder's request, as it would open one.
-        if actor.kind not in (ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL):
-            return Decision.deny(Reason.DENY_ACTOR_KIND)
-        if not actor.structure_id:
-            return Decision.deny(Reason.DENY_NO_STRUCTURE)
-        if action is Action.ISSUE_ACTIVATION and facts.status is not RecordStatus.ACTIVE:
-            return Decision.deny(Reason.DENY_RECORD_CLOSED)
-        return Decision(True, Reason.ALLOW_OPEN)
+    if action in _DESK_ACTIONS:
+        return _desk_decision(actor, action, facts)
 
     if actor.kind is not ActorKind.PROFESSIONAL:
         return Decision.deny(
@@ -310,13 +321,57 @@ def decide(
             if actor.kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE)
             else Reason.DENY_ACTOR_KIND
         )
+    return _professional_decision(
+        actor, action, purpose, facts, matrix, now, has_justification=has_justification
+    )
 
-    # Professionals. AC-1: nothing on a closed record.
+
+def _holder_decision(actor: Actor, action: Action, facts: RecordFacts, now: datetime) -> Decision:
+    representative = actor.kind is ActorKind.REPRESENTATIVE
+    reason = Reason.ALLOW_REPRESENTATIVE if representative else Reason.ALLOW_HOLDER
+    if action is Action.OPEN_RECORD:
+        return Decision.deny(Reason.DENY_RECORD_EXISTS)
+    if action in (Action.ISSUE_ACTIVATION, Action.START_RECOVERY):
+        return Decision.deny(Reason.DENY_ACTOR_KIND)  # started at a desk, never by oneself
+    if action in (Action.READ_DOCUMENTS, Action.UPDATE_DOCUMENT, Action.READ_HISTORY):
+        # For the history, the visibility says which document ids the traces may show.
+        return Decision(
+            True, reason, visibility=holder_visibility(now, representative=representative)
+        )
+    return Decision(True, reason)
+
+
+def _desk_decision(actor: Actor, action: Action, facts: RecordFacts) -> Decision:
+    """A registration desk (or a professional of a structure, who may open records) prints the
+    first activation letter of an account never activated, starts the recovery of an activated
+    one (the code goes to the holder, never to the desk), for an active record (domain
+    reference §2), and reopens a closed record at the holder's request, as it would open one."""
+    if actor.kind not in (ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL):
+        return Decision.deny(Reason.DENY_ACTOR_KIND)
+    if not actor.structure_id:
+        return Decision.deny(Reason.DENY_NO_STRUCTURE)
+    if action is not Action.REOPEN_RECORD and facts.status is not RecordStatus.ACTIVE:
+        return Decision.deny(Reason.DENY_RECORD_CLOSED)
+    if action is Action.ISSUE_ACTIVATION and facts.account_activated:
+        return Decision.deny(Reason.DENY_ACCOUNT_ACTIVE)
+    if action is Action.START_RECOVERY and not facts.account_activated:
+        return Decision.deny(Reason.DENY_ACCOUNT_NOT_ACTIVE)
+    return Decision(True, Reason.ALLOW_OPEN)
+
+
+def _professional_decision(
+    actor: Actor,
+    action: Action,
+    purpose: PurposeOfUse,
+    facts: RecordFacts,
+    matrix: Matrix,
+    now: datetime,
+    *,
+    has_justification: bool,
+) -> Decision:
+    # AC-1: nothing on a closed record (AC-3, the block, was decided before any allow).
     if facts.status is not RecordStatus.ACTIVE:
         return Decision.deny(Reason.DENY_RECORD_CLOSED)
-    # AC-3: a blocked professional is refused everything, in every mode.
-    if facts.blocked:
-        return Decision.deny(Reason.DENY_BLOCKED)
     if action is Action.DEPOSIT_DOCUMENT:
         # AC-10: a professional taking part in care deposits without read authorisation.
         if not actor.structure_id:

@@ -18,12 +18,9 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +35,12 @@ from sqlalchemy.exc import IntegrityError
 
 from dmp.access import actors, codes
 from dmp.access.audit import RequestContext
+from dmp.access.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
 from dmp.crypto import envelope
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
-from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, TooManyRequests
-from dmp.identity.actor import Actor, ActorKind
+from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.identity.tokens import Grant
 from dmp.records import directory, patients, portal
 
@@ -53,11 +51,11 @@ if TYPE_CHECKING:
 ISSUER = "DMP (démonstration)"
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
-LOCK_AFTER = 5  # consecutive failures before the account locks
 SESSION_MAX = timedelta(hours=12)
 PRE_AUTH_MAX = timedelta(minutes=10)  # a half-finished login or activation
 RECOVERY_CODES = 8
 FAILED = "identifiant, mot de passe ou code incorrect (ou compte verrouillé quelques minutes)"
+TOO_MANY = "trop de tentatives depuis cette adresse : réessayez plus tard"
 
 # Stages of a session: the code checked (activation), the password set (TOTP enrolment), the
 # password checked (second factor), and logged in.
@@ -73,34 +71,6 @@ def _dummy_hash() -> str:
     return _HASHER.hash(secrets.token_hex(16))
 
 
-class RateLimit:
-    """At most ``limit`` attempts per ``window`` seconds per key (an address), in this process.
-    Several server processes each keep their own: the per-account lockout, stored in the
-    database, is the limit they share."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                retry = int(hits[0] + self.window - now) + 1
-                raise TooManyRequests(
-                    "trop de tentatives depuis cette adresse : réessayez plus tard", retry
-                )
-            hits.append(now)
-            if len(self._hits) > 100_000:  # forget idle addresses
-                for k in [k for k, v in self._hits.items() if not v][:50_000]:
-                    del self._hits[k]
-
-
 @dataclass(frozen=True, slots=True)
 class Session:
     """A portal session as the pages see it."""
@@ -112,6 +82,9 @@ class Session:
     stage: str
     csrf: str
     data: dict[str, Any] = field(default_factory=dict)
+    # A new device token to keep in a long-lived cookie (set when a login completes on a
+    # device the account had not used): a stranger's failures never lock that device out.
+    device: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +99,7 @@ class Portal:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._attempts = RateLimit(limit=20, window=300)
+        self._throttle = Throttle(rt)
         key_material = HKDF(
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmp portal sessions"
         ).derive(rt.token_secret)
@@ -197,23 +170,26 @@ class Portal:
 
     # -- activation ----------------------------------------------------------------------
 
-    def start_activation(self, login: str, code: str, address: str) -> Session:
-        """The identifier and the printed code: a short session to choose a password."""
-        self._attempts.check(address)
+    def start_activation(
+        self, login: str, code: str, address: str, device: str | None = None
+    ) -> Session:
+        """The identifier and a one-time code (a desk's letter, or a recovery code sent to the
+        holder): a short session to choose a password. Nothing changes on the account until
+        the password is set: the holder's password and sessions keep working."""
+        self._throttle.hit(PORTAL_ADDRESS, address, TOO_MANY)
         now = self._rt.clock.now()
-        # A failure is counted in its own committed transaction, then refused.
-        with self._rt.engine.begin() as conn:
+        with self._reading() as conn:
             account = portal.account_by_login(conn, login.strip()[:64])
             live = account is not None and portal.code_is_live(
                 conn, codes.code_hash(code), account.id, now
             )
-            if account is not None and live and not _locked(account, now):
-                portal.update_account(conn, account.id, failed_logins=0, locked_until=None)
-                return self._new_session(
-                    conn, account, ACTIVATE, {"code_hash": codes.code_hash(code)}, now
-                )
-            if account is not None:
-                self._fail(conn, account, now)
+        if account is not None and not self._held_back(account, address, device):
+            if live:
+                with self._rt.engine.begin() as conn:
+                    return self._new_session(
+                        conn, account, ACTIVATE, {"code_hash": codes.code_hash(code)}, now
+                    )
+            self._failed(account, address, device)
         raise NotAuthenticated("identifiant ou code d'activation incorrect ou expiré")
 
     def set_password(self, session: Session, password: str, confirm: str) -> Session:
@@ -224,7 +200,10 @@ class Portal:
         hashed = _HASHER.hash(password)
         secret = pyotp.random_base32()
         with self._rt.engine.begin() as conn:
-            if not portal.use_code(conn, session.data["code_hash"], session.account_id, now):
+            before = portal.account_by_id(conn, session.account_id, lock=True)
+            if before is None or not portal.use_code(
+                conn, session.data["code_hash"], session.account_id, now
+            ):
                 portal.delete_session(conn, _hash(session.token))
                 raise NotAuthenticated("ce code d'activation a déjà servi ou a expiré")
             portal.update_account(
@@ -236,11 +215,17 @@ class Portal:
                 totp_last_step=None,
                 recovery_hashes=None,
             )
-            # Every other session of the account ends: a new password, a new start.
+            # Every other session of the account ends: a new password, a new start; and no
+            # device it knew is trusted any more.
             portal.delete_sessions_of(conn, session.account_id)
+            portal.forget_devices(conn, session.account_id)
             account = portal.account_by_id(conn, session.account_id)
             assert account is not None
-            return self._new_session(conn, account, ENROL, {"totp": secret}, now)
+            enrol = self._new_session(conn, account, ENROL, {"totp": secret}, now)
+        if before.password_hash is not None and account.kind == ActorKind.PATIENT.value:
+            # A reset, not a first activation: in the holder's trail, and the holder is told.
+            self._rt.access(system_actor("portal")).record_account_reset(_account_ins(account))
+        return enrol
 
     def enrolment(self, session: Session) -> Enrolment:
         """The TOTP secret to enrol, as a URI and a QR code (SVG, drawn here)."""
@@ -277,47 +262,51 @@ class Portal:
             assert account is not None
             portal.delete_session(conn, _hash(session.token))
             full = self._new_session(conn, account, FULL, data, now)
+            full = replace(full, device=self._remember_device(conn, account.id, None, now))
         if account.kind == ActorKind.PATIENT.value:
             self.gate(full).activate_account(_account_ins(account))
         return full, recovery
 
     # -- login ---------------------------------------------------------------------------
 
-    def login(self, login: str, password: str, address: str) -> Session:
-        """The password: a short session waiting for the second factor."""
-        self._attempts.check(address)
+    def login(self, login: str, password: str, address: str, device: str | None = None) -> Session:
+        """The password: a short session waiting for the second factor. ``device``: the
+        device cookie, if the browser has one."""
+        self._throttle.hit(PORTAL_ADDRESS, address, TOO_MANY)
         now = self._rt.clock.now()
-        with self._rt.engine.begin() as conn:
+        with self._reading() as conn:
             account = portal.account_by_login(conn, login.strip()[:64])
-            stored = account.password_hash if account is not None else None
-            good = _verify_password(stored or _dummy_hash(), password[:MAX_PASSWORD])
-            if (
-                account is not None
-                and stored is not None
-                and account.totp_enabled_at is not None
-                and not _locked(account, now)
-                and good
-            ):
+        stored = account.password_hash if account is not None else None
+        good = _verify_password(stored or _dummy_hash(), password[:MAX_PASSWORD])
+        if account is None or self._held_back(account, address, device):
+            raise NotAuthenticated(FAILED)
+        if stored is not None and account.totp_enabled_at is not None and good:
+            with self._rt.engine.begin() as conn:
                 if _HASHER.check_needs_rehash(stored):
                     portal.update_account(conn, account.id, password_hash=_HASHER.hash(password))
                 return self._new_session(conn, account, SECOND, {}, now)
-            if account is not None:
-                self._fail(conn, account, now)
+        self._failed(account, address, device)
         raise NotAuthenticated(FAILED)
 
-    def second_factor(self, session: Session, code: str, address: str) -> Session:
+    def second_factor(
+        self, session: Session, code: str, address: str, device: str | None = None
+    ) -> Session:
         """The TOTP code (or one recovery code, which is then spent): the session is renewed
         under a new token and logged in."""
-        self._attempts.check(address)
+        self._throttle.hit(PORTAL_ADDRESS, address, TOO_MANY)
         self._need(session, SECOND)
         now = self._rt.clock.now()
-        data = self._actor_data(self._account(session.account_id))  # before the write lock
+        account = self._account(session.account_id)
+        if self._held_back(account, address, device):
+            raise NotAuthenticated(FAILED)
+        data = self._actor_data(account)  # before the write lock
         with self._rt.engine.begin() as conn:
-            account = portal.account_by_id(conn, session.account_id, lock=True)
-            if account is None or account.totp_sealed is None or _locked(account, now):
+            locked = portal.account_by_id(conn, session.account_id, lock=True)
+            if locked is None or locked.totp_sealed is None:
                 raise NotAuthenticated(FAILED)
+            account = locked
             secret = envelope.open_sealed(
-                self._key, account.totp_sealed, _totp_context(session)
+                self._key, locked.totp_sealed, _totp_context(session)
             ).decode()
             step = _totp_step(secret, code, now, account.totp_last_step)
             changes: dict[str, Any] = {}
@@ -329,17 +318,14 @@ class Portal:
                 left.remove(wanted)  # a recovery code works once
                 changes["recovery_hashes"] = " ".join(left)
             if changes:
-                portal.update_account(
-                    conn,
-                    account.id,
-                    failed_logins=0,
-                    locked_until=None,
-                    last_login_at=now,
-                    **changes,
-                )
+                portal.update_account(conn, account.id, last_login_at=now, **changes)
                 portal.delete_session(conn, _hash(session.token))
-                return self._new_session(conn, account, FULL, data, now)
-            self._fail(conn, account, now)  # committed, then refused
+                full = self._new_session(conn, account, FULL, data, now)
+                full = replace(full, device=self._remember_device(conn, account.id, device, now))
+        if changes:
+            self._throttle.clear(LOGIN_SOURCE, self._source(account, address, device))
+            return full
+        self._failed(account, address, device)
         raise NotAuthenticated(FAILED)
 
     def logout(self, token: str) -> None:
@@ -523,13 +509,45 @@ class Portal:
         )
         return Session(token, account.id, ActorKind(account.kind), account.login, stage, csrf, data)
 
-    def _fail(self, conn: Any, account: portal.AccountRow, now: datetime) -> None:
-        """One more failure; from the fifth on, the account locks for 1, 2, 4... minutes (at
-        most an hour)."""
-        failures = portal.count_failure(conn, account.id)
-        if failures >= LOCK_AFTER:
-            minutes = min(60, 2 ** (failures - LOCK_AFTER))
-            portal.update_account(conn, account.id, locked_until=now + timedelta(minutes=minutes))
+    def _known_device(self, account: portal.AccountRow, device: str | None) -> bool:
+        if not device or len(device) > 100:
+            return False
+        with self._reading() as conn:
+            return portal.device_of(conn, _hash(device)) == account.id
+
+    def _source(self, account: portal.AccountRow, address: str, device: str | None) -> str:
+        """What a failure is counted against: the account and the device the holder already
+        used, else the account and the address."""
+        if device and self._known_device(account, device):
+            return f"{account.id}:device:{_hash(device)}"
+        return f"{account.id}:address:{address}"
+
+    def _held_back(self, account: portal.AccountRow, address: str, device: str | None) -> bool:
+        """Whether this source is blocked on this account: its own failures, or (for a device
+        the account never used) the failures of every source together."""
+        if self._throttle.blocked(LOGIN_SOURCE, self._source(account, address, device)):
+            return True
+        if device and self._known_device(account, device):
+            return False
+        return self._throttle.blocked(LOGIN_ACCOUNT, account.id) is not None
+
+    def _failed(self, account: portal.AccountRow, address: str, device: str | None) -> None:
+        """One failure: counted for this source, and account-wide for unknown devices."""
+        self._throttle.failure(LOGIN_SOURCE, self._source(account, address, device))
+        if not (device and self._known_device(account, device)):
+            self._throttle.failure(LOGIN_ACCOUNT, account.id)
+
+    def _remember_device(
+        self, conn: Connection, account_id: str, device: str | None, now: datetime
+    ) -> str | None:
+        """After a complete login: the device the browser already has for this account is
+        seen again; otherwise a new device token (for the cookie)."""
+        if device and len(device) <= 100 and portal.device_of(conn, _hash(device)) == account_id:
+            portal.touch_device(conn, _hash(device), now)
+            return None
+        token = secrets.token_urlsafe(32)
+        portal.add_device(conn, _hash(token), account_id, now)
+        return token
 
     @staticmethod
     def _need(session: Session, stage: str) -> None:
@@ -558,10 +576,6 @@ def _hash(token: str) -> str:
 
 def _totp_context(session: Session) -> bytes:
     return b"portal-totp:" + session.account_id.encode()
-
-
-def _locked(account: portal.AccountRow, now: datetime) -> bool:
-    return account.locked_until is not None and account.locked_until > now
 
 
 def _account_ins(account: portal.AccountRow) -> Ins:

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from dmp.access.portal import RateLimit
+from dmp.access.throttle import OBJECTION_ADDRESS, Throttle
 from dmp.access.views import Demographics
-from dmp.domain.codes import SEXES, CreationChannel
+from dmp.domain.codes import SEXES, TRUSTED_THIRD_PARTY, CreationChannel
 from dmp.domain.geo import departement_of_commune
-from dmp.domain.ins import OID_NIR, Ins, parse_ins
+from dmp.domain.ins import OID_NIR, Ins, identity_mismatches, parse_ins
 from dmp.errors import Conflict, DmpError, InvalidInput
 from dmp.identity.actor import system_actor
 from dmp.records import provisioning
+
+log = logging.getLogger("dmp.provisioning")
 
 if TYPE_CHECKING:
     from dmp.access.runtime import Runtime
@@ -47,7 +50,7 @@ class Provisioning:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._attempts = RateLimit(limit=10, window=300)
+        self._throttle = Throttle(rt)
 
     def import_csv(self, text: str) -> ImportReport:
         """Beneficiaries as CSV (header ``ins,nom,prenoms,sexe,naissance,commune,informe_le``,
@@ -87,6 +90,13 @@ class Provisioning:
         commune = (line.get("commune") or "").strip()
         departement_of_commune(commune)
         born = date.fromisoformat((line.get("naissance") or "").strip())
+        mismatches = identity_mismatches(
+            ins, sex=sex, birth_year=born.year, birth_month=born.month, birth_place=None
+        )
+        if mismatches:
+            raise InvalidInput(
+                "the identity contradicts the INS: " + "; ".join(m.english for m in mismatches)
+            )
         informed = datetime.combine(
             date.fromisoformat((line.get("informe_le") or "").strip()), time(0), UTC
         )
@@ -107,7 +117,11 @@ class Provisioning:
 
     def object(self, ins: Ins, birth_date: date, address: str) -> str:
         """A person objects to the opening; the same answer whether they were listed or not."""
-        self._attempts.check(address)
+        self._throttle.hit(
+            OBJECTION_ADDRESS,
+            address,
+            "trop de tentatives depuis cette adresse : réessayez plus tard",
+        )
         try:
             ins = parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
         except InvalidInput:
@@ -145,9 +159,15 @@ class Provisioning:
                         channel=CreationChannel.INSURER_PROVISIONING,
                         # Opt-out: informed, and no objection within the period (L1111-14).
                         patient_consent=True,
+                        # The insurer's file is a trusted third party: the identity is qualified.
+                        identity_document=TRUSTED_THIRD_PARTY,
                     )
                     opened += 1
                 except Conflict:
                     pass  # opened meanwhile at a desk: nothing to do
+                except InvalidInput as exc:
+                    # A line imported before identities were checked against the INS: it is
+                    # not opened (and not retried); the operator sees it in the log.
+                    log.warning("a provisioned identity was not opened: %s", exc.message)
                 with self._rt.engine.begin() as conn:
                     provisioning.mark_opened(conn, ins.oid, ins.value, now)

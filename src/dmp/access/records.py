@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 
@@ -11,16 +12,27 @@ from sqlalchemy.exc import IntegrityError
 from dmp.access import codes, notices
 from dmp.access.dates import add_years
 from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
-from dmp.access.policy import Action, decide_open
-from dmp.access.views import Activation, Demographics, RecordView
-from dmp.domain.codes import SEXES, AuditAction, CreationChannel, RecordStatus
+from dmp.access.policy import Action, Reason, decide_open
+from dmp.access.views import Activation, Demographics, RecordView, Recovery
+from dmp.domain.codes import (
+    HIGH_TRUST_DOCUMENTS,
+    IDENTITY_DOCUMENTS,
+    IDENTITY_PROVISIONAL,
+    IDENTITY_QUALIFIED,
+    SEXES,
+    TRUSTED_THIRD_PARTY,
+    AuditAction,
+    CreationChannel,
+    RecordStatus,
+)
+from dmp.domain.french import datetime_fr
 from dmp.domain.geo import departement_of_commune
-from dmp.domain.ins import Ins, PatientRef
+from dmp.domain.ins import Ins, PatientRef, identity_mismatches
 from dmp.errors import Conflict, InvalidInput, NotFound
 from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need
 from dmp.records import directory, patients, portal, stats
-from dmp.records.types import AuthorizedPatient, RecordRow
+from dmp.records.types import AuthorizedPatient, PatientRow, RecordRow
 
 
 class RecordActions(Kernel):
@@ -31,12 +43,34 @@ class RecordActions(Kernel):
         *,
         channel: CreationChannel,
         patient_consent: bool,
+        identity_document: str | None = None,
     ) -> RecordView:
-        """Open a record. The patient must have been informed and have agreed (L1111-14)."""
+        """Open a record. The patient must have been informed and have agreed (L1111-14). The
+        declared identity must agree with what the INS encodes (sex, birth year and month,
+        birth place); ``identity_document`` is the FR Core code of the identity document the
+        desk checked (a high-trust one qualifies the identity), or ``TC`` for the insurer's
+        provisioning file (system jobs only)."""
         if not patient_consent:
             raise InvalidInput("a record is opened only with the patient's consent; state it")
         ins = self._parse_ins(ins)
         demo = _validated_demographics(demographics)
+        mismatches = identity_mismatches(
+            ins,
+            sex=demo.sex,
+            birth_year=demo.birth_date.year,
+            birth_month=demo.birth_date.month,
+            birth_place=demo.birth_place_code,
+        )
+        if mismatches:
+            raise InvalidInput(
+                "the declared identity contradicts the INS: "
+                + "; ".join(m.english for m in mismatches),
+                reason="identity-mismatch",
+                french="l'identité déclarée contredit l'INS : "
+                + " ; ".join(m.french for m in mismatches)
+                + ". Vérifiez la saisie et la pièce d'identité.",
+            )
+        status = self._identity_status(identity_document)
         departement = departement_of_commune(demo.residence_commune)
         now = self._rt.clock.now()
         with self.act_opening(AuditAction.RECORD_OPEN, need=PATIENT_CREATE) as op:
@@ -67,6 +101,9 @@ class RecordActions(Kernel):
                         "residence_commune": demo.residence_commune,
                         "departement": departement,
                         "created_at": now,
+                        "identity_status": status,
+                        "identity_document": identity_document,
+                        "identity_checked_at": now if identity_document else None,
                     },
                     {
                         "patient_id": patient_id,
@@ -90,7 +127,29 @@ class RecordActions(Kernel):
             self._count_opening(conn, departement, channel, now)
             scope = op.opened(patient_id, departement, decision.reason)
             notices.queue(conn, scope, "record_opened", now=now)
-            return _record_view(ins, demo, departement, patients.load_record(conn, patient_id))
+            return stored_record_view(conn, scope, patients.load_record(conn, patient_id))
+
+    def _identity_status(self, document: str | None) -> str:
+        """Qualified when a desk or a professional checked a high-trust identity document, or
+        when the insurer's provisioning file (a trusted third party, system jobs only) gave
+        the identity; provisional otherwise (the person online, a lesser document)."""
+        if document is None:
+            return IDENTITY_PROVISIONAL
+        if document not in IDENTITY_DOCUMENTS:
+            raise InvalidInput(
+                f"unknown identity document code {document[:8]!r}; one of "
+                + ", ".join(sorted(IDENTITY_DOCUMENTS))
+            )
+        kind = self.actor.kind
+        if document == TRUSTED_THIRD_PARTY:
+            if kind is not ActorKind.SYSTEM:
+                raise InvalidInput("only the insurer's provisioning job is a trusted third party")
+            return IDENTITY_QUALIFIED
+        if kind in (ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL) and (
+            document in HIGH_TRUST_DOCUMENTS
+        ):
+            return IDENTITY_QUALIFIED
+        return IDENTITY_PROVISIONAL
 
     def read_record(self, ins: PatientRef) -> RecordView:
         """The record's status and the patient's demographics."""
@@ -141,9 +200,11 @@ class RecordActions(Kernel):
                 stats.account_activated(op.conn, op.scope.departement)
 
     def issue_activation_code(self, ins: PatientRef) -> Activation:
-        """A registration desk prints the holder's activation letter: a new one-time code for
-        the holder's online account (created on first use). Only the code's SHA-256 is stored;
-        a new code cancels the previous one; the code works once, until it expires."""
+        """A registration desk prints the holder's first activation letter: a one-time code for
+        an online account never activated (created on first use). Only the code's SHA-256 is
+        stored; a new letter cancels the previous code; the code works once, until it expires.
+        An activated account gets no letter: its recovery code goes to the holder
+        (:meth:`start_account_recovery`). The holder is told, and the letter is in the trail."""
         with self.act(
             ins,
             Action.ISSUE_ACTIVATION,
@@ -172,6 +233,13 @@ class RecordActions(Kernel):
                     raise Conflict(
                         "an online account already uses this identifier; ask the operator"
                     ) from None
+            elif account.activated_at is not None or account.password_hash is not None:
+                # The record's flag and the account agree unless the account was activated by
+                # another path: never print a code that would take an activated account over.
+                raise Conflict(
+                    "the holder's online account is activated: start a recovery",
+                    reason=Reason.DENY_ACCOUNT_ACTIVE.value,
+                )
             else:
                 account_id = account.id
             code = codes.new_code()
@@ -184,7 +252,72 @@ class RecordActions(Kernel):
                 by=self.actor.id,
                 expires=expires,
             )
+            notices.queue(
+                op.conn, op.scope, "activation_letter", now=now, subject_id=self.actor.structure_id
+            )
             return Activation(op.ins[1], code, expires)
+
+    def start_account_recovery(self, ins: PatientRef) -> Recovery:
+        """A desk (or a professional of a structure) starts the recovery of an activated
+        account: a one-time code is sent to the holder (their e-mail or phone, else a postal
+        letter), never shown to whoever started it; the holder's password and sessions keep
+        working until the holder uses the code. One recovery at a time."""
+        with self.act(
+            ins,
+            Action.START_RECOVERY,
+            AuditAction.ACCOUNT_RECOVERY,
+            need=PATIENT_UPDATE,
+            target="recovery_code",
+        ) as op:
+            now = self._rt.clock.now()
+            account = portal.account_for_patient(op.conn, op.scope.patient_id)
+            if account is None or account.activated_at is None:
+                raise Conflict(
+                    "the holder's online account was never activated: print the letter",
+                    reason=Reason.DENY_ACCOUNT_NOT_ACTIVE.value,
+                )
+            pending = portal.live_code(op.conn, account.id, "recovery", now)
+            if pending is not None:
+                raise Conflict(
+                    "a recovery is already under way: the holder was sent a code "
+                    f"on {pending[0].isoformat(timespec='minutes')}",
+                    french="une récupération est déjà en cours : un code a été envoyé au "
+                    f"titulaire le {datetime_fr(pending[0])} ; il reste valable "
+                    f"{self._rt.settings.recovery_code_hours} heures",
+                )
+            code = codes.new_code()
+            expires = now + timedelta(hours=self._rt.settings.recovery_code_hours)
+            portal.add_code(
+                op.conn,
+                codes.code_hash(code),
+                account.id,
+                at=now,
+                by=self.actor.id,
+                expires=expires,
+                purpose="recovery",
+            )
+            notices.queue_code(
+                op.conn,
+                op.scope,
+                "account_recovery",
+                now=now,
+                code=code,
+                key=self._rt.notice_key,
+                subject_id=self.actor.structure_id,
+            )
+            return Recovery(_channel_of(account.preferences), expires)
+
+    def record_account_reset(self, ins: PatientRef) -> None:
+        """The holder set a new password with a one-time code (a system step of the portal's
+        login service): in the trail, and the holder is told on their channel."""
+        with self.act(
+            ins,
+            Action.MANAGE_RECORD,
+            AuditAction.ACCOUNT_RESET,
+            need=PATIENT_UPDATE,
+            target="password",
+        ) as op:
+            notices.queue(op.conn, op.scope, "account_reset", now=self._rt.clock.now())
 
     def _count_opening(
         self, conn: Connection, departement: str, channel: CreationChannel, now: datetime
@@ -200,8 +333,25 @@ class RecordActions(Kernel):
             )
 
 
+def _channel_of(preferences: str | None) -> str:
+    """Where a code for the holder goes: their chosen channel if it has an address, else post."""
+    try:
+        prefs = json.loads(preferences) if preferences else {}
+    except ValueError:
+        prefs = {}
+    if isinstance(prefs, dict) and str(prefs.get("contact", "")).strip():
+        channel = prefs.get("canal", "courriel")
+        if channel in ("courriel", "sms"):
+            return str(channel)
+    return "courrier"
+
+
 def _record_view(
-    ins: Ins, demo: Demographics, departement: str, record: RecordRow | None
+    ins: Ins,
+    demo: Demographics,
+    departement: str,
+    record: RecordRow | None,
+    patient: PatientRow | None = None,
 ) -> RecordView:
     assert record is not None
     return RecordView(
@@ -217,6 +367,10 @@ def _record_view(
         medecin_traitant=record.medecin_traitant,
         oppose_bris_de_glace=record.oppose_bris_de_glace,
         oppose_centre_15=record.oppose_centre_15,
+        identity_status=patient.identity_status if patient else IDENTITY_PROVISIONAL,
+        identity_document=patient.identity_document if patient else None,
+        identity_checked_at=patient.identity_checked_at if patient else None,
+        deletion_requested_at=record.deletion_requested_at,
     )
 
 
@@ -233,7 +387,7 @@ def stored_record_view(
         p.used_name,
         p.birth_place_code,
     )
-    return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record)
+    return _record_view(Ins(p.ins_oid, p.ins_value), demo, p.departement, record, p)
 
 
 def _validated_demographics(d: Demographics) -> Demographics:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from dmp.access import codes
 from dmp.access.audit import AuditKey, AuditKeys, RequestContext
 from dmp.access.matrix import load_matrix
 from dmp.access.patient_index import PatientIndex
@@ -82,6 +83,11 @@ class Runtime:
     @property
     def token_secret(self) -> bytes:
         return self.keyring.token_secret
+
+    @property
+    def notice_key(self) -> bytes:
+        """Seals the one-time codes notices carry until they are delivered."""
+        return codes.notice_key(self.keyring.token_secret)
 
     @property
     def audit_key(self) -> AuditKey:

@@ -12,7 +12,7 @@ know or who does not work in the client's structure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,8 +20,8 @@ import jwt
 from jwt import PyJWKSet
 
 from dmp.access import actors
-from dmp.access.portal import RateLimit
 from dmp.access.runtime import Runtime
+from dmp.access.throttle import TOKEN_ADDRESS, TOKEN_CLIENT, Throttle
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins_token
 from dmp.errors import InvalidInput, NotAuthenticated
@@ -40,14 +40,6 @@ NOT_ACCEPTED = (
     "verify with its registered keys"
 )
 NOT_HERE = "the acting professional (idnatps) is not a professional of the client's structure"
-
-
-@dataclass
-class TokenLimits:
-    """The token endpoint's rate limits, one set per application (per process)."""
-
-    by_address: RateLimit = field(default_factory=lambda: RateLimit(limit=60, window=60))
-    by_client: RateLimit = field(default_factory=lambda: RateLimit(limit=120, window=60))
 
 
 class InvalidClient(NotAuthenticated):
@@ -133,9 +125,9 @@ def exchange(
 class TokenEndpoint:
     """What the token endpoint may do, and nothing else: exchange a client assertion."""
 
-    def __init__(self, rt: Runtime, limits: TokenLimits | None = None) -> None:
+    def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._limits = limits or TokenLimits()
+        self._throttle = Throttle(rt)
 
     def exchange(
         self,
@@ -147,14 +139,17 @@ class TokenEndpoint:
         token_url: str,
         address: str = "unknown",
     ) -> TokenResponse:
-        """Rate-limited per address and per client (429 with Retry-After beyond)."""
-        self._limits.by_address.check(address)
+        """Rate-limited per address and per client, for every process together (429 with
+        Retry-After beyond)."""
+        self._throttle.hit(TOKEN_ADDRESS, address, "too many token requests from this address")
         try:
             claimed = str(jwt.decode(assertion, options={"verify_signature": False}).get("iss"))
         except jwt.PyJWTError:
             claimed = ""
         if claimed:
-            self._limits.by_client.check(claimed[:64])
+            self._throttle.hit(
+                TOKEN_CLIENT, claimed[:64], "too many token requests for this client"
+            )
         return exchange(
             self._rt,
             grant_type=grant_type,

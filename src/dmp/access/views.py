@@ -43,6 +43,11 @@ class RecordView:
     medecin_traitant: str | None
     oppose_bris_de_glace: bool
     oppose_centre_15: bool
+    # RNIV identity reliability: PROV or QUAL, the document checked (FR Core code), when.
+    identity_status: str = "PROV"
+    identity_document: str | None = None
+    identity_checked_at: datetime | None = None
+    deletion_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,15 @@ class DocumentChange:
         if self.archived is not None:
             out["status"] = "archived" if self.archived else "current"
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """A recovery started for the holder: the channel the code goes by (courriel, sms or
+    courrier) and when it stops working. The code itself is never returned."""
+
+    channel: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.provisioning import Provisioning
 from dmp.access.runtime import Runtime
-from dmp.access.smart import TokenEndpoint, TokenLimits
+from dmp.access.smart import TokenEndpoint
 from dmp.access.statistics import PublicStatistics
+from dmp.access.throttle import BearerLimit
+from dmp.domain.net import client_address
 from dmp.errors import BadRequest, NotAuthenticated
 from dmp.identity.tokens import Grant, verify_grant
 from dmp.logs import request_id_var
@@ -72,11 +75,8 @@ async def runtime(request: Request) -> Runtime:
     return rt
 
 
-async def token_endpoint(
-    request: Request, rt: Annotated[Runtime, Depends(runtime)]
-) -> TokenEndpoint:
-    limits: TokenLimits = request.app.state.token_limits
-    return TokenEndpoint(rt, limits)
+async def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
+    return TokenEndpoint(rt)
 
 
 async def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
@@ -89,17 +89,37 @@ async def provisioning_service(request: Request) -> Provisioning:
     return service
 
 
+def client_address_of(request: Request) -> str:
+    """The client's address: the peer's, or, when the peer is one of DMP_TRUSTED_PROXIES, the
+    one its ``X-Forwarded-For`` names (``dmp.domain.net``)."""
+    trusted: str = getattr(request.app.state, "trusted_proxies", "")
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        trusted,
+    )
+
+
 async def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> Grant:
+    """The grant a bearer token carries. Tokens that fail are counted per address, for every
+    process together: an address over the limit is refused (429) before any verification."""
+    bearer: BearerLimit = request.app.state.bearer_limit
+    address = client_address_of(request)
+    bearer.check(address)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticated("a bearer token is required")
-    if any(h in request.headers for h in _RETIRED_HEADERS):
-        raise BadRequest(
-            "the purpose of use and its justification come from the token (SMART client "
-            "assertion or `dmp token issue --purpose`), not from request headers"
-        )
-    return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("a bearer token is required")
+        if any(h in request.headers for h in _RETIRED_HEADERS):
+            raise BadRequest(
+                "the purpose of use and its justification come from the token (SMART client "
+                "assertion or `dmp token issue --purpose`), not from request headers"
+            )
+        return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
+    except NotAuthenticated:
+        await to_thread.run_sync(bearer.failed, address)  # 429 once over the limit
+        raise
 
 
 async def gate(
@@ -108,7 +128,7 @@ async def gate(
     g: Annotated[Grant, Depends(grant)],
 ) -> RecordAccess:
     """The access gate for this request, bound to its grant."""
-    client = request.client.host if request.client else None
+    client = client_address_of(request)
     return rt.gate(g, RequestContext(request_id=request_id_var.get(), client_addr=client))
 
 

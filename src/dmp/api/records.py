@@ -51,6 +51,12 @@ class OpenRecordIn(Strict):
     demographics: DemographicsIn
     channel: CreationChannel
     patient_consent: bool = Field(description="the patient was informed and agrees")
+    identity_document: str | None = Field(
+        default=None,
+        max_length=4,
+        description="the identity document checked (FR Core validation mode: CN, PA, CS, CE, "
+        "IE qualify the identity; AN, LE, PC, CM leave it provisional)",
+    )
 
 
 class CloseRecordIn(Strict):
@@ -97,6 +103,14 @@ def record_json(v: RecordView) -> dict[str, Any]:
         "medecin_traitant": v.medecin_traitant,
         "oppose_bris_de_glace": v.oppose_bris_de_glace,
         "oppose_centre_15": v.oppose_centre_15,
+        "identity": {
+            "status": v.identity_status,
+            "document": v.identity_document,
+            "checked_at": v.identity_checked_at.isoformat() if v.identity_checked_at else None,
+        },
+        "deletion_requested_at": (
+            v.deletion_requested_at.isoformat() if v.deletion_requested_at else None
+        ),
         "demographics": {
             "birth_family_name": d.birth_family_name,
             "used_name": d.used_name,
@@ -172,6 +186,7 @@ def open_record(body: OpenRecordIn, access: Gate) -> dict[str, Any]:
         ),
         channel=body.channel,
         patient_consent=body.patient_consent,
+        identity_document=body.identity_document,
     )
     return record_json(view)
 

@@ -12,7 +12,7 @@ import click
 
 from dmp.access.views import Demographics
 from dmp.cli import friendly_errors, ins_option, main, operator_session
-from dmp.domain.codes import CreationChannel
+from dmp.domain.codes import IDENTITY_DOCUMENTS, TRUSTED_THIRD_PARTY, CreationChannel
 from dmp.domain.ins import Ins
 from dmp.identity.actor import system_actor
 
@@ -62,6 +62,12 @@ def record() -> None:
 )
 @click.option("--structure", help="idNatStruct of the desk opening the record.")
 @click.option(
+    "--identity-document",
+    type=click.Choice(sorted(k for k in IDENTITY_DOCUMENTS if k != TRUSTED_THIRD_PARTY)),
+    help="The identity document checked (CN, PA, CS, CE, IE qualify the identity; with "
+    "--structure).",
+)
+@click.option(
     "--patient-consent",
     is_flag=True,
     required=True,
@@ -78,9 +84,10 @@ def record_open(
     commune: str,
     channel: str,
     structure: str | None,
+    identity_document: str | None,
     patient_consent: bool,
 ) -> None:
-    """Open a record for a patient."""
+    """Open a record for a patient (the identity must agree with what the INS encodes)."""
     with operator_session() as operator:
         actor = (
             operator.desk_actor(f"operator:{getpass.getuser()}", structure)
@@ -98,8 +105,12 @@ def record_open(
             ),
             channel=CreationChannel(channel),
             patient_consent=patient_consent,
+            identity_document=identity_document,
         )
-    click.echo(f"record opened ({view.status}), département {view.departement}")
+    click.echo(
+        f"record opened ({view.status}), département {view.departement}, "
+        f"identity {view.identity_status}"
+    )
 
 
 @record.command("close")

@@ -78,6 +78,9 @@ class AuditAction(StrEnum):
     KEYS_ROTATE = "keys.rotate"
     KEY_SHRED = "keys.shred"
     ACTIVATION_ISSUE = "account.activation_code"  # an activation letter was printed
+    ACCOUNT_RECOVERY = "account.recovery"  # a recovery code was sent to the holder
+    ACCOUNT_RESET = "account.reset"  # the holder set a new password with a code
+    RECORD_DELETION_WITHDRAW = "record.deletion_withdraw"  # the holder withdrew the request
     RECORD_REOPEN = "record.reopen"
     RECORD_DEATH = "record.death"  # closed by the holder's death
     RECORD_DELETION_REQUEST = "record.deletion_request"
@@ -164,3 +167,36 @@ MIME_TYPES = frozenset(
         "application/fhir+json",
     }
 )
+
+
+# Identity reliability (RNIV; FR Core extension fr-core-identity-reliability on Patient). The
+# record's identity is provisional until its five strict traits were checked against a
+# high-trust identity document at a desk, by the insurer's provisioning file (a trusted third
+# party), or by the person's own identity provider; then it is qualified.
+IDENTITY_PROVISIONAL = "PROV"
+IDENTITY_QUALIFIED = "QUAL"
+IDENTITY_STATUS_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status"
+IDENTITY_STATUS_LABELS = {
+    IDENTITY_PROVISIONAL: "Identité provisoire",
+    IDENTITY_QUALIFIED: "Identité qualifiée",
+}
+IDENTITY_DOCUMENT_SYSTEM = (
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-mode-validation-identity"
+)
+# The documents a desk records having checked (FR Core's validation modes).
+IDENTITY_DOCUMENTS = {
+    "CN": "Carte nationale d'identité",
+    "PA": "Passeport",
+    "CS": "Carte de séjour",
+    "CE": "Carte Européenne",
+    "IE": "Identification électronique EIDAS",
+    "AN": "Extrait d'acte de naissance",
+    "LE": "Livret de famille",
+    "PC": "Permis de conduire",
+    "CM": "Carte militaire",
+    "TC": "Tiers de confiance",
+}
+# Those of high trust (RNIV): only they qualify an identity. A birth certificate, a family
+# record book or a driving licence are recorded, and the identity stays provisional.
+HIGH_TRUST_DOCUMENTS = frozenset({"CN", "PA", "CS", "CE", "IE"})
+TRUSTED_THIRD_PARTY = "TC"  # the insurer's provisioning file

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from stdnum.fr import nir
 
+from dmp.domain.french import MONTHS
 from dmp.errors import InvalidInput
 
 OID_NIR = "1.2.250.1.213.1.4.8"
@@ -102,3 +103,104 @@ class PatientKey:
 
 
 PatientRef = Ins | PatientKey
+
+
+# -- what an NIR says about its holder (domain reference §3.1b) ------------------------------
+
+# First digit: 1 and 2 for a man and a woman; 3 and 4 (born abroad, registration pending), 7 and 8
+# (temporary numbers) keep the same parity. Temporary numbers say nothing reliable of the birth
+# month or place.
+_MALE_DIGITS = frozenset("1357")
+_TEMPORARY_DIGITS = frozenset("78")
+
+
+@dataclass(frozen=True, slots=True)
+class NirTraits:
+    """The traits an NIR encodes: sex, birth year (two digits), birth month (None: unknown or
+    fictitious, codes 20-42 and 50-99), birth place (the 5-character INSEE code of the commune,
+    or ``99`` + country code for a birth abroad; None for a temporary number)."""
+
+    sex: str  # M or F
+    year: int  # 0-99
+    month: int | None
+    place: str | None
+    temporary: bool
+
+
+def nir_traits(value: str) -> NirTraits:
+    """Read the traits of a 15-character INS value (already validated by :func:`parse_ins`)."""
+    v = value.upper()
+    temporary = v[0] in _TEMPORARY_DIGITS
+    month = int(v[3:5])
+    return NirTraits(
+        sex="M" if v[0] in _MALE_DIGITS else "F",
+        year=int(v[1:3]),
+        month=month if 1 <= month <= 12 and not temporary else None,
+        place=None if temporary else v[5:10],
+        temporary=temporary,
+    )
+
+
+def _same_place(nir_place: str, declared: str) -> bool:
+    """Corsica: births before 1976 were registered under département 20, since then 2A/2B."""
+    if nir_place == declared:
+        return True
+    corsica = ("20", "2A", "2B")
+    return nir_place[:2] in corsica and declared[:2] in corsica and nir_place[2:] == declared[2:]
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One trait of a declared identity that contradicts the INS, in English and in French."""
+
+    english: str
+    french: str
+
+
+def _sex_fr(sex: str) -> str:
+    return "masculin" if sex == "M" else "féminin"
+
+
+def identity_mismatches(
+    ins: Ins, *, sex: str, birth_year: int, birth_month: int, birth_place: str | None
+) -> list[Mismatch]:
+    """What in a declared identity contradicts the INS (empty: nothing). The indeterminate
+    sex (U) and an unknown birth place contradict nothing; a temporary number and an unknown
+    month code leave the month and the place unchecked."""
+    t = nir_traits(ins.value)
+    out: list[Mismatch] = []
+    if sex in ("M", "F") and sex != t.sex:
+        out.append(
+            Mismatch(
+                f"sex {sex} declared, the INS encodes {t.sex}",
+                f"le sexe déclaré ({_sex_fr(sex)}) ne correspond pas à l'INS ({_sex_fr(t.sex)})",
+            )
+        )
+    if birth_year % 100 != t.year:
+        out.append(
+            Mismatch(
+                f"birth year {birth_year} declared, the INS encodes a year ending in {t.year:02d}",
+                f"l'année de naissance déclarée ({birth_year}) ne correspond pas à l'INS "
+                f"(année en {t.year:02d})",
+            )
+        )
+    if t.month is not None and birth_month != t.month:
+        out.append(
+            Mismatch(
+                f"birth month {birth_month:02d} declared, the INS encodes {t.month:02d}",
+                f"le mois de naissance déclaré ({MONTHS[birth_month - 1]}) ne correspond "
+                f"pas à l'INS ({MONTHS[t.month - 1]})",
+            )
+        )
+    place = (birth_place or "").strip().upper()
+    if t.place is not None and place and not _same_place(t.place, place):
+        abroad = t.place.startswith("99")
+        where_en = f"a birth abroad (country {t.place[2:]})" if abroad else t.place
+        where_fr = f"naissance à l'étranger, pays {t.place[2:]}" if abroad else t.place
+        out.append(
+            Mismatch(
+                f"birth place {place} declared, the INS encodes {where_en}",
+                f"le lieu de naissance déclaré ({place}) ne correspond pas à l'INS ({where_fr})",
+            )
+        )
+    return out

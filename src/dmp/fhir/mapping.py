@@ -9,7 +9,14 @@ from typing import Any
 
 from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
 from dmp.domain import valuesets
-from dmp.domain.codes import TYPE_LABELS, VisibilityFlag
+from dmp.domain.codes import (
+    IDENTITY_DOCUMENT_SYSTEM,
+    IDENTITY_DOCUMENTS,
+    IDENTITY_STATUS_LABELS,
+    IDENTITY_STATUS_SYSTEM,
+    TYPE_LABELS,
+    VisibilityFlag,
+)
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
 
@@ -397,8 +404,9 @@ def patient(view: RecordView, key: str) -> dict[str, Any]:
             }
         ],
     }
+    resource["extension"] = [identity_reliability(view)]
     if view.closed_at:
-        resource["extension"] = [
+        resource["extension"].append(
             {
                 "url": "https://interop.esante.gouv.fr/ig/fhir/pdsm4dmp/StructureDefinition/dmp-fermeture",
                 "extension": [
@@ -406,12 +414,50 @@ def patient(view: RecordView, key: str) -> dict[str, Any]:
                     {"url": "motifFermeture", "valueString": view.closure_reason or ""},
                 ],
             }
-        ]
+        )
     if view.medecin_traitant:
         resource["generalPractitioner"] = [
             {"identifier": {"system": PS_OID, "value": view.medecin_traitant}}
         ]
     return resource
+
+
+IDENTITY_RELIABILITY = (
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
+)
+
+
+def identity_reliability(view: RecordView) -> dict[str, Any]:
+    """FR Core's identity-reliability extension: the RNIV status (PROV or QUAL), and the
+    identity document checked (validation mode) and when."""
+    parts: list[dict[str, Any]] = [
+        {
+            "url": "identityStatus",
+            "valueCoding": {
+                "system": IDENTITY_STATUS_SYSTEM,
+                "code": view.identity_status,
+                "display": IDENTITY_STATUS_LABELS.get(view.identity_status, view.identity_status),
+            },
+        }
+    ]
+    if view.identity_document:
+        parts.append(
+            {
+                "url": "validationMode",
+                "valueCoding": {
+                    "system": IDENTITY_DOCUMENT_SYSTEM,
+                    "code": view.identity_document,
+                    "display": IDENTITY_DOCUMENTS.get(
+                        view.identity_document, view.identity_document
+                    ),
+                },
+            }
+        )
+    if view.identity_checked_at:
+        parts.append(
+            {"url": "validationDate", "valueDate": view.identity_checked_at.date().isoformat()}
+        )
+    return {"url": IDENTITY_RELIABILITY, "extension": parts}
 
 
 def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:

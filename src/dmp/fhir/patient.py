@@ -37,6 +37,22 @@ CONSENT_EXTENSION = "https://dmp.example.org/fhir/StructureDefinition/dmp-consen
 INSEE_EXTENSION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 
 
+def validation_mode(res: dict[str, Any]) -> str | None:
+    """The identity document the sender checked: FR Core's identity-reliability extension,
+    its ``validationMode`` (a high-trust document qualifies the identity)."""
+    for n, ext in enumerate(res.get("extension") or []):
+        if not isinstance(ext, dict) or ext.get("url") != mapping.IDENTITY_RELIABILITY:
+            continue
+        for part in ext.get("extension") or []:
+            if isinstance(part, dict) and part.get("url") == "validationMode":
+                code = (part.get("valueCoding") or {}).get("code")
+                if not isinstance(code, str) or not code:
+                    where = f"Patient.extension[{n}].validationMode"
+                    raise InvalidInput(f"{where}: a valueCoding with a code", reason=where)
+                return code
+    return None
+
+
 def residence_commune(addresses: list[Any]) -> str:
     """The INSEE code of the commune of residence: the FR Core extension on the address
     (``valueCoding.code``, or ``valueString``), else the postal code (with ``city`` when it
@@ -130,7 +146,12 @@ async def patient_create(request: Request, access: Gate) -> Response:
         residence_commune=commune,
     )
     view = await run_in_threadpool(
-        access.open_record, ins, demo, channel=CreationChannel.PROFESSIONAL, patient_consent=consent
+        access.open_record,
+        ins,
+        demo,
+        channel=CreationChannel.PROFESSIONAL,
+        patient_consent=consent,
+        identity_document=validation_mode(res),
     )
     return created(
         request,

@@ -322,8 +322,10 @@ def _portal_invitations(rt: Runtime) -> list[str]:
         kind=ActorKind.REPRESENTATIVE, login="tuteur-demo", by="system:demo", ins=demo_ins(11)
     )
     lines.append(f"  legal representative of {demo_ins(11).value}: tuteur-demo / {code}")
+    n = len(_GIVEN)
     lines.append(
-        f"  a patient with no record yet, for the desk: INS {demo_ins(len(_GIVEN)).value} "
-        "(identifier type 'Démonstration')"
+        f"  a patient with no record yet, for the desk: INS {demo_ins(n).value} "
+        f"(identifier type 'Démonstration'), {'male' if n % 2 == 0 else 'female'}, born "
+        f"{date(1970 + n, (n % 12) + 1, 1 + n).isoformat()} (the identity must agree with the INS)"
     )
     return lines

@@ -45,9 +45,19 @@ def compose(
     portal_url: str,
     professional: Professional | None = None,
     count: int = 1,
+    structure: str | None = None,
+    code: str | None = None,
+    code_hours: int = 24,
 ) -> Message:
-    """The message for one notice (``count`` > 1: a digest of new documents)."""
+    """The message for one notice (``count`` > 1: a digest of new documents). ``structure``:
+    the desk that acted on the holder's account; ``code``: the one-time code a recovery
+    carries (only ever in the message to the holder)."""
     who = professional.describe() if professional else "un professionnel de santé"
+    desk = f"l'accueil de {structure}" if structure else "un guichet d'accueil"
+    if_not_you = (
+        "Si vous n'êtes pas à l'origine de cette démarche, contactez votre caisse d'assurance "
+        "maladie sans attendre."
+    )
     login = f"Connectez-vous pour en savoir plus : {portal_url}"
     gp = recipient == "medecin_traitant"
     texts: dict[str, tuple[str, str]] = {
@@ -116,6 +126,24 @@ def compose(
         "record_reopened": (
             "Votre dossier médical partagé est rouvert",
             f"Votre dossier médical partagé a été rouvert {when(at)}.",
+        ),
+        "activation_letter": (
+            "Une lettre d'activation de votre compte a été imprimée",
+            f"Une lettre d'activation de votre compte en ligne a été imprimée par {desk}, "
+            f"{when(at)}. {if_not_you}",
+        ),
+        "account_recovery": (
+            "Votre code de récupération de compte",
+            f"À la demande faite auprès de {desk}, {when(at)}, voici votre code de récupération "
+            f"à usage unique : {code}. Il est valable {code_hours} heures. Sur le portail, "
+            "choisissez « Activer mon compte », saisissez votre INS et ce code, puis un "
+            "nouveau mot de passe. D'ici là, votre mot de passe actuel reste valable. "
+            f"{if_not_you}",
+        ),
+        "account_reset": (
+            "Le mot de passe de votre compte a été changé",
+            f"Un nouveau mot de passe a été choisi pour votre compte en ligne {when(at)}, avec un "
+            f"code à usage unique ; vos autres sessions ont été fermées. {if_not_you}",
         ),
         "record_opening_planned": (
             "Votre dossier médical partagé va être ouvert",

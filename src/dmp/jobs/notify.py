@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from dmp.access import codes
 from dmp.access.runtime import Runtime
+from dmp.crypto import envelope
 from dmp.domain.french import PARIS
 from dmp.domain.ins import PatientKey
 from dmp.errors import NotFound
 from dmp.identity.actor import system_actor
-from dmp.jobs import channels, messages
+from dmp.jobs import channels, letters, messages
 from dmp.records import directory, outbox, portal
 from dmp.records.outbox import Notice
 
@@ -49,6 +51,8 @@ PREFERENCE = {
     "document_revealed": "nouveau_document",
 }
 DIGESTIBLE = {"new_document", "document_revealed"}
+# About the holder's online account: their subject is the structure that acted (the desk).
+ACCOUNT_KINDS = {"activation_letter", "account_recovery", "account_reset"}
 
 
 def worker_name() -> str:
@@ -137,6 +141,8 @@ def _prepare(rt: Runtime, notice: Notice) -> _Delivery | str | datetime:
     channel = prefs.get("canal", "courriel")
     address = str(prefs.get("contact", "")).strip()
     if channel not in ("courriel", "sms") or not address:
+        if notice.kind == "account_recovery":
+            return _Delivery("courrier", "")  # the code goes by post: never to a third party
         return "nobody to tell: no contact given"
     if notice.kind in DIGESTIBLE and choice == "quotidien":
         slot = next_digest(notice.created_at, rt.settings.digest_hour)
@@ -213,9 +219,29 @@ def message_id(notice: Notice) -> str:
     return f"<{notice.id}.{notice.patient_id}@dmp>"
 
 
+def _structure(rt: Runtime, structure_id: str | None) -> str | None:
+    if not structure_id:
+        return None
+    with rt.engine.connect() as conn:
+        return directory.structure_names(conn, {structure_id}).get(structure_id)
+
+
+def _code(rt: Runtime, notice: Notice) -> str | None:
+    """The one-time code a notice carries (opened at delivery only)."""
+    if notice.secret_sealed is None:
+        return None
+    context = codes.notice_context(notice.patient_id, notice.id)
+    return envelope.open_sealed(rt.notice_key, notice.secret_sealed, context).decode()
+
+
 def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, report: Report) -> None:
     first = notices[0]
-    subject_ps = first.subject_id if first.kind not in DIGESTIBLE else None
+    account = first.kind in ACCOUNT_KINDS
+    subject_ps = first.subject_id if first.kind not in DIGESTIBLE and not account else None
+    code = _code(rt, first)
+    if first.kind == "account_recovery" and code is None:
+        _finish(rt, worker, first, "skipped", report, error="the code is gone (sent or dead)")
+        return
     text = messages.compose(
         first.kind,
         recipient=first.recipient_kind,
@@ -223,13 +249,18 @@ def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, repor
         portal_url=rt.settings.portal_url,
         professional=_professional(rt, subject_ps),
         count=len(notices),
+        structure=_structure(rt, first.subject_id) if account else None,
+        code=code,
+        code_hours=rt.settings.recovery_code_hours,
     )
     mid = message_id(first)
     try:
         if how.channel == "courriel":
             channels.send_email(rt.settings, how.address, text.subject, text.body, mid)
-        else:
+        elif how.channel == "sms":
             channels.send_sms(rt.settings, how.address, text.sms, mid)
+        else:
+            letters.write(rt, first, text)
     except channels.NoChannel as exc:
         for notice in notices:
             _finish(rt, worker, notice, "skipped", report, error=str(exc))

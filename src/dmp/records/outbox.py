@@ -31,6 +31,7 @@ class Notice:
     lease_until: datetime | None
     channel: str | None
     message_id: str | None
+    secret_sealed: bytes | None = None  # a one-time code, sealed until delivered
 
 
 def _notice(row: sa.Row[Any]) -> Notice:
@@ -104,6 +105,7 @@ def finish(
             last_error=error,
             leased_by=None,
             lease_until=None,
+            secret_sealed=None,  # delivered or dropped: the code is forgotten
         )
     )
     return done.rowcount == 1
@@ -130,6 +132,8 @@ def failed(
             status="dead" if dead else "pending",
             leased_by=None,
             lease_until=None,
+            # A dead notice forgets its code: a retry by the operator would send a dead code.
+            secret_sealed=None if dead else n.c.secret_sealed,
         )
     )
 

@@ -287,6 +287,17 @@ def pending_notifications(conn: Connection, scope: AuthorizedPatient) -> list[di
     return [dict(r._mapping) for r in rows]
 
 
+def is_blocked(conn: Connection, scope: AuthorizedPatient, id_nat_ps: str) -> bool:
+    """Whether the holder blocked this professional (AC-3)."""
+    perm = professional_permissions
+    found = conn.execute(
+        sa.select(perm.c.blocked_at).where(
+            perm.c.patient_id == scope.patient_id, perm.c.id_nat_ps == id_nat_ps
+        )
+    ).first()
+    return found is not None and found.blocked_at is not None
+
+
 def list_permissions(conn: Connection, scope: AuthorizedPatient) -> list[tuple[str, PermissionRow]]:
     perm = professional_permissions
     rows = conn.execute(

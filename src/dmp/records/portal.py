@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from dmp.records.schema import activation_codes, portal_accounts, portal_sessions
+from dmp.records.schema import activation_codes, portal_accounts, portal_devices, portal_sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +73,22 @@ def update_account(conn: Connection, account_id: str, **values: Any) -> None:
     )
 
 
-def count_failure(conn: Connection, account_id: str) -> int:
-    """Add one failed login, atomically; returns the new count."""
-    a = portal_accounts
-    conn.execute(a.update().where(a.c.id == account_id).values(failed_logins=a.c.failed_logins + 1))
-    return int(conn.execute(sa.select(a.c.failed_logins).where(a.c.id == account_id)).scalar_one())
-
-
 def add_code(
-    conn: Connection, code_hash: str, account_id: str, *, at: datetime, by: str, expires: datetime
+    conn: Connection,
+    code_hash: str,
+    account_id: str,
+    *,
+    at: datetime,
+    by: str,
+    expires: datetime,
+    purpose: str = "letter",
 ) -> None:
     """A new code for the account; every earlier unused code of it stops working."""
     c = activation_codes
     conn.execute(
-        c.update().where(c.c.account_id == account_id, c.c.used_at.is_(None)).values(expires_at=at)
+        c.update()
+        .where(c.c.account_id == account_id, c.c.used_at.is_(None), c.c.expires_at > at)
+        .values(expires_at=at)
     )
     conn.execute(
         c.insert().values(
@@ -95,8 +97,28 @@ def add_code(
             created_at=at,
             created_by=by,
             expires_at=expires,
+            purpose=purpose,
         )
     )
+
+
+def live_code(
+    conn: Connection, account_id: str, purpose: str, at: datetime
+) -> tuple[datetime, str] | None:
+    """The account's unused, unexpired code of this purpose: (created at, by whom)."""
+    c = activation_codes
+    row = conn.execute(
+        sa.select(c.c.created_at, c.c.created_by)
+        .where(
+            c.c.account_id == account_id,
+            c.c.purpose == purpose,
+            c.c.used_at.is_(None),
+            c.c.expires_at > at,
+        )
+        .order_by(c.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.created_at, row.created_by)
 
 
 def use_code(conn: Connection, code_hash: str, account_id: str, at: datetime) -> bool:
@@ -160,3 +182,28 @@ def account_for_patient(conn: Connection, patient_id: str) -> AccountRow | None:
             sa.select(a).where(a.c.patient_id == patient_id, a.c.kind == "patient")
         ).first()
     )
+
+
+def device_of(conn: Connection, token_hash: str) -> str | None:
+    """The account a device token belongs to."""
+    d = portal_devices
+    found = conn.execute(sa.select(d.c.account_id).where(d.c.token_hash == token_hash)).scalar()
+    return None if found is None else str(found)
+
+
+def add_device(conn: Connection, token_hash: str, account_id: str, at: datetime) -> None:
+    conn.execute(
+        portal_devices.insert().values(
+            token_hash=token_hash, account_id=account_id, created_at=at, last_seen_at=at
+        )
+    )
+
+
+def touch_device(conn: Connection, token_hash: str, at: datetime) -> None:
+    d = portal_devices
+    conn.execute(d.update().where(d.c.token_hash == token_hash).values(last_seen_at=at))
+
+
+def forget_devices(conn: Connection, account_id: str) -> None:
+    d = portal_devices
+    conn.execute(d.delete().where(d.c.account_id == account_id))

@@ -62,6 +62,11 @@ patients = sa.Table(
     sa.Column("residence_commune", sa.String(5), nullable=False),
     sa.Column("departement", sa.String(3), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Identity reliability (RNIV): PROV, or QUAL once the strict traits were checked against a
+    # high-trust document (its FR Core validation-mode code) or by a trusted third party.
+    sa.Column("identity_status", sa.String(4), nullable=False, server_default="PROV"),
+    sa.Column("identity_document", sa.String(4)),
+    sa.Column("identity_checked_at", UtcDateTime),
     sa.UniqueConstraint("ins_value", "ins_oid"),
 )
 
@@ -203,6 +208,9 @@ notifications = sa.Table(
     sa.Column("lease_until", UtcDateTime),
     sa.Column("channel", sa.String(10)),
     sa.Column("message_id", sa.String(100)),  # stable per notice: a receiver can deduplicate
+    # A one-time code for the holder (account recovery), sealed under a key of the key ring
+    # until it is delivered, then erased: nobody but the holder's channel ever sees it.
+    sa.Column("secret_sealed", sa.LargeBinary),
     sa.Index("ix_notifications_status_due_at", "status", "due_at"),
 )
 
@@ -541,6 +549,8 @@ activation_codes = sa.Table(
     sa.Column("created_by", sa.String(64), nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
     sa.Column("used_at", UtcDateTime),
+    # letter: printed at a desk (an account never activated); recovery: sent to the holder.
+    sa.Column("purpose", sa.String(10), nullable=False, server_default="letter"),
 )
 
 # Server-side portal sessions: the cookie holds a random token, this table its SHA-256.
@@ -554,4 +564,26 @@ portal_sessions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("last_seen_at", UtcDateTime, nullable=False),
     sa.Column("data_sealed", sa.LargeBinary),  # the session's working state (sealed JSON)
+)
+
+# Failures and attempts counted for every process and node: per address, per account and
+# source, per account; a key is blocked until ``blocked_until`` (back-off after failures).
+auth_throttle = sa.Table(
+    "auth_throttle",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # SHA-256 of the counted thing
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_start", UtcDateTime, nullable=False),
+    sa.Column("blocked_until", UtcDateTime),
+)
+
+# Devices a portal account logged in from (a long-lived cookie's SHA-256): a stranger's
+# failures on the account do not lock out a device the holder already used.
+portal_devices = sa.Table(
+    "portal_devices",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("portal_accounts.id"), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
 )

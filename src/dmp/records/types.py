@@ -36,6 +36,9 @@ class PatientRow:
     residence_commune: str
     departement: str
     created_at: datetime
+    identity_status: str = "PROV"
+    identity_document: str | None = None
+    identity_checked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,16 @@ from dmp.domain.ins import OID_NIA, OID_NIR, Ins
 from dmp.errors import DmpError, NotAuthenticated
 from dmp.identity.actor import ActorKind
 from dmp.web.deps import PortalDep, SessionDep, address, check_csrf, pre_token
-from dmp.web.render import PRE_COOKIE, SESSION_COOKIE, french_message, page, redirect
+from dmp.web.render import (
+    DEVICE_COOKIE,
+    PRE_COOKIE,
+    SESSION_COOKIE,
+    french_message,
+    page,
+    redirect,
+)
+
+DEVICE_DAYS = 400
 
 router = APIRouter(prefix="/portail", include_in_schema=False)
 
@@ -35,7 +44,22 @@ def with_session(request: Request, response: Response, session: Session) -> Resp
         secure=_secure(request),
         path="/portail",
     )
+    if session.device:
+        # The device the account logged in from: a stranger's failures never lock it out.
+        response.set_cookie(
+            DEVICE_COOKIE,
+            session.device,
+            max_age=DEVICE_DAYS * 86400,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+            path="/portail",
+        )
     return response
+
+
+def _device(request: Request) -> str | None:
+    return request.cookies.get(DEVICE_COOKIE)
 
 
 def _form(request: Request, template: str, *, status: int = 200, **ctx: Any) -> Response:
@@ -83,7 +107,7 @@ def login(
 ) -> Response:
     check_csrf(request, None, csrf)
     try:
-        session = portal.login(identifiant, mot_de_passe, address(request))
+        session = portal.login(identifiant, mot_de_passe, address(request), _device(request))
     except NotAuthenticated as exc:
         return _form(
             request,
@@ -110,7 +134,7 @@ def second_factor(
         return redirect("/portail/connexion")
     check_csrf(request, session, csrf)
     try:
-        full = portal.second_factor(session, code, address(request))
+        full = portal.second_factor(session, code, address(request), _device(request))
     except NotAuthenticated as exc:
         return page(request, "code.html", status=401, csrf=session.csrf, error=french_message(exc))
     return with_session(request, redirect(home_of(full.kind)), full)
@@ -137,7 +161,7 @@ def activation(
 ) -> Response:
     check_csrf(request, None, csrf)
     try:
-        session = portal.start_activation(identifiant, code, address(request))
+        session = portal.start_activation(identifiant, code, address(request), _device(request))
     except NotAuthenticated as exc:
         return _form(
             request,

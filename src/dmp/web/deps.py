@@ -18,6 +18,7 @@ from fastapi import Depends, Form, Request
 from dmp.access.audit import RequestContext
 from dmp.access.gateway import RecordAccess
 from dmp.access.portal import FULL, Portal, Session
+from dmp.api.deps import client_address_of
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import BadRequest, Forbidden, NotAuthenticated
@@ -32,7 +33,8 @@ def portal(request: Request) -> Portal:
 
 
 def address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address (``X-Forwarded-For`` believed only from DMP_TRUSTED_PROXIES)."""
+    return client_address_of(request)
 
 
 def any_session(request: Request, service: Annotated[Portal, Depends(portal)]) -> Session | None:

@@ -487,3 +487,10 @@ def deletion(request: Request, pg: PostDep, confirmation: Text = "") -> Response
         raise InvalidInput("cochez la case pour confirmer la demande de suppression")
     due = pg.gate.request_deletion(ins)
     return page(request, "suppression.html", session=pg.session, due=due)
+
+
+@router.post("/suppression/retrait", name="record_deletion_withdraw")
+def withdraw_deletion(pg: PostDep) -> Response:
+    """Only the holder (or a representative) takes their deletion request back."""
+    pg.gate.withdraw_deletion(_holder(pg))
+    return redirect("/portail/dossier?fait=retrait")

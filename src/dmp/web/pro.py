@@ -18,7 +18,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from dmp.access.views import Demographics, NewDocument
 from dmp.domain import cda
-from dmp.domain.codes import TYPE_LABELS, CreationChannel, PurposeOfUse
+from dmp.domain.codes import (
+    IDENTITY_DOCUMENTS,
+    IDENTITY_QUALIFIED,
+    TRUSTED_THIRD_PARTY,
+    TYPE_LABELS,
+    CreationChannel,
+    PurposeOfUse,
+)
 from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput
 from dmp.identity.actor import ActorKind
@@ -36,6 +43,14 @@ CDA_FORMAT = "urn:ihe:iti:xds-sd:text:2008"
 MAX_UPLOAD = 20 * 1024 * 1024
 # Structure sectors (TRE_R02) -> the opening channel the statistics count.
 _CHANNELS = {"SA33": CreationChannel.PHARMACY, "SA01": CreationChannel.HEALTH_FACILITY}
+# The identity documents a desk may record having checked (the trusted third party is the
+# insurer's file, not a desk's choice); high-trust ones qualify the identity.
+DESK_DOCUMENTS = {k: v for k, v in IDENTITY_DOCUMENTS.items() if k != TRUSTED_THIRD_PARTY}
+_RECOVERY_CHANNELS = {
+    "courriel": "par courriel, à l'adresse qu'il a enregistrée",
+    "sms": "par SMS, au numéro qu'il a enregistré",
+    "courrier": "par courrier postal (il n'a enregistré ni adresse électronique ni numéro)",
+}
 
 
 AUTHORITIES = {"nir": OID_NIR, "nia": OID_NIA, "demo": OID_DEMO, "test": OID_TEST}
@@ -296,7 +311,12 @@ def pro_traces(request: Request, pg: PageDep, p: Annotated[int, Query()] = 1) ->
 def desk_home(request: Request, pg: PageDep) -> Response:
     require(pg, ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL)
     return page(
-        request, "guichet.html", session=pg.session, form={}, test_mode=pg.gate.accepts_test_ins
+        request,
+        "guichet.html",
+        session=pg.session,
+        form={},
+        test_mode=pg.gate.accepts_test_ins,
+        documents=DESK_DOCUMENTS,
     )
 
 
@@ -311,6 +331,8 @@ def desk_open(
     sexe: Text = "",
     naissance: Text = "",
     commune: Text = "",
+    lieu_naissance: Text = "",
+    piece: Text = "",
     identite: Text = "",
     consentement: Text = "",
 ) -> Response:
@@ -323,8 +345,14 @@ def desk_open(
         "sexe": sexe,
         "naissance": naissance,
         "commune": commune,
+        "lieu_naissance": lieu_naissance,
+        "piece": piece,
+        "identite": identite,
+        "consentement": consentement,
     }
     try:
+        if piece not in DESK_DOCUMENTS:
+            raise InvalidInput("choisissez la pièce d'identité que vous avez vérifiée")
         if identite != "oui":
             raise InvalidInput(
                 "vérifiez l'identité du patient (pièce d'identité) et cochez la case"
@@ -344,11 +372,19 @@ def desk_open(
             if pg.kind is ActorKind.DESK_AGENT
             else _CHANNELS.get(str(structure_kind), CreationChannel.PROFESSIONAL)
         )
-        pg.gate.open_record(
+        opened = pg.gate.open_record(
             patient,
-            Demographics(nom.strip().upper(), prenoms.strip().upper(), sexe, born, commune.strip()),
+            Demographics(
+                nom.strip().upper(),
+                prenoms.strip().upper(),
+                sexe,
+                born,
+                commune.strip(),
+                birth_place_code=lieu_naissance.strip().upper() or None,
+            ),
             channel=channel,
             patient_consent=True,
+            identity_document=piece,
         )
     except Conflict as exc:
         # Already open: the desk may still print a new letter for the patient in front of it.
@@ -370,9 +406,32 @@ def desk_open(
             form=form,
             error=french_message(exc),
             test_mode=pg.gate.accepts_test_ins,
+            documents=DESK_DOCUMENTS,
         )
     pg.portal.update_data(pg.session, patient_oid=patient.oid, patient_value=patient.value)
-    return page(request, "guichet_ouvert.html", session=pg.session, existed=False)
+    return page(
+        request,
+        "guichet_ouvert.html",
+        session=pg.session,
+        existed=False,
+        qualified=opened.identity_status == IDENTITY_QUALIFIED,
+    )
+
+
+@router.post("/guichet/recuperation", name="desk_recovery", response_class=HTMLResponse)
+def desk_recovery(request: Request, pg: PostDep) -> Response:
+    """The holder of an activated account lost their password: a recovery code is sent to the
+    holder (e-mail, SMS or post), never shown here; their password works until they use it."""
+    require(pg, ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL)
+    started = pg.gate.start_account_recovery(_patient(pg))
+    return page(
+        request,
+        "guichet_ouvert.html",
+        session=pg.session,
+        existed=True,
+        recovery=started,
+        channel=_RECOVERY_CHANNELS[started.channel],
+    )
 
 
 @router.post("/guichet/reouverture", name="desk_reopen", response_class=HTMLResponse)

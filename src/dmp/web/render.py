@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from dmp.domain.codes import IDENTITY_DOCUMENTS, IDENTITY_STATUS_LABELS
 from dmp.errors import DmpError
 from dmp.web import labels
 
@@ -33,7 +34,12 @@ def page_url(base: str, filters: dict[str, str] | None, number: int) -> str:
     return f"{base}?{urlencode(query)}"
 
 
-_env.globals.update(labels=labels, page_url=page_url)
+_env.globals.update(
+    labels=labels,
+    page_url=page_url,
+    identity_labels=IDENTITY_STATUS_LABELS,
+    identity_documents=IDENTITY_DOCUMENTS,
+)
 
 # No inline script or style anywhere: the CSP forbids both, and nothing comes from elsewhere.
 CSP = (
@@ -53,6 +59,7 @@ SECURITY_HEADERS = {
 
 SESSION_COOKIE = "dmp_session"
 PRE_COOKIE = "dmp_pre"  # the CSRF token of the forms shown before login
+DEVICE_COOKIE = "dmp_appareil"  # a device the account already logged in from
 
 
 def page(
@@ -107,6 +114,21 @@ _REASONS = {
     "DENY_JUSTIFICATION_REQUIRED": "Un accès en urgence doit être justifié.",
     "DENY_NOT_AUTHOR": "Seul l'auteur du document ou sa structure peut le modifier.",
     "DENY_NOT_FOUND": "Ce document n'existe pas ou ne vous est pas accessible.",
+    "DENY_SUBJECT_BLOCKED": (
+        "Ce professionnel est bloqué par le titulaire du dossier : il doit d'abord être débloqué."
+    ),
+    "DENY_ACCOUNT_ACTIVE": (
+        "Le compte en ligne du titulaire est déjà activé : aucune lettre n'est imprimée. "
+        "Lancez une récupération : le code est envoyé au titulaire lui-même."
+    ),
+    "DENY_ACCOUNT_NOT_ACTIVE": (
+        "Le compte en ligne du titulaire n'a jamais été activé : imprimez la lettre d'activation."
+    ),
+    "DENY_DELETION_PENDING": (
+        "Le titulaire a demandé la suppression de ce dossier : seul le titulaire (ou son "
+        "représentant légal) peut retirer cette demande ; le dossier n'est pas rouvert entre-temps."
+    ),
+    "DENY_OTHER_PATIENT": "Votre accès en cours concerne un autre patient.",
 }
 _STATUS = {
     400: "La demande est incorrecte.",
@@ -126,6 +148,8 @@ def french_message(exc: DmpError) -> str:
     """What the person reads. Messages the portal wrote in French are shown as they are;
     reasons of the gate have their French wording; other messages (in English, from the shared
     rules) are shown after a French summary of the status."""
+    if exc.french:
+        return exc.french[0].upper() + exc.french[1:]
     if exc.reason and exc.reason in _REASONS:
         return _REASONS[exc.reason]
     if _looks_french(exc.message):
