@@ -18,11 +18,12 @@ import sqlalchemy as sa
 
 from dmp.access import actors, statistics
 from dmp.access.runtime import Runtime
+from dmp.domain.codes import PurposeOfUse
 from dmp.errors import Conflict, DmpError, PreconditionFailed
 from dmp.identity.actor import system_actor
 from dmp.jobs import maintenance
 from dmp.jobs.counters import fold_pending, verify_counters
-from tests.factories import CARDIOLOGIST, GP, T0, ins_for, new_document, open_record, pro
+from tests.factories import CARDIOLOGIST, GP, NURSE, T0, ins_for, new_document, open_record, pro
 
 pytestmark = pytest.mark.postgres
 
@@ -211,3 +212,31 @@ def test_concurrent_folds_beside_consultations_count_each_access_once(
     figures = statistics.adoption(rt, ["37"]).departements[0]
     assert figures.accesses.get("normal") == N // 2
     assert verify_counters(rt) == []
+
+
+def test_simultaneous_first_emergency_reads_open_one_window(world: Runtime) -> None:
+    """Fifty first emergency reads of one record by one professional, at once: one window,
+    one emergency.open event, one notice to the holder (issue 22: two windows were opened)."""
+    ins = ins_for(901)
+    open_record(world, ins)
+    nurse = pro(world, NURSE)
+    results = _race(
+        50,
+        lambda i: world.access(
+            nurse, PurposeOfUse.EMERGENCY, justification="patient inconscient", patient=ins
+        ).search_documents(ins, limit=10),
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    with world.engine.connect() as conn:
+        windows = conn.execute(sa.text("SELECT count(*) FROM emergency_accesses")).scalar_one()
+        opened = conn.execute(
+            sa.text("SELECT count(*) FROM audit_events WHERE action = 'emergency.open'")
+        ).scalar_one()
+        told = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM notifications WHERE kind = 'emergency_access' "
+                "AND recipient_kind = 'patient'"
+            )
+        ).scalar_one()
+    assert (windows, opened, told) == (1, 1, 1)
+    assert maintenance.verify_audit(world).ok

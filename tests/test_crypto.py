@@ -263,3 +263,48 @@ def test_keys_check_names_what_the_database_needs(settings: Settings, clock: Fix
     assert not report.ok
     assert report.keks_missing == report.keks_needed
     rt.close()
+
+
+def test_a_ring_that_did_not_seal_the_database_is_refused(
+    settings: Settings, clock: FixedClock
+) -> None:
+    """Issue 22: a wrong but present ring started the server, answered 500 on older data and
+    MACed new audit events under the wrong key. The database records the ring that sealed it;
+    another ring is refused with a clear message, nothing written; the right one starts."""
+    rt = Runtime.start(settings, clock=clock)
+    load_directory(rt)
+    ins, doc = _deposit(rt)
+    rt.close()
+    other = settings.data_dir / "another-installation.json"
+    create_keyring(other)
+    wrong = settings.model_copy(update={"keyring_path": other})
+    with pytest.raises(ConfigurationError, match="did not seal this database"):
+        Runtime.start(wrong, clock=clock)
+    report = maintenance.check_keys_offline(wrong)
+    assert report.sealed_by_ring is False and not report.ok
+    assert maintenance.check_keys_offline(settings).ok
+    # The same keys under the same ids, with another secret, would not do either: the seal is
+    # a MAC under the ring's own secret (only the seal refuses this one).
+    rt = Runtime.start(settings, clock=clock)
+    forged = dataclasses.replace(rt.keyring, path=other, token_secret=secrets.token_bytes(32))
+    forged.save()
+    rt.close()
+    with pytest.raises(ConfigurationError, match="did not seal this database"):
+        Runtime.start(wrong, clock=clock)
+    rt = Runtime.start(settings, clock=clock)
+    assert rt.access(pro(rt, GP)).read_content(ins, doc)[1] == SECRET.encode()
+    assert maintenance.verify_audit(rt).ok
+    rt.close()
+
+
+def test_an_empty_database_takes_the_ring_it_is_started_with(
+    settings: Settings, clock: FixedClock
+) -> None:
+    Runtime.start(settings, clock=clock).close()  # sealed, but nothing sealed with it yet
+    fresh = settings.model_copy(update={"keyring_path": settings.data_dir / "fresh.json"})
+    rt = Runtime.start(fresh, clock=clock)  # allowed: the new ring seals the empty database
+    load_directory(rt)
+    _deposit(rt)
+    rt.close()
+    with pytest.raises(ConfigurationError, match="did not seal this database"):
+        Runtime.start(settings, clock=clock)

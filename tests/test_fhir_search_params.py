@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 from bench.load import iti65_bundle
 from fastapi.testclient import TestClient
 
@@ -266,6 +267,37 @@ def test_summary_count(client: TestClient, published: dict[str, Any], resource: 
     assert not body.get("entry")  # the count only
     query["_summary"] = "text"
     assert client.get(f"/fhir/{resource}", params=query, headers=published["h"]).status_code == 400
+
+
+def test_a_count_names_no_document_in_the_audit(
+    client: TestClient, world: Runtime, published: dict[str, Any]
+) -> None:
+    """_summary=count is applied inside the gate: the trail says what left, and no document
+    did (issue 22: the event listed every document counted)."""
+    query = {"patient.identifier": f"urn:oid:{OID_TEST}|{INS.value}", "_summary": "count"}
+    assert (
+        client.get("/fhir/DocumentReference", params=query, headers=published["h"]).json()["total"]
+        >= 2
+    )
+    with world.engine.connect() as conn:
+        action, targets = conn.execute(
+            sa.text(
+                "SELECT action, targets FROM audit_events WHERE chain_id = :p "
+                "ORDER BY seq DESC LIMIT 1"
+            ),
+            {"p": published["key"]},
+        ).one()
+    assert action == "document.search" and not targets
+    del query["_summary"]
+    client.get("/fhir/DocumentReference", params=query, headers=published["h"])
+    with world.engine.connect() as conn:
+        targets = conn.execute(
+            sa.text(
+                "SELECT targets FROM audit_events WHERE chain_id = :p ORDER BY seq DESC LIMIT 1"
+            ),
+            {"p": published["key"]},
+        ).scalar_one()
+    assert len(targets.split()) >= 2  # a page that left names its documents
 
 
 def test_document_reference_date_prefixes(client: TestClient, published: dict[str, Any]) -> None:

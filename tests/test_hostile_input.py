@@ -260,3 +260,120 @@ def test_a_chunked_body_over_the_limit_is_413(world: Runtime) -> None:
         fhir_body = {**_h(world), "Content-Type": "application/fhir+json"}
         r = c.post("/fhir/DocumentReference", content=chunks(), headers=fhir_body)
         assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+
+
+# -- issue 22, item 5: inputs that still answered 500, and headers that could be split --------
+
+YEAR_ONE_EAST = "0001-01-01T00:00:00+14:00"  # before the calendar once in UTC
+LAST_DAY_WEST = "9999-12-31T23:00:00-14:00"  # after it
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"creation_time": YEAR_ONE_EAST}, {"service_start": LAST_DAY_WEST}],
+)
+def test_times_beyond_the_calendar_in_utc_are_refused_at_deposit(
+    client: TestClient, world: Runtime, changes: dict[str, Any]
+) -> None:
+    r = client.post(DOCS, json=_deposit(**changes), headers=_h(world))
+    assert r.status_code == 422, r.text
+    assert "outside the calendar" in r.json()["message"]
+    assert world.access(system_actor("t")).search_documents(INS).total == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        DOCS + "&service_from=" + YEAR_ONE_EAST.replace("+", "%2B"),
+        DOCS + "&service_to=" + LAST_DAY_WEST,
+        f"/fhir/DocumentReference?patient.identifier={PATIENT}&date="
+        + YEAR_ONE_EAST.replace("+", "%2B"),
+        f"/fhir/DocumentReference?patient.identifier={PATIENT}&date=lt{LAST_DAY_WEST}",
+        f"/fhir/DocumentReference?patient.identifier={PATIENT}&period=ge{LAST_DAY_WEST}",
+    ],
+)
+def test_times_beyond_the_calendar_in_utc_are_refused_in_searches(
+    client: TestClient, world: Runtime, url: str
+) -> None:
+    r = client.get(url, headers=_h(world))
+    assert 400 <= r.status_code < 500, (url, r.status_code, r.text[:300])
+
+
+@pytest.mark.parametrize("mime", ["text/plain\r\nX-Injected: 1", "text/\nplain", "pdf", "a/b c"])
+def test_a_mime_type_that_would_split_a_header_is_refused(
+    client: TestClient, world: Runtime, mime: str
+) -> None:
+    r = client.post(DOCS, json=_deposit(mime_type=mime), headers=_h(world))
+    assert r.status_code == 422, r.text
+    assert "MIME type" in r.json()["message"]
+    assert world.access(system_actor("t")).search_documents(INS).total == 0
+
+
+@pytest.mark.parametrize("title", ["Compte\r\nrendu", "Compte\nrendu", "a\u0007b"])
+def test_a_title_with_control_characters_is_refused(
+    client: TestClient, world: Runtime, title: str
+) -> None:
+    r = client.post(DOCS, json=_deposit(title=title), headers=_h(world))
+    assert r.status_code == 422, r.text
+    assert "control character" in r.json()["message"]
+
+
+def test_a_document_content_of_the_wrong_shape_is_refused(
+    client: TestClient, world: Runtime
+) -> None:
+    from tests.test_fhir import example
+
+    simple = example(
+        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
+    )
+    simple["content"] = ["x"]
+    r = client.post("/fhir/DocumentReference", json=simple, headers=_fh(world))
+    assert r.status_code == 422 and "content[0]" in r.text, r.text
+    bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS)
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "DocumentReference":
+            entry["resource"]["content"] = ["x"]
+    r = client.post("/fhir", json=bundle, headers=_fh(world))
+    assert r.status_code == 422 and "content[0]" in r.text, r.text
+    assert world.access(system_actor("t")).search_documents(INS).total == 0
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        "x",
+        ["x"],
+        [{"name": "operation", "part": "x"}],
+        [{"name": "operation", "part": ["x"]}],
+        [{"name": "operation", "part": [{"name": "type", "valueCode": 5}]}],
+    ],
+)
+def test_fhirpath_patches_of_the_wrong_shape_are_refused(
+    client: TestClient, world: Runtime, parameters: Any
+) -> None:
+    doc = world.access(pro(world, GP)).deposit_document(INS, new_document(T0), b"x")
+    from dmp.fhir.mapping import doc_fhir_id
+
+    r = client.patch(
+        f"/fhir/DocumentReference/{doc_fhir_id(doc)}",
+        json={"resourceType": "Parameters", "parameter": parameters},
+        headers=_fh(world),
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    assert world.access(system_actor("t")).read_document(INS, doc.logical_id).version == 1
+
+
+@pytest.mark.parametrize("exp", ["soon", [1], True, 1e20])
+def test_a_bearer_token_whose_exp_is_no_numeric_date_is_refused(
+    client: TestClient, world: Runtime, exp: Any
+) -> None:
+    from dmp.identity import tokens
+
+    now = int(world.clock.now().timestamp())
+    claims = {"iss": tokens.ISSUER, "aud": tokens.AUDIENCE, "sub": GP, "kind": "professional"}
+    token = jwt.encode(
+        {**claims, "jti": "j", "iat": now, "exp": exp}, world.token_secret, algorithm="HS256"
+    )
+    r = client.get(DOCS, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, r.text

@@ -4,8 +4,10 @@ key destroyed, every clinical row gone, a non-clinical trace kept, the audit tra
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 
@@ -245,3 +247,66 @@ def test_concurrent_purges_and_provisioning_openings_happen_once(
     assert sum(opened) == 20
     assert service.counts() == {"opened": 20}
     assert counters.verify_counters(world) == []
+
+
+def _everything(rt: Runtime) -> str:
+    """Every row of every table, as text (what a copy of the database would show)."""
+    inspector = sa.inspect(rt.engine)
+    with rt.engine.connect() as conn:
+        return "\n".join(
+            repr(conn.execute(sa.text(f'SELECT * FROM "{table}"')).all())  # noqa: S608
+            for table in inspector.get_table_names()
+        )
+
+
+def test_a_purge_leaves_nothing_that_names_the_holder(world: Runtime, clock: FixedClock) -> None:
+    """Issue 22: two audit rows kept the purged holder's INS (actor id ``patient:<INS>``) and
+    two pending statistics rows stayed. After the purge neither the INS nor the names are
+    anywhere in the database: not in any row (the trail uses a keyed pseudonym), and, on
+    SQLite, not in the file once vacuumed."""
+    from dmp.access.portal import Portal
+    from dmp.access.provisioning import Provisioning
+
+    ins = ins_for(73)
+    demo = demographics_for(ins)
+    informed = (clock.now() - timedelta(days=60)).date().isoformat()
+    line = f"{ins.value},{ins.oid},ZORGLUB,PHILOMENE,{demo.sex},{demo.birth_date},37003,{informed}"
+    Provisioning(world).import_csv("ins,oid,nom,prenoms,sexe,naissance,commune,informe_le\n" + line)
+    Provisioning(world).open_due()
+    holder = world.access(actors.patient_actor(world, ins))
+    letter = world.access(desk()).issue_activation_code(ins)
+    portal = Portal(world)
+    enrol = portal.set_password(
+        portal.start_activation(letter.login, letter.code, "192.0.2.7"),
+        "une phrase de passe assez longue",
+        "une phrase de passe assez longue",
+    )
+    secret = portal.enrolment(enrol).secret
+    full, _ = portal.confirm_enrolment(enrol, pyotp.TOTP(secret).at(clock.now()))
+    assert full.device  # a device row for the account
+    holder.declare_care_team(ins, GP)
+    holder.deposit_document(ins, new_document(T0, title="Mes allergies"), b"pollen")
+    gp = world.access(pro(world, GP))
+    gp.declare_consent(ins)
+    gp.search_documents(ins)  # a pending statistics row
+    assert ins.value in _everything(world) and "ZORGLUB" in _everything(world)
+    holder.request_deletion(ins)
+    clock.advance(timedelta(days=world.settings.deletion_days))
+    world.access(system_actor("purge")).purge_record(ins)
+
+    dump = _everything(world)
+    for clue in (ins.value, "ZORGLUB", "PHILOMENE", "Mes allergies"):
+        assert clue not in dump, clue
+    assert maintenance.verify_audit(world).ok
+    assert counters.verify_counters(world) == []
+    if world.engine.dialect.name == "sqlite":
+        import sqlite3
+
+        world.engine.dispose()  # nobody else holds the file while it is vacuumed
+        path = world.settings.data_dir / "dmp.sqlite3"
+        with contextlib.closing(sqlite3.connect(path)) as raw_conn:
+            raw_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raw_conn.execute("VACUUM")
+        raw = b"".join(p.read_bytes() for p in path.parent.glob("dmp.sqlite3*"))
+        for clue in (ins.value, "ZORGLUB", "PHILOMENE"):
+            assert clue.encode() not in raw, clue

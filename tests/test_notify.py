@@ -15,13 +15,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 
+from dmp.access import actors
 from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
+from dmp.errors import InvalidInput
 from dmp.identity.actor import system_actor
 from dmp.jobs import notify, scheduler
 from dmp.jobs.notify import next_digest
@@ -320,3 +323,56 @@ def test_nobody_to_tell_is_skipped_and_the_jobs_report_says_so(rt: Runtime) -> N
     assert "outbox" in report.ran and report.notices.skipped == 1
     notice = rt.access(system_actor("t")).notifications(ins)[0]
     assert notice["status"] == "skipped" and "no portal account" in str(notice["last_error"])
+
+
+def test_a_poison_contact_fails_alone_and_the_rest_is_delivered(
+    rt: Runtime, smtp: SmtpServer, clock: FixedClock
+) -> None:
+    """A contact holding CR/LF (stored before contacts were checked) made the mail library
+    raise: the whole batch stayed undelivered every round and the notice never died. Now it
+    fails alone, is retried, and becomes dead; the other holders hear."""
+    bad, good = ins_for(70), ins_for(71)
+    for ins in (bad, good):
+        open_record(rt, ins)
+    with_account(rt, bad, contact="victime@patient.invalid\r\nBcc: espion@exemple.invalid")
+    with_account(rt, good)
+    smtp.inbox.messages.clear()
+    report = deliver(rt)
+    assert report.sent == 1 and report.failed == 1
+    assert [m["To"] for m in smtp.inbox.messages] == [f"{good.value}@patient.invalid"]
+    for _ in range(rt.settings.notify_max_attempts):
+        clock.advance(timedelta(days=1))
+        deliver(rt)
+    [notice] = rt.access(system_actor("t")).notifications(bad)
+    assert notice["status"] == "dead"
+    assert all("espion" not in str(m) for m in smtp.inbox.messages)
+
+
+@pytest.mark.parametrize(
+    ("channel", "contact"),
+    [
+        ("courriel", "victime@patient.invalid\r\nBcc: espion@exemple.invalid"),
+        ("courriel", "pas une adresse"),
+        ("sms", "06 12\n34 56 78"),
+        ("sms", "douze"),
+    ],
+)
+def test_contacts_that_are_no_address_are_refused(
+    rt: Runtime, clock: FixedClock, channel: str, contact: str
+) -> None:
+    from dmp.access.portal import Portal
+    from tests.portal_helpers import PASSWORD
+
+    ins = ins_for(72)
+    open_record(rt, ins)
+    portal = Portal(rt)
+    letter = rt.access(actors.desk_actor("d", "390000000000017")).issue_activation_code(ins)
+    enrol = portal.set_password(
+        portal.start_activation(letter.login, letter.code, "192.0.2.1"), PASSWORD, PASSWORD
+    )
+    secret = portal.enrolment(enrol).secret
+    full, _ = portal.confirm_enrolment(enrol, pyotp.TOTP(secret).at(clock.now()))
+    with pytest.raises(InvalidInput):
+        portal.set_preferences(full, {"canal": channel, "contact": contact})
+    portal.set_preferences(full, {"canal": "sms", "contact": "06 12 34 56 78"})
+    assert portal.preferences(full)["contact"] == "+33612345678"

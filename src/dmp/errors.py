@@ -40,8 +40,8 @@ class BadRequest(InvalidInput):
 class InvalidItem(InvalidInput):
     """One item of a batch is invalid; ``index`` says which, so an adapter can name it."""
 
-    def __init__(self, message: str, index: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, index: int, *, french: str | None = None) -> None:
+        super().__init__(message, french=french)
         self.index = index
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from dmp.access.runtime import Runtime
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
@@ -36,8 +39,18 @@ def professional_actor(rt: Runtime, id_nat_ps: str, structure_id: str | None = N
 
 
 def patient_actor(rt: Runtime, ins: Ins) -> Actor:
+    """The holder as an actor. Its id, written wherever the holder acts (the audit trail, the
+    documents they deposit, the care team they declare), is a pseudonym: a keyed hash of the
+    INS under a key derived from the key ring, so that a purged record leaves nothing in the
+    trail that names its holder (the trail stays verifiable)."""
     ins = parse_ins(ins.value, ins.oid, test_mode=rt.settings.test_mode)
-    return Actor(kind=ActorKind.PATIENT, id=f"patient:{ins.value}", ins=ins)
+    return Actor(kind=ActorKind.PATIENT, id=patient_pseudonym(rt.token_secret, ins), ins=ins)
+
+
+def patient_pseudonym(secret: bytes, ins: Ins) -> str:
+    key = hashlib.sha256(b"dmp patient pseudonyms\x00" + secret).digest()
+    mac = hmac.new(key, f"{ins.oid}|{ins.value}".encode(), hashlib.sha256).hexdigest()
+    return f"patient:{mac[:32]}"
 
 
 def desk_actor(agent_id: str, structure_id: str) -> Actor:

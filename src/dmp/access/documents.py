@@ -42,10 +42,12 @@ class DocumentActions(Kernel):
         limit: int = 20,
         offset: int = 0,
         criteria: DocumentCriteria | None = None,
+        count_only: bool = False,
     ) -> Page[DocumentView]:
         """Documents the actor may see, as the criteria ask: no hidden date window (AC-15: the
         two-year window of the DMP is the consumer software's first search, which asks for
-        it with a date criterion)."""
+        it with a date criterion). ``count_only`` (FHIR ``_summary=count``): the total alone,
+        and the audit event names no document, since none left."""
         check_window(limit, offset)
         c = criteria or DocumentCriteria()
         check_aware(
@@ -77,6 +79,8 @@ class DocumentActions(Kernel):
             ins, Action.READ_DOCUMENTS, AuditAction.DOCUMENT_SEARCH, need=DOCUMENT_SEARCH
         ) as op:
             rows, total = documents.search(op.conn, op.scope, op.visibility, criteria)
+            if count_only:
+                rows = []
             self._count_access(op.scope)
             notices.on_professional_read(self, op)
             op.audit_targets(tuple(r.logical_id for r in rows))

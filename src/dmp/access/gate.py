@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import Connection
@@ -48,9 +48,19 @@ def check_window(limit: int, offset: int) -> None:
 
 
 def check_aware(*moments: datetime | None) -> None:
-    """Times given to a search must carry a time zone (a naive one is ambiguous)."""
-    if any(m is not None and m.tzinfo is None for m in moments):
-        raise InvalidInput("times must carry a time zone")
+    """Times given to the gate must carry a time zone (a naive one is ambiguous) and stay
+    inside the calendar once in UTC (year 1 at +14:00 and 9999 at -14:00 do not)."""
+    for m in moments:
+        if m is None:
+            continue
+        if m.tzinfo is None:
+            raise InvalidInput("times must carry a time zone")
+        try:
+            m.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(
+                f"{m.isoformat()} falls outside the calendar once in UTC (years 1 to 9999)"
+            ) from None
 
 
 _MESSAGES: dict[Reason, str] = {
@@ -242,6 +252,16 @@ class Kernel:
                         conn, ref, audit_action, target, need, subject
                     )
             decision = self._decide(action, facts)
+            if decision.open_emergency and action in _READS:
+                # The first emergency read opens a window: it takes the chain head's lock like
+                # a change, and reads the facts again under it, so that simultaneous first
+                # reads open one window and send one notice (the others find it open).
+                head = audit_log.lock_head(conn, standing.patient_id)
+                if head != standing.chain_head:
+                    standing, facts = self._load_facts(
+                        conn, ref, audit_action, target, need, subject
+                    )
+                    decision = self._decide(action, facts)
             if not decision.allowed:
                 self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
             scope = AuthorizedPatient(standing.patient_id, standing.departement)

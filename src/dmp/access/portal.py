@@ -37,6 +37,7 @@ from dmp.access import actors, codes
 from dmp.access.audit import RequestContext
 from dmp.access.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
 from dmp.crypto import envelope
+from dmp.domain import text
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
@@ -385,7 +386,13 @@ class Portal:
         return value if isinstance(value, dict) else {}
 
     def set_preferences(self, session: Session, prefs: dict[str, Any]) -> None:
+        """The notification preferences; the contact is checked for its channel (an e-mail
+        address, a phone number) and holds no control character (it ends in a header)."""
         self._need(session, FULL)
+        prefs = {**prefs}
+        prefs["contact"] = text.contact(
+            str(prefs.get("canal", "courriel")), str(prefs.get("contact", ""))
+        )
         with self._rt.engine.begin() as conn:
             portal.update_account(conn, session.account_id, preferences=json.dumps(prefs))
 

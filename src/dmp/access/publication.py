@@ -15,11 +15,18 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from dmp.access import datakeys, notices
-from dmp.access.gate import DOCUMENT_CREATE, DOCUMENT_DELETE, DOCUMENT_UPDATE, Kernel, Op
+from dmp.access.gate import (
+    DOCUMENT_CREATE,
+    DOCUMENT_DELETE,
+    DOCUMENT_UPDATE,
+    Kernel,
+    Op,
+    check_aware,
+)
 from dmp.access.policy import Action, Decision, Reason, may_modify
 from dmp.access.views import DocumentChange, DocumentView, NewDocument, NewList
 from dmp.crypto import envelope
-from dmp.domain import cda, valuesets
+from dmp.domain import cda, text, valuesets
 from dmp.domain.codes import TYPE_TO_CLASS, AuditAction, AvailabilityStatus, Confidentiality
 from dmp.domain.ins import PatientRef
 from dmp.domain.visibility import DocumentVisibility
@@ -68,7 +75,7 @@ class PublicationActions(Kernel):
                 if meta.expected_sha1 is not None and meta.expected_sha1.lower() != sha1:
                     raise InvalidInput("the document hash does not match its content")
             except InvalidInput as exc:
-                raise InvalidItem(exc.message, n) from None
+                raise InvalidItem(exc.message, n, french=exc.french) from None
             hashes.append((hashlib.sha256(content).hexdigest(), sha1))
         action = (
             AuditAction.DOCUMENT_REPLACE
@@ -83,7 +90,7 @@ class PublicationActions(Kernel):
                 try:
                     cda.check_content(content, op.ins, meta.type_code)
                 except InvalidInput as exc:
-                    raise InvalidItem(exc.message, n) from None
+                    raise InvalidItem(exc.message, n, french=exc.french) from None
             key_id, data_key = datakeys.data_key(self._rt, conn, scope, create=True)
             for (meta, content, replaces), (sha256, sha1) in zip(items, hashes, strict=True):
                 logical_id = self._store_document(
@@ -415,10 +422,19 @@ def _validate_new_document(
         raise InvalidInput("a document title is required (at most 250 characters)")
     if not meta.format_code or len(meta.format_code) > 80:
         raise InvalidInput("a format code is required")
-    if not meta.mime_type or len(meta.mime_type) > 80 or "/" not in meta.mime_type:
+    if not meta.mime_type:
         raise InvalidInput("a MIME type is required")
+    text.mime_type(meta.mime_type)
+    for name, french, value in (
+        ("title", "titre", meta.title),
+        ("format code", "format", meta.format_code),
+        ("type code", "type", meta.type_code),
+        ("unique id", "identifiant unique", meta.unique_id or ""),
+    ):
+        text.single_line(value, name, french)
     if meta.confidentiality not in {c.value for c in Confidentiality}:
         raise InvalidInput("confidentiality must be N, R or V")
+    check_aware(meta.creation_time, meta.service_start, meta.service_stop)
     start = meta.service_start
     if meta.service_stop is not None and start is not None and meta.service_stop < start:
         raise InvalidInput("the service stop time is before its start")

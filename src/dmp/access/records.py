@@ -14,6 +14,7 @@ from dmp.access.dates import add_years
 from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, Reason, decide_open
 from dmp.access.views import Activation, Demographics, RecordView, Recovery
+from dmp.domain import text
 from dmp.domain.codes import (
     HIGH_TRUST_DOCUMENTS,
     IDENTITY_DOCUMENTS,
@@ -395,6 +396,9 @@ def _validated_demographics(d: Demographics) -> Demographics:
         value = getattr(d, name).strip()
         if not value or len(value) > 100:
             raise InvalidInput(f"{name} is required (at most 100 characters)")
+        text.single_line(value, name, {"birth_family_name": "nom", "given_names": "prénoms"}[name])
+    if d.used_name:
+        text.single_line(d.used_name, "used_name", "nom d'usage")
     if d.sex not in SEXES:
         raise InvalidInput("sex must be M, F or U")
     departement_of_commune(d.residence_commune)

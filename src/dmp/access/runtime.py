@@ -7,8 +7,11 @@ side by side on one database.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +31,7 @@ from dmp.domain.ins import Ins
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError
 from dmp.identity.actor import Actor
-from dmp.records import audit_log, database, keys
+from dmp.records import audit_log, database, keys, ring_seal
 
 # Exceptions the application turns into 503 with Retry-After (the pool's wait for a free
 # connection timed out); the engine turns the driver's own into ServiceUnavailable.
@@ -159,7 +162,9 @@ def open_keyring(path: Path, engine: Engine) -> KeyRing:
                 "sealed with one: restore the key ring from its backup, or set DMP_KEYRING to "
                 "its path (`dmp keys check` lists the key ids the database needs)"
             )
-        return create_keyring(path)
+        created = create_keyring(path)
+        check_seal(engine, created)
+        return created
     ring = load_keyring(path)
     if ring.active_audit_key_id is None:
         # A ring from before the audit trail was keyed: give it an audit key; the events
@@ -168,4 +173,46 @@ def open_keyring(path: Path, engine: Engine) -> KeyRing:
             ring.with_new_audit_key(), accept_unkeyed_audit=_holds_sealed_data(engine)
         )
         ring.save()
+    check_seal(engine, ring)
     return ring
+
+
+def seal_proof(ring: KeyRing) -> str:
+    """What the ring writes into the database it seals: a MAC under its own secret (it
+    reveals nothing of the ring, and no other ring can reproduce it)."""
+    return hmac.new(ring.token_secret, b"dmp key ring seal v1", hashlib.sha256).hexdigest()
+
+
+def check_seal(engine: Engine, ring: KeyRing) -> None:
+    """Refuse a ring that did not seal this database. The first start seals it, once the ring
+    is shown to hold every key id the database's wrapped keys and audit events use (a database
+    from before the seal, or a new one)."""
+    proof = seal_proof(ring)
+    try:
+        with engine.connect() as conn:
+            stored = ring_seal.read(conn)
+    except sa_exc.ProgrammingError:
+        return  # a schema from before the seal (migrations pending): checked once migrated
+    if stored is None:
+        with database.snapshot(engine) as conn:
+            missing = (keys.kek_ids_in_use(conn) - set(ring.keks)) | (
+                audit_log.key_ids_in_use(conn) - set(ring.audit_keys)
+            )
+        if missing:
+            raise ConfigurationError(_WRONG_RING.format(path=ring.path))
+        with engine.begin() as conn:
+            stored = ring_seal.write(conn, proof, datetime.now(UTC))
+    if not hmac.compare_digest(stored, proof):
+        if _holds_sealed_data(engine):
+            raise ConfigurationError(_WRONG_RING.format(path=ring.path))
+        # Nothing was sealed with the old ring yet (an empty database): the new one seals it.
+        with engine.begin() as conn:
+            ring_seal.replace(conn, proof, datetime.now(UTC))
+
+
+_WRONG_RING = (
+    "the key ring at {path} did not seal this database (another installation's ring, or one "
+    "replaced by mistake): its documents could not be read and new audit events would be "
+    "MACed under the wrong key. Restore the ring from its backup, or set DMP_KEYRING to its "
+    "path (`dmp keys check` lists the key ids the database needs)"
+)

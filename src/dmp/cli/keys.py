@@ -44,6 +44,8 @@ def keys_check() -> None:
     ):
         listed = ", ".join(f"{k}{' (missing)' if k in missing else ''}" for k in sorted(needed))
         click.echo(f"{label} the database needs: {listed or 'none'}")
+    if report.sealed_by_ring is False:
+        click.echo("the database was sealed by another key ring than this one", err=True)
     if not report.ok:
         click.echo("the key ring does not open this database: restore it from its backup", err=True)
         sys.exit(1)

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.parameters import Parameters
 
 from dmp.access.views import DocumentChange, DocumentView
 from dmp.api.deps import Gate
@@ -58,10 +59,10 @@ def docref_search(
         limit=q.count,
         offset=q.offset,
         criteria=q.criteria,
+        # _summary=count inside the gate: the audit names only what leaves (nothing).
+        count_only=params.summary(query.get("_summary")) == "count" or q.impossible,
     )
     items, total = (page.items, page.total) if not q.impossible else ([], 0)
-    if params.summary(query.get("_summary")) == "count":
-        items = []
     resources = []
     for doc in items:
         r = mapping.document_reference(doc, base)
@@ -164,6 +165,8 @@ async def docref_patch(
         isinstance(body, dict) and body.get("resourceType") == "Parameters"
     ):
         raise BadRequest("send a JSON Patch array or a FHIRPath Patch Parameters resource")
+    if isinstance(body, dict):
+        validate_resource(Parameters, body, "Parameters")  # a wrong shape is a 422, not a 500
     expected = _if_match(request.headers.get("if-match"))
 
     def change(current: DocumentView) -> DocumentChange:
@@ -195,6 +198,11 @@ def _patched_change(current: DocumentView, body: Any, base: str) -> DocumentChan
             raise InvalidInput(f"the JSON Patch does not apply: {exc}") from None
     else:
         after = _fhirpath_patch(before, body)
+    if not isinstance(after, dict):
+        raise InvalidInput("the patch must leave a DocumentReference")
+    # What the patch leaves must still be a DocumentReference (a label of the wrong shape
+    # is named, not a crash).
+    validate_resource(DocumentReference, after, "DocumentReference")
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     if changed - set(PATCHABLE):
         raise MethodNotAllowed(

@@ -147,6 +147,7 @@ def interval(text: str, name: str) -> tuple[datetime, datetime]:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
+        at = at.astimezone(UTC)  # year 1 at +14:00 is before the calendar: OverflowError
         return at, at + timedelta(microseconds=1)
     except (ValueError, OverflowError):
         # OverflowError: the interval of a date at the calendar's edge (9999-12-31) ends

@@ -163,8 +163,13 @@ def refuse_fhir_documents(bundle: dict[str, Any]) -> None:
         ):
             why = f"Bundle.entry[{n}] holds a FHIR Document"
         elif res.get("resourceType") == "DocumentReference":
-            for content in res.get("content") or []:
-                mime = str(((content or {}).get("attachment") or {}).get("contentType", ""))
+            contents = res.get("content")
+            for content in contents if isinstance(contents, list) else []:
+                # A content of the wrong shape is left to the resource's validation (a 422).
+                attachment = content.get("attachment") if isinstance(content, dict) else None
+                if not isinstance(attachment, dict):
+                    continue
+                mime = str(attachment.get("contentType", ""))
                 if mime.startswith(FHIR_JSON_TYPES):
                     why = f"Bundle.entry[{n}] describes a FHIR Document"
     if why:

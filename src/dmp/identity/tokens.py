@@ -145,8 +145,12 @@ def _verify(token: str, secret: bytes, *, now: datetime) -> tuple[Grant, int]:
         raise NotAuthenticated("the bearer token is not a JWT this server issued") from None
     except jwt.PyJWTError:
         raise NotAuthenticated("the bearer token is invalid") from None
+    exp = claims["exp"]
+    # NumericDate (RFC 7519): seconds as a number; "soon", a list or a bool is not one.
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 < exp < 2**33:
+        raise NotAuthenticated("the bearer token's exp is not a NumericDate")
     # Expiry is checked against the injected clock, so tests control time.
-    if int(claims["exp"]) <= int(now.timestamp()):
+    if int(exp) <= int(now.timestamp()):
         raise NotAuthenticated(_EXPIRED)
     try:
         kind = ActorKind(claims["kind"])

@@ -4,6 +4,7 @@ Each runs as a named system actor and writes its own audit event, in its own tra
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,13 +12,13 @@ from sqlalchemy.engine import Engine
 
 from dmp.access import audit
 from dmp.access.audit import RequestContext, VerifyReport
-from dmp.access.runtime import Runtime
+from dmp.access.runtime import Runtime, seal_proof
 from dmp.config import Settings
 from dmp.crypto import envelope
 from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
 from dmp.identity.actor import Actor, system_actor
-from dmp.records import audit_log, database, keys
+from dmp.records import audit_log, database, keys, ring_seal
 
 
 def upgrade_database(settings: Settings) -> str | None:
@@ -66,20 +67,35 @@ class KeyReport:
     audit_keys_needed: set[str]
     keks_missing: set[str]
     audit_keys_missing: set[str]
+    # Whether the ring is the one that sealed the database (None: no seal recorded yet).
+    sealed_by_ring: bool | None = None
 
     @property
     def ok(self) -> bool:
-        return self.ring_found and not self.keks_missing and not self.audit_keys_missing
+        return (
+            self.ring_found
+            and not self.keks_missing
+            and not self.audit_keys_missing
+            and self.sealed_by_ring is not False
+        )
 
 
 def _key_report(engine: Engine, path: Path, ring: KeyRing | None) -> KeyReport:
     with database.snapshot(engine) as conn:
         keks = keys.kek_ids_in_use(conn)
         audit_keys = audit_log.key_ids_in_use(conn)
+        seal = ring_seal.read(conn)
     held_keks = set(ring.keks) if ring else set()
     held_audit = set(ring.audit_keys) if ring else set()
+    sealed = None if seal is None or ring is None else hmac.compare_digest(seal, seal_proof(ring))
     return KeyReport(
-        path, ring is not None, keks, audit_keys, keks - held_keks, audit_keys - held_audit
+        path,
+        ring is not None,
+        keks,
+        audit_keys,
+        keks - held_keks,
+        audit_keys - held_audit,
+        sealed,
     )
 
 

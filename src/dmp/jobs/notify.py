@@ -114,10 +114,24 @@ def _deliver_batch(rt: Runtime, worker: str, batch: list[Notice]) -> Report:
         elif outcome.digest:
             digests[(outcome.channel, outcome.address)].append(notice)
         else:
-            _send(rt, worker, [notice], outcome, report)
+            _isolated(rt, worker, [notice], outcome, report)
     for (channel, address), notices in digests.items():
-        _send(rt, worker, notices, _Delivery(channel, address, digest=True), report)
+        _isolated(rt, worker, notices, _Delivery(channel, address, digest=True), report)
     return report
+
+
+def _isolated(
+    rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, report: Report
+) -> None:
+    """One delivery; whatever it raises (a poison notice: a contact the mail library
+    refuses, a code that no longer opens) is a failed attempt of those notices alone: the
+    rest of the batch is delivered, and they become dead after DMP_NOTIFY_MAX_ATTEMPTS."""
+    try:
+        _send(rt, worker, notices, how, report)
+    except Exception as exc:
+        log.warning("sending a notice failed", exc_info=True)
+        for notice in notices:
+            _failed(rt, worker, notice, f"send: {type(exc).__name__}", report)
 
 
 @dataclass(frozen=True)
@@ -269,6 +283,7 @@ def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, repor
         for notice in notices:
             _failed(rt, worker, notice, str(exc), report)
         return
+
     for notice in notices:
         _finish(rt, worker, notice, "sent", report, channel=how.channel, message=mid)
 

@@ -24,8 +24,10 @@ from dmp.records.schema import (
     patient_keys,
     patients,
     portal_accounts,
+    portal_devices,
     portal_sessions,
     professional_permissions,
+    provisioning,
     purge_traces,
     records,
 )
@@ -69,12 +71,24 @@ def purge(conn: Connection, scope: AuthorizedPatient, *, at: datetime, reason: s
     ).scalar_one()
     record = conn.execute(sa.select(records).where(records.c.patient_id == key)).one()
     figures = stats.recount_rows(conn, key)
+    # The pending statistics rows name the patient: folded now (the counts stay), then gone.
+    stats.fold_patient(conn, key)
     accounts = sa.select(portal_accounts.c.id).where(portal_accounts.c.patient_id == key)
     conn.execute(portal_sessions.delete().where(portal_sessions.c.account_id.in_(accounts)))
+    conn.execute(portal_devices.delete().where(portal_devices.c.account_id.in_(accounts)))
     conn.execute(activation_codes.delete().where(activation_codes.c.account_id.in_(accounts)))
     conn.execute(portal_accounts.delete().where(portal_accounts.c.patient_id == key))
     for table in _PATIENT_TABLES:
         conn.execute(table.delete().where(table.c.patient_id == key))
+    # The insurer's provisioning line names the person too (INS, names, birth date).
+    person = conn.execute(
+        sa.select(patients.c.ins_oid, patients.c.ins_value).where(patients.c.id == key)
+    ).one()
+    conn.execute(
+        provisioning.delete().where(
+            provisioning.c.ins_oid == person.ins_oid, provisioning.c.ins_value == person.ins_value
+        )
+    )
     conn.execute(records.delete().where(records.c.patient_id == key))
     conn.execute(patients.delete().where(patients.c.id == key))
     conn.execute(

@@ -587,3 +587,14 @@ portal_devices = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("last_seen_at", UtcDateTime, nullable=False),
 )
+
+# The key ring that sealed this database: a MAC under the ring's own secret, written at the
+# first start (or the first start after this table appeared). A server started with another
+# ring refuses to run rather than MAC new audit events under the wrong key.
+ring_seals = sa.Table(
+    "ring_seals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # always 1: one ring per database
+    sa.Column("proof", sa.String(64), nullable=False),
+    sa.Column("sealed_at", UtcDateTime, nullable=False),
+)

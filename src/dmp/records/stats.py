@@ -189,6 +189,27 @@ def fold_pending(conn: Connection, limit: int = 10_000) -> int:
                 [{"_pid": r.patient_id, "_id": r.id} for r in picked],
             )
         taken = [(r[2], r[3], r[4], r[5], r[6]) for r in picked]
+    _add_up(conn, taken)
+    return len(taken)
+
+
+def fold_patient(conn: Connection, patient_id: str) -> int:
+    """Fold one patient's pending counts now (before a purge: the counts stay, the rows that
+    name the patient go). Returns how many rows were folded."""
+    p = stats_pending.c
+    taken = list(
+        conn.execute(
+            stats_pending.delete()
+            .where(p.patient_id == patient_id)
+            .returning(p.counter, p.departement, p.month, p.code, p.count)
+        ).all()
+    )
+    _add_up(conn, taken)
+    return len(taken)
+
+
+def _add_up(conn: Connection, taken: Sequence[Any]) -> None:
+    """Bump the counters by the pending counts taken (in a fixed order: no deadlock)."""
     sums: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
     for counter, departement, month_, code, count in taken:
         sums[(counter, departement, month_, code)] += int(count)
@@ -197,7 +218,6 @@ def fold_pending(conn: Connection, limit: int = 10_000) -> int:
         table, names = _TALLIED[counter]
         key = dict(zip(names, (departement, month_, code), strict=True))
         _bump(conn, table, {**key, "shard": shard}, by=by)
-    return len(taken)
 
 
 def pending_rows(conn: Connection) -> int:
