@@ -3,8 +3,12 @@ document byte for byte and every audit chain intact; the key ring stays apart.""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
+import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -167,3 +171,119 @@ def test_backup_and_restore_commands(
     refused = dmp(empty_target, "restore", str(out))
     assert refused.returncode == 2
     assert refused.stderr.startswith("error: ") and "empty" in refused.stderr
+
+
+def _which(tool: str) -> str:
+    found = shutil.which(tool)
+    assert found, f"{tool} (PostgreSQL's client tools) is needed"
+    return found
+
+
+def _tamper(backup: Path, settings: Settings, database_url: str, sql: str) -> Path:
+    """The same backup with one change made to its data after `dmp backup` wrote it (and its
+    manifest copied as it was), as an attacker with the backup file would."""
+    altered = backup.with_name("altered.backup")
+    manifest = backup.with_name(backup.name + ".manifest.json")
+    altered.with_name(altered.name + ".manifest.json").write_bytes(manifest.read_bytes())
+    if not database_url:
+        altered.write_bytes(backup.read_bytes())
+        with contextlib.closing(sqlite3.connect(altered)) as conn:
+            conn.execute(sql)
+            conn.commit()
+        return altered
+    # PostgreSQL: restore into a scratch database, change it, dump it again.
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    name = f"dmp_tamper_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(database_url).set(database=name)
+    env = {**os.environ, "PGPASSWORD": str(url.password or "")}
+    uri = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    try:
+        subprocess.run(
+            [_which("pg_restore"), "--no-owner", f"--dbname={uri}", str(backup)],
+            env=env,
+            check=True,
+        )
+        scratch = sa.create_engine(url.render_as_string(hide_password=False))
+        with scratch.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE audit_events DISABLE TRIGGER USER")
+            conn.exec_driver_sql(sql)
+        scratch.dispose()
+        subprocess.run(
+            [
+                _which("pg_dump"),
+                "--format=custom",
+                "--no-owner",
+                f"--file={altered}",
+                f"--dbname={uri}",
+            ],
+            env=env,
+            check=True,
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+    return altered
+
+
+@pytest.mark.parametrize(
+    ("table", "sql"),
+    [
+        ("records", "UPDATE records SET medecin_traitant = '810000000041'"),
+        ("documents", "UPDATE documents SET masked_ps = NOT masked_ps"),
+        (
+            "patient_keys",  # each patient's wrapped data key swapped for another patient's
+            "UPDATE patient_keys SET wrapped = (SELECT p2.wrapped FROM patient_keys p2 "
+            "WHERE p2.patient_id <> patient_keys.patient_id LIMIT 1)",
+        ),
+        ("document_contents", "DELETE FROM document_contents WHERE chunk = 1"),
+    ],
+)
+def test_a_backup_altered_after_it_was_written_is_refused(
+    rt: Runtime,
+    settings: Settings,
+    empty_target: Settings,
+    tmp_path: Path,
+    database_url: str,
+    table: str,
+    sql: str,
+) -> None:
+    """Issue 22: a backup whose GP designation or mask flag was changed was restored (and the
+    nurse then read the patient as their GP); a changed content chunk and a swapped wrapped
+    data key were accepted too. The manifest names the table; the target stays empty."""
+    _fill(rt)
+    out = tmp_path / "dmp.backup"
+    backups.backup(settings, out)
+    altered = _tamper(out, settings, database_url, sql)
+    with pytest.raises(InvalidInput, match=f"the table {table} differs"):
+        backups.restore(empty_target, altered)
+    if database_url:
+        engine = sa.create_engine(empty_target.effective_database_url)
+        try:
+            with engine.connect() as conn:
+                assert sa.inspect(conn).get_table_names() == []  # nothing of it was kept
+        finally:
+            engine.dispose()
+    else:  # refused before anything was copied
+        assert not (empty_target.data_dir / "dmp.sqlite3").exists()
+    # The untouched backup restores.
+    assert backups.restore(empty_target, out).authenticated
+
+
+def test_a_manifest_rewritten_without_the_key_ring_is_refused(
+    rt: Runtime, settings: Settings, empty_target: Settings, tmp_path: Path
+) -> None:
+    _fill(rt)
+    out = tmp_path / "dmp.backup"
+    backups.backup(settings, out)
+    side = out.with_name(out.name + ".manifest.json")
+    found = json.loads(side.read_text())
+    found["tables"]["records"]["sha256"] = "0" * 64  # an attacker adjusting the digests
+    side.write_text(json.dumps(found))
+    with pytest.raises(InvalidInput, match="not written under this key ring"):
+        backups.restore(empty_target, out)
+    side.unlink()
+    with pytest.raises(InvalidInput, match="no manifest"):
+        backups.restore(empty_target, out)

@@ -332,3 +332,25 @@ def test_a_representative_withdraws_the_deletion_request(world: Runtime, clock: 
             )
         ).all()
     assert [tuple(r) for r in reasons] == [("record.deletion_withdraw", "rep-9")]
+
+
+def test_a_half_finished_activation_gets_a_new_letter(world: Runtime, clock: FixedClock) -> None:
+    """A password chosen but the second factor never confirmed is no activation: the desk may
+    print a new letter (a recovery would have nowhere to go)."""
+    ins = ins_for(12)
+    open_record(world, ins)
+    portal = Portal(world)
+    first = world.access(desk()).issue_activation_code(ins)
+    portal.set_password(
+        portal.start_activation(ins.value, first.code, "10.0.0.1"), PASSWORD, PASSWORD
+    )
+    with pytest.raises(Forbidden):
+        world.access(desk()).start_account_recovery(ins)
+    again = world.access(desk()).issue_activation_code(ins)
+    session = portal.start_activation(ins.value, again.code, "10.0.0.1")
+    enrol = portal.set_password(session, NEW_PASSWORD, NEW_PASSWORD)
+    secret = portal.enrolment(enrol).secret
+    full, _ = portal.confirm_enrolment(enrol, pyotp.TOTP(secret).at(clock.now()))
+    assert full.stage == FULL
+    with pytest.raises(Forbidden):
+        world.access(desk()).issue_activation_code(ins)  # activated now: recovery only

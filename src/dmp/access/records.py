@@ -234,9 +234,11 @@ class RecordActions(Kernel):
                     raise Conflict(
                         "an online account already uses this identifier; ask the operator"
                     ) from None
-            elif account.activated_at is not None or account.password_hash is not None:
+            elif account.activated_at is not None:
                 # The record's flag and the account agree unless the account was activated by
                 # another path: never print a code that would take an activated account over.
+                # (A password set without the second factor confirmed is no activation: the
+                # holder gets a new letter, as for an account never used.)
                 raise Conflict(
                     "the holder's online account is activated: start a recovery",
                     reason=Reason.DENY_ACCOUNT_ACTIVE.value,

@@ -22,7 +22,7 @@ def backup_command(out: Path) -> None:
     report = backups.backup(settings, out)
     click.echo(
         f"backup of the {report.dialect} database (revision {report.revision}) written to "
-        f"{report.path} ({report.size} bytes)"
+        f"{report.path} ({report.size} bytes), its manifest beside it"
     )
     click.echo(
         f"the key ring is not in it: back up {settings.effective_keyring_path} apart, and keep "
@@ -40,7 +40,10 @@ def restore_command(source: Path) -> None:
     settings = cli_settings()
     configure("WARNING")
     report = backups.restore(settings, source)
-    click.echo(f"{source} restored into the {report.dialect} database")
+    click.echo(
+        f"{source} restored into the {report.dialect} database; every table as its manifest "
+        + ("says (MAC checked with the key ring)" if report.authenticated else "says")
+    )
     if not report.keys.ok:
         missing = sorted(report.keys.keks_missing | report.keys.audit_keys_missing)
         click.echo(

@@ -27,10 +27,11 @@ from sqlalchemy.engine import URL, make_url
 from dmp.access.audit import VerifyReport
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
+from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction
 from dmp.errors import ConfigurationError, InvalidInput
 from dmp.identity.actor import system_actor
-from dmp.jobs import maintenance
+from dmp.jobs import maintenance, manifest
 from dmp.records import database
 
 
@@ -48,6 +49,7 @@ class RestoreReport:
     revision: str | None
     keys: maintenance.KeyReport
     audit: VerifyReport | None  # None when the key ring cannot open the restored data
+    authenticated: bool = False  # the manifest's MAC was checked with the key ring
 
 
 def _owner_url(settings: Settings) -> str:
@@ -109,17 +111,23 @@ def _partial(out: Path) -> Iterator[Path]:
 
 
 def backup(settings: Settings, out: Path) -> BackupReport:
-    """Copy the database to ``out`` while the service may run; the copy includes the audit
-    event recording it (actor ``system:backup``)."""
+    """Copy the database to ``out`` while the service may run, and its manifest beside it
+    (``dmp.jobs.manifest``: rows and digests of every table of the copy, MACed under the key
+    ring); the copy includes the audit event recording it (actor ``system:backup``)."""
+    side = manifest.manifest_path(out)
+    if side.exists():
+        raise InvalidInput(f"{side} already exists: a backup never overwrites a file")
     rt = Runtime.start(settings)
     try:
         maintenance.system_event(rt, system_actor("backup"), AuditAction.DATABASE_BACKUP, out.name)
         revision = database.current_revision(rt.engine)
+        ring = rt.keyring
     finally:
         rt.close()
     url = _owner_url(settings)
+    dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
     with _partial(out) as tmp:
-        if url.startswith("sqlite"):
+        if dialect == "sqlite":
             source = sqlite3.connect(_sqlite_path(url))
             target = sqlite3.connect(tmp)
             try:
@@ -127,16 +135,39 @@ def backup(settings: Settings, out: Path) -> BackupReport:
             finally:
                 target.close()
                 source.close()
+            tables = _sqlite_digests(tmp)
         else:
+            tables = _pg_dump(url, tmp)
+    manifest.write(side, ring, dialect, tables)
+    return BackupReport(out, dialect, out.stat().st_size, revision)
+
+
+def _sqlite_digests(path: Path) -> dict[str, dict[str, object]]:
+    engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    try:
+        with engine.connect() as conn:
+            return manifest.digests(conn)
+    finally:
+        engine.dispose()
+
+
+def _pg_dump(url: str, out: Path) -> dict[str, dict[str, object]]:
+    """pg_dump and the digests from one snapshot: the manifest describes exactly the dump."""
+    engine = sa.create_engine(url, isolation_level="REPEATABLE READ")
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
             uri, env = _libpq(url)
             _run(
                 [_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-                 f"--file={tmp}", f"--dbname={uri}"],
+                 f"--snapshot={snapshot}", f"--file={out}", f"--dbname={uri}"],
                 env,
                 "pg_dump",
             )  # fmt: skip
-    return BackupReport(out, "sqlite" if url.startswith("sqlite") else "postgresql",
-                        out.stat().st_size, revision)  # fmt: skip
+            return manifest.digests(conn)
+    finally:
+        engine.dispose()
 
 
 def _is_empty(url: str) -> bool:
@@ -150,9 +181,15 @@ def _is_empty(url: str) -> bool:
 
 def restore(settings: Settings, source: Path) -> RestoreReport:
     """Load a backup into an empty database, grant the runtime role if there is one, then
-    check the key ring against the restored data and verify every audit chain."""
+    check the key ring against the restored data and verify every audit chain. What is loaded
+    must be what the manifest beside the backup says (its MAC checked with the key ring when
+    the ring is there): a backup altered after `dmp backup` wrote it is refused, naming the
+    table, and nothing of it stays in the target."""
     if not source.is_file():
         raise InvalidInput(f"no backup file {source}")
+    stated = manifest.read(manifest.manifest_path(source))
+    ring_path = settings.effective_keyring_path
+    ring = load_keyring(ring_path) if ring_path.exists() else None
     url = _owner_url(settings)
     if url.startswith("sqlite"):
         target_path = _sqlite_path(url)
@@ -166,6 +203,8 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
             origin.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError:
             raise InvalidInput(f"{source} is not a SQLite backup made by `dmp backup`") from None
+        # Checked on the backup itself, before anything is loaded.
+        authenticated = manifest.check(stated, ring, _sqlite_digests(source))
         database.make_engine(url).dispose()  # creates the directory 0700 and the file 0600
         target = sqlite3.connect(target_path)
         try:
@@ -183,6 +222,7 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
             env,
             "pg_restore",
         )  # fmt: skip
+        authenticated = _check_loaded(url, stated, ring)
         if settings.migration_database_url:
             owner = database.make_engine(settings.migration_database_url, pool_size=1)
             try:
@@ -194,7 +234,7 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
     keys = maintenance.check_keys_offline(settings)
     engine_name = "sqlite" if url.startswith("sqlite") else "postgresql"
     if not keys.ok:
-        return RestoreReport(engine_name, None, keys, None)
+        return RestoreReport(engine_name, None, keys, None, authenticated)
     rt = Runtime.start(settings)  # applies the migrations a backup from an older version lacks
     try:
         report = maintenance.verify_audit(rt)
@@ -205,4 +245,22 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
         revision = database.current_revision(rt.engine)
     finally:
         rt.close()
-    return RestoreReport(engine_name, revision, keys, report)
+    return RestoreReport(engine_name, revision, keys, report, authenticated)
+
+
+def _check_loaded(url: str, stated: dict[str, object], ring: KeyRing | None) -> bool:
+    """The restored PostgreSQL database against the manifest; on a difference the target is
+    emptied again (it was empty before: nothing stored is lost) and the restore refused."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = manifest.digests(conn)
+        try:
+            return manifest.check(stated, ring, tables)
+        except InvalidInput:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+                conn.exec_driver_sql("CREATE SCHEMA public")
+            raise
+    finally:
+        engine.dispose()
