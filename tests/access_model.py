@@ -166,6 +166,8 @@ def may_act(
     w = record.world
     if action == "open":
         return False  # the record exists: nobody opens it again, system jobs included
+    if action == "reopen" and record.deletion_pending:  # 0: whoever asks, system jobs too
+        return False
     if who.kind == "system":  # 1
         return True
     if action in SYSTEM_ONLY:  # 2
@@ -176,11 +178,9 @@ def may_act(
         return False
     if action in ("consent", "care_team", "name_gp") and subject in w.blocked:  # 5
         return False
-    if action == "reopen" and record.deletion_pending:  # 6
-        return False
-    if who.kind in ("holder", "representative"):  # 7
+    if who.kind in ("holder", "representative"):  # 6
         return action not in ("letter", "recovery")
-    if action in DESK:  # 8
+    if action in DESK:  # 7
         if who.kind not in ("desk", "professional") or not who.structure:
             return False
         if action == "reopen":
@@ -188,10 +188,10 @@ def may_act(
         if record.closed:
             return False
         return (action == "letter") != record.account_activated
-    if who.kind != "professional":  # 9
+    if who.kind != "professional":  # 8
         return False
     assert who.pro is not None
-    if record.closed:  # 10, AC-1
+    if record.closed:  # 9, AC-1
         return False
     if action == "deposit":
         return who.structure is not None

@@ -294,7 +294,8 @@ def test_a_reopening_over_a_deletion_request_is_refused(world: Runtime, clock: F
     open_record(world, ins)
     holder = world.access(actors.patient_actor(world, ins))
     due = holder.request_deletion(ins)
-    for who in (desk(), pro(world, GP)):
+    # Nor the operator's command (a system job): it would cancel the request silently.
+    for who in (desk(), pro(world, GP), system_actor("cli-record-reopen")):
         with pytest.raises(Forbidden) as refused:
             world.access(who).reopen_record(ins)
         assert refused.value.reason == "DENY_DELETION_PENDING"

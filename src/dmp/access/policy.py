@@ -289,10 +289,15 @@ def decide(
     has_justification: bool = False,
 ) -> Decision:
     """Decide one action on one existing record. The order is fixed (docs/access-rules.md,
-    "Order of the rules"): system jobs; actions for system jobs only; forbidden actors (AC-16)
-    and blocked actors (AC-3) before any allow, whatever the action and mode; a blocked
-    professional named by the action; then the holder's and representatives' rights, the
-    desk's actions, and the professionals' rules."""
+    "Order of the rules"): no reopening over a pending deletion request, whoever asks; system
+    jobs; actions for system jobs only; forbidden actors (AC-16) and blocked actors (AC-3)
+    before any allow, whatever the action and mode; a blocked professional named by the
+    action; then the holder's and representatives' rights, the desk's actions, and the
+    professionals' rules."""
+    if action is Action.REOPEN_RECORD and facts.deletion_requested:
+        # Only the holder withdraws their own deletion request; nobody reopens over it, not
+        # even an operator's command (a system job), which would cancel it silently.
+        return Decision.deny(Reason.DENY_DELETION_PENDING)
     if actor.kind is ActorKind.SYSTEM:
         return Decision(True, Reason.ALLOW_SYSTEM, visibility=DocumentVisibility())
     if action in _SYSTEM_ONLY:
@@ -305,9 +310,6 @@ def decide(
         return Decision.deny(Reason.DENY_BLOCKED)
     if action in _NAMES_SUBJECT and facts.subject_blocked:
         return Decision.deny(Reason.DENY_SUBJECT_BLOCKED)
-    if action is Action.REOPEN_RECORD and facts.deletion_requested:
-        # Only the holder withdraws their own deletion request; nobody reopens over it.
-        return Decision.deny(Reason.DENY_DELETION_PENDING)
 
     if _is_holder(actor, facts) or _is_representative(actor, facts):
         return _holder_decision(actor, action, facts, now)

@@ -89,6 +89,15 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class _Source:
+    """Where a login attempt comes from, as the limits count it."""
+
+    account_id: str
+    key: str
+    known_device: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Enrolment:
     secret: str
     uri: str
@@ -184,13 +193,14 @@ class Portal:
             live = account is not None and portal.code_is_live(
                 conn, codes.code_hash(code), account.id, now
             )
-        if account is not None and not self._held_back(account, address, device):
+        source = self._source(account, address, device) if account is not None else None
+        if account is not None and source is not None and not self._held_back(source):
             if live:
                 with self._rt.engine.begin() as conn:
                     return self._new_session(
                         conn, account, ACTIVATE, {"code_hash": codes.code_hash(code)}, now
                     )
-            self._failed(account, address, device)
+            self._failed(source)
         raise NotAuthenticated("identifiant ou code d'activation incorrect ou expiré")
 
     def set_password(self, session: Session, password: str, confirm: str) -> Session:
@@ -279,14 +289,17 @@ class Portal:
             account = portal.account_by_login(conn, login.strip()[:64])
         stored = account.password_hash if account is not None else None
         good = _verify_password(stored or _dummy_hash(), password[:MAX_PASSWORD])
-        if account is None or self._held_back(account, address, device):
+        if account is None:
+            raise NotAuthenticated(FAILED)
+        source = self._source(account, address, device)
+        if self._held_back(source):
             raise NotAuthenticated(FAILED)
         if stored is not None and account.totp_enabled_at is not None and good:
             with self._rt.engine.begin() as conn:
                 if _HASHER.check_needs_rehash(stored):
                     portal.update_account(conn, account.id, password_hash=_HASHER.hash(password))
                 return self._new_session(conn, account, SECOND, {}, now)
-        self._failed(account, address, device)
+        self._failed(source)
         raise NotAuthenticated(FAILED)
 
     def second_factor(
@@ -298,7 +311,8 @@ class Portal:
         self._need(session, SECOND)
         now = self._rt.clock.now()
         account = self._account(session.account_id)
-        if self._held_back(account, address, device):
+        source = self._source(account, address, device)
+        if self._held_back(source):
             raise NotAuthenticated(FAILED)
         data = self._actor_data(account)  # before the write lock
         with self._rt.engine.begin() as conn:
@@ -322,11 +336,12 @@ class Portal:
                 portal.update_account(conn, account.id, last_login_at=now, **changes)
                 portal.delete_session(conn, _hash(session.token))
                 full = self._new_session(conn, account, FULL, data, now)
-                full = replace(full, device=self._remember_device(conn, account.id, device, now))
+                known = device if source.known_device else None
+                full = replace(full, device=self._remember_device(conn, account.id, known, now))
         if changes:
-            self._throttle.clear(LOGIN_SOURCE, self._source(account, address, device))
+            self._throttle.clear(LOGIN_SOURCE, source.key)
             return full
-        self._failed(account, address, device)
+        self._failed(source)
         raise NotAuthenticated(FAILED)
 
     def logout(self, token: str) -> None:
@@ -516,41 +531,37 @@ class Portal:
         )
         return Session(token, account.id, ActorKind(account.kind), account.login, stage, csrf, data)
 
-    def _known_device(self, account: portal.AccountRow, device: str | None) -> bool:
-        if not device or len(device) > 100:
-            return False
-        with self._reading() as conn:
-            return portal.device_of(conn, _hash(device)) == account.id
+    def _source(self, account: portal.AccountRow, address: str, device: str | None) -> _Source:
+        """What an attempt is counted against, read once per attempt: the account and the
+        device the holder already used (a known device), else the account and the address."""
+        if device and len(device) <= 100:
+            with self._reading() as conn:
+                if portal.device_of(conn, _hash(device)) == account.id:
+                    return _Source(account.id, f"{account.id}:device:{_hash(device)}", True)
+        return _Source(account.id, f"{account.id}:address:{address}", False)
 
-    def _source(self, account: portal.AccountRow, address: str, device: str | None) -> str:
-        """What a failure is counted against: the account and the device the holder already
-        used, else the account and the address."""
-        if device and self._known_device(account, device):
-            return f"{account.id}:device:{_hash(device)}"
-        return f"{account.id}:address:{address}"
-
-    def _held_back(self, account: portal.AccountRow, address: str, device: str | None) -> bool:
+    def _held_back(self, source: _Source) -> bool:
         """Whether this source is blocked on this account: its own failures, or (for a device
         the account never used) the failures of every source together."""
-        if self._throttle.blocked(LOGIN_SOURCE, self._source(account, address, device)):
+        if self._throttle.blocked(LOGIN_SOURCE, source.key):
             return True
-        if device and self._known_device(account, device):
+        if source.known_device:
             return False
-        return self._throttle.blocked(LOGIN_ACCOUNT, account.id) is not None
+        return self._throttle.blocked(LOGIN_ACCOUNT, source.account_id) is not None
 
-    def _failed(self, account: portal.AccountRow, address: str, device: str | None) -> None:
+    def _failed(self, source: _Source) -> None:
         """One failure: counted for this source, and account-wide for unknown devices."""
-        self._throttle.failure(LOGIN_SOURCE, self._source(account, address, device))
-        if not (device and self._known_device(account, device)):
-            self._throttle.failure(LOGIN_ACCOUNT, account.id)
+        self._throttle.failure(LOGIN_SOURCE, source.key)
+        if not source.known_device:
+            self._throttle.failure(LOGIN_ACCOUNT, source.account_id)
 
     def _remember_device(
-        self, conn: Connection, account_id: str, device: str | None, now: datetime
+        self, conn: Connection, account_id: str, known: str | None, now: datetime
     ) -> str | None:
-        """After a complete login: the device the browser already has for this account is
+        """After a complete login: the device token the account already knows (``known``) is
         seen again; otherwise a new device token (for the cookie)."""
-        if device and len(device) <= 100 and portal.device_of(conn, _hash(device)) == account_id:
-            portal.touch_device(conn, _hash(device), now)
+        if known is not None:
+            portal.touch_device(conn, _hash(known), now)
             return None
         token = secrets.token_urlsafe(32)
         portal.add_device(conn, _hash(token), account_id, now)
