@@ -27,8 +27,8 @@ from dmp.jobs import maintenance
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
 
 CREATEDB_NEEDED = (
-    "PostgreSQL-only test: the test role needs CREATEDB to restore into a new database "
-    "(ALTER ROLE <role> CREATEDB, as .ci/run does)"
+    "PostgreSQL-only test: the test role needs CREATEDB (or to be a superuser) to restore into "
+    "a new database (ALTER ROLE <role> CREATEDB, as .ci/run does)"
 )
 
 
@@ -42,13 +42,17 @@ def empty_target(settings: Settings, database_url: str, tmp_path: Path) -> Itera
         return
     admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
+        # A superuser needs no CREATEDB attribute (a newcomer's laptop often runs as one).
         allowed = conn.execute(
-            sa.text("SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user")
+            sa.text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
         ).scalar_one()
-        if not allowed:
-            admin.dispose()
-            pytest.skip(CREATEDB_NEEDED)
-        name = f"dmp_restore_{secrets.token_hex(4)}"
+    if not allowed:
+        # Skipped once the connection is back in its pool: disposing of the engine with a
+        # connection still out left that connection open until garbage collection.
+        admin.dispose()
+        pytest.skip(CREATEDB_NEEDED)
+    name = f"dmp_restore_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
     try:

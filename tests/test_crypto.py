@@ -161,25 +161,97 @@ def test_large_content_is_chunked_and_streamed(world: Runtime) -> None:
     assert b"".join(parts) == big
 
 
-@pytest.mark.parametrize("attack", ["reorder", "truncate"])
-def test_tampered_chunks_fail(world: Runtime, attack: str) -> None:
-    ins = ins_for(6)
-    open_record(world, ins)
-    gp = world.access(pro(world, GP))
-    gp.declare_consent(ins)
-    doc = gp.deposit_document(ins, new_document(T0), os.urandom(600 * 1024))
-    with world.engine.begin() as conn:
+ATTACKS = ["reorder", "truncate", "flip", "swap"]
+
+
+def _tamper(rt: Runtime, attack: str, target: str, other: str) -> None:
+    """Alters the chunks of content ``target``; ``other`` is a content of the same patient."""
+    renumber = sa.text(
+        "UPDATE document_contents SET chunk = :to WHERE content_id = :t AND chunk = :n"
+    )
+    one = "FROM document_contents WHERE content_id = :t AND chunk = :n"
+    reseal = sa.text(
+        "UPDATE document_contents SET sealed = :s WHERE content_id = :t AND chunk = :n"
+    )
+    with rt.engine.begin() as conn:
         if attack == "reorder":
-            conn.execute(sa.text("UPDATE document_contents SET chunk = 99 WHERE chunk = 0"))
-            conn.execute(sa.text("UPDATE document_contents SET chunk = 0 WHERE chunk = 1"))
-            conn.execute(sa.text("UPDATE document_contents SET chunk = 1 WHERE chunk = 99"))
+            for n, to in ((0, 99), (1, 0), (99, 1)):
+                conn.execute(renumber, {"t": target, "n": n, "to": to})
+        elif attack == "truncate":
+            conn.execute(sa.text("DELETE " + one), {"t": target, "n": 2})
+        elif attack == "flip":
+            # One byte flipped in the last chunk: the failure comes after others were opened.
+            sealed = conn.execute(
+                sa.text("SELECT sealed " + one), {"t": target, "n": 2}
+            ).scalar_one()
+            altered = bytearray(sealed)
+            altered[20] ^= 0x01
+            conn.execute(reseal, {"t": target, "n": 2, "s": bytes(altered)})
         else:
-            conn.execute(sa.text("DELETE FROM document_contents WHERE chunk = 2"))
+            # The second chunk replaced by the second chunk of another document of the same
+            # patient (same data key): only the document and position binding tell them apart.
+            stolen = conn.execute(
+                sa.text("SELECT sealed " + one), {"t": other, "n": 1}
+            ).scalar_one()
+            conn.execute(reseal, {"t": target, "n": 1, "s": stolen})
+
+
+def _two_documents(rt: Runtime, i: int) -> tuple[Ins, list[tuple[str, str]]]:
+    """A patient with two three-chunk documents: their (logical id, content id)."""
+    ins = ins_for(i)
+    open_record(rt, ins)
+    gp = rt.access(pro(rt, GP))
+    gp.declare_consent(ins)
+    for _ in range(2):
+        gp.deposit_document(ins, new_document(T0), os.urandom(600 * 1024))
+    with rt.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT logical_id, content_id FROM documents")).all()
+    return ins, [(r.logical_id, r.content_id) for r in rows]
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["opened-once", "checked-then-streamed"])
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_tampered_chunks_fail_before_the_first_byte(
+    world: Runtime, attack: str, eager: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An altered, swapped, reordered or missing chunk is refused when the content is asked
+    for, before anything is sent: never half a document and a cut connection."""
+    from dmp.access import documents as access_documents
+
+    if not eager:
+        monkeypatch.setattr(access_documents, "EAGER_CHUNKS", 1)
+    ins, [(doc_id, target), (other_id, other)] = _two_documents(world, 6)
+    gp = world.access(pro(world, GP))
+    _, intact = gp.stream_content(ins, doc_id)
+    assert len(list(intact)) == 3
+    _tamper(world, attack, target, other)
     with pytest.raises(IntegrityFailure):
-        gp.read_content(ins, doc.logical_id)
-    _, stream = gp.stream_content(ins, doc.logical_id)
+        gp.read_content(ins, doc_id)
     with pytest.raises(IntegrityFailure):
-        b"".join(stream)
+        gp.stream_content(ins, doc_id)
+    _, untouched = gp.stream_content(ins, other_id)
+    assert len(b"".join(untouched)) == 600 * 1024
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_tampered_content_is_a_clear_answer_over_http(world: Runtime, attack: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from dmp.app import create_app
+    from dmp.fhir import mapping
+    from tests.fhir_helpers import bearer
+
+    ins, [(doc_id, target), (other_id, other)] = _two_documents(world, 7)
+    _tamper(world, attack, target, other)
+    gp = world.access(pro(world, GP))
+    doc_id, other_id = (mapping.doc_fhir_id(gp.read_document(ins, d)) for d in (doc_id, other_id))
+    h = bearer(world, pro(world, GP))
+    with TestClient(create_app(world), raise_server_exceptions=False) as client:
+        r = client.get(f"/fhir/Binary/{doc_id}", headers=h)
+        assert r.status_code == 500
+        assert r.headers["content-type"].startswith("application/fhir+json")
+        assert "stored content" in r.json()["issue"][0]["diagnostics"]
+        assert len(client.get(f"/fhir/Binary/{other_id}", headers=h).content) == 600 * 1024
 
 
 def test_content_sealed_before_chunking_stays_readable(world: Runtime) -> None:

@@ -380,3 +380,49 @@ def test_every_search_refuses_what_it_does_not_know(
         client.get(path, params={**query, "_lastUpdated": "gt2026"}, headers=lenient).status_code
         == 200
     )
+
+
+def _last_list_search_targets(world: Runtime, key: str) -> list[str]:
+    with world.engine.connect() as conn:
+        action, targets = conn.execute(
+            sa.text(
+                "SELECT action, targets FROM audit_events WHERE chain_id = :p "
+                "ORDER BY seq DESC LIMIT 1"
+            ),
+            {"p": key},
+        ).one()
+    assert action == "list.search"
+    return sorted((targets or "").split())
+
+
+def test_list_criteria_and_pages_are_applied_inside_the_gate(
+    client: TestClient, world: Runtime, published: dict[str, Any]
+) -> None:
+    """The List search's criteria, page and count are applied before the audit: the event
+    names the documents of the Lists that left, not of every List the patient has (issue 22:
+    the criteria were applied after the gate)."""
+    h = published["h"]
+    q = {"patient.identifier": f"urn:oid:{OID_TEST}|{INS.value}"}
+    every = client.get("/fhir/List", params=q, headers=h).json()
+    assert every["total"] == 3
+    all_docs = _last_list_search_targets(world, published["key"])
+    assert len(all_docs) == 2
+    # One submission set matches: only its document is named.
+    body = client.get("/fhir/List", params={**q, "designationType": "SA05"}, headers=h).json()
+    assert [e["resource"]["title"] for e in body["entry"]] == ["Suivi post-opératoire"]
+    first_doc = _last_list_search_targets(world, published["key"])
+    assert len(first_doc) == 1 and set(first_doc) < set(all_docs)
+    # Nothing matches: nothing is named.
+    body = client.get("/fhir/List", params={**q, "title": "Aucun"}, headers=h).json()
+    assert body["total"] == 0
+    assert _last_list_search_targets(world, published["key"]) == []
+    # A count alone, or a page of none: nothing left, nothing named.
+    for extra in ({"_summary": "count"}, {"_count": "0"}):
+        body = client.get("/fhir/List", params={**q, **extra}, headers=h).json()
+        assert body["total"] == 3 and not body.get("entry")
+        assert _last_list_search_targets(world, published["key"]) == []
+    # A page of one names the documents of that List alone (the newest: the second submission).
+    body = client.get("/fhir/List", params={**q, "_count": "1"}, headers=h).json()
+    assert body["total"] == 3 and len(body["entry"]) == 1
+    page_docs = _last_list_search_targets(world, published["key"])
+    assert len(page_docs) == 1 and page_docs != first_doc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from dmp.access import datakeys, notices
@@ -28,6 +28,9 @@ from dmp.errors import IntegrityFailure, InvalidInput, NotFound
 from dmp.identity.scopes import Need
 from dmp.records import documents
 from dmp.records.types import DocumentCriteria
+
+# Contents of up to this many chunks (4 MiB) are decrypted once, before the answer starts.
+EAGER_CHUNKS = 16
 
 
 class DocumentActions(Kernel):
@@ -104,9 +107,11 @@ class DocumentActions(Kernel):
     ) -> tuple[DocumentView, Iterator[bytes]]:
         """A document's content as decrypted chunks, read from the database as they are sent.
 
-        The access is decided and audited before the first byte; the chunks are then read in
-        their own read-only connection, each authenticated with its position (no truncation or
-        reordering goes unnoticed)."""
+        The access is decided and audited before the first byte. Every chunk is authenticated
+        with its patient, document and position *before* the response starts, so an altered,
+        swapped, reordered or missing chunk is an error answer, never a connection cut in the
+        middle of a document: contents of up to ``EAGER_CHUNKS`` chunks are opened once and
+        kept; larger ones are checked in a first pass and streamed in a second."""
         with self._read(ins, document_id, CONTENT_READ) as (op, doc):
             key_id, count = documents.content_key(op.conn, op.scope, doc.content_id)
             data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
@@ -114,7 +119,7 @@ class DocumentActions(Kernel):
         context = envelope.content_context(scope.patient_id, doc.content_id)
         engine = self._rt.engine
 
-        def chunks() -> Iterator[bytes]:
+        def opened() -> Iterator[bytes]:
             with engine.connect() as reader:
                 reader.execution_options(dmp_readonly=True)
                 n = -1
@@ -125,9 +130,15 @@ class DocumentActions(Kernel):
                 finally:
                     stored.close()
                 if n != count - 1:
-                    raise IntegrityFailure("stored content is incomplete")
+                    raise IntegrityFailure(
+                        "this document's stored content is incomplete (a chunk is missing)"
+                    )
 
-        return doc, chunks()
+        if count <= EAGER_CHUNKS:
+            return doc, iter(list(opened()))
+        for _ in opened():
+            pass
+        return doc, opened()
 
     def document_versions(self, ins: PatientRef, document_id: str) -> list[DocumentView]:
         """Every metadata version of a visible document, oldest first."""
@@ -155,20 +166,42 @@ class DocumentActions(Kernel):
             op.audit_target(doc.logical_id)
             yield op, doc
 
-    def search_lists(self, ins: PatientRef, kind: str | None = None) -> list[ListView]:
+    def search_lists(
+        self,
+        ins: PatientRef,
+        kind: str | None = None,
+        *,
+        where: Callable[[ListView], bool] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        count_only: bool = False,
+    ) -> Page[ListView]:
         """ITI-66: SubmissionSets and Folders, each showing only the documents this caller may
-        see; a List with none of them visible is not shown at all."""
-        return self._lists(ins, kind, None)
+        see; a List with none of them visible is not shown at all. ``where`` (the adapter's
+        search criteria), the order (newest first), the page and ``count_only`` are applied
+        here, before the audit, so the audit event names the documents of the Lists that left
+        and none when only a count did."""
+        check_window(limit, offset)
+        with self._lists(ins, kind, None) as (op, found):
+            chosen = [lst for lst in found if where is None or where(lst)]
+            chosen.sort(key=lambda lst: (lst.submitted_at, lst.id), reverse=True)
+            page = [] if count_only else chosen[offset : offset + limit]
+            op.audit_targets(tuple(sorted({d for x in page for d in x.document_ids})))
+        return Page(page, len(chosen))
 
     def read_list(self, ins: PatientRef, list_id: str) -> ListView:
         """One List (SubmissionSet or Folder) by id, as a search shows it; a List with none of
         its documents visible is the same 404 as a missing one."""
-        found = self._lists(ins, None, list_id)
+        with self._lists(ins, None, list_id) as (op, found):
+            op.audit_targets(tuple(sorted({d for x in found for d in x.document_ids})))
         if not found:
             raise NotFound("no such List")
         return found[0]
 
-    def _lists(self, ins: PatientRef, kind: str | None, list_id: str | None) -> list[ListView]:
+    @contextlib.contextmanager
+    def _lists(
+        self, ins: PatientRef, kind: str | None, list_id: str | None
+    ) -> Iterator[tuple[Op, list[ListView]]]:
         with self.act(
             ins,
             Action.READ_DOCUMENTS,
@@ -202,5 +235,4 @@ class DocumentActions(Kernel):
                             ids,
                         )
                     )
-            op.audit_targets(tuple(sorted({d for x in out for d in x.document_ids})))
-        return out
+            yield op, out

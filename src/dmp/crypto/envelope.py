@@ -70,8 +70,14 @@ def open_chunk(key: bytes, sealed: bytes, context: bytes, index: int, last: bool
             # Content stored before chunking (schema 0005 and earlier): one piece sealed with
             # the bare context. A truncated chunked content cannot pass as one: its first
             # chunk is sealed as "more".
-            return open_sealed(key, sealed, context)
-        raise
+            try:
+                return open_sealed(key, sealed, context)
+            except IntegrityFailure:
+                pass
+        raise IntegrityFailure(
+            f"this document's stored content failed authentication at chunk {index}"
+            " (altered, moved or taken from another document)"
+        ) from None
 
 
 def open_chunks(key: bytes, chunks: list[bytes], context: bytes) -> bytes:

@@ -106,19 +106,24 @@ def list_search(request: Request, access: Gate) -> Response:
         raise BadRequest(f"_count must be 0 to {MAX_COUNT}, _offset 0 or more")
     kinds = {v.split("|")[-1] for v in params.values(applied, "code")}
     kind = next(iter(kinds)) if len(kinds) == 1 and kinds <= {"submissionset", "folder"} else None
-    found = [lst for lst in access.search_lists(patient, kind) if _matches(lst, applied)]
-    found.sort(key=lambda lst: (lst.submitted_at, lst.id), reverse=True)
-    base = base_url(request)
     summary = params.summary(params.first(applied, "_summary"))
+    page = access.search_lists(
+        patient,
+        kind,
+        where=lambda lst: _matches(lst, applied),
+        limit=max(count, 1),
+        offset=offset,
+        count_only=summary == "count" or count == 0,
+    )
+    base = base_url(request)
     resources: list[dict[str, Any]] = []
-    if summary != "count":
-        for lst in found[offset : offset + count]:
-            r = mapping.list_resource(lst)
-            r["_fullUrl"] = f"{base}/List/{r['id']}"
-            resources.append(r)
-    links = _links(base, applied, len(found), count, offset)
+    for lst in page.items:
+        r = mapping.list_resource(lst)
+        r["_fullUrl"] = f"{base}/List/{r['id']}"
+        resources.append(r)
+    links = _links(base, applied, page.total, count, offset)
     profile = mapping.PDSM_SD + "pdsm-find-lists-response"
-    return fhir(mapping.searchset(resources, len(found), links, profile))
+    return fhir(mapping.searchset(resources, page.total, links, profile))
 
 
 def _links(base: str, applied: list[Param], total: int, count: int, offset: int) -> dict[str, str]:
