@@ -9,6 +9,12 @@ narrow object from ``api/deps.py``, commands an ``Operator`` (``jobs/operator.py
 dependency module and the application wiring (``app.py``) are the only exceptions. import-linter
 keeps the adapters away from the records layer and SQLAlchemy; this keeps them away from the
 objects that hold the database and the keys.
+
+Second rule, for the whole of ``src/dmp``: only the kernel writes audit events. The writers of
+``dmp.access.audit`` (``write``, ``write_events``, ``write_denial``) are called from
+``access/gate.py`` alone, and the records layer's append (``audit_log.append_after``) from
+``access/audit.py`` alone: a job's event goes through ``Kernel.act_system``, in the transaction
+of its work.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from pathlib import Path
 
 ADAPTERS = ("api", "fhir", "stats", "web", "cli")
 ALLOWED = {"api/deps.py"}
+AUDIT_WRITERS = {"write", "write_events", "write_denial"}
+KERNEL = "access/gate.py"
+AUDIT = "access/audit.py"
 
 
 def _imports_runtime(node: ast.AST) -> bool:
@@ -48,15 +57,56 @@ def findings(root: Path) -> list[str]:
     return out
 
 
+def _audit_write(node: ast.AST, rel: str) -> str | None:
+    """What a node does that only the kernel may: write an audit event."""
+    if rel in (KERNEL, AUDIT):
+        if rel == AUDIT:
+            return None
+        # The kernel calls the writers; it does not append rows itself.
+        if isinstance(node, ast.Attribute) and node.attr == "append_after":
+            return "appends audit rows itself"
+        return None
+    if isinstance(node, ast.ImportFrom) and node.module == "dmp.access.audit":
+        names = {a.name for a in node.names} & AUDIT_WRITERS
+        if names:
+            return f"imports the audit writer {sorted(names)[0]}"
+    if isinstance(node, ast.Attribute):
+        owner = node.value.id if isinstance(node.value, ast.Name) else None
+        if owner == "audit" and node.attr in AUDIT_WRITERS:
+            return f"writes an audit event (audit.{node.attr})"
+        if owner == "audit_log" and node.attr == "append_after":
+            return "appends audit rows (audit_log.append_after)"
+    return None
+
+
+def audit_findings(root: Path) -> list[str]:
+    out: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("records/"):
+            continue  # the records layer defines the append; it calls nothing above it
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            problem = _audit_write(node, rel)
+            if problem:
+                out.append(f"{rel}:{getattr(node, 'lineno', 0)}: {problem}")
+    return out
+
+
 def main() -> int:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[1] / "src" / "dmp"
     found = findings(root)
-    for line in found:
+    audit_found = audit_findings(root)
+    for line in found + audit_found:
         print(line)
     if found:
         print("adapters get a gate or a narrow object, never the runtime or the engine")
+    if audit_found:
+        print("only the kernel writes audit events: use Kernel.act_system for a job's event")
+    if found or audit_found:
         return 1
     print(f"adapter lint: {', '.join(ADAPTERS)} reach no runtime and no engine")
+    print("audit lint: only the kernel (access/gate.py) writes audit events")
     return 0
 
 

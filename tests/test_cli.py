@@ -244,6 +244,30 @@ def test_jobs_run_and_the_outbox_commands(env: dict[str, str]) -> None:
     assert dmp(env, "notifications", "retry", notice_id).returncode == 0
     assert dmp(env, "notifications", "retry", "nonexistent").returncode == 2
     assert "dead" not in dmp(env, "notifications", "list", "--failed").stdout.split("\n", 1)[1]
+    # The listings and the retry are in the trail, under the system actor of the outbox job
+    # (issue 22: the operator read every patient's notices unaudited).
+    from dmp.access.runtime import Runtime
+    from dmp.config import Settings
+
+    rt = Runtime.start(
+        Settings(data_dir=Path(env["DMP_DATA_DIR"]), database_url=env.get("DMP_DATABASE_URL", ""))
+    )
+    try:
+        with rt.engine.connect() as conn:
+            events = conn.execute(
+                sa.text(
+                    "SELECT action, target FROM audit_events "
+                    "WHERE actor_id = 'system:notifications' ORDER BY seq"
+                )
+            ).all()
+    finally:
+        rt.close()
+    assert [tuple(e) for e in events] == [
+        ("notifications.list", "all, up to 5"),
+        ("notifications.retry", notice_id),
+        ("notifications.retry", "nonexistent"),  # an attempt is traced too
+        ("notifications.list", "dead, up to 50"),
+    ]
 
 
 def test_dmp_stats_loads_no_page_or_token_library() -> None:

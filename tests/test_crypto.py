@@ -94,6 +94,76 @@ def test_rotation_keeps_content_readable(world: Runtime) -> None:
     assert maintenance.verify_audit(world).ok
 
 
+def _rotation_events(rt: Runtime) -> list[tuple[str, str]]:
+    with rt.engine.connect() as conn:
+        return [
+            (r.actor_id, r.target)
+            for r in conn.execute(
+                sa.text("SELECT actor_id, target FROM audit_events WHERE action = 'keys.rotate'")
+            )
+        ]
+
+
+def test_a_rotation_and_its_audit_event_commit_together(
+    world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-wrap and its event are one transaction of the gate's system action (issue 22:
+    the event was written after, in a transaction of its own): a rotation that fails half way
+    changes no key and leaves no event; one that succeeds leaves both."""
+    from dmp.records import keys
+
+    for i in (1, 2, 3):
+        _deposit(world, i)
+    before = world.keyring.active_kek_id
+    real = keys.rewrap
+    calls = []
+
+    def failing(conn: sa.Connection, updates: list[dict[str, object]]) -> None:
+        calls.append(len(updates))
+        real(conn, updates)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(keys, "rewrap", failing)
+    with pytest.raises(RuntimeError):
+        maintenance.rotate_keys(world, batch=1)
+    with world.engine.connect() as conn:
+        wrapped_by = set(conn.execute(sa.text("SELECT kek_id FROM patient_keys")).scalars())
+    assert wrapped_by == {before}  # the first batch was rolled back with the rest
+    assert _rotation_events(world) == []
+    monkeypatch.setattr(keys, "rewrap", real)
+    # Nor does a rotation whose event cannot be written.
+    from dmp.access import audit
+
+    def no_trail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("audit write failed")
+
+    monkeypatch.setattr(audit, "write_events", no_trail)
+    with pytest.raises(RuntimeError):
+        maintenance.rotate_keys(world, batch=1)
+    with world.engine.connect() as conn:
+        wrapped_by = set(conn.execute(sa.text("SELECT kek_id FROM patient_keys")).scalars())
+    assert wrapped_by == {before}
+    monkeypatch.undo()
+    new_kek, count = maintenance.rotate_keys(world, batch=1)
+    assert count == 3
+    assert _rotation_events(world) == [("system:keys-rotate", new_kek)]
+    assert maintenance.verify_audit(world).ok
+
+
+def test_only_a_system_job_acts_outside_a_record(world: Runtime) -> None:
+    from dmp.domain.codes import AuditAction
+
+    with (
+        pytest.raises(Forbidden),
+        world.access(pro(world, GP)).act_system(AuditAction.KEYS_ROTATE, "x"),
+    ):
+        pass
+    with world.access(system_actor("keys-rotate")).act_system(AuditAction.KEYS_ROTATE, "y"):
+        pass
+    assert _rotation_events(world) == [("system:keys-rotate", "y")]
+
+
 def test_a_running_process_picks_up_a_rotation(world: Runtime) -> None:
     ins, doc_id = _deposit(world)
     other = Runtime(

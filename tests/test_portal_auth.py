@@ -21,7 +21,7 @@ from dmp.access.runtime import Runtime
 from dmp.access.throttle import LOGIN_SOURCE
 from dmp.clock import FixedClock
 from dmp.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, TooManyRequests
-from dmp.identity.actor import ActorKind
+from dmp.identity.actor import ActorKind, system_actor
 from dmp.records.schema import activation_codes, portal_accounts
 from tests.factories import GP, PHARMACY, desk, ins_for, open_record, pro
 
@@ -233,6 +233,21 @@ def test_invitations_check_the_directory_and_the_record(world: Runtime, portal: 
 
     with pytest.raises(NotFound):
         portal.invite(kind=ActorKind.REPRESENTATIVE, login="rep-x", by="t", ins=ins)
+    # Through the gate (issue 22: the record was read unaudited): the refusal and, once the
+    # representative is registered, the invitation are in the patient's trail.
+    world.access(system_actor("op")).add_representative(ins, "rep-x", "PARENT EX", "parent")
+    portal.invite(kind=ActorKind.REPRESENTATIVE, login="rep-x", by="t", ins=ins)
+    with world.engine.connect() as conn:
+        trail = conn.execute(
+            sa.text(
+                "SELECT actor_id, action, outcome, target FROM audit_events "
+                "WHERE action = 'representative.invite' ORDER BY seq"
+            )
+        ).all()
+    assert [tuple(t) for t in trail] == [
+        ("system:portal-invite", "representative.invite", "denied", "rep-x"),
+        ("system:portal-invite", "representative.invite", "success", "rep-x"),
+    ]
     code, _ = portal.invite(kind=ActorKind.PROFESSIONAL, login=GP, by="t")
     assert codes.code_hash(code) != code
     with pytest.raises(Conflict):

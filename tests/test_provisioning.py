@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from dmp.access.provisioning import OBJECTION_ANSWER, Provisioning
@@ -74,6 +75,21 @@ def test_import_reports_bad_lines_and_keeps_what_is_listed(world: Runtime) -> No
     assert service.counts() == {"pending": 3}
     with pytest.raises(InvalidInput, match="informe_le"):
         service.import_csv("ins,nom\n1,2\n")
+    # Each import is in the trail with what it did, in the transaction that wrote the rows
+    # (issue 22: INS, names and birth dates were written unaudited); it names nobody.
+    assert _trail(world, "provisioning.import") == [
+        ("system:insurer-provisioning", "6 read, 2 added, 4 refused"),
+        ("system:insurer-provisioning", "2 read, 1 added, 0 refused"),
+    ]
+
+
+def _trail(rt: Runtime, action: str) -> list[tuple[str, str | None]]:
+    with rt.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT actor_id, target FROM audit_events WHERE action = :a ORDER BY seq"),
+            {"a": action},
+        ).all()
+    return [(r.actor_id, r.target) for r in rows]
 
 
 def test_six_weeks_without_objection_open_the_record_and_an_objection_is_kept(
@@ -126,3 +142,5 @@ def test_six_weeks_without_objection_open_the_record_and_an_objection_is_kept(
     assert world.access(system_actor("t")).read_record(ins_for(91)).channel == "pharmacy"
     assert service.counts() == {"opened": 2, "objected": 2}
     assert counters.verify_counters(world) == []
+    # Every objection attempt (listed or not) is traced, naming nobody.
+    assert _trail(world, "provisioning.objection") == [("system:provisioning-objections", None)] * 4

@@ -6,6 +6,7 @@ import ast
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import Route
@@ -112,3 +113,71 @@ def test_the_adapter_lint_passes_and_catches_a_runtime(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "fhir/routes.py:1" in out.stdout and "fhir/routes.py:4" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "finding"),
+    [
+        (
+            "jobs/backup.py",
+            "from dmp.access import audit\n\ndef f(conn):\n    audit.write(conn, action=1)\n",
+            "jobs/backup.py:4: writes an audit event (audit.write)",
+        ),
+        (
+            "jobs/directory.py",
+            "from dmp.access.audit import write_events\n",
+            "jobs/directory.py:1: imports the audit writer write_events",
+        ),
+        (
+            "access/portal.py",
+            "from dmp.records import audit_log\n\ndef f(c):\n"
+            "    audit_log.append_after(c, 1, 2, [])\n",
+            "access/portal.py:4: appends audit rows (audit_log.append_after)",
+        ),
+    ],
+)
+def test_the_audit_lint_catches_a_writer_outside_the_kernel(
+    tmp_path: Path, where: str, code: str, finding: str
+) -> None:
+    """Only the kernel writes audit events (issue 22): a job or a module of the gate that
+    writes one by hand fails scripts/lint_adapters.py; the kernel itself passes."""
+    import subprocess
+    import sys
+
+    script = SRC.parents[1] / "scripts" / "lint_adapters.py"
+    root = tmp_path / "dmp"
+    (root / where).parent.mkdir(parents=True)
+    (root / where).write_text(code, encoding="utf-8")
+    (root / "access").mkdir(exist_ok=True)
+    (root / "access" / "gate.py").write_text(
+        "from dmp.access import audit\n\ndef f(conn):\n    audit.write_events(conn, [])\n",
+        encoding="utf-8",
+    )
+    out = subprocess.run(
+        [sys.executable, str(script), str(root)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 1
+    assert finding in out.stdout, out.stdout
+    assert "access/gate.py" not in out.stdout
+
+
+def test_an_adapter_reaching_a_private_attribute_fails_the_lint() -> None:
+    """``access._rt.keyring`` in an adapter passed both linters (issue 22); ruff's SLF001,
+    configured in pyproject.toml for src/, now refuses it (tests may look inside)."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = SRC.parents[1]
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    code = "def f(access):\n    return access._rt.keyring\n"
+    out = subprocess.run(
+        [ruff, "check", "--stdin-filename", "src/dmp/fhir/leak.py", "-"],
+        input=code,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "SLF001" in out.stdout, out.stdout

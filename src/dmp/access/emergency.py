@@ -11,25 +11,27 @@ from dmp.domain.codes import AuditAction
 from dmp.records import patients
 
 if TYPE_CHECKING:
-    from dmp.access.gate import Kernel, Op
+    from dmp.access.gate import Op
+    from dmp.access.runtime import Runtime
+    from dmp.identity.actor import Actor
 
 
-def open_window(gate: Kernel, op: Op) -> None:
+def open_window(rt: Runtime, actor: Actor, justification: str | None, op: Op) -> None:
     """Open the window for this professional and patient (``DMP_EMERGENCY_DAYS``), with the
     justification stored encrypted, and queue the a-posteriori notices to the holder and the GP
     in the same transaction (R1111-48). Its own audit event precedes the action's."""
-    assert gate._justification is not None
-    rt, scope = gate._rt, op.scope
+    assert justification is not None
+    scope = op.scope
     now = rt.clock.now()
     until = now + timedelta(days=rt.settings.emergency_access_days)
     key_id, data_key = datakeys.data_key(rt, op.conn, scope, create=True)
     sealed = envelope.seal(
-        data_key, gate._justification.encode(), b"dmp-emergency:" + scope.patient_id.encode()
+        data_key, justification.encode(), b"dmp-emergency:" + scope.patient_id.encode()
     )
     patients.open_emergency(
         op.conn,
         scope,
-        gate.actor.id,
+        actor.id,
         at=now,
         until=until,
         key_id=key_id,
@@ -49,7 +51,7 @@ def open_window(gate: Kernel, op: Op) -> None:
     patients.notify(
         op.conn,
         scope,
-        [{**n, "subject_id": gate.actor.id, "created_at": now, "due_at": now} for n in notices],
+        [{**n, "subject_id": actor.id, "created_at": now, "due_at": now} for n in notices],
     )
     # The holder is told when the window closes, too.
     patients.notify(
@@ -60,10 +62,10 @@ def open_window(gate: Kernel, op: Op) -> None:
                 "kind": "emergency_expired",
                 "recipient_kind": "patient",
                 "recipient_id": None,
-                "subject_id": gate.actor.id,
+                "subject_id": actor.id,
                 "created_at": now,
                 "due_at": until,
             }
         ],
     )
-    op.audit_first(AuditAction.EMERGENCY_OPEN, gate.actor.id)
+    op.audit_first(AuditAction.EMERGENCY_OPEN, actor.id)

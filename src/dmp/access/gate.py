@@ -199,6 +199,14 @@ class OpeningOp:
         return AuthorizedPatient(patient_id, departement)
 
 
+@dataclass
+class SystemOp:
+    """A system job's unit of work: its connection, and what its audit event will name."""
+
+    conn: Connection
+    target: str | None
+
+
 class Kernel:
     """The per-request gate, bound to one grant. Action modules add the actions."""
 
@@ -275,7 +283,7 @@ class Kernel:
                 _Event(audit_action, target),
             )
             if decision.open_emergency:
-                emergency.open_window(self, op)
+                emergency.open_window(self._rt, self.actor, self._justification, op)
             try:
                 yield op
             except NotFound as missing:
@@ -295,6 +303,21 @@ class Kernel:
             yield op
             assert op.patient_id is not None and op.reason is not None
             self._write(conn, [_Event(audit_action, None)], op.patient_id, op.reason.value)
+
+    @contextlib.contextmanager
+    def act_system(
+        self, audit_action: AuditAction, target: str | None = None
+    ) -> Iterator[SystemOp]:
+        """A system job's work on the database and its audit event in one transaction: the
+        event is written last (with ``op.target`` as the work left it), so the work and its
+        trace commit or roll back together. Only a named system actor (``system:<job>``) acts
+        here; work on a record goes through ``act`` like any other actor's."""
+        if self.actor.kind is not ActorKind.SYSTEM:
+            raise Forbidden("only a system job acts outside a record")
+        with self._unit() as conn:
+            op = SystemOp(conn, target)
+            yield op
+            self._write(conn, [_Event(audit_action, op.target)], None, Reason.ALLOW_SYSTEM.value)
 
     @contextlib.contextmanager
     def _unit(self) -> Iterator[Connection]:

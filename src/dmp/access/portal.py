@@ -35,10 +35,12 @@ from sqlalchemy.exc import IntegrityError
 
 from dmp.access import actors, codes
 from dmp.access.audit import RequestContext
+from dmp.access.gate import PATIENT_UPDATE
+from dmp.access.policy import Action
 from dmp.access.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
 from dmp.crypto import envelope
 from dmp.domain import text
-from dmp.domain.codes import PurposeOfUse
+from dmp.domain.codes import AuditAction, PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
@@ -133,49 +135,73 @@ class Portal:
         if not login or len(login) > 64:
             raise InvalidInput("an account identifier has 1 to 64 characters")
         now = self._rt.clock.now()
-        patient_id = None
+        if kind is ActorKind.REPRESENTATIVE:
+            if ins is None:
+                raise InvalidInput("name the record (INS) the representative acts on")
+            # The record is read and the account made through the gate, as the system job
+            # of invitations: the patient's trail says an account was made for their
+            # representative (issue 22: this read the record unaudited).
+            gate = self._rt.access(system_actor("portal-invite"))
+            with gate.act(
+                ins,
+                Action.MANAGE_RECORD,
+                AuditAction.REPRESENTATIVE_INVITE,
+                need=PATIENT_UPDATE,
+                target=login,
+            ) as op:
+                patient_id = op.scope.patient_id
+                if login not in patients.representative_ids(op.conn, patient_id):
+                    raise NotFound("register the representative on the record first")
+                return self._invitation(op.conn, kind, login, by, now, patient_id, ins, None)
         if kind is ActorKind.PROFESSIONAL:
             actors.professional_actor(self._rt, login, structure_id)  # in the directory, there
+        elif kind is not ActorKind.DESK_AGENT:
+            raise InvalidInput("patients get their account from the activation letter")
         with self._rt.engine.begin() as conn:
-            if kind is ActorKind.PROFESSIONAL:
-                pass
-            elif kind is ActorKind.DESK_AGENT:
-                if not structure_id or not directory.structure_exists(conn, structure_id):
-                    raise InvalidInput("a desk agent works for a structure of the directory")
-            elif kind is ActorKind.REPRESENTATIVE:
-                if ins is None:
-                    raise InvalidInput("name the record (INS) the representative acts on")
-                patient_id = patients.find_patient_id(conn, ins.oid, ins.value)
-                if patient_id is None or login not in patients.representative_ids(conn, patient_id):
-                    raise NotFound("register the representative on the record first")
-            else:
-                raise InvalidInput("patients get their account from the activation letter")
-            account = portal.account_by_login(conn, login)
-            if account is None:
-                account_id = uuid.uuid4().hex
-                try:
-                    portal.insert_account(
-                        conn,
-                        {
-                            "id": account_id,
-                            "login": login,
-                            "kind": kind.value,
-                            "patient_id": patient_id,
-                            "ins_oid": ins.oid if ins else None,
-                            "ins_value": ins.value if ins else None,
-                            "structure_id": structure_id,
-                            "created_at": now,
-                        },
-                    )
-                except IntegrityError:
-                    raise Conflict("this identifier is already taken") from None
-            elif account.kind != kind.value:
-                raise Conflict("this identifier belongs to another kind of account")
-            else:
-                account_id = account.id
-            code = codes.new_code()
-            expires = now + timedelta(days=self._rt.settings.activation_code_days)
-            portal.add_code(conn, codes.code_hash(code), account_id, at=now, by=by, expires=expires)
+            if kind is ActorKind.DESK_AGENT and (
+                not structure_id or not directory.structure_exists(conn, structure_id)
+            ):
+                raise InvalidInput("a desk agent works for a structure of the directory")
+            return self._invitation(conn, kind, login, by, now, None, None, structure_id)
+
+    def _invitation(
+        self,
+        conn: Connection,
+        kind: ActorKind,
+        login: str,
+        by: str,
+        now: datetime,
+        patient_id: str | None,
+        ins: Ins | None,
+        structure_id: str | None,
+    ) -> tuple[str, datetime]:
+        """The account (made on first invitation) and a new one-time activation code."""
+        account = portal.account_by_login(conn, login)
+        if account is None:
+            account_id = uuid.uuid4().hex
+            try:
+                portal.insert_account(
+                    conn,
+                    {
+                        "id": account_id,
+                        "login": login,
+                        "kind": kind.value,
+                        "patient_id": patient_id,
+                        "ins_oid": ins.oid if ins else None,
+                        "ins_value": ins.value if ins else None,
+                        "structure_id": structure_id,
+                        "created_at": now,
+                    },
+                )
+            except IntegrityError:
+                raise Conflict("this identifier is already taken") from None
+        elif account.kind != kind.value:
+            raise Conflict("this identifier belongs to another kind of account")
+        else:
+            account_id = account.id
+        code = codes.new_code()
+        expires = now + timedelta(days=self._rt.settings.activation_code_days)
+        portal.add_code(conn, codes.code_hash(code), account_id, at=now, by=by, expires=expires)
         return code, expires
 
     # -- activation ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dmp.access.throttle import OBJECTION_ADDRESS, Throttle
 from dmp.access.views import Demographics
-from dmp.domain.codes import SEXES, TRUSTED_THIRD_PARTY, CreationChannel
+from dmp.domain.codes import SEXES, TRUSTED_THIRD_PARTY, AuditAction, CreationChannel
 from dmp.domain.geo import departement_of_commune
 from dmp.domain.ins import OID_NIR, Ins, identity_mismatches, parse_ins
 from dmp.errors import Conflict, DmpError, InvalidInput
@@ -70,8 +70,12 @@ class Provisioning:
             except (InvalidInput, ValueError) as exc:
                 message = exc.message if isinstance(exc, DmpError) else str(exc)
                 report.errors.append(f"line {n}: {message}")
-        with self._rt.engine.begin() as conn:
-            report.added = provisioning.add(conn, rows)
+        # The INS, names and birth dates are written through the gate's system action: the
+        # import and its audit event commit together (issue 22: they were written unaudited).
+        gate = self._rt.access(system_actor("insurer-provisioning"))
+        with gate.act_system(AuditAction.PROVISIONING_IMPORT) as op:
+            report.added = provisioning.add(op.conn, rows)
+            op.target = f"{report.read} read, {report.added} added, {len(report.errors)} refused"
         report.already = len(rows) - report.added
         return report
 
@@ -126,8 +130,11 @@ class Provisioning:
             ins = parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
         except InvalidInput:
             return OBJECTION_ANSWER
-        with self._rt.engine.begin() as conn:
-            provisioning.object_to(conn, ins.oid, ins.value, birth_date, self._rt.clock.now())
+        # Audited without naming anyone: the trail, like the answer, says nothing of who is
+        # listed.
+        gate = self._rt.access(system_actor("provisioning-objections"))
+        with gate.act_system(AuditAction.PROVISIONING_OBJECTION) as op:
+            provisioning.object_to(op.conn, ins.oid, ins.value, birth_date, self._rt.clock.now())
         return OBJECTION_ANSWER
 
     def counts(self) -> dict[str, int]:

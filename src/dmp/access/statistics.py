@@ -1,14 +1,24 @@
 """Adoption statistics per département, read from the counters (never from patient rows).
 
-Counts are aggregates; the presentation layer suppresses small counts (< 10) so that no figure
-singles out a person.
+Counts are aggregates. Each figure also carries its *cell key* (the ABS cell-key method): every
+finest counter bucket (a département, month and channel and kind of structure for openings; a
+département, month and document type for deposits; ...) gets a keyed pseudo-random 64-bit
+number, and a figure's key is the XOR of the keys of the non-empty buckets it adds up. The same
+data always gives the same key, whatever the query that adds it up; the presentation layer
+perturbs and suppresses each count with its key (``dmp.stats.render.publish``, see
+docs/statistics.md) so that no figure singles out a person, even to one who adds events.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dmp.access.runtime import Runtime
 from dmp.domain.geo import geography
@@ -31,6 +41,12 @@ class DepartementFigures:
     structure_kinds: dict[str, int] = field(default_factory=dict)
     documents: int = 0
     accesses: dict[str, int] = field(default_factory=dict)
+    # Each figure's cell key, by field name ("opened", "active", "channels:pharmacy",
+    # "structure_kinds:SA33", "accesses:normal", ...); a missing key is 0.
+    keys: dict[str, int] = field(default_factory=dict)
+
+    def key(self, name: str) -> int:
+        return self.keys.get(name, 0)
 
     @property
     def penetration(self) -> float:
@@ -63,6 +79,41 @@ class AdoptionReport:
     # month -> records closed that month (and still closed): with the openings, the records
     # active at the end of each month
     closures_per_month: dict[str, int] = field(default_factory=dict)
+    # The cell key of each value of the series above, by series name then by value name
+    # ("openings_per_month" -> "2026-03" -> key; "channels_per_month" -> "2026-03|pharmacy").
+    keys: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def key(self, series: str, name: str) -> int:
+        return self.keys.get(series, {}).get(name, 0)
+
+
+def cell_secret(token_secret: bytes) -> bytes:
+    """The key of the cell keys, derived from the key ring's secret: without the ring nobody,
+    the operator reading the database included, can tell a cell's perturbation."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmp statistics cell keys"
+    ).derive(token_secret)
+
+
+class CellKeys:
+    """The keys of the finest counter buckets: HMAC-SHA-256 of the bucket's name (its parts
+    joined by "|"), first 8 bytes as a big-endian number."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._memo: dict[str, int] = {}
+
+    def bucket(self, *parts: str) -> int:
+        name = "|".join(parts)
+        key = self._memo.get(name)
+        if key is None:
+            digest = hmac.new(self._secret, name.encode(), hashlib.sha256).digest()
+            key = self._memo[name] = int.from_bytes(digest[:8], "big")
+        return key
+
+
+def _xor(into: dict[str, int], name: str, key: int) -> None:
+    into[name] = into.get(name, 0) ^ key
 
 
 def _month(value: str | None, name: str) -> str | None:
@@ -76,7 +127,10 @@ def _month(value: str | None, name: str) -> str | None:
 
 
 def _with_totals(
-    raw: dict[str, dict[str, int]], departements: list[str] | None
+    raw: dict[str, dict[str, int]],
+    buckets: tuple[list[tuple[str, str, str, str]], list[tuple[str, str]]],
+    departements: list[str] | None,
+    cells: CellKeys,
 ) -> dict[str, DepartementFigures]:
     figures = {
         code: DepartementFigures(code, d.name, d.zone, d.population)
@@ -88,7 +142,29 @@ def _with_totals(
         if f is not None:
             f.opened_total, f.active = totals["opened_total"], totals["active"]
             f.closed, f.activated = totals["closed"], totals["activated"]
+    # The totals add up the buckets of all time: records opened to date are the opening
+    # buckets (the same key as the openings of a report without a period, and as the last
+    # point of the curve from the origin), closed records the closure buckets, active records
+    # both. Accounts activated have no finer bucket: one of their own.
+    openings, closures = buckets
+    for code, month, channel, kind in openings:
+        if code in figures:
+            _xor(
+                figures[code].keys,
+                "opened_total",
+                cells.bucket("opening", code, month, channel, kind),
+            )
+    for code, month in closures:
+        if code in figures:
+            _xor(figures[code].keys, "closed", cells.bucket("closure", code, month))
+    for code, f in figures.items():
+        f.keys["active"] = f.key("opened_total") ^ f.key("closed")
+        f.keys["activated"] = cells.bucket("activated", code)
     return figures
+
+
+def _cells(rt: Runtime) -> CellKeys:
+    return CellKeys(cell_secret(rt.token_secret))
 
 
 def standings(rt: Runtime) -> list[DepartementFigures]:
@@ -96,7 +172,8 @@ def standings(rt: Runtime) -> list[DepartementFigures]:
     what a rank among départements needs, from one small table."""
     with database.snapshot(rt.engine) as conn:
         raw = stats.read_totals(conn, None)
-    return sorted(_with_totals(raw, None).values(), key=lambda f: f.code)
+        buckets = stats.total_buckets(conn, None)
+    return sorted(_with_totals(raw, buckets, None, _cells(rt)).values(), key=lambda f: f.code)
 
 
 def adoption(
@@ -116,31 +193,59 @@ def adoption(
     # One snapshot, no write lock: the public page must not hold up the writers.
     with database.snapshot(rt.engine) as conn:
         raw = stats.read_counters(conn, departements, start, end)
+        buckets = stats.total_buckets(conn, departements)
         names = directory.structure_names(conn, {m[3] for m in raw["milestones"] if m[3]})
-    figures = _with_totals(raw["totals"], departements)
+    cells = _cells(rt)
+    figures = _with_totals(raw["totals"], buckets, departements, cells)
     per_month: dict[str, int] = defaultdict(int)
     mix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    keys: dict[str, dict[str, int]] = defaultdict(dict)
     for code, month, channel, kind, n in raw["openings"]:
+        if not n:
+            continue  # an empty bucket adds nothing, not even its key
+        k = cells.bucket("opening", code, month, channel, kind)
         mix[month][channel] += n
         f = figures[code]
         f.opened += n
         f.channels[channel] = f.channels.get(channel, 0) + n
         f.structure_kinds[kind] = f.structure_kinds.get(kind, 0) + n
         per_month[month] += n
+        for into, name in (
+            (f.keys, "opened"),
+            (f.keys, f"channels:{channel}"),
+            (f.keys, f"structure_kinds:{kind}"),
+            (keys["openings_per_month"], month),
+            (keys["channels_per_month"], f"{month}|{channel}"),
+        ):
+            _xor(into, name, k)
     closed_months: dict[str, int] = defaultdict(int)
-    for _, month, n in raw["closures"]:
+    for code, month, n in raw["closures"]:
+        if not n:
+            continue  # an empty bucket adds nothing, not even its key
         closed_months[month] += n
+        _xor(keys["closures_per_month"], month, cells.bucket("closure", code, month))
     doc_types: dict[str, int] = defaultdict(int)
     doc_months: dict[str, int] = defaultdict(int)
     for code, month, type_code, n in raw["documents"]:
+        if not n:
+            continue  # an empty bucket adds nothing, not even its key
+        k = cells.bucket("document", code, month, type_code)
         figures[code].documents += n
         doc_types[type_code] += n
         doc_months[month] += n
+        _xor(figures[code].keys, "documents", k)
+        _xor(keys["documents_per_type"], type_code, k)
+        _xor(keys["documents_per_month"], month, k)
     modes: dict[str, int] = defaultdict(int)
-    for code, _, purpose, n in raw["accesses"]:
+    for code, month, purpose, n in raw["accesses"]:
+        if not n:
+            continue  # an empty bucket adds nothing, not even its key
+        k = cells.bucket("access", code, month, purpose)
         f = figures[code]
         f.accesses[purpose] = f.accesses.get(purpose, 0) + n
         modes[purpose] += n
+        _xor(f.keys, f"accesses:{purpose}", k)
+        _xor(keys["accesses_per_mode"], purpose, k)
     reached = [
         Milestone(
             code,
@@ -163,12 +268,13 @@ def adoption(
         milestones=reached,
         channels_per_month={m: dict(sorted(c.items())) for m, c in sorted(mix.items())},
         closures_per_month=dict(sorted(closed_months.items())),
+        keys=dict(keys),
     )
 
 
 class PublicStatistics:
-    """What the public statistics page may do: read the aggregates (small counts are
-    suppressed by the renderers)."""
+    """What the public statistics page may do: read the aggregates with their cell keys (the
+    renderers perturb and suppress every count with its key)."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt

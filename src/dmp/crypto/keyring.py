@@ -73,7 +73,7 @@ class KeyRing:
         keks[kek_id] = secrets.token_bytes(32)
         return dataclasses.replace(self, active_kek_id=kek_id, keks=keks)
 
-    def _serialise(self) -> bytes:
+    def serialise(self) -> bytes:
         return orjson.dumps(
             {
                 "format": _FORMAT_VERSION,
@@ -93,7 +93,7 @@ class KeyRing:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(self._serialise())
+                fh.write(self.serialise())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
@@ -153,7 +153,7 @@ def create_keyring(path: Path) -> KeyRing:
     except FileExistsError:
         return load_keyring(path)  # another process created it first
     with os.fdopen(fd, "wb") as fh:
-        fh.write(ring._serialise())
+        fh.write(ring.serialise())
         fh.flush()
         os.fsync(fh.fileno())
     log.warning(

@@ -69,6 +69,7 @@ class AuditAction(StrEnum):
     PERMISSION_UNBLOCK = "permission.unblock"
     CARE_TEAM_DECLARE = "care_team.declare"
     REPRESENTATIVE_ADD = "representative.add"
+    REPRESENTATIVE_INVITE = "representative.invite"  # an account made for a representative
     EMERGENCY_OPEN = "emergency.open"
     DOCUMENT_UPDATE = "document.update"
     DOCUMENT_REPLACE = "document.replace"
@@ -87,6 +88,10 @@ class AuditAction(StrEnum):
     RECORD_PURGE = "record.purge"  # retention over or deletion due: clinical rows deleted
     DATABASE_BACKUP = "database.backup"  # `dmp backup` copied the database
     DATABASE_RESTORE = "database.restore"  # `dmp restore` loaded a backup (written after it)
+    PROVISIONING_IMPORT = "provisioning.import"  # the insurer's beneficiaries were imported
+    PROVISIONING_OBJECTION = "provisioning.objection"  # someone objected (nobody named)
+    NOTICES_LIST = "notifications.list"  # an operator listed the outbox (`dmp notifications`)
+    NOTICE_RETRY = "notifications.retry"  # an operator queued a dead notice again
 
 
 class Outcome(StrEnum):

@@ -30,7 +30,6 @@ from dmp.config import Settings
 from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction
 from dmp.errors import ConfigurationError, InvalidInput
-from dmp.identity.actor import system_actor
 from dmp.jobs import maintenance, manifest
 from dmp.records import database
 
@@ -119,7 +118,7 @@ def backup(settings: Settings, out: Path) -> BackupReport:
         raise InvalidInput(f"{side} already exists: a backup never overwrites a file")
     rt = Runtime.start(settings)
     try:
-        maintenance.system_event(rt, system_actor("backup"), AuditAction.DATABASE_BACKUP, out.name)
+        maintenance.system_event(rt, "backup", AuditAction.DATABASE_BACKUP, out.name)
         revision = database.current_revision(rt.engine)
         ring = rt.keyring
     finally:
@@ -239,9 +238,7 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
     try:
         report = maintenance.verify_audit(rt)
         if report.ok:
-            maintenance.system_event(
-                rt, system_actor("restore"), AuditAction.DATABASE_RESTORE, source.name
-            )
+            maintenance.system_event(rt, "restore", AuditAction.DATABASE_RESTORE, source.name)
         revision = database.current_revision(rt.engine)
     finally:
         rt.close()

@@ -20,7 +20,7 @@ def import_professionals(
     now = rt.clock.now()
     seen_ps: set[str] = set()
     seen_st: set[str] = set()
-    for batch in batches(path, summary, progress):
+    for number, batch in enumerate(batches(path, summary, progress), 1):
         pros: dict[str, dict[str, object]] = {}
         structs: dict[str, dict[str, object]] = {}
         acts: dict[tuple[str, str], dict[str, object]] = {}
@@ -30,7 +30,13 @@ def import_professionals(
                 structs[row.structure["id"]] = {**row.structure, "updated_at": now}
                 key = (row.professional["id_nat_ps"], row.structure["id"])
                 acts[key] = {"id_nat_ps": key[0], "structure_id": key[1], "mode": row.mode}
-        store_directory(rt, list(pros.values()), list(structs.values()), list(acts.values()))
+        store_directory(
+            rt,
+            list(pros.values()),
+            list(structs.values()),
+            list(acts.values()),
+            f"batch {number}: {len(batch)} rows",
+        )
         summary.loaded += len(batch)
         seen_ps.update(pros)
         seen_st.update(structs)
@@ -38,7 +44,7 @@ def import_professionals(
     summary.structures = len(seen_st)
     system_event(
         rt,
-        system_actor("directory-import"),
+        "directory-import",
         AuditAction.PROFESSIONAL_IMPORT,
         f"{summary.loaded} loaded, {summary.rejected} rejected",
     )
@@ -50,9 +56,12 @@ def store_directory(
     pros: list[dict[str, object]],
     structs: list[dict[str, object]],
     acts: list[dict[str, object]],
+    what: str = "directory rows",
 ) -> None:
-    """Upsert directory rows (structures first: activities refer to them)."""
-    with rt.engine.begin() as conn:
-        directory.upsert_structures(conn, structs)
-        directory.upsert_professionals(conn, pros)
-        directory.upsert_activities(conn, acts)
+    """Upsert directory rows (structures first: activities refer to them), with the audit
+    event of the batch in its transaction (the gate's system action)."""
+    access = rt.access(system_actor("directory-import"))
+    with access.act_system(AuditAction.PROFESSIONAL_IMPORT, what) as op:
+        directory.upsert_structures(op.conn, structs)
+        directory.upsert_professionals(op.conn, pros)
+        directory.upsert_activities(op.conn, acts)

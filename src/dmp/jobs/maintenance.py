@@ -1,6 +1,7 @@
 """System work on the whole database: migrations, audit verification, key checks and rotation.
 
-Each runs as a named system actor and writes its own audit event, in its own transaction."""
+Each runs as a named system actor through the gate's system action (``Kernel.act_system``): its
+work and its audit event in one transaction."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from dmp.access import audit
-from dmp.access.audit import RequestContext, VerifyReport
+from dmp.access.audit import VerifyReport
 from dmp.access.runtime import Runtime, seal_proof
 from dmp.config import Settings
 from dmp.crypto import envelope
 from dmp.crypto.keyring import KeyRing, load_keyring
-from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse
-from dmp.identity.actor import Actor, system_actor
+from dmp.domain.codes import AuditAction
+from dmp.identity.actor import system_actor
 from dmp.records import audit_log, database, keys, ring_seal
 
 
@@ -30,27 +31,11 @@ def upgrade_database(settings: Settings) -> str | None:
         engine.dispose()
 
 
-def system_event(
-    rt: Runtime,
-    actor: Actor,
-    action: AuditAction,
-    target: str | None,
-    patient_id: str | None = None,
-) -> None:
-    with rt.engine.begin() as conn:
-        audit.write(
-            conn,
-            actor=actor,
-            action=action,
-            patient_id=patient_id,
-            target=target,
-            purpose=PurposeOfUse.NORMAL,
-            outcome=Outcome.SUCCESS,
-            reason="ALLOW_SYSTEM",
-            ctx=RequestContext(),
-            at=rt.clock.now(),
-            key=rt.audit_key,
-        )
+def system_event(rt: Runtime, job: str, action: AuditAction, target: str | None) -> None:
+    """A job's event with no other work of its own in the database (a backup's, a restore's):
+    through the gate's system action, like every audit event."""
+    with rt.access(system_actor(job)).act_system(action, target):
+        pass
 
 
 def verify_audit(rt: Runtime) -> VerifyReport:
@@ -130,8 +115,10 @@ def rotate_keys(rt: Runtime, *, batch: int = 500) -> tuple[str, int]:
     new_id = rt.keyring.active_kek_id
     new_kek = rt.keyring.kek(new_id)
     count = 0
-    with rt.engine.begin() as conn:
-        for rows in keys.keys_not_wrapped_by(conn, new_id, batch):
+    # The re-wrap and its audit event commit together (one transaction of the gate's system
+    # action): the trail never says a rotation happened that did not, or misses one that did.
+    with rt.access(system_actor("keys-rotate")).act_system(AuditAction.KEYS_ROTATE, new_id) as op:
+        for rows in keys.keys_not_wrapped_by(op.conn, new_id, batch):
             updates: list[dict[str, object]] = []
             for patient_id, key_id, kek_id, wrapped in rows:
                 data_key = envelope.unwrap_data_key(rt.kek(kek_id), wrapped, patient_id)
@@ -143,7 +130,6 @@ def rotate_keys(rt: Runtime, *, batch: int = 500) -> tuple[str, int]:
                         "w": envelope.wrap_data_key(new_kek, data_key, patient_id),
                     }
                 )
-            keys.rewrap(conn, updates)
+            keys.rewrap(op.conn, updates)
             count += len(updates)
-    system_event(rt, system_actor("keys-rotate"), AuditAction.KEYS_ROTATE, new_id)
     return new_id, count

@@ -15,7 +15,7 @@ from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
 from dmp.access.runtime import Runtime
 from dmp.config import Settings
-from dmp.domain.codes import PurposeOfUse
+from dmp.domain.codes import AuditAction, PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs import counters, directory, maintenance, notify, scheduler
@@ -113,16 +113,21 @@ class Operator:
         scheduler.run_forever(self._rt, notify.worker_name(), stop, interval)
 
     def notifications(self, *, failed: bool, limit: int) -> list[Notice]:
-        with self._rt.engine.connect() as conn:
-            return outbox.listing(conn, ("dead",) if failed else None, limit)
+        """The outbox, newest due first: read through the gate's system action, so the
+        listing is in the trail (it names notices of every patient)."""
+        what = f"{'dead' if failed else 'all'}, up to {limit}"
+        with self.gate("notifications").act_system(AuditAction.NOTICES_LIST, what) as op:
+            return outbox.listing(op.conn, ("dead",) if failed else None, limit)
 
     def notification_counts(self) -> dict[str, int]:
+        # Counts per status only: no notice, no patient.
         with self._rt.engine.connect() as conn:
             return outbox.counts(conn)
 
     def retry_notification(self, notice_id: str) -> bool:
-        with self._rt.engine.begin() as conn:
-            return outbox.retry(conn, notice_id, self._rt.clock.now())
+        target = notice_id[:64]
+        with self.gate("notifications").act_system(AuditAction.NOTICE_RETRY, target) as op:
+            return outbox.retry(op.conn, notice_id, self._rt.clock.now())
 
     def provisioning(self) -> Provisioning:
         from dmp.access.provisioning import Provisioning

@@ -308,6 +308,33 @@ def read_totals(conn: Connection, departements: Sequence[str] | None) -> dict[st
     }
 
 
+def total_buckets(
+    conn: Connection, departements: Sequence[str] | None
+) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str]]]:
+    """The non-empty opening buckets (département, month, channel, structure kind) and closure
+    buckets (département, month) of all time: the buckets the totals add up (their cell keys)."""
+    o = stats_openings.c
+    cl = stats_closures.c
+    openings = [
+        (r.departement, r.month, r.channel, r.structure_kind)
+        for r in conn.execute(
+            sa.select(o.departement, o.month, o.channel, o.structure_kind)
+            .where(*([o.departement.in_(departements)] if departements else []))
+            .group_by(o.departement, o.month, o.channel, o.structure_kind)
+            .having(sa.func.sum(o.count) != 0)
+        )
+    ]
+    closures = [
+        (r.departement, r.month)
+        for r in conn.execute(
+            sa.select(cl.departement, cl.month).where(
+                *([cl.departement.in_(departements)] if departements else []), cl.count != 0
+            )
+        )
+    ]
+    return openings, closures
+
+
 def read_counters(
     conn: Connection, departements: Sequence[str] | None, start: str | None, end: str | None
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from dmp.access.statistics import AdoptionReport, DepartementFigures
+from dmp.access.statistics import AdoptionReport, DepartementFigures, Milestone
 from dmp.domain.french import date_fr, number_fr, percent_fr
 from dmp.stats import mapping, trends
 from dmp.stats.render import (
@@ -98,19 +98,28 @@ def _milestones_fr(report: AdoptionReport) -> list[dict[str, str]]:
 
 def national_trends(report: AdoptionReport) -> dict[str, Any]:
     where = "France entière" if len(report.departements) > 1 else report.departements[0].name
+    return _charts(report, [], where)
+
+
+def _charts(report: AdoptionReport, milestones: list[Milestone], where: str) -> dict[str, Any]:
+    openings = report.keys.get("openings_per_month", {})
     return {
-        "openings": trends.openings_chart(report.openings_per_month, where),
+        "openings": trends.openings_chart(report.openings_per_month, openings, where),
         "cumulative": trends.cumulative_chart(
-            report.openings_per_month, [], where, _closures(report)
+            report.openings_per_month, openings, milestones, where, _closures(report)
         ),
-        "channels": trends.channels_chart(report.channels_per_month, where),
+        "channels": trends.channels_chart(
+            report.channels_per_month, report.keys.get("channels_per_month", {}), where
+        ),
     }
 
 
-def _closures(report: AdoptionReport) -> dict[str, int] | None:
-    """Closures by month, when the report starts at the origin (records active at the end of
-    a month need every opening and closure before it)."""
-    return report.closures_per_month if report.period[0] is None else None
+def _closures(report: AdoptionReport) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Closures by month and their cell keys, when the report starts at the origin (records
+    active at the end of a month need every opening and closure before it)."""
+    if report.period[0] is not None:
+        return None
+    return report.closures_per_month, report.keys.get("closures_per_month", {})
 
 
 def absent_page(asked: str) -> str:
@@ -148,10 +157,6 @@ def departement_page(report: AdoptionReport, everywhere: list[DepartementFigures
         code=f.code,
         figures=figures,
         suppressed=SUPPRESSED,
-        openings=trends.openings_chart(report.openings_per_month, where),
-        cumulative=trends.cumulative_chart(
-            report.openings_per_month, report.milestones, where, _closures(report)
-        ),
-        channels=trends.channels_chart(report.channels_per_month, where),
+        **_charts(report, report.milestones, where),
         milestones=_milestones_fr(report),
     )

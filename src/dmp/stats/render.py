@@ -24,22 +24,25 @@ def thousands(n: int) -> str:
     return number_fr(n)
 
 
-def rounded(n: int) -> int:
-    """To the nearest ten, halves up (monotone: a larger count never publishes smaller)."""
-    return (n + ROUNDING // 2) // ROUNDING * ROUNDING
+def perturbed(n: int, key: int) -> int | None:
+    """The count plus its cell's offset, rounded down to ten; None when under 10."""
+    x = n + key % ROUNDING
+    return None if x < THRESHOLD else x - x % ROUNDING
 
 
-def suppress(n: int) -> int | str:
-    """The published form of a count: "< 10" under the threshold, else rounded to ten."""
-    return rounded(n) if n >= THRESHOLD else SUPPRESSED
+def publish(n: int, key: int) -> int | str:
+    """The published form of a count of cell key ``key``."""
+    value = perturbed(n, key)
+    return SUPPRESSED if value is None else value
 
 
 def published_share(f: DepartementFigures) -> float | None:
-    """Active records as a share of the population, from the published (rounded) count; None
-    when the count is suppressed."""
-    if f.active < THRESHOLD or not f.population:
+    """Active records as a share of the population, from the published count; None when the
+    count is suppressed."""
+    active = perturbed(f.active, f.key("active"))
+    if active is None or not f.population:
         return None
-    return rounded(f.active) / f.population
+    return active / f.population
 
 
 def _share(f: DepartementFigures) -> float | str:
@@ -48,21 +51,39 @@ def _share(f: DepartementFigures) -> float | str:
 
 
 def departement_row(f: DepartementFigures) -> dict[str, Any]:
+    def pub(name: str, n: int) -> int | str:
+        return publish(n, f.key(name))
+
     return {
         "departement": f.code,
         "name": f.name,
         "population": f.population,
-        "records_opened": suppress(f.opened),
-        "records_opened_total": suppress(f.opened_total),
-        "records_active": suppress(f.active),
-        "records_closed": suppress(f.closed),
+        "records_opened": pub("opened", f.opened),
+        "records_opened_total": pub("opened_total", f.opened_total),
+        "records_active": pub("active", f.active),
+        "records_closed": pub("closed", f.closed),
         "penetration_percent": _share(f),
-        "accounts_activated": suppress(f.activated),
-        "documents": suppress(f.documents),
-        **{f"accesses_{m}": suppress(f.accesses.get(m, 0)) for m in MODES},
-        "channels": {k: suppress(v) for k, v in sorted(f.channels.items())},
-        "structure_kinds": {k: suppress(v) for k, v in sorted(f.structure_kinds.items())},
+        "accounts_activated": pub("activated", f.activated),
+        "documents": pub("documents", f.documents),
+        **{f"accesses_{m}": pub(f"accesses:{m}", f.accesses.get(m, 0)) for m in MODES},
+        "channels": {k: pub(f"channels:{k}", v) for k, v in sorted(f.channels.items())},
+        "structure_kinds": {
+            k: pub(f"structure_kinds:{k}", v) for k, v in sorted(f.structure_kinds.items())
+        },
     }
+
+
+def accesses_of(f: DepartementFigures) -> int | str:
+    """Every consultation of a département, all modes (a cell of its own buckets)."""
+    key = 0
+    for m in f.accesses:
+        key ^= f.key(f"accesses:{m}")
+    return publish(sum(f.accesses.values()), key)
+
+
+def series(report: AdoptionReport, name: str) -> dict[str, int | str]:
+    values: dict[str, int] = getattr(report, name)
+    return {k: publish(v, report.key(name, k)) for k, v in values.items()}
 
 
 def with_data(report: AdoptionReport) -> list[DepartementFigures]:
@@ -74,15 +95,15 @@ def report_json(report: AdoptionReport, *, all_departements: bool = False) -> di
     return {
         "period": {"from": report.period[0], "to": report.period[1]},
         "suppression": (
-            f"counts under {THRESHOLD} are shown as {SUPPRESSED!r}; "
-            f"other counts are rounded to the nearest {ROUNDING}"
+            f"each count plus its cell's secret offset (0 to {ROUNDING - 1}) is rounded down to "
+            f"{ROUNDING}, and shown as {SUPPRESSED!r} when under {THRESHOLD}"
         ),
         "departements": [departement_row(f) for f in rows],
-        "openings_per_month": {k: suppress(v) for k, v in report.openings_per_month.items()},
-        "closures_per_month": {k: suppress(v) for k, v in report.closures_per_month.items()},
-        "documents_per_type": {k: suppress(v) for k, v in report.documents_per_type.items()},
-        "documents_per_month": {k: suppress(v) for k, v in report.documents_per_month.items()},
-        "accesses_per_mode": {k: suppress(v) for k, v in report.accesses_per_mode.items()},
+        "openings_per_month": series(report, "openings_per_month"),
+        "closures_per_month": series(report, "closures_per_month"),
+        "documents_per_type": series(report, "documents_per_type"),
+        "documents_per_month": series(report, "documents_per_month"),
+        "accesses_per_mode": series(report, "accesses_per_mode"),
         "milestones": [
             {
                 "departement": m.departement,
@@ -141,7 +162,6 @@ def report_table(report: AdoptionReport) -> str:
     lines = []
     for f in with_data(report):
         r = departement_row(f)
-        accesses = sum(f.accesses.values())
         lines.append(
             (
                 f.code,
@@ -153,7 +173,7 @@ def report_table(report: AdoptionReport) -> str:
                 cell("penetration_percent", r["penetration_percent"]),
                 cell("accounts_activated", r["accounts_activated"]),
                 cell("documents", r["documents"]),
-                cell("accesses", suppress(accesses)),
+                cell("accesses", accesses_of(f)),
             )
         )
     widths = [

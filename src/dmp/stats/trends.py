@@ -1,12 +1,13 @@
 """Trends drawn by the server with pygal: records opened per month, records opened to date with
 the milestones marked, and the mix of opening channels over time. Every chart has its axes and
-units, a scale from zero, French labels, and only published figures (counts under 10 left out,
-the others rounded to ten, as everywhere: docs/statistics.md). No script: pygal's own is
+units, a scale from zero, French labels, and only published figures (each count perturbed by its
+cell key, left out when under 10, as everywhere: docs/statistics.md). No script: pygal's own is
 removed, the SVG needs none."""
 
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import Any
 
 import pygal
@@ -16,6 +17,7 @@ from pygal.style import Style
 
 from dmp.access.statistics import Milestone
 from dmp.domain.french import MONTHS, number_fr
+from dmp.stats.render import perturbed
 
 CHANNELS = {
     "pharmacy": "pharmacie",
@@ -44,11 +46,6 @@ def month_fr(month: str) -> str:
     """2026-03 -> mars 2026."""
     year, number = month.split("-")
     return f"{MONTHS[int(number) - 1]} {year}"
-
-
-def _published(n: int) -> int | None:
-    """A count as it may be published: None under 10 (a gap in the chart), else to ten."""
-    return None if n < 10 else (n + 5) // 10 * 10
 
 
 def _months(first: str, last: str) -> list[str]:
@@ -89,7 +86,7 @@ def _config() -> dict[str, Any]:
     }
 
 
-def openings_chart(per_month: dict[str, int], where: str) -> Markup | None:
+def openings_chart(per_month: dict[str, int], keys: dict[str, int], where: str) -> Markup | None:
     """Records opened per month (bars), published figures only."""
     if not per_month:
         return None
@@ -98,34 +95,45 @@ def openings_chart(per_month: dict[str, int], where: str) -> Markup | None:
     chart.title = f"Dossiers ouverts chaque mois — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
-    chart.add("dossiers ouverts", [_published(per_month.get(m, 0)) for m in months])
+    chart.add("dossiers ouverts", [perturbed(per_month.get(m, 0), keys.get(m, 0)) for m in months])
     return _svg(chart, f"Histogramme des dossiers ouverts par mois, {where}")
 
 
 def cumulative_chart(
     per_month: dict[str, int],
+    keys: dict[str, int],
     milestones: list[Milestone],
     where: str,
-    closures: dict[str, int] | None = None,
+    closures: tuple[dict[str, int], dict[str, int]] | None = None,
 ) -> Markup | None:
     """Records opened to date, month by month, with the milestones reached marked; with
-    ``closures`` (records closed per month, from the origin), the records active at the end
-    of each month too."""
+    ``closures`` (records closed per month from the origin, and their cell keys), the records
+    active at the end of each month too. A point to date adds up the buckets of every month
+    before it: its cell key is the XOR of theirs (the last point is the total's own cell)."""
     if not per_month:
         return None
-    months = _months(min(per_month), max([*per_month, *(closures or {})]))
+    months = _months(min(per_month), max([*per_month, *(closures[0] if closures else {})]))
     running = list(itertools.accumulate(per_month.get(m, 0) for m in months))
+    running_keys = list(itertools.accumulate((keys.get(m, 0) for m in months), operator.xor))
     reached = {f"{m.reached_at:%Y-%m}": m for m in milestones}
     chart = pygal.Line(**_config(), y_title="dossiers", dots_size=2)
     chart.title = f"Dossiers ouverts depuis l'origine, dossiers actifs, et jalons — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
-    chart.add("dossiers ouverts (cumul)", [_published(n) for n in running])
+    chart.add(
+        "dossiers ouverts (cumul)",
+        [perturbed(n, k) for n, k in zip(running, running_keys, strict=True)],
+    )
     if closures is not None:
-        closed = itertools.accumulate(closures.get(m, 0) for m in months)
+        closed_counts, closed_keys = closures
+        closed = itertools.accumulate(closed_counts.get(m, 0) for m in months)
+        closed_key = itertools.accumulate((closed_keys.get(m, 0) for m in months), operator.xor)
         chart.add(
             "dossiers actifs en fin de mois",
-            [_published(n - c) for n, c in zip(running, closed, strict=True)],
+            [
+                perturbed(n - c, k ^ ck)
+                for n, c, k, ck in zip(running, closed, running_keys, closed_key, strict=True)
+            ],
         )
     chart.add(
         "jalon atteint",
@@ -143,7 +151,9 @@ def cumulative_chart(
     )
 
 
-def channels_chart(per_month: dict[str, dict[str, int]], where: str) -> Markup | None:
+def channels_chart(
+    per_month: dict[str, dict[str, int]], keys: dict[str, int], where: str
+) -> Markup | None:
     """The mix of opening channels month by month (stacked bars)."""
     if not per_month:
         return None
@@ -154,6 +164,9 @@ def channels_chart(per_month: dict[str, dict[str, int]], where: str) -> Markup |
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
     for channel in channels:
-        values = [_published(per_month.get(m, {}).get(channel, 0)) for m in months]
+        values = [
+            perturbed(per_month.get(m, {}).get(channel, 0), keys.get(f"{m}|{channel}", 0))
+            for m in months
+        ]
         chart.add(CHANNELS.get(channel, channel), values)
     return _svg(chart, f"Histogramme empilé des dossiers ouverts par canal et par mois, {where}")

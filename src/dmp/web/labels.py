@@ -27,6 +27,7 @@ ACTIONS = {
     "permission.unblock": "déblocage d'un professionnel",
     "care_team.declare": "ajout à l'équipe de soins",
     "representative.add": "ajout d'un représentant légal",
+    "representative.invite": "création du compte en ligne d'un représentant légal",
     "emergency.open": "accès en urgence (bris de glace) ouvert",
     "list.search": "consultation des lots de documents",
     "keys.shred": "destruction des clés",
