@@ -45,12 +45,13 @@ sys.path.insert(0, str(ROOT))
 from bench import population  # noqa: E402
 from bench.load import free_port, iti65_bundle  # noqa: E402
 
-from dmp.access import actors  # noqa: E402
-from dmp.access.runtime import Runtime  # noqa: E402
+from dmp.auth import actors  # noqa: E402
 from dmp.config import Settings  # noqa: E402
 from dmp.domain.ins import OID_TEST, Ins  # noqa: E402
 from dmp.identity.tokens import issue_token  # noqa: E402
-from dmp.jobs import counters, maintenance  # noqa: E402
+from dmp.jobs import maintenance  # noqa: E402
+from dmp.runtime import Runtime  # noqa: E402
+from dmp.stats import counters  # noqa: E402
 
 SCOPES = frozenset({"user/DocumentReference.cruds", "user/Binary.r", "user/List.cs"})
 

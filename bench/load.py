@@ -54,11 +54,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench import population  # noqa: E402
 
-from dmp.access import actors  # noqa: E402
-from dmp.access.runtime import Runtime  # noqa: E402
+from dmp.auth import actors  # noqa: E402
 from dmp.config import Settings  # noqa: E402
 from dmp.domain.ins import OID_TEST, Ins  # noqa: E402
 from dmp.identity.tokens import issue_token  # noqa: E402
+from dmp.runtime import Runtime  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 LUA = ROOT / "bench" / "wrk" / "workload.lua"

@@ -36,13 +36,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from dmp.access import audit
-from dmp.access.runtime import Runtime
 from dmp.crypto import envelope
 from dmp.domain.codes import TYPE_TO_CLASS
 from dmp.domain.geo import geography
 from dmp.domain.ins import OID_TEST, make_ins_value
-from dmp.jobs import counters
 from dmp.records import database, schema
+from dmp.runtime import Runtime
+from dmp.stats import counters
 
 CDA_FORMAT = "urn:ihe:iti:xds-sd:text:2008"
 START = datetime(2021, 1, 1, tzinfo=UTC)

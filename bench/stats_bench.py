@@ -30,17 +30,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access import statistics as stats
-from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.config import Settings
 from dmp.domain.codes import CreationChannel
 from dmp.domain.geo import geography
 from dmp.domain.ins import OID_TEST, Ins, make_ins_value
 from dmp.domain.thresholds import Thresholds
-from dmp.jobs import counters
+from dmp.runtime import Runtime
+from dmp.stats import counters
+from dmp.stats import figures as stats
 
 CHANNELS = [
     "pharmacy",

@@ -3,16 +3,16 @@
 
     python3 scripts/lint_adapters.py [SRC_DIR]     # default: src/dmp; exit 1 on a finding
 
-An adapter module (the HTTP APIs, the FHIR API, the statistics pages, the `dmp` command) may not
-import ``dmp.access.runtime``, name ``Runtime``, or touch an ``.engine``: routes get a gate or a
-narrow object from ``api/deps.py``, commands an ``Operator`` (``jobs/operator.py``). The
-dependency module and the application wiring (``app.py``) are the only exceptions. import-linter
-keeps the adapters away from the records layer and SQLAlchemy; this keeps them away from the
-objects that hold the database and the keys.
+An adapter module (the HTTP APIs, the FHIR API, the portal and statistics pages, the `dmp`
+command, the front door they share) may not import ``dmp.runtime``, name ``Runtime``, or touch
+an ``.engine``: routes get a gate or a narrow object from ``front/deps.py``, commands an
+``Operator`` (``jobs/operator.py``). The dependency module and the application wiring
+(``app.py``) are the only exceptions. import-linter keeps the adapters away from the records
+layer and SQLAlchemy; this keeps them away from the objects that hold the database and the keys.
 
 Second rule, for the whole of ``src/dmp``: only the kernel writes audit events. The writers of
 ``dmp.access.audit`` (``write``, ``write_events``, ``write_denial``) are called from
-``access/gate.py`` alone, and the records layer's append (``audit_log.append_after``) from
+``access/kernel.py`` alone, and the records layer's append (``audit_log.append_after``) from
 ``access/audit.py`` alone: a job's event goes through ``Kernel.act_system``, in the transaction
 of its work.
 """
@@ -23,17 +23,17 @@ import ast
 import sys
 from pathlib import Path
 
-ADAPTERS = ("api", "fhir", "stats", "web", "cli")
-ALLOWED = {"api/deps.py"}
+ADAPTERS = ("api", "fhir", "web", "cli", "front")
+ALLOWED = {"front/deps.py"}
 AUDIT_WRITERS = {"write", "write_events", "write_denial"}
-KERNEL = "access/gate.py"
+KERNEL = "access/kernel.py"
 AUDIT = "access/audit.py"
 
 
 def _imports_runtime(node: ast.AST) -> bool:
     if isinstance(node, ast.ImportFrom):
-        return node.module == "dmp.access.runtime"
-    return isinstance(node, ast.Import) and any(a.name == "dmp.access.runtime" for a in node.names)
+        return node.module == "dmp.runtime"
+    return isinstance(node, ast.Import) and any(a.name == "dmp.runtime" for a in node.names)
 
 
 def findings(root: Path) -> list[str]:
@@ -47,7 +47,7 @@ def findings(root: Path) -> list[str]:
             for node in ast.walk(tree):
                 problem = None
                 if _imports_runtime(node):
-                    problem = "imports dmp.access.runtime"
+                    problem = "imports dmp.runtime"
                 elif isinstance(node, ast.Name) and node.id == "Runtime":
                     problem = "names Runtime"
                 elif isinstance(node, ast.Attribute) and node.attr == "engine":
@@ -106,7 +106,7 @@ def main() -> int:
     if found or audit_found:
         return 1
     print(f"adapter lint: {', '.join(ADAPTERS)} reach no runtime and no engine")
-    print("audit lint: only the kernel (access/gate.py) writes audit events")
+    print("audit lint: only the kernel (access/kernel.py) writes audit events")
     return 0
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.runtime import Runtime
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The reason .ci/run looks for: in CI no test may be skipped for it.

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 
-from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
+from dmp.runtime import Runtime
 from tests.browser import chromium  # noqa: F401 - one browser for the whole session
 from tests.factories import T0, load_directory
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
+from dmp.auth import actors
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_TEST, Ins, make_ins_value
 from dmp.identity.actor import Actor
 from dmp.jobs import directory as directory_jobs
+from dmp.runtime import Runtime
 
 # Example material copied into the repository (sources and licences: tests/fixtures/SOURCES.md).
 EXAMPLES = Path(__file__).resolve().parent / "fixtures"

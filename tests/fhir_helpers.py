@@ -11,10 +11,10 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.domain.ins import Ins
 from dmp.identity.actor import Actor
+from dmp.runtime import Runtime
 from tests.factories import EXAMPLES
 
 EXAMPLE_INS = "123456789012345"

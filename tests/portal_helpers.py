@@ -11,11 +11,11 @@ import pyotp
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from dmp.access.portal import Portal
-from dmp.access.runtime import Runtime
+from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
 from dmp.domain.ins import Ins
 from dmp.identity.actor import ActorKind, system_actor
+from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, new_document, open_record, pro
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')

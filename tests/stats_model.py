@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dmp.access.runtime import Runtime
+from dmp.runtime import Runtime
 
 HIDDEN = "< 10"
 

@@ -24,14 +24,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmp.access import actors
-from dmp.access.gateway import RecordAccess
-from dmp.access.runtime import Runtime
+from dmp.access.record_access import RecordAccess
+from dmp.auth import actors
 from dmp.domain.codes import CreationChannel, PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.records import patients, portal
+from dmp.runtime import Runtime
 from tests import access_model
 from tests.factories import (
     CARDIO_COLLEAGUE,

@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import DmpError, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs import maintenance
+from dmp.runtime import Runtime
 from tests import access_model
 from tests.factories import (
     CARDIO_COLLEAGUE,

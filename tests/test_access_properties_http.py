@@ -7,11 +7,11 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.codes import PurposeOfUse
 from dmp.errors import DmpError
 from dmp.identity.actor import system_actor
+from dmp.runtime import Runtime
 from tests.fhir_helpers import bearer
 from tests.test_access_properties import World, _actors, _build, worlds
 

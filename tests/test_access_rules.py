@@ -11,14 +11,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.access.views import TraceView
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIO_COLLEAGUE,
     CARDIOLOGIST,

@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from dmp.access import audit
-from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.errors import Forbidden
 from dmp.jobs import maintenance
 from dmp.records.schema import audit_events, audit_heads
+from dmp.runtime import Runtime
 from tests.factories import (
     GP,
     NURSE,
@@ -269,7 +269,7 @@ def test_readers_never_take_the_write_lock(world: Runtime) -> None:
     """Defect: on SQLite, `dmp audit verify` and the public statistics took the write lock, so
     a long verification stopped every deposit. They read a snapshot now: with a writer holding
     its transaction open, both finish at once."""
-    from dmp.access import statistics
+    from dmp.stats import figures as statistics
 
     _activity(world)
     done: list[str] = []

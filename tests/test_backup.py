@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.errors import InvalidInput
 from dmp.jobs import backup as backups
 from dmp.jobs import maintenance
+from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
 
 CREATEDB_NEEDED = (

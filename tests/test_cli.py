@@ -215,9 +215,9 @@ def test_portal_invitations_print_a_code_that_activates(env: dict[str, str]) -> 
     code = r.stdout.split("activation code: ")[1].split()[0]
     assert len(code) == 14
     # The code activates that account (through the portal's own service).
-    from dmp.access.portal import Portal
-    from dmp.access.runtime import Runtime
+    from dmp.auth.portal import Portal
     from dmp.config import Settings
+    from dmp.runtime import Runtime
 
     rt = Runtime.start(
         Settings(data_dir=Path(env["DMP_DATA_DIR"]), database_url=env.get("DMP_DATABASE_URL", ""))
@@ -246,8 +246,8 @@ def test_jobs_run_and_the_outbox_commands(env: dict[str, str]) -> None:
     assert "dead" not in dmp(env, "notifications", "list", "--failed").stdout.split("\n", 1)[1]
     # The listings and the retry are in the trail, under the system actor of the outbox job
     # (issue 22: the operator read every patient's notices unaudited).
-    from dmp.access.runtime import Runtime
     from dmp.config import Settings
+    from dmp.runtime import Runtime
 
     rt = Runtime.start(
         Settings(data_dir=Path(env["DMP_DATA_DIR"]), database_url=env.get("DMP_DATABASE_URL", ""))
@@ -278,7 +278,7 @@ def test_dmp_stats_loads_no_page_or_token_library() -> None:
 
     code = (
         "import sys, dmp.cli, dmp.cli.reports, dmp.stats.render; "
-        "print(sorted(m for m in ('jinja2', 'pygal', 'jwt', 'dmp.access.portal') "
+        "print(sorted(m for m in ('jinja2', 'pygal', 'jwt', 'dmp.auth.portal') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import actors, statistics
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.domain.codes import PurposeOfUse
 from dmp.errors import Conflict, DmpError, PreconditionFailed
 from dmp.identity.actor import system_actor
 from dmp.jobs import maintenance
-from dmp.jobs.counters import fold_pending, verify_counters
+from dmp.runtime import Runtime
+from dmp.stats import figures as statistics
+from dmp.stats.counters import fold_pending, verify_counters
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, ins_for, new_document, open_record, pro
 
 pytestmark = pytest.mark.postgres

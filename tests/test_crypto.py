@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.crypto.keyring import create_keyring, load_keyring
@@ -19,6 +18,7 @@ from dmp.domain.ins import Ins
 from dmp.errors import ConfigurationError, Forbidden, IntegrityFailure, NotFound
 from dmp.identity.actor import system_actor
 from dmp.jobs import maintenance
+from dmp.runtime import Runtime
 from tests.factories import GP, T0, ins_for, load_directory, new_document, open_record, pro
 
 SECRET = "Diagnostic confidentiel: hypertension arterielle 7f3a9c"
@@ -308,7 +308,7 @@ def test_a_tampered_content_is_a_clear_answer_over_http(world: Runtime, attack: 
     from fastapi.testclient import TestClient
 
     from dmp.app import create_app
-    from dmp.fhir import mapping
+    from dmp.front import fhir_mapping as mapping
     from tests.fhir_helpers import bearer
 
     ins, [(doc_id, target), (other_id, other)] = _two_documents(world, 7)

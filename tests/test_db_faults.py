@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.config import Settings
+from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
 
 pytestmark = pytest.mark.postgres

@@ -12,12 +12,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.config import Settings
 from dmp.errors import ConfigurationError
-from dmp.jobs import counters, maintenance
+from dmp.jobs import maintenance
 from dmp.records import database
+from dmp.runtime import Runtime
+from dmp.stats import counters
 from tests.conftest import POSTGRES_ONLY
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
 

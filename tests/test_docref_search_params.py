@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access.runtime import Runtime
 from dmp.access.views import NewDocument
 from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.domain.ins import OID_TEST
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, GP, ins_for, open_record, pro
 from tests.fhir_helpers import bearer
 

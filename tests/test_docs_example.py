@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.jobs import clients
 from dmp.jobs.demo import load_demo
+from dmp.runtime import Runtime
 from tests.browser import LiveServer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"

@@ -18,10 +18,10 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.domain.ins import Ins
+from dmp.runtime import Runtime
 from tests.cda_fixtures import CDA_PATIENT, cda_document
 from tests.factories import CARDIOLOGIST, EXAMPLES, GP, NURSE, open_record, pro
 from tests.fhir_helpers import bearer, example

@@ -20,10 +20,10 @@ from fhirclient.models.binary import Binary
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.documentreference import DocumentReference
 
-from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import issue_token
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, NURSE, ins_for, open_record, pro
 
 INS = ins_for(71)

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from bench.load import iti65_bundle
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.domain.ins import OID_TEST
+from dmp.runtime import Runtime
 from tests.factories import EXAMPLES, GP, GP_PRACTICE, NURSE, ins_for, open_record, pro
 from tests.fhir_helpers import bearer
 

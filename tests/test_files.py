@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.config import Settings
 from dmp.errors import ConfigurationError
+from dmp.runtime import Runtime
 
 
 def _mode(path: Path) -> int:

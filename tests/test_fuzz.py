@@ -11,9 +11,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
+from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, open_record, pro
 
 EXAMPLES = int(os.environ.get("DMP_FUZZ_EXAMPLES", "8"))

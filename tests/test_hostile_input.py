@@ -13,11 +13,11 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import actors, smart
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors, smart
 from dmp.identity.actor import system_actor
 from dmp.jobs import clients
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
     GP,
@@ -161,7 +161,7 @@ def test_wrongly_shaped_patches_are_refused(client: TestClient, world: Runtime, 
         new_document(T0),
         b"x",
     )
-    from dmp.fhir.mapping import doc_fhir_id
+    from dmp.front.fhir_mapping import doc_fhir_id
 
     r = client.patch(
         f"/fhir/DocumentReference/{doc_fhir_id(doc)}",
@@ -352,7 +352,7 @@ def test_fhirpath_patches_of_the_wrong_shape_are_refused(
     client: TestClient, world: Runtime, parameters: Any
 ) -> None:
     doc = world.access(pro(world, GP)).deposit_document(INS, new_document(T0), b"x")
-    from dmp.fhir.mapping import doc_fhir_id
+    from dmp.front.fhir_mapping import doc_fhir_id
 
     r = client.patch(
         f"/fhir/DocumentReference/{doc_fhir_id(doc)}",

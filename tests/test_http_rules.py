@@ -9,15 +9,15 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import InvalidInput
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import issue_token
-from dmp.jobs import counters
+from dmp.runtime import Runtime
+from dmp.stats import counters
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, ins_for, open_record, pro
 
 INS = ins_for(21)
@@ -200,7 +200,7 @@ def test_care_team_through_http(client: TestClient, world: Runtime) -> None:
 
 
 def test_account_activation_is_counted_once(client: TestClient, world: Runtime) -> None:
-    from dmp.access import statistics
+    from dmp.stats import figures as statistics
 
     holder = h(world, actors.patient_actor(world, INS))
     assert client.post(f"{BASE}/activation", params=Q, headers=holder).status_code == 204

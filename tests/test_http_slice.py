@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.identity.actor import Actor
 from dmp.jobs import maintenance
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, GP, NURSE, T0, desk, ins_for, pro
 
 INS = ins_for(7)

@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_TEST, Ins, identity_mismatches, make_ins_value, nir_traits
 from dmp.errors import InvalidInput
 from dmp.identity.actor import system_actor
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, desk, ins_for, pro
 from tests.test_http_slice import auth
 

@@ -11,15 +11,16 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.crypto import envelope
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, Forbidden, IntegrityFailure, NotFound
 from dmp.identity.actor import system_actor
-from dmp.jobs import counters, maintenance, scheduler
+from dmp.jobs import maintenance, scheduler
 from dmp.records import lifecycle
+from dmp.runtime import Runtime
+from dmp.stats import counters
 from tests.factories import (
     GP,
     T0,
@@ -203,8 +204,8 @@ def test_concurrent_purges_and_provisioning_openings_happen_once(
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from dmp.access.provisioning import Provisioning
     from dmp.errors import DmpError
+    from dmp.jobs.provisioning import Provisioning
 
     ins = ins_for(75)
     open_record(world, ins)
@@ -264,8 +265,8 @@ def test_a_purge_leaves_nothing_that_names_the_holder(world: Runtime, clock: Fix
     two pending statistics rows stayed. After the purge neither the INS nor the names are
     anywhere in the database: not in any row (the trail uses a keyed pseudonym), and, on
     SQLite, not in the file once vacuumed."""
-    from dmp.access.portal import Portal
-    from dmp.access.provisioning import Provisioning
+    from dmp.auth.portal import Portal
+    from dmp.jobs.provisioning import Provisioning
 
     ins = ins_for(73)
     demo = demographics_for(ins)

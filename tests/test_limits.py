@@ -14,15 +14,15 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.portal import FULL, SECOND, Portal
-from dmp.access.runtime import Runtime
-from dmp.access.throttle import BEARER_ADDRESS, LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS
 from dmp.app import create_app
+from dmp.auth import actors
+from dmp.auth.portal import FULL, SECOND, Portal
+from dmp.auth.throttle import BEARER_ADDRESS, LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.domain.net import client_address
 from dmp.errors import NotAuthenticated, TooManyRequests
+from dmp.runtime import Runtime
 from tests.factories import GP, desk, ins_for, load_directory, open_record, pro
 from tests.portal_helpers import get, post_form
 

@@ -13,12 +13,12 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.jobs import notify
 from dmp.logs import JsonFormatter
+from dmp.runtime import Runtime
 from tests.factories import GP, T0, desk, ins_for, open_record, pro
 from tests.portal_helpers import PASSWORD, activate, get, post_form
 

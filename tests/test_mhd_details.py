@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.ins import OID_TEST
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, T0, ins_for, new_document, open_record, pro
 from tests.fhir_helpers import bearer, example, iti105
 from tests.portal_helpers import sample_pdf

@@ -18,8 +18,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
@@ -29,6 +28,7 @@ from dmp.identity.actor import system_actor
 from dmp.jobs import notify, scheduler
 from dmp.jobs.notify import next_digest
 from dmp.records import patients, portal
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
     GP,
@@ -360,7 +360,7 @@ def test_a_poison_contact_fails_alone_and_the_rest_is_delivered(
 def test_contacts_that_are_no_address_are_refused(
     rt: Runtime, clock: FixedClock, channel: str, contact: str
 ) -> None:
-    from dmp.access.portal import Portal
+    from dmp.auth.portal import Portal
     from tests.portal_helpers import PASSWORD
 
     ins = ins_for(72)

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from dmp.access.runtime import Runtime
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.jobs import notify
+from dmp.runtime import Runtime
 from tests.factories import ins_for, load_directory, open_record
 from tests.mail import SmtpServer
 from tests.test_notify import with_account

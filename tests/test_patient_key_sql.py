@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.domain.ins import Ins, make_ins_value
 from dmp.records import schema
+from dmp.runtime import Runtime
 from tests.cda_fixtures import CDA_PATIENT
 from tests.factories import CARDIOLOGIST, open_record, pro
 from tests.fhir_helpers import bearer, example

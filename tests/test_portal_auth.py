@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 
 from dmp.access import codes
-from dmp.access.portal import ENROL, FULL, SECOND, Portal, Session
-from dmp.access.runtime import Runtime
-from dmp.access.throttle import LOGIN_SOURCE
+from dmp.auth.portal import ENROL, FULL, SECOND, Portal, Session
+from dmp.auth.throttle import LOGIN_SOURCE
 from dmp.clock import FixedClock
 from dmp.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, TooManyRequests
 from dmp.identity.actor import ActorKind, system_actor
 from dmp.records.schema import activation_codes, portal_accounts
+from dmp.runtime import Runtime
 from tests.factories import GP, PHARMACY, desk, ins_for, open_record, pro
 
 PASSWORD = "correct horse battery staple"

@@ -21,12 +21,12 @@ import pyotp
 import pypdf
 import pytest
 
-from dmp.access.portal import Portal
-from dmp.access.runtime import Runtime
+from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
 from dmp.errors import Forbidden
 from dmp.identity.actor import ActorKind
+from dmp.runtime import Runtime
 from tests.browser import Checker, LiveServer
 from tests.factories import (
     CARDIOLOGIST,

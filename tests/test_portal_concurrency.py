@@ -10,10 +10,10 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import codes, throttle
-from dmp.access.portal import FULL, Portal, Session
-from dmp.access.runtime import Runtime
+from dmp.access import codes
 from dmp.access.views import Recovery
+from dmp.auth import throttle
+from dmp.auth.portal import FULL, Portal, Session
 from dmp.clock import FixedClock
 from dmp.crypto import envelope
 from dmp.errors import Conflict, NotAuthenticated
@@ -24,6 +24,7 @@ from dmp.records.schema import (
     notifications,
     portal_accounts,
 )
+from dmp.runtime import Runtime
 from tests.factories import desk, ins_for, open_record
 from tests.test_concurrency import _race
 

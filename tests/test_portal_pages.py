@@ -20,14 +20,14 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from dmp.access import actors
-from dmp.access.portal import Portal
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
+from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
 from dmp.domain.ins import Ins
 from dmp.identity.actor import ActorKind, system_actor
 from dmp.jobs import notify
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
     GP,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.domain.ins import Ins
+from dmp.runtime import Runtime
 from tests import profiles
 from tests.cda_fixtures import CDA_PATIENT
 from tests.factories import CARDIOLOGIST, open_record, pro

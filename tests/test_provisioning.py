@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from dmp.access.provisioning import OBJECTION_ANSWER, Provisioning
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.clock import FixedClock
 from dmp.errors import InvalidInput, NotFound
 from dmp.identity.actor import system_actor
-from dmp.jobs import counters, scheduler
+from dmp.jobs import scheduler
+from dmp.jobs.provisioning import OBJECTION_ANSWER, Provisioning
+from dmp.runtime import Runtime
+from dmp.stats import counters
 from tests.factories import OID_TEST, T0, demographics_for, ins_for, open_record
 from tests.portal_helpers import get, post_form
 

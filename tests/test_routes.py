@@ -11,9 +11,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from dmp.access.runtime import Runtime
-from dmp.api.deps import PUBLIC_ROUTES
 from dmp.app import create_app
+from dmp.front.deps import PUBLIC_ROUTES
+from dmp.runtime import Runtime
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "dmp"
 
@@ -67,7 +67,7 @@ def test_only_the_gate_creates_authorized_patient() -> None:
                 name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
                 if name == "AuthorizedPatient":
                     creators.append(path.relative_to(SRC).as_posix())
-    assert creators and set(creators) == {"access/gate.py"}
+    assert creators and set(creators) == {"access/kernel.py"}
 
 
 def _direct_calls(dependant: Dependant) -> Iterator[object]:
@@ -78,7 +78,7 @@ def _direct_calls(dependant: Dependant) -> Iterator[object]:
 def test_no_route_takes_the_runtime(rt: Runtime) -> None:
     """Routes get a gate bound to their grant, or a narrow object (the token endpoint, the
     public statistics); never the runtime, which holds the engine and the key ring."""
-    from dmp.api import deps
+    from dmp.front import deps
 
     app = create_app(rt)
     for route in _walk(app.routes):
@@ -101,8 +101,7 @@ def test_the_adapter_lint_passes_and_catches_a_runtime(tmp_path: Path) -> None:
     bad = tmp_path / "dmp" / "fhir"
     bad.mkdir(parents=True)
     (bad / "routes.py").write_text(
-        "from dmp.access.runtime import Runtime\n\ndef f(rt: Runtime) -> None:\n"
-        "    rt.engine.dispose()\n",
+        "from dmp.runtime import Runtime\n\ndef f(rt: Runtime) -> None:\n    rt.engine.dispose()\n",
         encoding="utf-8",
     )
     out = subprocess.run(
@@ -149,7 +148,7 @@ def test_the_audit_lint_catches_a_writer_outside_the_kernel(
     (root / where).parent.mkdir(parents=True)
     (root / where).write_text(code, encoding="utf-8")
     (root / "access").mkdir(exist_ok=True)
-    (root / "access" / "gate.py").write_text(
+    (root / "access" / "kernel.py").write_text(
         "from dmp.access import audit\n\ndef f(conn):\n    audit.write_events(conn, [])\n",
         encoding="utf-8",
     )
@@ -158,7 +157,7 @@ def test_the_audit_lint_catches_a_writer_outside_the_kernel(
     )
     assert out.returncode == 1
     assert finding in out.stdout, out.stdout
-    assert "access/gate.py" not in out.stdout
+    assert "access/kernel.py" not in out.stdout
 
 
 def test_an_adapter_reaching_a_private_attribute_fails_the_lint() -> None:

@@ -15,13 +15,13 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from dmp.access import smart
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import smart
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.errors import InvalidInput
 from dmp.jobs import clients
+from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, GP, HOSPITAL, ins_for, open_record
 from tests.fhir_helpers import assertion, ec_key, example, rsa_key
 

@@ -18,16 +18,17 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from dmp.access import actors, statistics
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
+from dmp.auth import actors
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.domain.codes import CreationChannel, PurposeOfUse
 from dmp.domain.geo import departement_of_commune, geography
 from dmp.domain.thresholds import Thresholds
 from dmp.errors import ConfigurationError, InvalidInput
-from dmp.jobs import counters
+from dmp.runtime import Runtime
+from dmp.stats import counters
+from dmp.stats import figures as statistics
 from dmp.stats.render import SUPPRESSED, publish, report_csv, report_json, with_data
 from tests import stats_model
 from tests.factories import (
@@ -397,7 +398,7 @@ def test_the_page_escapes_what_the_directory_says() -> None:
     autoescape), in the table, the milestones and the SVG chart."""
     from datetime import UTC, datetime
 
-    from dmp.access.statistics import AdoptionReport, DepartementFigures, Milestone
+    from dmp.stats.figures import AdoptionReport, DepartementFigures, Milestone
     from dmp.stats.pages import html_page
 
     hostile = '<script>alert("x")</script>'
@@ -697,7 +698,7 @@ def test_public_pages_are_kept_for_page_seconds(client: TestClient, world: Runti
 def test_a_page_is_drawn_once_for_concurrent_requests(
     client: TestClient, world: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dmp.stats import web
+    from dmp.web import stats as web
 
     drawn: list[int] = []
     original = web.html_page
@@ -797,7 +798,7 @@ def test_an_expired_page_is_served_while_it_is_drawn_anew(
 ) -> None:
     """While one request draws an expired page, the others get the last drawing at once:
     they do not hold a request thread waiting for it."""
-    from dmp.stats import web
+    from dmp.web import stats as web
 
     clock = world.clock
     assert isinstance(clock, FixedClock)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dmp.access.runtime import Runtime
 from dmp.domain.geo import geography
+from dmp.runtime import Runtime
 from tests import stats_model
 from tests.browser import Checker, LiveServer
 from tests.test_stats import _activity

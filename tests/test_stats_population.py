@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dmp.access.runtime import Runtime
 from dmp.config import Settings
-from dmp.jobs import counters
+from dmp.runtime import Runtime
+from dmp.stats import counters
 from dmp.stats.trends import month_fr
 from tests import stats_model
 from tests.browser import Checker, LiveServer

@@ -22,9 +22,8 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from dmp.access import actors
-from dmp.access.portal import FULL, SECOND, Portal, Session
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
+from dmp.auth.portal import FULL, SECOND, Portal, Session
 from dmp.clock import FixedClock
 from dmp.config import Settings
 from dmp.domain.codes import PurposeOfUse
@@ -33,6 +32,7 @@ from dmp.errors import Conflict, DmpError, Forbidden, NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs import notify
 from dmp.records.schema import audit_events, notifications, patients
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
     GP,

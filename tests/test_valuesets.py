@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from dmp.access.runtime import Runtime
 from dmp.app import create_app
 from dmp.config import Settings
 from dmp.domain import valuesets
 from dmp.errors import InvalidInput
+from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
     T0,

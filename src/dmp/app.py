@@ -19,22 +19,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dmp import __version__
-from dmp.access.portal import Portal
-from dmp.access.provisioning import Provisioning
-from dmp.access.runtime import UNAVAILABLE, Runtime
-from dmp.access.throttle import BearerLimit
 from dmp.api import provisioning as provisioning_api
 from dmp.api import records
+from dmp.auth.portal import Portal
+from dmp.auth.throttle import BearerLimit
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import MHD_ERROR_CODES, operation_outcome, outcome_response
-from dmp.jobs import counters
+from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
-from dmp.stats import web as stats_web
+from dmp.runtime import UNAVAILABLE, Runtime
+from dmp.stats import counters
 from dmp.web import auth as portal_auth
 from dmp.web import dossier as portal_dossier
 from dmp.web import pro as portal_pro
 from dmp.web import static as portal_static
+from dmp.web import stats as stats_web
 from dmp.web.render import error_page
 from dmp.web.static import PortalHeaders
 

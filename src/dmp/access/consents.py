@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
-from dmp.access.gate import (
+from dmp.access.kernel import (
     CONSENT_CREATE,
     CONSENT_SEARCH,
     CONSENT_UPDATE,

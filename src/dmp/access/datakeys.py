@@ -14,11 +14,11 @@ from dmp.records import keys as key_store
 from dmp.records.types import AuthorizedPatient
 
 if TYPE_CHECKING:
-    from dmp.access.runtime import Runtime
+    from dmp.access.deps import GateDeps
 
 
 def data_key(
-    rt: Runtime, conn: Connection, scope: AuthorizedPatient, *, create: bool
+    rt: GateDeps, conn: Connection, scope: AuthorizedPatient, *, create: bool
 ) -> tuple[str, bytes]:
     """The patient's active data key (key id, key), created if asked and absent."""
     row = key_store.active_key(conn, scope)
@@ -32,14 +32,14 @@ def data_key(
         raise IntegrityFailure("this patient has no data key")
     new_key = envelope.new_data_key()
     key_id = uuid.uuid4().hex
-    kek_id = rt.keyring.active_kek_id
+    kek_id = rt.active_kek_id
     wrapped = envelope.wrap_data_key(rt.kek(kek_id), new_key, scope.patient_id)
     key_store.insert_key(conn, scope, key_id, kek_id, wrapped, rt.clock.now())
     return key_id, new_key
 
 
 def existing_data_key(
-    rt: Runtime, conn: Connection, scope: AuthorizedPatient, key_id: str
+    rt: GateDeps, conn: Connection, scope: AuthorizedPatient, key_id: str
 ) -> bytes:
     """The data key a stored item names; destroyed keys make the item unreadable."""
     row = key_store.key_by_id(conn, scope, key_id)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from dmp.access import datakeys, notices
-from dmp.access.gate import (
+from dmp.access.kernel import (
     CONTENT_READ,
     DOCUMENT_READ,
     DOCUMENT_SEARCH,

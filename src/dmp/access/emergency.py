@@ -11,12 +11,12 @@ from dmp.domain.codes import AuditAction
 from dmp.records import patients
 
 if TYPE_CHECKING:
-    from dmp.access.gate import Op
-    from dmp.access.runtime import Runtime
+    from dmp.access.deps import GateDeps
+    from dmp.access.kernel import Op
     from dmp.identity.actor import Actor
 
 
-def open_window(rt: Runtime, actor: Actor, justification: str | None, op: Op) -> None:
+def open_window(rt: GateDeps, actor: Actor, justification: str | None, op: Op) -> None:
     """Open the window for this professional and patient (``DMP_EMERGENCY_DAYS``), with the
     justification stored encrypted, and queue the a-posteriori notices to the holder and the GP
     in the same transaction (R1111-48). Its own audit event precedes the action's."""

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from dmp.access.gate import HISTORY_SEARCH, Kernel, check_aware, check_window
+from dmp.access.kernel import HISTORY_SEARCH, Kernel, check_aware, check_window
 from dmp.access.policy import Action, Decision
 from dmp.access.views import Page, TraceView
 from dmp.domain.codes import AuditAction

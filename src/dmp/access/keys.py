@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dmp.access.gate import PATIENT_UPDATE, Kernel
+from dmp.access.kernel import PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action
 from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from dmp.access import notices
 from dmp.access.dates import add_years
-from dmp.access.gate import PATIENT_UPDATE, Kernel, Op
+from dmp.access.kernel import PATIENT_UPDATE, Kernel, Op
 from dmp.access.policy import Action
 from dmp.domain.codes import AuditAction, RecordStatus
 from dmp.domain.ins import PatientRef

@@ -27,7 +27,7 @@ from dmp.records import patients
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from dmp.access.gate import Kernel, Op
+    from dmp.access.kernel import Kernel, Op
     from dmp.records.types import AuthorizedPatient
 
 # AC-11 (R1111-53): the holder is told after two weeks that a document awaits an announcement;

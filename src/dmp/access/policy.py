@@ -1,6 +1,6 @@
 """The access policy: a pure function from (actor, action, purpose, facts, time) to a decision.
 
-No I/O here (import-linter contract). The gateway gathers the facts in one query, asks the policy,
+No I/O here (import-linter contract). The kernel gathers the facts in one query, asks the policy,
 applies the answer to every row before paging, and audits the decision with its reason code.
 Rule identifiers (AC-n) refer to ``docs/access-rules.md`` and the domain reference §4; rules are
 evaluated in the order of that list.
@@ -139,7 +139,7 @@ class Decision:
     reason: Reason
     visibility: DocumentVisibility | None = None  # for READ_DOCUMENTS
     own_traces_only: bool = False  # for READ_HISTORY
-    open_emergency: bool = False  # the gateway must open an emergency window (AC-8)
+    open_emergency: bool = False  # the kernel must open an emergency window (AC-8)
 
     @classmethod
     def deny(cls, reason: Reason) -> Decision:

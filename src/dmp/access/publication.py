@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from dmp.access import datakeys, notices
-from dmp.access.gate import (
+from dmp.access.kernel import (
     DOCUMENT_CREATE,
     DOCUMENT_DELETE,
     DOCUMENT_UPDATE,

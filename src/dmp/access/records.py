@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dmp.access import codes, notices
 from dmp.access.dates import add_years
-from dmp.access.gate import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
+from dmp.access.kernel import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, Reason, decide_open
 from dmp.access.views import Activation, Demographics, RecordView, Recovery
 from dmp.domain import text

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from dmp.access.provisioning import Provisioning
-from dmp.api.deps import provisioning_service
 from dmp.domain.ins import OID_NIR, Ins
+from dmp.front.deps import provisioning_service
+from dmp.jobs.provisioning import Provisioning
 
 router = APIRouter(prefix="/api/provisioning", tags=["provisioning"])
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dmp.access.views import Demographics, DocumentView, NewDocument, RecordView, TraceView
-from dmp.api.deps import Gate
 from dmp.domain.codes import CreationChannel, VisibilityFlag
 from dmp.domain.ins import OID_NIR, Ins
 from dmp.errors import InvalidInput
+from dmp.front.content import content_response
+from dmp.front.deps import Gate
 
 router = APIRouter(prefix="/api/records", tags=["records"])
 
@@ -276,22 +275,6 @@ def read_document_content(
 ) -> Response:
     doc, chunks = access.stream_content(_ins(ins, oid), document_id)
     return content_response(doc, chunks)
-
-
-def content_response(
-    doc: DocumentView, chunks: Iterator[bytes], *, attachment: bool = False
-) -> StreamingResponse:
-    """A document's content, streamed as it is decrypted: never cached, never sniffed."""
-    headers = {
-        # The stored MIME type as it is: no charset added (a text/* media_type would get one).
-        "Content-Type": doc.mime_type,
-        "Content-Length": str(doc.size),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    }
-    if attachment:
-        headers["Content-Disposition"] = "attachment"
-    return StreamingResponse(chunks, headers=headers)
 
 
 @router.get("/{ins}/history", name="read_history")

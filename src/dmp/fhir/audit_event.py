@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from dmp.access.gate import MAX_OFFSET, MAX_PAGE
-from dmp.api.deps import Gate
+from dmp.access.kernel import MAX_OFFSET, MAX_PAGE
 from dmp.domain.ins import PatientKey
 from dmp.errors import (
     BadRequest,
 )
-from dmp.fhir import mapping
 from dmp.fhir.common import checked_params, fhir, patient_param
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from dmp.api.deps import Gate
-from dmp.api.records import content_response
-from dmp.fhir import mapping
 from dmp.fhir.common import doc_ref, fhir, version_headers
+from dmp.front import fhir_mapping as mapping
+from dmp.front.content import content_response
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

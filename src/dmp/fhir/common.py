@@ -11,7 +11,7 @@ import orjson
 from fastapi import Request, Response
 from pydantic import ValidationError
 
-from dmp.access.gateway import RecordAccess
+from dmp.access.record_access import RecordAccess
 from dmp.access.views import DocumentView, NewDocument
 from dmp.domain import cda
 from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
@@ -20,9 +20,9 @@ from dmp.errors import (
     InvalidInput,
     NotFound,
 )
-from dmp.fhir import mapping
 from dmp.fhir.outcome import FHIR_JSON, operation_outcome
 from dmp.fhir.params import Param
+from dmp.front import fhir_mapping as mapping
 
 MAX_BUNDLE_ENTRIES = 200
 

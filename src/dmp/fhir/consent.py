@@ -5,12 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from dmp.api.deps import Gate
 from dmp.errors import (
     Forbidden,
     InvalidInput,
 )
-from dmp.fhir import mapping
 from dmp.fhir.common import (
     base_url,
     checked_params,
@@ -19,6 +17,8 @@ from dmp.fhir.common import (
     patient_param,
     read_resource,
 )
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

@@ -13,7 +13,6 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.parameters import Parameters
 
 from dmp.access.views import DocumentChange, DocumentView
-from dmp.api.deps import Gate
 from dmp.domain.codes import VisibilityFlag
 from dmp.errors import (
     BadRequest,
@@ -21,7 +20,7 @@ from dmp.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from dmp.fhir import mapping, params
+from dmp.fhir import params
 from dmp.fhir.common import (
     base_url,
     created,
@@ -36,6 +35,8 @@ from dmp.fhir.common import (
 )
 from dmp.fhir.search import applied_parameters, page_links, parse_document_search
 from dmp.fhir.transaction import refuse_fhir_documents
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

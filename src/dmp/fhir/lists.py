@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 
 from dmp.access.views import ListView
-from dmp.api.deps import Gate
 from dmp.errors import BadRequest, InvalidInput, NotFound
-from dmp.fhir import mapping, params
+from dmp.fhir import params
 from dmp.fhir.common import base_url, fhir, http_date, patient_value
 from dmp.fhir.params import Param
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

@@ -10,17 +10,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from dmp import __version__
-from dmp.access import smart
-from dmp.access.smart import TokenEndpoint
-from dmp.api.deps import token_endpoint
+from dmp.auth import smart
+from dmp.auth.smart import TokenEndpoint
 from dmp.errors import (
     InvalidInput,
     TooManyRequests,
 )
-from dmp.fhir import mapping
 from dmp.fhir.common import base_url, fhir
 from dmp.fhir.lists import LIST_PARAMETERS
 from dmp.fhir.search import DOCREF_PARAMETERS
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import token_endpoint
 
 router = APIRouter()
 

@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fhir.resources.R4B.patient import Patient as PatientModel
 
 from dmp.access.views import Demographics
-from dmp.api.deps import Gate
 from dmp.domain.codes import CreationChannel
 from dmp.domain.geo import commune_of_postcode, departement_of_commune
 from dmp.domain.ins import INS_OIDS, Ins, PatientKey, parse_ins_token
@@ -18,7 +17,6 @@ from dmp.errors import (
     BadRequest,
     InvalidInput,
 )
-from dmp.fhir import mapping
 from dmp.fhir.common import (
     base_url,
     checked_params,
@@ -27,6 +25,8 @@ from dmp.fhir.common import (
     read_resource,
     validate_resource,
 )
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 router = APIRouter()
 

@@ -11,14 +11,14 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from dmp.access.gate import MAX_OFFSET
+from dmp.access.kernel import MAX_OFFSET
 from dmp.access.views import SearchCriteria
 from dmp.domain import valuesets
 from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import PatientRef, parse_ins_token
 from dmp.errors import BadRequest
 from dmp.fhir import params as fhir_params
-from dmp.fhir.mapping import patient_ref
+from dmp.front.fhir_mapping import patient_ref
 
 # The DocumentReference search parameters (ITI-67 and the PDSm server role), by the code a
 # client sends, with their FHIR type.

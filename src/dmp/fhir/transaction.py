@@ -11,14 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from fhir.resources.R4B.bundle import Bundle
 
 from dmp.access.views import NewDocument, NewList
-from dmp.api.deps import Gate
 from dmp.domain.ins import PatientRef
 from dmp.errors import (
     BadRequest,
     InvalidInput,
     InvalidItem,
 )
-from dmp.fhir import mapping
 from dmp.fhir.common import (
     MAX_BUNDLE_ENTRIES,
     base_url,
@@ -29,6 +27,8 @@ from dmp.fhir.common import (
     read_resource,
     validate_resource,
 )
+from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import Gate
 
 
 async def transaction(

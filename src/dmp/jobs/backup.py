@@ -25,13 +25,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from dmp.access.audit import VerifyReport
-from dmp.access.runtime import Runtime
 from dmp.config import Settings
 from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction
 from dmp.errors import ConfigurationError, InvalidInput
 from dmp.jobs import maintenance, manifest
 from dmp.records import database
+from dmp.runtime import Runtime
 
 
 @dataclass(frozen=True)

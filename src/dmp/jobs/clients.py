@@ -10,10 +10,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWKSet
 
-from dmp.access.runtime import Runtime
 from dmp.errors import InvalidInput
 from dmp.identity.scopes import SUPPORTED_SCOPES
 from dmp.records import clients, directory
+from dmp.runtime import Runtime
 
 
 def register_client(

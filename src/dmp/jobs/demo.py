@@ -11,15 +11,15 @@ import contextlib
 import random
 from datetime import date, timedelta
 
-from dmp.access import actors as identities
-from dmp.access.portal import Portal
-from dmp.access.runtime import Runtime
 from dmp.access.views import Demographics, NewDocument
+from dmp.auth import actors as identities
+from dmp.auth.portal import Portal
 from dmp.domain.codes import CreationChannel
 from dmp.domain.ins import OID_DEMO, Ins, make_ins_value
 from dmp.errors import Conflict, Forbidden
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.jobs.directory import store_directory
+from dmp.runtime import Runtime
 
 PHARMACY = "390000000000033"
 GP_PRACTICE = "C20000000011"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dmp.access.runtime import Runtime
 from dmp.domain.codes import AuditAction
 from dmp.identity.actor import system_actor
 from dmp.jobs.directory_import import ImportSummary, batches
 from dmp.jobs.maintenance import system_event
 from dmp.records import directory
+from dmp.runtime import Runtime
 
 
 def import_professionals(

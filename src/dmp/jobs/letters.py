@@ -14,9 +14,9 @@ from dmp.identity.actor import system_actor
 from dmp.jobs.channels import DeliveryError
 
 if TYPE_CHECKING:
-    from dmp.access.runtime import Runtime
     from dmp.jobs.messages import Message
     from dmp.records.outbox import Notice
+    from dmp.runtime import Runtime
 
 
 def spaced_ins(value: str) -> str:

@@ -13,13 +13,13 @@ from sqlalchemy.engine import Engine
 
 from dmp.access import audit
 from dmp.access.audit import VerifyReport
-from dmp.access.runtime import Runtime, seal_proof
 from dmp.config import Settings
 from dmp.crypto import envelope
 from dmp.crypto.keyring import KeyRing, load_keyring
 from dmp.domain.codes import AuditAction
 from dmp.identity.actor import system_actor
 from dmp.records import audit_log, database, keys, ring_seal
+from dmp.runtime import Runtime, seal_proof
 
 
 def upgrade_database(settings: Settings) -> str | None:

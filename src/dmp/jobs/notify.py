@@ -26,7 +26,6 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from dmp.access import codes
-from dmp.access.runtime import Runtime
 from dmp.crypto import envelope
 from dmp.domain.french import PARIS
 from dmp.domain.ins import PatientKey
@@ -35,6 +34,7 @@ from dmp.identity.actor import system_actor
 from dmp.jobs import channels, letters, messages
 from dmp.records import directory, outbox, portal
 from dmp.records.outbox import Notice
+from dmp.runtime import Runtime
 
 log = logging.getLogger("dmp.notify")
 

@@ -11,21 +11,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dmp.access import actors, statistics
 from dmp.access.audit import VerifyReport
-from dmp.access.runtime import Runtime
+from dmp.auth import actors
 from dmp.config import Settings
 from dmp.domain.codes import AuditAction, PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.identity.actor import Actor, ActorKind, system_actor
-from dmp.jobs import counters, directory, maintenance, notify, scheduler
+from dmp.jobs import directory, maintenance, notify, scheduler
 from dmp.jobs.directory_import import ImportSummary
 from dmp.records import outbox
 from dmp.records.outbox import Notice
+from dmp.runtime import Runtime
+from dmp.stats import counters
+from dmp.stats import figures as statistics
 
 if TYPE_CHECKING:
-    from dmp.access.gateway import RecordAccess
-    from dmp.access.provisioning import Provisioning
+    from dmp.access.record_access import RecordAccess
+    from dmp.jobs.provisioning import Provisioning
 
 
 class Operator:
@@ -96,7 +98,7 @@ class Operator:
         ins: Ins | None = None,
     ) -> tuple[str, datetime]:
         """A portal account for a professional, desk agent or representative, and its code."""
-        from dmp.access.portal import Portal  # loaded by the commands that need it
+        from dmp.auth.portal import Portal  # loaded by the commands that need it
 
         if ins is not None:
             ins = parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
@@ -130,7 +132,7 @@ class Operator:
             return outbox.retry(op.conn, notice_id, self._rt.clock.now())
 
     def provisioning(self) -> Provisioning:
-        from dmp.access.provisioning import Provisioning
+        from dmp.jobs.provisioning import Provisioning
 
         return Provisioning(self._rt)
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from dmp.access.runtime import Runtime
 from dmp.domain.ins import PatientKey
 from dmp.identity.actor import system_actor
 from dmp.jobs import notify
 from dmp.records import lifecycle, outbox
+from dmp.runtime import Runtime
 
 log = logging.getLogger("dmp.jobs")
 
@@ -55,7 +55,7 @@ def _purge(rt: Runtime, worker: str, report: RunReport) -> None:
 
 def _provisioning(rt: Runtime, worker: str, report: RunReport) -> None:
     """Opt-out provisioning: open the records whose objection period ended."""
-    from dmp.access.provisioning import Provisioning  # loaded by the runs that need it
+    from dmp.jobs.provisioning import Provisioning  # loaded by the runs that need it
 
     opened = Provisioning(rt).open_due()
     if opened:

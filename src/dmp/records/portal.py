@@ -1,5 +1,5 @@
 """Portal accounts, activation codes and sessions (storage only; the rules are in
-``dmp.access.portal``)."""
+``dmp.auth.portal``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Opt-out provisioning rows (storage only; the rules are in ``dmp.access.provisioning``)."""
+"""Opt-out provisioning rows (storage only; the rules are in ``dmp.jobs.provisioning``)."""
 
 from __future__ import annotations
 

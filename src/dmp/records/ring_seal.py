@@ -1,4 +1,4 @@
-"""The key ring's seal on this database (storage only; ``dmp.access.runtime`` checks it)."""
+"""The key ring's seal on this database (storage only; ``dmp.runtime`` checks it)."""
 
 from __future__ import annotations
 

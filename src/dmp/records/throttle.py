@@ -1,5 +1,5 @@
 """Attempt and failure counters shared by every process (storage only; the limits are in
-``dmp.access.throttle``). One row per counted thing, keyed by a SHA-256 of it: the table never
+``dmp.auth.throttle``). One row per counted thing, keyed by a SHA-256 of it: the table never
 holds an address, a login or an INS in clear."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ class AuthorizedPatient:
     """Proof that the access gate decided the current actor may act on this patient's record.
 
     Patient-scoped repository functions require it, so a read that skipped the gate does not
-    type-check. Only :mod:`dmp.access.gateway` constructs it (checked by a test).
+    type-check. Only :mod:`dmp.access.record_access` constructs it (checked by a test).
     """
 
     patient_id: str

@@ -15,8 +15,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from dmp.access.statistics import AdoptionReport, DepartementFigures
 from dmp.domain.french import percent_fr
+from dmp.stats.figures import AdoptionReport, DepartementFigures
 
 # Fixed classes of the share of the population with an active record, in percent: lower
 # bound included, upper excluded. A share is never shown more precisely than its class here.

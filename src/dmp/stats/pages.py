@@ -8,9 +8,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from dmp.access.statistics import AdoptionReport, DepartementFigures, Milestone
 from dmp.domain.french import date_fr, number_fr, percent_fr
 from dmp.stats import mapping, trends
+from dmp.stats.figures import AdoptionReport, DepartementFigures, Milestone
 from dmp.stats.render import (
     SUPPRESSED,
     cell,

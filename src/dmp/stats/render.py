@@ -1,9 +1,13 @@
-"""Render the adoption report. Every count under 10 is shown as "< 10" (small-count
-suppression: a figure must never single out a person), and so is any share computed from one.
-Every other count is rounded to the nearest ten, and shares are computed from the rounded
-count: a suppressed figure cannot be recovered by subtracting published ones (closed = opened -
-active, a channel = the openings - the other channels, a month = one period - another), since
-every difference of published counts is a multiple of ten. See docs/statistics.md."""
+"""Render the adoption report: every count is published perturbed by its cell key, and shown
+as "< 10" when the perturbed count is under 10, so that a figure never singles out a person.
+
+The method (docs/statistics.md, after the ABS cell-key method): a figure's cell key (the XOR of
+the keyed numbers of the counter buckets it adds up, ``dmp.stats.figures``) gives it an offset
+from 0 to 9, ``key mod 10``; the published figure is the count plus its offset, rounded down to
+ten, or "< 10" when that is under 10. The same data always publishes the same figure, however it
+is asked for; the figure is within 9 of the count and, over cells, unbiased; every difference of
+published counts is a multiple of ten; and one who adds events to a cell one at a time until it
+changes learns the count plus an offset they cannot know, never the count."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ import csv
 import io
 from typing import Any
 
-from dmp.access.statistics import AdoptionReport, DepartementFigures
 from dmp.domain.french import number_fr, percent_fr
+from dmp.stats.figures import AdoptionReport, DepartementFigures
 
 SUPPRESSED = "< 10"
 THRESHOLD = 10

@@ -15,8 +15,8 @@ from lxml import etree
 from markupsafe import Markup
 from pygal.style import Style
 
-from dmp.access.statistics import Milestone
 from dmp.domain.french import MONTHS, number_fr
+from dmp.stats.figures import Milestone
 from dmp.stats.render import perturbed
 
 CHANNELS = {

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from dmp.access.portal import ACTIVATE, ENROL, FULL, SECOND, Session
-from dmp.access.provisioning import Provisioning
-from dmp.api.deps import provisioning_service
+from dmp.auth.portal import ACTIVATE, ENROL, FULL, SECOND, Session
 from dmp.domain.ins import OID_NIA, OID_NIR, Ins
 from dmp.errors import DmpError, NotAuthenticated
+from dmp.front.deps import provisioning_service
 from dmp.identity.actor import ActorKind
+from dmp.jobs.provisioning import Provisioning
 from dmp.web.deps import PortalDep, SessionDep, address, check_csrf, pre_token
 from dmp.web.render import (
     DEVICE_COOKIE,

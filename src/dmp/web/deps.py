@@ -16,12 +16,12 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 
 from dmp.access.audit import RequestContext
-from dmp.access.gateway import RecordAccess
-from dmp.access.portal import FULL, Portal, Session
-from dmp.api.deps import client_address_of
+from dmp.access.record_access import RecordAccess
+from dmp.auth.portal import FULL, Portal, Session
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import BadRequest, Forbidden, NotAuthenticated
+from dmp.front.deps import client_address_of
 from dmp.identity.actor import ActorKind
 from dmp.logs import request_id_var
 from dmp.web.render import PRE_COOKIE, SESSION_COOKIE

@@ -16,7 +16,7 @@ from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import Ins
 from dmp.domain.narrative import cda_narrative_html
 from dmp.errors import InvalidInput, NotFound
-from dmp.fhir import mapping
+from dmp.front import fhir_mapping as mapping
 from dmp.identity.actor import ActorKind
 from dmp.web import labels, pdf
 from dmp.web.auth import Text

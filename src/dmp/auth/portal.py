@@ -33,11 +33,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from dmp.access import actors, codes
+from dmp.access import codes
 from dmp.access.audit import RequestContext
-from dmp.access.gate import PATIENT_UPDATE
+from dmp.access.kernel import PATIENT_UPDATE
 from dmp.access.policy import Action
-from dmp.access.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
+from dmp.auth import actors
+from dmp.auth.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
 from dmp.crypto import envelope
 from dmp.domain import text
 from dmp.domain.codes import AuditAction, PurposeOfUse
@@ -48,8 +49,8 @@ from dmp.identity.tokens import Grant
 from dmp.records import directory, patients, portal
 
 if TYPE_CHECKING:
-    from dmp.access.gateway import RecordAccess
-    from dmp.access.runtime import Runtime
+    from dmp.access.record_access import RecordAccess
+    from dmp.runtime import Runtime
 
 ISSUER = "DMP (démonstration)"
 MIN_PASSWORD = 12

@@ -20,10 +20,10 @@ from datetime import datetime
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dmp.access.runtime import Runtime
 from dmp.domain.geo import geography
 from dmp.errors import InvalidInput
 from dmp.records import database, directory, stats
+from dmp.runtime import Runtime
 
 
 @dataclass

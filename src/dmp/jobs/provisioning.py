@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from dmp.access.throttle import OBJECTION_ADDRESS, Throttle
 from dmp.access.views import Demographics
+from dmp.auth.throttle import OBJECTION_ADDRESS, Throttle
 from dmp.domain.codes import SEXES, TRUSTED_THIRD_PARTY, AuditAction, CreationChannel
 from dmp.domain.geo import departement_of_commune
 from dmp.domain.ins import OID_NIR, Ins, identity_mismatches, parse_ins
@@ -28,7 +28,7 @@ from dmp.records import provisioning
 log = logging.getLogger("dmp.provisioning")
 
 if TYPE_CHECKING:
-    from dmp.access.runtime import Runtime
+    from dmp.runtime import Runtime
 
 COLUMNS = ("ins", "nom", "prenoms", "sexe", "naissance", "commune", "informe_le")
 OBJECTION_ANSWER = (

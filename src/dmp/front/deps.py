@@ -16,16 +16,16 @@ from anyio import to_thread
 from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
-from dmp.access.gateway import RecordAccess
-from dmp.access.provisioning import Provisioning
-from dmp.access.runtime import Runtime
-from dmp.access.smart import TokenEndpoint
-from dmp.access.statistics import PublicStatistics
-from dmp.access.throttle import BearerLimit
+from dmp.access.record_access import RecordAccess
+from dmp.auth.smart import TokenEndpoint
+from dmp.auth.throttle import BearerLimit
 from dmp.domain.net import client_address
 from dmp.errors import BadRequest, NotAuthenticated
 from dmp.identity.tokens import Grant, verify_grant
+from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
+from dmp.runtime import Runtime
+from dmp.stats.figures import PublicStatistics
 
 # Route names that serve no patient data and need no actor.
 # The statistics are aggregates with small counts suppressed: public by design.

@@ -25,7 +25,7 @@ from dmp.errors import TooManyRequests
 from dmp.records import throttle as store
 
 if TYPE_CHECKING:
-    from dmp.access.runtime import Runtime
+    from dmp.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from dmp.records import audit_log, database, keys, ring_seal
 UNAVAILABLE = database.POOL_EXHAUSTED
 
 if TYPE_CHECKING:
-    from dmp.access.gateway import RecordAccess
+    from dmp.access.record_access import RecordAccess
     from dmp.identity.tokens import Grant
 
 
@@ -71,6 +71,11 @@ class Runtime:
             raise
         thresholds = Thresholds.parse(settings.milestones)
         return cls(settings, engine, keyring, clock or SystemClock(), matrix, thresholds)
+
+    @property
+    def active_kek_id(self) -> str:
+        """The key-encryption key that wraps new data keys."""
+        return self.keyring.active_kek_id
 
     def kek(self, kek_id: str) -> bytes:
         """A key-encryption key; reloads the ring once if another process rotated it."""
@@ -126,7 +131,7 @@ class Runtime:
     def gate(self, grant: Grant, ctx: RequestContext | None = None) -> RecordAccess:
         """The gate for one authenticated grant (what every HTTP request gets)."""
         # Imported here: commands that only run jobs need not load every action module.
-        from dmp.access.gateway import RecordAccess
+        from dmp.access.record_access import RecordAccess
 
         return RecordAccess(self, grant, ctx or RequestContext())
 

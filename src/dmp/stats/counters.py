@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dmp.access.runtime import Runtime
 from dmp.records import database, stats
+from dmp.runtime import Runtime
 
 
 def verify_counters(rt: Runtime) -> list[str]:

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from dmp.access.statistics import PublicStatistics
-from dmp.api.deps import public_statistics
 from dmp.domain.geo import geography
+from dmp.front.deps import public_statistics
+from dmp.stats.figures import PublicStatistics
 from dmp.stats.pages import absent_page, departement_page, html_page
 from dmp.stats.render import report_json
 

@@ -32,7 +32,7 @@ from dmp.records import audit_log, patients, stats
 from dmp.records.types import AuthorizedPatient, RecordRow
 
 if TYPE_CHECKING:
-    from dmp.access.runtime import Runtime
+    from dmp.access.deps import GateDeps
 
 MAX_PAGE = 100
 # Beyond any record's size, and far inside every engine's integers (a 2^63 offset overflowed).
@@ -210,7 +210,7 @@ class SystemOp:
 class Kernel:
     """The per-request gate, bound to one grant. Action modules add the actions."""
 
-    def __init__(self, runtime: Runtime, grant: Grant, ctx: RequestContext) -> None:
+    def __init__(self, runtime: GateDeps, grant: Grant, ctx: RequestContext) -> None:
         self._rt = runtime
         self.grant = grant
         self.actor = grant.actor

@@ -19,15 +19,15 @@ from typing import Any
 import jwt
 from jwt import PyJWKSet
 
-from dmp.access import actors
-from dmp.access.runtime import Runtime
-from dmp.access.throttle import TOKEN_ADDRESS, TOKEN_CLIENT, Throttle
+from dmp.auth import actors
+from dmp.auth.throttle import TOKEN_ADDRESS, TOKEN_CLIENT, Throttle
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins_token
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.scopes import scope_allows
 from dmp.identity.tokens import issue_token
 from dmp.records import clients
+from dmp.runtime import Runtime
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS384", "ES384"]

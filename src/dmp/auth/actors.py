@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from dmp.access.runtime import Runtime
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.actor import Actor, ActorKind
 from dmp.records import directory
+from dmp.runtime import Runtime
 
 
 def professional_actor(rt: Runtime, id_nat_ps: str, structure_id: str | None = None) -> Actor:
