@@ -57,24 +57,46 @@ def findings(root: Path) -> list[str]:
     return out
 
 
-def _audit_write(node: ast.AST, rel: str) -> str | None:
+def _aliases(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """The local names bound to ``dmp.access.audit`` and to ``dmp.records.audit_log``."""
+    audit, audit_log = {"audit"}, {"audit_log"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in ("dmp.access", "dmp.records"):
+            for a in node.names:
+                if (node.module, a.name) == ("dmp.access", "audit"):
+                    audit.add(a.asname or a.name)
+                elif (node.module, a.name) == ("dmp.records", "audit_log"):
+                    audit_log.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "dmp.access.audit" and a.asname:
+                    audit.add(a.asname)
+                elif a.name == "dmp.records.audit_log" and a.asname:
+                    audit_log.add(a.asname)
+    return audit, audit_log
+
+
+def _audit_write(node: ast.AST, rel: str, audit: set[str], audit_log: set[str]) -> str | None:
     """What a node does that only the kernel may: write an audit event."""
-    if rel in (KERNEL, AUDIT):
-        if rel == AUDIT:
-            return None
+    if rel == AUDIT:
+        return None
+    if rel == KERNEL:
         # The kernel calls the writers; it does not append rows itself.
         if isinstance(node, ast.Attribute) and node.attr == "append_after":
             return "appends audit rows itself"
         return None
-    if isinstance(node, ast.ImportFrom) and node.module == "dmp.access.audit":
-        names = {a.name for a in node.names} & AUDIT_WRITERS
+    if isinstance(node, ast.ImportFrom) and node.module in (
+        "dmp.access.audit",
+        "dmp.records.audit_log",
+    ):
+        names = {a.name for a in node.names} & (AUDIT_WRITERS | {"append_after"})
         if names:
             return f"imports the audit writer {sorted(names)[0]}"
     if isinstance(node, ast.Attribute):
         owner = node.value.id if isinstance(node.value, ast.Name) else None
-        if owner == "audit" and node.attr in AUDIT_WRITERS:
+        if owner in audit and node.attr in AUDIT_WRITERS:
             return f"writes an audit event (audit.{node.attr})"
-        if owner == "audit_log" and node.attr == "append_after":
+        if owner in audit_log and node.attr == "append_after":
             return "appends audit rows (audit_log.append_after)"
     return None
 
@@ -86,8 +108,9 @@ def audit_findings(root: Path) -> list[str]:
         if rel.startswith("records/"):
             continue  # the records layer defines the append; it calls nothing above it
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        audit, audit_log = _aliases(tree)
         for node in ast.walk(tree):
-            problem = _audit_write(node, rel)
+            problem = _audit_write(node, rel, audit, audit_log)
             if problem:
                 out.append(f"{rel}:{getattr(node, 'lineno', 0)}: {problem}")
     return out

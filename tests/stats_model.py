@@ -1,13 +1,12 @@
 """The published statistics, modelled from docs/statistics.md (not from the renderer): each
-counter bucket's key is HMAC-SHA-256, under a key derived by HKDF-SHA-256 from the key ring's
-token secret with the info "dmp statistics cell keys", of the bucket's name, first 8 bytes read
+counter bucket's key is keyed BLAKE2b (8-byte digest), under a key derived by HKDF-SHA-256 from
+the key ring's token secret with the info "dmp statistics cell keys", of the bucket's name, read
 as a big-endian number; a figure's key is the XOR of its non-empty buckets' keys; the figure
 published is the count plus ``key mod 10``, rounded down to ten, or "< 10" when under 10."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from functools import reduce
 
 import sqlalchemy as sa
@@ -26,8 +25,8 @@ def secret(rt: Runtime) -> bytes:
 
 
 def bucket(key: bytes, *parts: str) -> int:
-    digest = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big")
+    digest = hashlib.blake2b("|".join(parts).encode(), key=key, digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def xor(keys: list[int]) -> int:

@@ -128,6 +128,11 @@ def test_the_adapter_lint_passes_and_catches_a_runtime(tmp_path: Path) -> None:
             "jobs/directory.py:1: imports the audit writer write_events",
         ),
         (
+            "jobs/letters.py",
+            "from dmp.access import audit as trail\n\ndef f(conn):\n    trail.write(conn)\n",
+            "jobs/letters.py:4: writes an audit event (audit.write)",
+        ),
+        (
             "access/portal.py",
             "from dmp.records import audit_log\n\ndef f(c):\n"
             "    audit_log.append_after(c, 1, 2, [])\n",

@@ -217,6 +217,44 @@ def test_without_a_contact_the_code_goes_by_post(world: Runtime, clock: FixedClo
     assert (row.status, row.secret_sealed) == ("sent", None)
 
 
+def test_without_a_mail_service_a_code_for_an_e_mail_contact_goes_by_post(
+    world: Runtime, clock: FixedClock
+) -> None:
+    """A holder gave an e-mail address, but the service has no SMTP server: the recovery
+    code is neither lost nor left unsent (it was skipped and forgotten), it goes by post; the
+    desk is told so. The worker read the contact through the gate: it is in the trail."""
+    assert not world.settings.smtp_host
+    ins = _holder(world, clock, 7, contact="titulaire@patient.invalid")
+    started = world.access(desk()).start_account_recovery(ins)
+    assert started.channel == "courrier"
+    assert notify.deliver_due(world, "test-worker").sent >= 1
+    [letter] = sorted(world.settings.effective_letters_dir.glob("*.txt"))
+    assert _CODE.search(letter.read_text(encoding="utf-8"))
+    [row] = [n for n in _notices(world, ins) if n.kind == "account_recovery"]
+    assert (row.status, row.secret_sealed) == ("sent", None)
+    traces = world.access(actors.patient_actor(world, ins)).history(ins, limit=50).items
+    assert ("notifications.contact", "system:notify", "success") in {
+        (t.action, t.actor_id, t.outcome) for t in traces
+    }
+
+
+def test_the_worker_falls_back_to_post_when_the_channel_went_away(
+    world: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desk was told "courriel" (a mail service then), but none is left when the worker
+    runs: the code still reaches the holder, by post."""
+    from dmp.access import records as access_records
+
+    ins = _holder(world, clock, 8, contact="titulaire@patient.invalid")
+    monkeypatch.setattr(access_records, "_channel_of", lambda prefs, settings: "courriel")
+    assert world.access(desk()).start_account_recovery(ins).channel == "courriel"
+    notify.deliver_due(world, "test-worker")
+    [row] = [n for n in _notices(world, ins) if n.kind == "account_recovery"]
+    assert (row.status, row.secret_sealed) == ("sent", None)
+    [letter] = sorted(world.settings.effective_letters_dir.glob("*.txt"))
+    assert _CODE.search(letter.read_text(encoding="utf-8"))
+
+
 def test_a_letter_is_told_to_the_holder_and_in_the_history(
     world: Runtime, clock: FixedClock
 ) -> None:

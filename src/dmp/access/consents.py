@@ -3,7 +3,9 @@ registered GP), legal representatives, and the notices queued for the record."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -22,7 +24,7 @@ from dmp.domain.codes import AuditAction
 from dmp.domain.ins import PatientRef
 from dmp.errors import Conflict, Forbidden, InvalidInput
 from dmp.identity.actor import ActorKind
-from dmp.records import patients
+from dmp.records import patients, portal
 
 
 class ConsentActions(Kernel):
@@ -178,6 +180,33 @@ class ConsentActions(Kernel):
             target="care_team",
         ) as op:
             return patients.list_care_team(op.conn, op.scope)
+
+    def notice_contact(
+        self, ref: PatientRef, notice_id: str, recipient_kind: str, recipient_id: str | None
+    ) -> dict[str, Any] | None:
+        """What the outbox worker needs to tell a notice's recipient: the notification
+        preferences and contact of their activated portal account (None: nobody to tell).
+        Read through the gate, so the read is in the patient's trail, naming the notice."""
+        with self.act(
+            ref,
+            Action.READ_RECORD,
+            AuditAction.NOTICE_CONTACT_READ,
+            need=PATIENT_READ,
+            target=notice_id[:64],
+        ) as op:
+            if recipient_kind == "patient":
+                account = portal.account_for_patient(op.conn, op.scope.patient_id)
+            elif recipient_id:
+                account = portal.account_by_login(op.conn, recipient_id)
+            else:
+                account = None
+        if account is None or account.activated_at is None:
+            return None
+        try:
+            value = json.loads(account.preferences) if account.preferences else {}
+        except ValueError:
+            value = {}
+        return value if isinstance(value, dict) else {}
 
     def notifications(self, ins: PatientRef) -> list[dict[str, object]]:
         """Notices queued for the record (the outbox), for the holder and operators."""

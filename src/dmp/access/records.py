@@ -14,6 +14,7 @@ from dmp.access.dates import add_years
 from dmp.access.kernel import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATIENT_UPDATE, Kernel
 from dmp.access.policy import Action, Reason, decide_open
 from dmp.access.views import Activation, Demographics, RecordView, Recovery
+from dmp.config import Settings
 from dmp.domain import text
 from dmp.domain.codes import (
     HIGH_TRUST_DOCUMENTS,
@@ -308,7 +309,7 @@ class RecordActions(Kernel):
                 key=self._rt.notice_key,
                 subject_id=self.actor.structure_id,
             )
-            return Recovery(_channel_of(account.preferences), expires)
+            return Recovery(_channel_of(account.preferences, self._rt.settings), expires)
 
     def record_account_reset(self, ins: PatientRef) -> None:
         """The holder set a new password with a one-time code (a system step of the portal's
@@ -336,15 +337,17 @@ class RecordActions(Kernel):
             )
 
 
-def _channel_of(preferences: str | None) -> str:
-    """Where a code for the holder goes: their chosen channel if it has an address, else post."""
+def _channel_of(preferences: str | None, settings: Settings) -> str:
+    """Where a code for the holder goes: their chosen channel if it has an address and the
+    service can send through it (an SMTP server, an SMS gateway), else post."""
     try:
         prefs = json.loads(preferences) if preferences else {}
     except ValueError:
         prefs = {}
+    configured = {"courriel": bool(settings.smtp_host), "sms": bool(settings.sms_url)}
     if isinstance(prefs, dict) and str(prefs.get("contact", "")).strip():
         channel = prefs.get("canal", "courriel")
-        if channel in ("courriel", "sms"):
+        if configured.get(str(channel)):
             return str(channel)
     return "courrier"
 

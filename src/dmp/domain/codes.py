@@ -90,6 +90,7 @@ class AuditAction(StrEnum):
     DATABASE_RESTORE = "database.restore"  # `dmp restore` loaded a backup (written after it)
     PROVISIONING_IMPORT = "provisioning.import"  # the insurer's beneficiaries were imported
     PROVISIONING_OBJECTION = "provisioning.objection"  # someone objected (nobody named)
+    NOTICE_CONTACT_READ = "notifications.contact"  # the worker read a recipient's contact
     NOTICES_LIST = "notifications.list"  # an operator listed the outbox (`dmp notifications`)
     NOTICE_RETRY = "notifications.retry"  # an operator queued a dead notice again
 

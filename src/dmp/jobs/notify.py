@@ -15,7 +15,6 @@ announced.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -32,7 +31,7 @@ from dmp.domain.ins import PatientKey
 from dmp.errors import NotFound
 from dmp.identity.actor import system_actor
 from dmp.jobs import channels, letters, messages
-from dmp.records import directory, outbox, portal
+from dmp.records import directory, outbox
 from dmp.records.outbox import Notice
 from dmp.runtime import Runtime
 
@@ -176,17 +175,16 @@ def next_digest(after: datetime, hour: int) -> datetime:
 
 
 def _preferences(rt: Runtime, notice: Notice) -> dict[str, Any] | None:
-    with rt.engine.connect() as conn:
-        if notice.recipient_kind == "patient":
-            account = portal.account_for_patient(conn, notice.patient_id)
-        elif notice.recipient_id:
-            account = portal.account_by_login(conn, notice.recipient_id)
-        else:
-            account = None
-    if account is None or account.activated_at is None:
+    """The recipient's preferences and contact, read through the gate (system actor
+    ``system:notify``): the read is in the patient's trail. A record gone (purged) has nobody
+    to tell."""
+    gate = rt.access(system_actor("notify"))
+    try:
+        return gate.notice_contact(
+            PatientKey(notice.patient_id), notice.id, notice.recipient_kind, notice.recipient_id
+        )
+    except NotFound:
         return None
-    value = json.loads(account.preferences) if account.preferences else {}
-    return value if isinstance(value, dict) else {}
 
 
 def _still_due(rt: Runtime, notice: Notice) -> str | None:
@@ -276,9 +274,14 @@ def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, repor
         else:
             letters.write(rt, first, text)
     except channels.NoChannel as exc:
-        for notice in notices:
-            _finish(rt, worker, notice, "skipped", report, error=str(exc))
-        return
+        if first.kind != "account_recovery":
+            for notice in notices:
+                _finish(rt, worker, notice, "skipped", report, error=str(exc))
+            return
+        # A recovery code is never dropped for want of a mail or SMS service: it goes by
+        # post, as to a holder without a contact (and never to anyone else).
+        letters.write(rt, first, text)
+        how = _Delivery("courrier", "")
     except channels.DeliveryError as exc:
         for notice in notices:
             _failed(rt, worker, notice, str(exc), report)

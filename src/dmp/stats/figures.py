@@ -11,8 +11,8 @@ docs/statistics.md) so that no figure singles out a person, even to one who adds
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,19 +96,22 @@ def cell_secret(token_secret: bytes) -> bytes:
 
 
 class CellKeys:
-    """The keys of the finest counter buckets: HMAC-SHA-256 of the bucket's name (its parts
-    joined by "|"), first 8 bytes as a big-endian number."""
+    """The keys of the finest counter buckets: keyed BLAKE2b (an 8-byte digest) of the
+    bucket's name, its parts joined by "|", read as a big-endian number. One per key-ring
+    secret and process (``_cells``), remembering the keys it computed: a bucket's key never
+    changes, and a page drawn again reuses them."""
 
     def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+        self._keyed = hashlib.blake2b(key=secret, digest_size=8)
         self._memo: dict[str, int] = {}
 
     def bucket(self, *parts: str) -> int:
         name = "|".join(parts)
         key = self._memo.get(name)
         if key is None:
-            digest = hmac.new(self._secret, name.encode(), hashlib.sha256).digest()
-            key = self._memo[name] = int.from_bytes(digest[:8], "big")
+            h = self._keyed.copy()
+            h.update(name.encode())
+            key = self._memo[name] = int.from_bytes(h.digest(), "big")
         return key
 
 
@@ -127,10 +130,7 @@ def _month(value: str | None, name: str) -> str | None:
 
 
 def _with_totals(
-    raw: dict[str, dict[str, int]],
-    buckets: tuple[list[tuple[str, str, str, str]], list[tuple[str, str]]],
-    departements: list[str] | None,
-    cells: CellKeys,
+    raw: dict[str, dict[str, int]], departements: list[str] | None
 ) -> dict[str, DepartementFigures]:
     figures = {
         code: DepartementFigures(code, d.name, d.zone, d.population)
@@ -142,29 +142,48 @@ def _with_totals(
         if f is not None:
             f.opened_total, f.active = totals["opened_total"], totals["active"]
             f.closed, f.activated = totals["closed"], totals["activated"]
-    # The totals add up the buckets of all time: records opened to date are the opening
-    # buckets (the same key as the openings of a report without a period, and as the last
-    # point of the curve from the origin), closed records the closure buckets, active records
-    # both. Accounts activated have no finer bucket: one of their own.
-    openings, closures = buckets
-    for code, month, channel, kind in openings:
-        if code in figures:
-            _xor(
-                figures[code].keys,
-                "opened_total",
-                cells.bucket("opening", code, month, channel, kind),
-            )
-    for code, month in closures:
-        if code in figures:
-            _xor(figures[code].keys, "closed", cells.bucket("closure", code, month))
-    for code, f in figures.items():
-        f.keys["active"] = f.key("opened_total") ^ f.key("closed")
-        f.keys["activated"] = cells.bucket("activated", code)
     return figures
 
 
+def _total_keys(
+    figures: dict[str, DepartementFigures],
+    buckets: tuple[list[tuple[str, str, str, str]], list[tuple[str, str]]],
+    cells: CellKeys,
+) -> None:
+    """The totals add up the buckets of all time: records opened to date are the opening
+    buckets (the same key as the openings of a report without a period, and as the last point
+    of the curve from the origin), closed records the closure buckets, active records both.
+    Accounts activated have no finer bucket: one of their own."""
+    openings, closures = buckets
+    opened: dict[str, int] = {}
+    closed: dict[str, int] = {}
+    for code, month, channel, kind in openings:
+        opened[code] = opened.get(code, 0) ^ cells.bucket("opening", code, month, channel, kind)
+    for code, month in closures:
+        closed[code] = closed.get(code, 0) ^ cells.bucket("closure", code, month)
+    _set_total_keys(figures, opened, closed, cells)
+
+
+def _set_total_keys(
+    figures: dict[str, DepartementFigures],
+    opened: dict[str, int],
+    closed: dict[str, int],
+    cells: CellKeys,
+) -> None:
+    for code, f in figures.items():
+        o, c = opened.get(code, 0), closed.get(code, 0)
+        f.keys.update(
+            opened_total=o, closed=c, active=o ^ c, activated=cells.bucket("activated", code)
+        )
+
+
 def _cells(rt: Runtime) -> CellKeys:
-    return CellKeys(cell_secret(rt.token_secret))
+    return _cells_for(rt.token_secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _cells_for(token_secret: bytes) -> CellKeys:
+    return CellKeys(cell_secret(token_secret))
 
 
 def standings(rt: Runtime) -> list[DepartementFigures]:
@@ -173,7 +192,9 @@ def standings(rt: Runtime) -> list[DepartementFigures]:
     with database.snapshot(rt.engine) as conn:
         raw = stats.read_totals(conn, None)
         buckets = stats.total_buckets(conn, None)
-    return sorted(_with_totals(raw, buckets, None, _cells(rt)).values(), key=lambda f: f.code)
+    figures = _with_totals(raw, None)
+    _total_keys(figures, buckets, _cells(rt))
+    return sorted(figures.values(), key=lambda f: f.code)
 
 
 def adoption(
@@ -193,43 +214,60 @@ def adoption(
     # One snapshot, no write lock: the public page must not hold up the writers.
     with database.snapshot(rt.engine) as conn:
         raw = stats.read_counters(conn, departements, start, end)
-        buckets = stats.total_buckets(conn, departements)
+        whole = start is None and end is None  # every month: the totals' buckets are read
+        buckets = None if whole else stats.total_buckets(conn, departements)
         names = directory.structure_names(conn, {m[3] for m in raw["milestones"] if m[3]})
     cells = _cells(rt)
-    figures = _with_totals(raw["totals"], buckets, departements, cells)
+    bucket = cells.bucket
+    figures = _with_totals(raw["totals"], departements)
     per_month: dict[str, int] = defaultdict(int)
     mix: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    keys: dict[str, dict[str, int]] = defaultdict(dict)
+    opening_keys: dict[str, int] = {}  # month -> key, and so on below
+    mix_keys: dict[str, int] = {}
     for code, month, channel, kind, n in raw["openings"]:
         if not n:
             continue  # an empty bucket adds nothing, not even its key
-        k = cells.bucket("opening", code, month, channel, kind)
+        k = bucket("opening", code, month, channel, kind)
         mix[month][channel] += n
         f = figures[code]
         f.opened += n
         f.channels[channel] = f.channels.get(channel, 0) + n
         f.structure_kinds[kind] = f.structure_kinds.get(kind, 0) + n
         per_month[month] += n
-        for into, name in (
-            (f.keys, "opened"),
-            (f.keys, f"channels:{channel}"),
-            (f.keys, f"structure_kinds:{kind}"),
-            (keys["openings_per_month"], month),
-            (keys["channels_per_month"], f"{month}|{channel}"),
-        ):
-            _xor(into, name, k)
+        fk = f.keys
+        fk["opened"] = fk.get("opened", 0) ^ k
+        name = "channels:" + channel
+        fk[name] = fk.get(name, 0) ^ k
+        name = "structure_kinds:" + kind
+        fk[name] = fk.get(name, 0) ^ k
+        opening_keys[month] = opening_keys.get(month, 0) ^ k
+        name = month + "|" + channel
+        mix_keys[name] = mix_keys.get(name, 0) ^ k
     closed_months: dict[str, int] = defaultdict(int)
+    closure_keys: dict[str, int] = {}
+    closed_by_dep: dict[str, int] = {}
     for code, month, n in raw["closures"]:
         if not n:
-            continue  # an empty bucket adds nothing, not even its key
+            continue
+        k = bucket("closure", code, month)
         closed_months[month] += n
-        _xor(keys["closures_per_month"], month, cells.bucket("closure", code, month))
+        closure_keys[month] = closure_keys.get(month, 0) ^ k
+        closed_by_dep[code] = closed_by_dep.get(code, 0) ^ k
+    if buckets is None:
+        opened_by_dep = {code: f.keys.get("opened", 0) for code, f in figures.items()}
+        _set_total_keys(figures, opened_by_dep, closed_by_dep, cells)
+    else:
+        _total_keys(figures, buckets, cells)
+    keys: dict[str, dict[str, int]] = defaultdict(dict)
+    keys["openings_per_month"] = opening_keys
+    keys["channels_per_month"] = mix_keys
+    keys["closures_per_month"] = closure_keys
     doc_types: dict[str, int] = defaultdict(int)
     doc_months: dict[str, int] = defaultdict(int)
     for code, month, type_code, n in raw["documents"]:
         if not n:
             continue  # an empty bucket adds nothing, not even its key
-        k = cells.bucket("document", code, month, type_code)
+        k = bucket("document", code, month, type_code)
         figures[code].documents += n
         doc_types[type_code] += n
         doc_months[month] += n
@@ -240,7 +278,7 @@ def adoption(
     for code, month, purpose, n in raw["accesses"]:
         if not n:
             continue  # an empty bucket adds nothing, not even its key
-        k = cells.bucket("access", code, month, purpose)
+        k = bucket("access", code, month, purpose)
         f = figures[code]
         f.accesses[purpose] = f.accesses.get(purpose, 0) + n
         modes[purpose] += n

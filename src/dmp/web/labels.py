@@ -27,7 +27,6 @@ ACTIONS = {
     "permission.unblock": "déblocage d'un professionnel",
     "care_team.declare": "ajout à l'équipe de soins",
     "representative.add": "ajout d'un représentant légal",
-    "representative.invite": "création du compte en ligne d'un représentant légal",
     "emergency.open": "accès en urgence (bris de glace) ouvert",
     "list.search": "consultation des lots de documents",
     "keys.shred": "destruction des clés",
@@ -39,6 +38,8 @@ ACTIONS = {
     "record.death": "fermeture du dossier (décès)",
     "record.deletion_request": "demande de suppression du dossier",
     "record.purge": "suppression du dossier",
+    "notifications.contact": "lecture des coordonnées du destinataire d'une notification",
+    "representative.invite": "création du compte en ligne d'un représentant légal",
 }
 PURPOSES = {
     "normal": "accès normal",
