@@ -3,7 +3,6 @@ registered GP), legal representatives, and the notices queued for the record."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -202,11 +201,7 @@ class ConsentActions(Kernel):
                 account = None
         if account is None or account.activated_at is None:
             return None
-        try:
-            value = json.loads(account.preferences) if account.preferences else {}
-        except ValueError:
-            value = {}
-        return value if isinstance(value, dict) else {}
+        return account.notification_preferences()
 
     def notifications(self, ins: PatientRef) -> list[dict[str, object]]:
         """Notices queued for the record (the outbox), for the holder and operators."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -309,7 +309,9 @@ class RecordActions(Kernel):
                 key=self._rt.notice_key,
                 subject_id=self.actor.structure_id,
             )
-            return Recovery(_channel_of(account.preferences, self._rt.settings), expires)
+            return Recovery(
+                _channel_of(account.notification_preferences(), self._rt.settings), expires
+            )
 
     def record_account_reset(self, ins: PatientRef) -> None:
         """The holder set a new password with a one-time code (a system step of the portal's
@@ -337,15 +339,11 @@ class RecordActions(Kernel):
             )
 
 
-def _channel_of(preferences: str | None, settings: Settings) -> str:
+def _channel_of(prefs: dict[str, Any], settings: Settings) -> str:
     """Where a code for the holder goes: their chosen channel if it has an address and the
     service can send through it (an SMTP server, an SMS gateway), else post."""
-    try:
-        prefs = json.loads(preferences) if preferences else {}
-    except ValueError:
-        prefs = {}
     configured = {"courriel": bool(settings.smtp_host), "sms": bool(settings.sms_url)}
-    if isinstance(prefs, dict) and str(prefs.get("contact", "")).strip():
+    if str(prefs.get("contact", "")).strip():
         channel = prefs.get("canal", "courriel")
         if configured.get(str(channel)):
             return str(channel)

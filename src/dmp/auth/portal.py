@@ -422,10 +422,7 @@ class Portal:
     def preferences(self, session: Session) -> dict[str, Any]:
         with self._reading() as conn:
             account = portal.account_by_id(conn, session.account_id)
-        if account is None or not account.preferences:
-            return {}
-        value = json.loads(account.preferences)
-        return value if isinstance(value, dict) else {}
+        return {} if account is None else account.notification_preferences()
 
     def set_preferences(self, session: Session, prefs: dict[str, Any]) -> None:
         """The notification preferences; the contact is checked for its channel (an e-mail

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,15 @@ class AccountRow:
     created_at: datetime
     activated_at: datetime | None
     last_login_at: datetime | None
+
+    def notification_preferences(self) -> dict[str, Any]:
+        """The stored notification preferences (channel, contact, per-kind choices); {} when
+        none were set or the column holds something else than a JSON object."""
+        try:
+            value = json.loads(self.preferences) if self.preferences else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
