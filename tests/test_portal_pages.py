@@ -534,7 +534,9 @@ def test_export_preferences_and_closure(
     activate(client, clock, ins.value, code)
     bundle = client.get("/portail/dossier/export.json").json()
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert kinds == ["Patient", "DocumentReference", "Binary"]
+    # The record, its document, then its whole access history (issue 23: the export explains).
+    assert kinds[:3] == ["Patient", "DocumentReference", "Binary"]
+    assert len(kinds) > 3 and set(kinds[3:]) == {"AuditEvent"}
     summary = client.get("/portail/dossier/synthese.pdf")
     assert "Compte rendu fictif" in _letter_text(summary.content)
     prefs = get(client, "/portail/dossier/preferences")

@@ -78,8 +78,34 @@ class NewDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessBasis:
+    """What allowed an access, as the record showed it then: the consent (or care-team
+    declaration) in force and who declared it, the initial consent, the emergency window with
+    its justification. Empty fields did not apply."""
+
+    consent_at: datetime | None = None
+    consent_by: str | None = None  # the kind of actor who declared it (patient, professional)
+    care_team_at: datetime | None = None
+    initial_consent_at: datetime | None = None
+    emergency_opened_at: datetime | None = None
+    emergency_until: datetime | None = None
+    justification: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentBrief:
+    """A document a trace names, as the reader may see it."""
+
+    id: str
+    type_code: str
+    title: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TraceView:
-    """One line of a record's access history: who, when, what, why, and the outcome."""
+    """One line of a record's access history: who, when, what, why (the reason code and what
+    allowed it), the documents read or refused, and the outcome."""
 
     at: datetime
     actor_kind: str
@@ -91,6 +117,9 @@ class TraceView:
     purpose: str
     outcome: str
     reason: str
+    seq: int = 0  # its position in the record's chain
+    basis: AccessBasis = field(default_factory=AccessBasis)
+    briefs: tuple[DocumentBrief, ...] = ()  # the documents named, those the reader may see
 
 
 @dataclass(frozen=True, slots=True)

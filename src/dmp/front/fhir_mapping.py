@@ -19,6 +19,7 @@ from dmp.domain.codes import (
 )
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
+from dmp.front.explain import explain
 
 PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm"
 PROFILE_DOCREF = f"{PDSM}/StructureDefinition/pdsm-comprehensive-document-reference"
@@ -460,8 +461,13 @@ def identity_reliability(view: RecordView) -> dict[str, Any]:
     return {"url": IDENTITY_RELIABILITY, "extension": parts}
 
 
+_ACT_REASON = {"normal": "TREAT", "bris_de_glace": "ETREAT", "centre_15": "ETREAT"}
+
+
 def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
-    """IHE BALP shape: who, what, when, why (purpose of use), outcome."""
+    """IHE BALP shape: who, what, when, why (purpose of use, the rule that allowed it with its
+    legal source and what allowed it this time), outcome."""
+    why = explain(t)
     return {
         "resourceType": "AuditEvent",
         "id": f"{patient_key}.{n}",
@@ -484,10 +490,11 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
         "purposeOfEvent": [
             {
                 "coding": [
+                    {"system": TRE_R248, "code": t.purpose},
                     {
-                        "system": TRE_R248,
-                        "code": t.purpose,
-                    }
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": _ACT_REASON.get(t.purpose, "TREAT"),
+                    },
                 ]
             }
         ],
@@ -501,6 +508,7 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
                     }
                 },
                 "requestor": True,
+                "policy": [f"urn:dmp:rule:{why.rule.replace(' ', '-')}"],
             }
         ],
         "source": {"observer": {"display": "dmp"}},
@@ -509,6 +517,24 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
             {"what": {"reference": f"DocumentReference/{patient_key}.{d}"}}
             for d in ((t.target,) if t.target and t.action.startswith("document.") else ())
             + t.documents
+        ]
+        + [
+            {
+                "what": {"identifier": {"system": "urn:dmp:reason", "value": t.reason}},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                    "display": "System Object",
+                },
+                "name": why.sentence,
+                "description": why.text(),
+                "detail": [
+                    {"type": "rule", "valueString": why.rule},
+                    {"type": "legal-source", "valueString": why.source},
+                    *({"type": "basis", "valueString": line} for line in why.details),
+                    *({"type": "document", "valueString": line} for line in why.documents),
+                ],
+            }
         ],
     }
 

@@ -157,10 +157,14 @@ def patient_history(
     purposes: tuple[str, ...] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before_seq: int | None = None,
 ) -> tuple[list[AuditRow], int]:
     """The patient's events, newest first; ``actor_id`` restricts to one actor's own actions,
-    the other filters to kinds of actor, access modes and a period."""
+    the other filters to kinds of actor, access modes and a period; ``before_seq`` continues
+    a reading from where its last page ended (a keyset: events added since do not shift it)."""
     where = [audit_events.c.chain_id == scope.patient_id]
+    if before_seq is not None:
+        where.append(audit_events.c.seq < before_seq)
     if actor_id is not None:
         where.append(audit_events.c.actor_id == actor_id)
     if actor_kinds:
@@ -191,3 +195,24 @@ def patient_history(
     else:
         total = 0
     return [_to_row(r) for r in rows], total
+
+
+def declarations(
+    conn: Connection, scope: AuthorizedPatient, actions: tuple[str, ...], targets: list[str]
+) -> list[tuple[str, str, datetime, str]]:
+    """The successful events of these actions naming these targets in the patient's chain
+    (consents, care-team declarations): (action, target, when, declarer's kind), oldest first."""
+    if not targets:
+        return []
+    a = audit_events.c
+    rows = conn.execute(
+        sa.select(a.action, a.target, a.at, a.actor_kind)
+        .where(
+            a.chain_id == scope.patient_id,
+            a.action.in_(actions),
+            a.outcome == "success",
+            a.target.in_(targets),
+        )
+        .order_by(a.seq)
+    ).all()
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

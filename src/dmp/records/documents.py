@@ -384,3 +384,20 @@ def visible_ids(
     )
     params = {**w.params, "pid": scope.patient_id, "ids": ids}
     return {str(x) for x in conn.execute(stmt, params).scalars()}
+
+
+def briefs(
+    conn: Connection, scope: AuthorizedPatient, logical_ids: list[str]
+) -> dict[str, tuple[str, str, Any]]:
+    """The latest type code, title and creation time of these documents (one query); the
+    caller has already dropped the ids the reader may not see."""
+    if not logical_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(_D.logical_id, _D.type_code, _D.title, _D.creation_time).where(
+            _D.patient_id == scope.patient_id,
+            _D.latest.is_(True),
+            _D.logical_id.in_(logical_ids),
+        )
+    ).all()
+    return {str(r[0]): (r[1], r[2], r[3]) for r in rows}

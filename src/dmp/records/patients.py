@@ -330,3 +330,19 @@ def first_access(conn: Connection, scope: AuthorizedPatient, id_nat_ps: str, at:
         .returning(first_accesses.c.id_nat_ps)
     ).first()
     return inserted is not None
+
+
+def emergency_windows(
+    conn: Connection, scope: AuthorizedPatient, ids_nat_ps: list[str]
+) -> list[tuple[str, datetime, datetime, str, bytes]]:
+    """These professionals' emergency windows on the record: (idNatPS, opened, expires, key
+    id, sealed justification), oldest first."""
+    if not ids_nat_ps:
+        return []
+    e = emergency_accesses.c
+    rows = conn.execute(
+        sa.select(e.id_nat_ps, e.opened_at, e.expires_at, e.key_id, e.justification_sealed)
+        .where(e.patient_id == scope.patient_id, e.id_nat_ps.in_(ids_nat_ps))
+        .order_by(e.opened_at)
+    ).all()
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -11,12 +11,14 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from dmp.access.kernel import MAX_PAGE
 from dmp.access.views import DocumentView, NewDocument
 from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import Ins
 from dmp.domain.narrative import cda_narrative_html
 from dmp.errors import InvalidInput, NotFound
 from dmp.front import fhir_mapping as mapping
+from dmp.front.explain import explain
 from dmp.identity.actor import ActorKind
 from dmp.web import labels, pdf
 from dmp.web.auth import Text
@@ -314,10 +316,14 @@ def gp(pg: PostDep, professionnel: Text = "") -> Response:
 
 # -- history ------------------------------------------------------------------------------
 
-_WHO = {
+# The default view answers the holder's question, "who else saw my record?": the holder's and
+# the representatives' own actions sit behind a filter.
+_WHO: dict[str, tuple[str, ...] | None] = {
+    "": ("professional", "desk_agent", "system"),
     "professionnels": ("professional",),
     "moi": ("patient", "representative"),
     "autres": ("desk_agent", "system"),
+    "tout": None,
 }
 
 
@@ -333,16 +339,16 @@ def history(
 ) -> Response:
     ins = _holder(pg)
     p = _page_number(p)
-    if qui and qui not in _WHO:
-        raise InvalidInput("filtre « qui » inconnu")
+    if qui not in _WHO:
+        raise InvalidInput("Le filtre « Qui » est inconnu : choisissez une valeur de la liste.")
     if mode and mode not in labels.PURPOSES:
-        raise InvalidInput("mode d'accès inconnu")
+        raise InvalidInput("Le mode d'accès est inconnu : choisissez une valeur de la liste.")
     until = _day(jusqua, "jusqu'au")
     traces = pg.gate.history(
         ins,
         limit=20,
         offset=(p - 1) * 20,
-        actor_kinds=_WHO.get(qui),
+        actor_kinds=_WHO[qui],
         purposes=(mode,) if mode else None,
         since=_day(depuis, "depuis"),
         until=until + timedelta(days=1) if until else None,
@@ -353,7 +359,7 @@ def history(
         request,
         "historique.html",
         session=pg.session,
-        traces=traces.items,
+        traces=[(t, explain(t)) for t in traces.items],
         total=traces.total,
         p=p,
         pages=max(1, math.ceil(traces.total / 20)),
@@ -437,6 +443,16 @@ def export_json(request: Request, pg: PageDep) -> Response:
     for doc, content in docs:
         entries.append({"resource": mapping.document_reference(doc, base)})
         entries.append({"resource": mapping.binary(doc, content)})
+    # The whole access history, each trace with why it was allowed (or refused).
+    before: int | None = None
+    while True:
+        traces = pg.gate.history(ins, limit=MAX_PAGE, before=before)
+        entries.extend(
+            {"resource": mapping.audit_event(t, record.key, t.seq)} for t in traces.items
+        )
+        if len(traces.items) < MAX_PAGE:
+            break
+        before = traces.items[-1].seq
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return Response(
         orjson.dumps(bundle),

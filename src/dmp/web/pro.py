@@ -28,6 +28,7 @@ from dmp.domain.codes import (
 )
 from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput
+from dmp.front.explain import explain
 from dmp.identity.actor import ActorKind
 from dmp.web import pdf
 from dmp.web.auth import Text
@@ -296,7 +297,7 @@ def pro_traces(request: Request, pg: PageDep, p: Annotated[int, Query()] = 1) ->
         request,
         "pro_traces.html",
         session=pg.session,
-        traces=traces.items,
+        traces=[(t, explain(t)) for t in traces.items],
         total=traces.total,
         p=p,
         pages=max(1, math.ceil(traces.total / 20)),
