@@ -24,6 +24,7 @@ import pytest
 from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
 from dmp.domain.codes import PurposeOfUse
+from dmp.domain.ins import spaced_ins
 from dmp.errors import Forbidden
 from dmp.identity.actor import ActorKind
 from dmp.runtime import Runtime
@@ -142,6 +143,9 @@ def test_the_whole_story_in_a_browser(
     page.get_by_label("Sexe").select_option("F")
     page.get_by_label("Date de naissance").fill("1991-08-17")  # as the INS encodes it
     page.get_by_label("Code INSEE de la commune de résidence").fill("37003")
+    page.get_by_label("Numéro et voie").fill("12 rue des Tilleuls")
+    page.get_by_label("Code postal").fill("37400")
+    page.get_by_label("Commune", exact=True).fill("Amboise")
     page.get_by_label("Pièce d'identité vérifiée").select_option("CN")
     page.get_by_label("J'ai vérifié l'identité du patient sur cette pièce d'identité").check()
     page.get_by_label("Le patient, informé, consent à l'ouverture de son dossier").check()
@@ -152,7 +156,7 @@ def test_the_whole_story_in_a_browser(
     letter = Path(download.value.path()).read_bytes()
     text = "".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(letter)).pages)
     code = re.search(r"Code d'activation à usage unique : ([A-Z0-9-]{14})", text)
-    assert code and ins.value in text, text
+    assert code and spaced_ins(ins.value) in text and "12 rue des Tilleuls" in text, text
     _logout(page)
     del pharmacist
 

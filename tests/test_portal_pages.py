@@ -24,7 +24,7 @@ from dmp.app import create_app
 from dmp.auth import actors
 from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
-from dmp.domain.ins import Ins
+from dmp.domain.ins import Ins, spaced_ins
 from dmp.identity.actor import ActorKind, system_actor
 from dmp.jobs import notify
 from dmp.runtime import Runtime
@@ -68,6 +68,9 @@ def _letter_text(pdf: bytes) -> str:
     return "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
+ADDRESS = {"adresse": "12 rue des Tilleuls", "code_postal": "37400", "ville": "Amboise"}
+
+
 def _desk_form(client: TestClient, ins: Ins, **changes: str) -> Response:
     """The desk's opening form, filled with an identity that agrees with the INS."""
     form = get(client, "/portail/guichet")
@@ -83,6 +86,7 @@ def _desk_form(client: TestClient, ins: Ins, **changes: str) -> Response:
         "piece": "CN",
         "identite": "oui",
         "consentement": "oui",
+        **ADDRESS,
         **changes,
     }
     return post_form(client, "/portail/guichet/ouverture", form, **fields)
@@ -93,14 +97,59 @@ def _desk_opens(client: TestClient, clock: FixedClock, ins: Ins, desk: Account) 
     login(client, clock, desk)
     opened = _desk_form(client, ins)
     assert "Le dossier est ouvert" in opened.text, opened.text
-    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(opened)})
+    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(opened), **ADDRESS})
     assert letter.headers["content-type"] == "application/pdf"
     text = _letter_text(letter.content)
     found = re.search(r"Code d'activation à usage unique : ([A-Z0-9-]{14})", text)
     assert found, text
-    assert ins.value in text and "fermer votre dossier" in text and "Besoin d'aide" in text
+    assert (
+        spaced_ins(ins.value) in text and "fermer votre dossier" in text and "Besoin d'aide" in text
+    )
     logout(client)
     return found.group(1)
+
+
+def test_the_letter_needs_an_address_and_the_desk_sees_whom_it_opened_for(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    desk = activate(
+        client,
+        clock,
+        PHARMACIST,
+        _invite(world, ActorKind.PROFESSIONAL, PHARMACIST, structure_id=PHARMACY),
+    )
+    ins = ins_for(31)
+    opened = _desk_form(client, ins)
+    # The confirmation names the patient, the INS spaced as on the card, and keeps the address.
+    assert f"Le dossier de Camille EXEMPLE (INS {spaced_ins(ins.value)})" in opened.text
+    assert 'value="12 rue des Tilleuls"' in opened.text
+    missing = client.post(
+        "/portail/guichet/lettre",
+        data={"csrf": csrf_of(opened), "adresse": "3 place du Marché", "code_postal": ""},
+    )
+    assert missing.status_code == 422 and "text/html" in missing.headers["content-type"]
+    assert "indiquez le code postal, la commune" in html.unescape(missing.text)
+    assert 'value="3 place du Marché"' in html.unescape(missing.text)  # what was typed stays
+    unknown = client.post(
+        "/portail/guichet/lettre", data={"csrf": csrf_of(opened), **ADDRESS, "code_postal": "00000"}
+    )
+    assert unknown.status_code == 422
+    assert "Le code postal « 00000 » n'existe pas en France" in html.unescape(unknown.text)
+    long = client.post(
+        "/portail/guichet/lettre", data={"csrf": csrf_of(opened), **ADDRESS, "adresse": "x" * 39}
+    )
+    assert long.status_code == 422 and "38 caractères au plus" in html.unescape(long.text)
+    # No code was issued by the refused letters: the first good one is the holder's only code.
+    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(opened), **ADDRESS})
+    code = re.search(r"unique : ([A-Z0-9-]{14})", _letter_text(letter.content))
+    assert code
+    traces = world.access(actors.patient_actor(world, ins)).history(ins, limit=50).items
+    assert [t.action for t in traces].count("account.activation_code") == 1
+    logout(client)
+    del desk
+    # The holder types the identifier as the letter prints it, with its spaces.
+    activate(client, clock, spaced_ins(ins.value), code.group(1))
+    assert "Mon dossier" in get(client, "/portail/dossier").text
 
 
 def test_desk_opens_the_record_and_the_letter_code_activates_the_patient(
@@ -152,7 +201,7 @@ def test_at_the_desk_an_existing_activated_record_gets_a_recovery_not_a_letter(
     login(client, clock, desk)
     exists = _desk_form(client, ins)
     assert "Ce patient a déjà un dossier" in exists.text
-    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(exists)})
+    letter = client.post("/portail/guichet/lettre", data={"csrf": csrf_of(exists), **ADDRESS})
     assert letter.status_code == 403
     assert "text/html" in letter.headers["content-type"]
     assert "Lancez une récupération" in letter.text

@@ -32,6 +32,7 @@ from dmp.runtime import UNAVAILABLE, Runtime
 from dmp.stats import counters
 from dmp.web import auth as portal_auth
 from dmp.web import dossier as portal_dossier
+from dmp.web import home as portal_home
 from dmp.web import pro as portal_pro
 from dmp.web import static as portal_static
 from dmp.web import stats as stats_web
@@ -62,6 +63,7 @@ class RequestLimits:
         declared = headers.get(b"content-length")
         path = str(scope.get("path", ""))
         fhir = path.startswith("/fhir")
+        portal = self.max_body if path == "/portail" or path.startswith("/portail/") else 0
         # Anything that may carry patient data is never stored by a cache on the way.
         private = path.startswith(("/api/", "/fhir")) and not path.startswith(
             ("/api/stats", "/fhir/metadata")
@@ -72,7 +74,7 @@ class RequestLimits:
         textual = b"json" in kind or b"x-www-form-urlencoded" in kind
         try:
             if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                await _too_large(send, rid, fhir)
+                await _too_large(send, rid, fhir, portal)
                 status["code"] = 413
                 return
             if _has_nul(scope.get("query_string", b"")) or _has_nul(scope.get("raw_path") or b""):
@@ -111,7 +113,7 @@ class RequestLimits:
                 await self.app(scope, limited_receive, send_with_id)
             except _BodyTooLarge:
                 status["code"] = 413
-                await _too_large(send, rid, fhir)
+                await _too_large(send, rid, fhir, portal)
             except _NulInText:
                 status["code"] = 400
                 await _bad_text(send, rid, fhir)
@@ -166,10 +168,34 @@ async def _bad_text(send: Send, rid: str, fhir: bool = False) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _too_large(send: Send, rid: str, fhir: bool = False) -> None:
+_TOO_LARGE_PAGE = """<!DOCTYPE html>
+<html lang="fr"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Fichier trop volumineux — Mon DMP</title>
+<link rel="stylesheet" href="/portail/static/portail.css"></head><body>
+<header class="entete"><p class="marque"><a href="/portail">Dossier médical partagé</a></p></header>
+<main id="contenu"><h1>Envoi trop volumineux</h1>
+<div class="alerte" role="alert"><p>Ce que vous avez envoyé dépasse la taille maximale \
+acceptée ({limit}). Rien n'a été enregistré.</p></div>
+<p>Revenez à la page précédente et choisissez un fichier plus petit (un PDF compressé, par
+exemple), ou déposez-le en plusieurs documents.</p>
+<p><a href="/portail">Retour à l'accueil du portail</a></p></main></body></html>"""
+
+
+def _megabytes(n: int) -> str:
+    """A size as people read it: 50 Mo, 1,5 Mo, 200 ko."""
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.3g} Mo".replace(".", ",")
+    return f"{max(1, n >> 10)} ko"
+
+
+async def _too_large(send: Send, rid: str, fhir: bool = False, portal_limit: int = 0) -> None:
     if fhir:
         body = orjson.dumps(operation_outcome(413, "the request body is too large"))
         kind = b"application/fhir+json"
+    elif portal_limit:
+        body = _TOO_LARGE_PAGE.replace("{limit}", _megabytes(portal_limit)).encode()
+        kind = b"text/html; charset=utf-8"
     else:
         body = b'{"error":"too-large","message":"the request body is too large"}'
         kind = b"application/json"
@@ -185,6 +211,16 @@ async def _too_large(send: Send, rid: str, fhir: bool = False) -> None:
 
 def _is_portal(request: Request) -> bool:
     return request.url.path == "/portail" or request.url.path.startswith("/portail/")
+
+
+def _is_browser(request: Request) -> bool:
+    """A person's browser asking for a page outside the APIs (a mistyped address)."""
+    path = request.url.path
+    return (
+        not path.startswith(("/api/", "/fhir"))
+        and request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+    )
 
 
 def _is_fhir(request: Request) -> bool:
@@ -282,8 +318,17 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_fhir(request):
             return outcome_response(exc.status_code, str(exc.detail))
-        if _is_portal(request):
-            error = DmpError(str(exc.detail))
+        if _is_portal(request) or _is_browser(request):
+            french = {
+                413: f"ce que vous avez envoyé dépasse la taille maximale acceptée "
+                f"({_megabytes(max_body)}) ; rien n'a été enregistré : choisissez un fichier "
+                "plus petit",
+                400: "le texte envoyé contient un caractère invisible (nul) qu'aucun champ "
+                "n'accepte ; rien n'a été enregistré",
+                404: "cette page n'existe pas",
+                405: "cette page ne s'utilise pas ainsi : revenez au formulaire",
+            }.get(exc.status_code)
+            error = DmpError(str(exc.detail), french=french)
             error.status = exc.status_code
             return error_page(request, error)
         code = {400: "invalid", 413: "too-large"}.get(exc.status_code, "http")
@@ -298,7 +343,7 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.include_router(provisioning_api.router)
     app.include_router(fhir_routes.router)
     app.include_router(stats_web.router)
-    for portal_router in (portal_static, portal_auth, portal_dossier, portal_pro):
+    for portal_router in (portal_home, portal_static, portal_auth, portal_dossier, portal_pro):
         app.include_router(portal_router.router)
     app.add_middleware(PortalHeaders)
     app.add_middleware(RequestLimits, max_body=max_body)

@@ -259,7 +259,9 @@ class RecordActions(Kernel):
             notices.queue(
                 op.conn, op.scope, "activation_letter", now=now, subject_id=self.actor.structure_id
             )
-            return Activation(op.ins[1], code, expires)
+            who = patients.load_patient(op.conn, op.scope)
+            holder = f"{who.given_names.title()} {(who.used_name or who.birth_family_name).upper()}"
+            return Activation(op.ins[1], code, expires, holder)
 
     def start_account_recovery(self, ins: PatientRef) -> Recovery:
         """A desk (or a professional of a structure) starts the recovery of an activated

@@ -199,3 +199,4 @@ class Activation:
     login: str
     code: str
     expires_at: datetime
+    holder: str = ""  # the holder's name as the record has it (given names, then used name)

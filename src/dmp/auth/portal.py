@@ -40,7 +40,7 @@ from dmp.access.policy import Action
 from dmp.auth import actors
 from dmp.auth.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throttle
 from dmp.crypto import envelope
-from dmp.domain import text
+from dmp.domain import geo, text
 from dmp.domain.codes import AuditAction, PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
@@ -107,6 +107,17 @@ class Enrolment:
     qr_svg: str
 
 
+def login_id(typed: str) -> str:
+    """The identifier as stored: an INS typed as printed on the letter or the Vitale card
+    (1 23 45 67 890 123 45, or 2A / 2B for Corsica) is the same identifier without spaces."""
+    value = typed.strip()[:80]
+    if any(c.isdigit() for c in value) and all(
+        c.isdigit() or c.isspace() or c in "ABab" for c in value
+    ):
+        value = "".join(value.split()).upper()
+    return value[:64]
+
+
 class Portal:
     """The portals' authentication service (one per process)."""
 
@@ -117,6 +128,11 @@ class Portal:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"dmp portal sessions"
         ).derive(rt.token_secret)
         self._key = key_material
+
+    @property
+    def portal_url(self) -> str:
+        """The portal's public address (``DMP_PORTAL_URL``), printed on letters."""
+        return self._rt.settings.portal_url
 
     # -- accounts for representatives and professionals (operator) ---------------------------
 
@@ -216,7 +232,7 @@ class Portal:
         self._throttle.hit(PORTAL_ADDRESS, address, TOO_MANY)
         now = self._rt.clock.now()
         with self._reading() as conn:
-            account = portal.account_by_login(conn, login.strip()[:64])
+            account = portal.account_by_login(conn, login_id(login))
             live = account is not None and portal.code_is_live(
                 conn, codes.code_hash(code), account.id, now
             )
@@ -313,7 +329,7 @@ class Portal:
         self._throttle.hit(PORTAL_ADDRESS, address, TOO_MANY)
         now = self._rt.clock.now()
         with self._reading() as conn:
-            account = portal.account_by_login(conn, login.strip()[:64])
+            account = portal.account_by_login(conn, login_id(login))
         stored = account.password_hash if account is not None else None
         good = _verify_password(stored or _dummy_hash(), password[:MAX_PASSWORD])
         if account is None:
@@ -439,6 +455,14 @@ class Portal:
         """Names of structures (public directory data) for the pages."""
         with self._reading() as conn:
             return directory.structure_names(conn, ids)
+
+    def structure_place(self, structure_id: str | None) -> tuple[str, str | None] | None:
+        """A structure's name and the name of its commune (public directory data)."""
+        if not structure_id:
+            return None
+        with self._reading() as conn:
+            found = directory.structure_place(conn, structure_id)
+        return None if found is None else (found[0], geo.commune_name(found[1]))
 
     def people(self, ids: set[str]) -> dict[str, tuple[str, str | None]]:
         """Professionals' names and professions (public directory data)."""

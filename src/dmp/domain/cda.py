@@ -116,8 +116,13 @@ def check_content(content: bytes, patient_ins: tuple[str, str], type_code: str) 
         return
     header = parse_header(content)
     if header.ins() and patient_ins not in header.ins():
-        raise InvalidInput("the CDA document is about another patient than the metadata's")
+        raise InvalidInput(
+            "the CDA document is about another patient than the metadata's",
+            french="le document CDA concerne un autre patient que celui du dossier : "
+            "vérifiez le fichier avant de le déposer",
+        )
     if header.type_code and header.type_code != type_code:
         raise InvalidInput(
-            f"the CDA type code {header.type_code} differs from the metadata's {type_code}"
+            f"the CDA type code {header.type_code} differs from the metadata's {type_code}",
+            french="le type indiqué dans le document CDA diffère du type de document choisi",
         )

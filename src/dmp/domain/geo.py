@@ -94,3 +94,18 @@ def commune_of_postcode(postcode: str, city: str | None, *, where: str) -> str:
         f"{where}.postalCode {postcode!r} serves several communes ({names}): give {where}.city "
         "as one of them, or the INSEE code (FR Core extension fr-core-address-insee-code)"
     )
+
+
+def postcode_cities(postcode: str) -> list[str]:
+    """The names of the communes a French postal code serves (empty: not a postal code)."""
+    return [name for _code, name in _postcodes().get(postcode.strip(), [])]
+
+
+@cache
+def _commune_names() -> dict[str, str]:
+    return {code: name for communes in _postcodes().values() for code, name in communes}
+
+
+def commune_name(code: str | None) -> str | None:
+    """A commune's name from its INSEE code (None when unknown)."""
+    return _commune_names().get(code or "")

@@ -37,12 +37,18 @@ def control_key(matricule: str) -> int:
     """The 2-digit key of a 13-character matricule (Corsica 2A -> 19, 2B -> 18), computed by
     python-stdnum's NIR module; our own checks give the readable reasons."""
     if len(matricule) != 13:
-        raise InvalidInput("an INS matricule has 13 characters before its 2-digit key")
+        raise InvalidInput(
+            "an INS matricule has 13 characters before its 2-digit key",
+            french="l'INS compte 13 caractères avant sa clé de 2 chiffres",
+        )
     upper = matricule.upper()
     if not (upper[:5] + upper[7:]).isdigit() or not (
         upper[5:7].isdigit() or upper[5:7] in ("2A", "2B")
     ):
-        raise InvalidInput("an INS matricule has only digits, apart from 2A/2B for Corsica")
+        raise InvalidInput(
+            "an INS matricule has only digits, apart from 2A/2B for Corsica",
+            french="l'INS ne contient que des chiffres (sauf 2A ou 2B pour la Corse)",
+        )
     return int(nir.calc_check_digits(upper))
 
 
@@ -66,18 +72,33 @@ def parse_ins(value: str, oid: str = OID_NIR, *, test_mode: bool = False) -> Ins
     if oid in TEST_OIDS:
         if not test_mode:
             raise InvalidInput(
-                f"INS test/demo identifiers (OID {oid}) are refused outside test or demo mode"
+                f"INS test/demo identifiers (OID {oid}) are refused outside test or demo mode",
+                french="les INS de test ou de démonstration ne sont acceptés qu'en mode test",
             )
     elif oid not in PRODUCTION_OIDS:
-        raise InvalidInput(f"unknown INS assigning authority OID {oid!r}")
+        raise InvalidInput(
+            f"unknown INS assigning authority OID {oid!r}",
+            french="le type d'identifiant choisi n'est pas un INS connu",
+        )
     cleaned = value.replace(" ", "").upper()
     if len(cleaned) != 15:
-        raise InvalidInput(f"an INS has 15 characters (13 + 2-digit key), got {len(cleaned)}")
+        raise InvalidInput(
+            f"an INS has 15 characters (13 + 2-digit key), got {len(cleaned)}",
+            french=f"l'INS compte 15 caractères (13 et une clé de 2 chiffres), et non "
+            f"{len(cleaned)} : vérifiez la saisie",
+        )
     if not _SHAPE.match(cleaned):
-        raise InvalidInput("an INS is digits only, apart from 2A/2B in positions 6-7")
+        raise InvalidInput(
+            "an INS is digits only, apart from 2A/2B in positions 6-7",
+            french="l'INS ne contient que des chiffres (sauf 2A ou 2B aux positions 6 et 7)",
+        )
     expected = control_key(cleaned[:13])
     if int(cleaned[13:]) != expected:
-        raise InvalidInput("the INS control key does not match its number")
+        raise InvalidInput(
+            "the INS control key does not match its number",
+            french="la clé de l'INS (ses deux derniers chiffres) ne correspond pas au numéro : "
+            "vérifiez la saisie sur la carte Vitale",
+        )
     return Ins(oid=oid, value=cleaned)
 
 
@@ -204,3 +225,11 @@ def identity_mismatches(
             )
         )
     return out
+
+
+def spaced_ins(value: str) -> str:
+    """The INS as the Vitale card prints it: 1 23 45 67 890 123 45."""
+    v = value
+    if len(v) != 15:
+        return v
+    return " ".join((v[0], v[1:3], v[3:5], v[5:7], v[7:10], v[10:13], v[13:15]))

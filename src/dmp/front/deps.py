@@ -32,6 +32,7 @@ from dmp.stats.figures import PublicStatistics
 PUBLIC_ROUTES = frozenset(
     {
         "health",
+        "site_home",  # the front page: what the service is and its doors
         "openapi",
         "swagger_ui_html",
         "swagger_ui_redirect",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from dmp.domain.ins import PatientKey
+from dmp.domain.ins import PatientKey, spaced_ins
 from dmp.identity.actor import system_actor
 from dmp.jobs.channels import DeliveryError
 
@@ -17,12 +17,6 @@ if TYPE_CHECKING:
     from dmp.jobs.messages import Message
     from dmp.records.outbox import Notice
     from dmp.runtime import Runtime
-
-
-def spaced_ins(value: str) -> str:
-    """The INS as it is printed on a card: 1 23 45 67 890 123 45."""
-    v = value
-    return " ".join((v[0], v[1:3], v[3:5], v[5:7], v[7:10], v[10:13], v[13:15]))
 
 
 def write(rt: Runtime, notice: Notice, text: Message) -> None:

@@ -81,3 +81,11 @@ def structure_names(conn: Connection, ids: set[str]) -> dict[str, str]:
         sa.select(structures.c.id, structures.c.name).where(structures.c.id.in_(ids))
     )
     return {str(r.id): str(r.name) for r in rows}
+
+
+def structure_place(conn: Connection, structure_id: str) -> tuple[str, str | None] | None:
+    """A structure's name and INSEE commune code (public directory data)."""
+    row = conn.execute(
+        sa.select(structures.c.name, structures.c.commune).where(structures.c.id == structure_id)
+    ).first()
+    return None if row is None else (str(row.name), row.commune)

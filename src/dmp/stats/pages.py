@@ -8,6 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from dmp.domain import geo
 from dmp.domain.french import date_fr, number_fr, percent_fr
 from dmp.stats import mapping, trends
 from dmp.stats.figures import AdoptionReport, DepartementFigures, Milestone
@@ -33,7 +34,8 @@ def _map(report: AdoptionReport) -> dict[str, Any]:
 
 
 def _ranking(report: AdoptionReport) -> list[dict[str, Any]]:
-    """The map's figures as a table (its accessible twin), by département code."""
+    """The map's figures as a table (its accessible twin), by département code: the
+    départements whose share is published (the others are counted apart, not listed)."""
     shares = mapping.shares_of(report.departements, published_share)
     return [
         {
@@ -44,6 +46,7 @@ def _ranking(report: AdoptionReport) -> list[dict[str, Any]]:
             "klass": "effectif inférieur à 10" if e.klass is None else mapping.class_label(e.klass),
         }
         for e in mapping.entries(report.departements, shares)
+        if e.share is not None
     ]
 
 
@@ -62,10 +65,12 @@ _COLUMNS = (
 def html_page(report: AdoptionReport) -> str:
     """The public page (Jinja2, autoescaped): the chart, the table, the milestones."""
     data = report_json(report)
+    ranking = _ranking(report)
     return _TEMPLATES.get_template("stats.html").render(
         suppressed=SUPPRESSED,
         map=_map(report),
-        ranking=_ranking(report),
+        ranking=ranking,
+        hidden_count=len(geo.geography().departements) - len(ranking),
         trends=national_trends(report),
         rows=[[cell(k, r[k]) for k in _COLUMNS] for r in data["departements"]],
         milestones=[

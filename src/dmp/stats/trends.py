@@ -95,7 +95,10 @@ def openings_chart(per_month: dict[str, int], keys: dict[str, int], where: str) 
     chart.title = f"Dossiers ouverts chaque mois — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
-    chart.add("dossiers ouverts", [perturbed(per_month.get(m, 0), keys.get(m, 0)) for m in months])
+    values = [perturbed(per_month.get(m, 0), keys.get(m, 0)) for m in months]
+    if all(v is None for v in values):
+        return None  # every month under 10: nothing to draw (the page says why)
+    chart.add("dossiers ouverts", values)
     return _svg(chart, f"Histogramme des dossiers ouverts par mois, {where}")
 
 
@@ -116,14 +119,15 @@ def cumulative_chart(
     running = list(itertools.accumulate(per_month.get(m, 0) for m in months))
     running_keys = list(itertools.accumulate((keys.get(m, 0) for m in months), operator.xor))
     reached = {f"{m.reached_at:%Y-%m}": m for m in milestones}
-    chart = pygal.Line(**_config(), y_title="dossiers", dots_size=2)
+    # A few months draw few points: bigger dots, so that a one-month curve still shows.
+    chart = pygal.Line(**_config(), y_title="dossiers", dots_size=2 if len(months) > 3 else 6)
     chart.title = f"Dossiers ouverts depuis l'origine, dossiers actifs, et jalons — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
-    chart.add(
-        "dossiers ouverts (cumul)",
-        [perturbed(n, k) for n, k in zip(running, running_keys, strict=True)],
-    )
+    opened = [perturbed(n, k) for n, k in zip(running, running_keys, strict=True)]
+    if all(v is None for v in opened):
+        return None  # the total itself is under 10
+    chart.add("dossiers ouverts (cumul)", opened)
     if closures is not None:
         closed_counts, closed_keys = closures
         closed = itertools.accumulate(closed_counts.get(m, 0) for m in months)
@@ -163,10 +167,15 @@ def channels_chart(
     chart.title = f"Où les dossiers sont ouverts — {where}"
     chart.x_labels = [month_fr(m) for m in months]
     chart.x_labels_major = [month_fr(m) for m in months[:: max(1, len(months) // 12)]]
+    drawn = 0
     for channel in channels:
         values = [
             perturbed(per_month.get(m, {}).get(channel, 0), keys.get(f"{m}|{channel}", 0))
             for m in months
         ]
-        chart.add(CHANNELS.get(channel, channel), values)
+        if any(v is not None for v in values):
+            chart.add(CHANNELS.get(channel, channel), values)
+            drawn += 1
+    if not drawn:
+        return None
     return _svg(chart, f"Histogramme empilé des dossiers ouverts par canal et par mois, {where}")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
+import segno
 from fpdf import FPDF
 
 from dmp.access.views import Activation, DocumentView, RecordView
+from dmp.domain.ins import spaced_ins
 from dmp.web import labels
 
 # The PDF core fonts know Latin-1 only: the few characters of French outside it are spelt out.
@@ -21,8 +25,7 @@ _OUTSIDE_LATIN1 = {
     "—": "-",
     "–": "-",
     "…": "...",
-    "\u202f": " ",
-    "\u00a0": " ",
+    "\u202f": "\u00a0",  # (a no-break space is Latin-1: kept, so « and » stay with their word)
     "€": "EUR",
 }
 
@@ -48,33 +51,93 @@ class _Doc(FPDF):
         self.multi_cell(0, 8, _latin1(text), new_x="LMARGIN", new_y="NEXT")
         self.ln(2)
 
-    def para(self, text: str, size: int = 11, style: str = "") -> None:
+    def para(self, text: str, size: int = 11, style: str = "", align: str = "J") -> None:
         self.set_font("Helvetica", style, size)
-        self.multi_cell(0, 6, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 6, _latin1(text), align=align, new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
 
-def activation_letter(activation: Activation, structure: str | None) -> bytes:
-    """The letter the desk hands over: who, the one-time code and its expiry, how to log in,
-    object, close the record or get help. Printed once; the code is stored only as a hash."""
+@dataclass(frozen=True, slots=True)
+class PostalAddress:
+    """Where the letter goes, as the desk typed it (printed, never stored)."""
+
+    line: str  # number and street
+    extra: str  # building, staircase... (may be empty)
+    postcode: str
+    city: str
+
+
+# A French window envelope (DL / C5-6, window on the right): the address block must fall inside.
+WINDOW = (110.0, 45.0, 90.0, 40.0)  # x, y, width, height in mm from the page's top left
+
+
+def _qr_png(url: str) -> io.BytesIO:
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="png", scale=8, border=4)
+    out.seek(0)
+    return out
+
+
+def activation_letter(
+    activation: Activation,
+    *,
+    issuer: tuple[str, str | None] | None,
+    to: PostalAddress,
+    portal_url: str,
+    today: date,
+) -> bytes:
+    """The letter the desk hands over or posts: addressed to the holder (window envelope),
+    dated and placed, the identifier spaced as on the Vitale card, the one-time code and its
+    expiry, the full portal address with its QR code, how to object, close or get help.
+    Printed once; the code is stored only as a hash."""
+    url = portal_url.rstrip("/") + "/activation"
     doc = _Doc("Activation de votre dossier médical partagé")
-    doc.heading("Votre dossier médical partagé (DMP) est ouvert")
-    doc.para(f"Identifiant de connexion (votre INS) : {activation.login}", style="B")
+    # Sender, top left.
+    doc.set_xy(20, 20)
+    doc.set_font("Helvetica", "B", 12)
+    doc.cell(85, 6, _latin1("Dossier médical partagé"), new_x="LMARGIN", new_y="NEXT")
+    doc.set_font("Helvetica", "", 10)
+    if issuer:
+        doc.multi_cell(85, 5, _latin1(f"Ouvert par : {issuer[0]}"), new_x="LMARGIN", new_y="NEXT")
+        if issuer[1]:
+            doc.cell(85, 5, _latin1(issuer[1]), new_x="LMARGIN", new_y="NEXT")
+    # Recipient, in the envelope's window.
+    x, y, w, _h = WINDOW
+    doc.set_xy(x + 2, y + 4)
+    doc.set_font("Helvetica", "", 11)
+    lines = [activation.holder, to.line, to.extra, f"{to.postcode} {to.city.upper()}"]
+    for line in (v.strip() for v in lines):
+        if line:
+            doc.set_x(x + 2)
+            doc.multi_cell(w - 4, 6, _latin1(line), align="L", new_x="LEFT", new_y="NEXT")
+    # Place and date, then the subject.
+    place = issuer[1] if issuer and issuer[1] else to.city.strip().title()
+    doc.set_xy(x + 2, y + 48)
+    doc.cell(w - 4, 6, _latin1(f"À {place}, le {labels.date_fr(today)}"), new_x="LMARGIN")
+    doc.set_xy(20, y + 62)
+    doc.para("Objet : activation de votre dossier médical partagé (DMP)", style="B")
+    doc.ln(2)
+    doc.para(f"Identifiant de connexion (votre INS) : {spaced_ins(activation.login)}", style="B")
     doc.para(f"Code d'activation à usage unique : {activation.code}", size=14, style="B")
     doc.para(
         f"Ce code est valable jusqu'au {labels.date_fr(activation.expires_at)} "
         "et ne sert qu'une fois."
     )
-    if structure:
-        doc.para(f"Dossier ouvert avec votre accord par : {structure}.")
     doc.heading("Comment activer votre compte", 13)
+    top = doc.get_y()
+    doc.image(_qr_png(url), x=160, y=top, w=30, h=30)
+    doc.set_right_margin(55)
     doc.para(
-        "1. Ouvrez le portail du DMP, page « Activer mon compte » (/portail/activation).\n"
-        "2. Saisissez votre identifiant et ce code.\n"
+        "1. Ouvrez le portail du DMP à l'adresse ci-dessous, ou scannez le QR code "
+        f"ci-contre :\n{url}\n"
+        "2. Saisissez votre identifiant (avec ou sans espaces) et ce code.\n"
         "3. Choisissez un mot de passe d'au moins 12 caractères.\n"
         "4. Ajoutez une application d'authentification (code à 6 chiffres) en scannant le "
-        "QR code affiché, puis notez vos codes de secours."
+        "QR code affiché, puis notez vos codes de secours.",
+        align="L",
     )
+    doc.set_right_margin(20)
+    doc.set_y(max(doc.get_y(), top + 32))
     doc.heading("Vos droits", 13)
     doc.para(
         "Vous décidez qui peut consulter votre dossier : vous pouvez masquer un document, "
@@ -83,8 +146,8 @@ def activation_letter(activation: Activation, structure: str | None) -> bytes:
     )
     doc.para(
         "Vous pouvez fermer votre dossier à tout moment depuis le portail (rubrique "
-        "« Fermer mon dossier ») ou en le demandant à votre caisse d'assurance maladie. "
-        "Vous pouvez aussi vous opposer à son utilisation par un professionnel."
+        "«\u00a0Fermer mon dossier\u00a0») ou en le demandant à votre caisse d'assurance "
+        "maladie. Vous pouvez aussi vous opposer à son utilisation par un professionnel."
     )
     doc.heading("Besoin d'aide ?", 13)
     doc.para(
@@ -110,7 +173,7 @@ def summary(
         f"{d.given_names} {d.used_name or d.birth_family_name}, "
         f"né(e) le {labels.date_fr(d.birth_date)}"
     )
-    doc.para(f"INS : {record.ins.value}")
+    doc.para(f"INS : {spaced_ins(record.ins.value)}")
     status = "ouvert" if record.status == "active" else "fermé"
     doc.para(f"Dossier {status} depuis le {labels.date_fr(record.opened_at)}.")
     if profile:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from dmp.access.views import Demographics, NewDocument
-from dmp.domain import cda
+from dmp.domain import cda, geo
 from dmp.domain.codes import (
     IDENTITY_DOCUMENTS,
     IDENTITY_QUALIFIED,
@@ -26,7 +26,8 @@ from dmp.domain.codes import (
     CreationChannel,
     PurposeOfUse,
 )
-from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins
+from dmp.domain.french import PARIS
+from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins, spaced_ins
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput
 from dmp.front.explain import explain
 from dmp.identity.actor import ActorKind
@@ -336,9 +337,16 @@ def desk_open(
     piece: Text = "",
     identite: Text = "",
     consentement: Text = "",
+    adresse: Text = "",
+    complement: Text = "",
+    code_postal: Text = "",
+    ville: Text = "",
 ) -> Response:
     require(pg, ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL)
+    postal = {"adresse": adresse, "complement": complement, "code_postal": code_postal}
+    postal["ville"] = ville
     form = {
+        **postal,
         "ins": ins,
         "autorite": autorite,
         "nom": nom,
@@ -397,6 +405,8 @@ def desk_open(
             session=pg.session,
             existed=True,
             message=french_message(exc),
+            postal=postal,
+            ins_spaced=spaced_ins(patient.value),
         )
     except DmpError as exc:
         return page(
@@ -416,6 +426,9 @@ def desk_open(
         session=pg.session,
         existed=False,
         qualified=opened.identity_status == IDENTITY_QUALIFIED,
+        holder=f"{prenoms.strip().title()} {nom.strip().upper()}",
+        ins_spaced=spaced_ins(patient.value),
+        postal=postal,
     )
 
 
@@ -450,19 +463,57 @@ def desk_reopen(request: Request, pg: PostDep) -> Response:
 
 
 @router.post("/guichet/lettre", name="desk_letter")
-def desk_letter(pg: PostDep) -> Response:
+def desk_letter(
+    request: Request,
+    pg: PostDep,
+    adresse: Text = "",
+    complement: Text = "",
+    code_postal: Text = "",
+    ville: Text = "",
+) -> Response:
     """The activation letter: a new one-time code (the previous one stops working), printed
-    in the PDF and stored only as its hash."""
+    in the PDF and stored only as its hash, addressed to the holder at the postal address the
+    desk typed (printed, never stored)."""
     require(pg, ActorKind.DESK_AGENT, ActorKind.PROFESSIONAL)
     ins = _patient(pg)
+    postal = {"adresse": adresse, "complement": complement, "code_postal": code_postal}
+    postal["ville"] = ville
+    problem = _postal_problem(adresse, complement, code_postal, ville)
+    if problem:
+        return page(
+            request,
+            "guichet_ouvert.html",
+            status=422,
+            session=pg.session,
+            existed=True,
+            letter_only=True,
+            postal=postal,
+            ins_spaced=spaced_ins(ins.value),
+            error=problem,
+        )
     activation = pg.gate.issue_activation_code(ins)
+    to = pdf.PostalAddress(adresse.strip(), complement.strip(), code_postal.strip(), ville.strip())
     return Response(
         pdf.activation_letter(
             activation,
-            pg.portal.structure_names({str(pg.session.data.get("structure_id"))}).get(
-                str(pg.session.data.get("structure_id"))
-            ),
+            issuer=pg.portal.structure_place(str(pg.session.data.get("structure_id") or "")),
+            to=to,
+            portal_url=pg.portal.portal_url,
+            today=pg.gate.now().astimezone(PARIS).date(),
         ),
         media_type="application/pdf",
         headers={"Content-Disposition": 'attachment; filename="lettre-activation.pdf"'},
     )
+
+
+def _postal_problem(line: str, extra: str, postcode: str, city: str) -> str | None:
+    """What is wrong with the postal address typed for the letter, in French (None: fine)."""
+    fields = {"le numéro et la voie": line, "le code postal": postcode, "la commune": city}
+    missing = [name for name, value in fields.items() if not value.strip()]
+    if missing:
+        return "Pour adresser la lettre, indiquez " + ", ".join(missing) + "."
+    if max(len(line.strip()), len(extra.strip()), len(city.strip()) + 6) > 38:
+        return "Une ligne d'adresse compte 38 caractères au plus (norme postale) : abrégez-la."
+    if not geo.postcode_cities(postcode):
+        return f"Le code postal « {postcode.strip()} » n'existe pas en France."
+    return None

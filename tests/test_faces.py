@@ -1,0 +1,127 @@
+"""The faces people meet first, in French: the front page, a mistyped address, an upload over
+the limit, a wrong INS at the desk, the statistics with a handful of records."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dmp.app import create_app
+from dmp.auth.portal import Portal
+from dmp.clock import FixedClock
+from dmp.identity.actor import ActorKind
+from dmp.runtime import Runtime
+from tests.factories import GP, ins_for, open_record
+from tests.portal_helpers import activate, csrf_of, get, post_form
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+@pytest.fixture
+def client(world: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(world, max_body=200_000)) as c:
+        yield c
+
+
+def test_the_front_page_is_french_and_leads_everywhere(client: TestClient) -> None:
+    page = client.get("/", headers=HTML)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in page.text and "Dossier médical partagé" in page.text
+    for href in ("/portail", "/stats", "/fhir/metadata", "/openapi.json"):
+        assert f'href="{href}"' in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_a_mistyped_address_is_a_french_page_for_a_browser_and_json_for_a_program(
+    client: TestClient,
+) -> None:
+    page = client.get("/acceuil", headers=HTML)
+    assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+    assert "Cette page n&#39;existe pas" in page.text or "Cette page n'existe pas" in page.text
+    program = client.get("/acceuil")
+    assert program.status_code == 404 and program.json()["error"] == "http"
+    api = client.get("/api/nothing", headers=HTML)
+    assert api.status_code == 404 and "json" in api.headers["content-type"]
+
+
+def test_an_upload_over_the_limit_is_a_french_page_stating_the_limit(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    code, _ = Portal(world).invite(kind=ActorKind.PROFESSIONAL, login=GP, by="test")
+    activate(client, clock, GP, code)
+    form = get(client, "/portail/pro/depot")
+    big = client.post(
+        "/portail/pro/depot",
+        data={"csrf": csrf_of(form), "titre": "Trop gros"},
+        files={"fichier": ("gros.pdf", b"%PDF-" + b"x" * 300_000, "application/pdf")},
+    )
+    assert big.status_code == 413 and "text/html" in big.headers["content-type"]
+    text = html.unescape(big.text)
+    assert "dépasse la taille maximale acceptée (195 ko)" in text, text
+    assert '"error"' not in text and "too large" not in text
+
+
+def test_a_wrong_ins_key_is_explained_in_french_at_the_desk(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    code, _ = Portal(world).invite(kind=ActorKind.PROFESSIONAL, login=GP, by="test")
+    activate(client, clock, GP, code)
+    form = get(client, "/portail/guichet")
+    ins = ins_for(71).value
+    wrong = ins[:-2] + ("00" if ins[-2:] != "00" else "01")
+    answer = post_form(
+        client,
+        "/portail/guichet/ouverture",
+        form,
+        ins=wrong,
+        autorite="test",
+        nom="EXEMPLE",
+        prenoms="CAMILLE",
+        sexe="F",
+        naissance="1991-08-17",
+        commune="37003",
+        piece="CN",
+        identite="oui",
+        consentement="oui",
+        adresse="12 rue des Tilleuls",
+    )
+    text = html.unescape(answer.text)
+    assert answer.status_code == 422
+    assert "La clé de l'INS (ses deux derniers chiffres) ne correspond pas au numéro" in text
+    assert "control key" not in text and "Détail" not in text
+    # What was typed stays, the check boxes and the address included.
+    assert 'value="12 rue des Tilleuls"' in text and text.count("checked") >= 2
+
+
+def test_the_statistics_read_well_with_a_handful_of_records(
+    client: TestClient, world: Runtime
+) -> None:
+    for i in range(3):
+        open_record(world, ins_for(80 + i))
+    page = client.get("/stats")
+    text = html.unescape(page.text)
+    assert page.status_code == 200
+    assert '<link rel="stylesheet" href="/portail/static/portail.css">' in text
+    assert 'class="entete"' in text and 'aria-current="page"' in text
+    # Three records are under 10 everywhere: no département is ranked, none is listed at "< 10",
+    # and no chart of invisible lines is drawn; the page says why.
+    assert "tr data-departement" not in text
+    assert re.search(r"\d+ départements comptent moins de 10 dossiers actifs", text)
+    assert "Pas encore assez de dossiers pour tracer une évolution" in text
+    assert "<svg" not in text.split("<h2>Évolution</h2>")[1].split("<h2>")[0]
+    touraine = html.unescape(client.get("/stats/37").text)
+    assert "Pas encore assez de dossiers pour tracer une évolution" in touraine
+    assert 'class="entete"' in touraine
+
+
+def test_the_statistics_rank_what_they_publish(client: TestClient, world: Runtime) -> None:
+    for i in range(40):
+        open_record(world, ins_for(100 + i))
+    text = html.unescape(client.get("/stats").text)
+    ranked = re.findall(r'<tr data-departement="([0-9AB]+)">', text)
+    assert ranked == ["37"]
+    assert "courbe" in text and "<svg" in text.split("<h2>Évolution</h2>")[1]
