@@ -87,6 +87,14 @@ SPECS: dict[str, CdaSpec] = {
         "20200312111700+0100",
         None,
     ),
+    "patient-summary": CdaSpec(
+        "60591-5",
+        "2.16.840.1.113883.6.1",
+        "Synthèse du patient (IPS-FR)",
+        "20240115100000+0100",
+        "20240115100000+0100",
+        None,
+    ),
     "prescription": CdaSpec(
         "57833-6",
         "2.16.840.1.113883.6.1",
@@ -98,8 +106,11 @@ SPECS: dict[str, CdaSpec] = {
 }
 
 
-def cda_document(name: str, patient: tuple[str, str] = CDA_PATIENT) -> bytes:
-    """A fictional CDA R2 document of the kind ``name`` (a key of :data:`SPECS`)."""
+def cda_document(
+    name: str, patient: tuple[str, str] = CDA_PATIENT, sections: str | None = None
+) -> bytes:
+    """A fictional CDA R2 document of the kind ``name`` (a key of :data:`SPECS`); with
+    ``sections``, its structured body is those ``<component><section>`` elements."""
     s = SPECS[name]
     ids = [f"<id root={quoteattr(patient[0])} extension={quoteattr(patient[1])}/>"]
     if s.local_id:
@@ -110,6 +121,8 @@ def cda_document(name: str, patient: tuple[str, str] = CDA_PATIENT) -> bytes:
             '<nonXMLBody><text mediaType="text/plain" representation="B64">'
             "Q29tcHRlIHJlbmR1IGZpY3RpZg==</text></nonXMLBody>"
         )
+    elif sections is not None:
+        body = f"<structuredBody>{sections}</structuredBody>"
     else:
         body = (
             "<structuredBody><component><section><title>Résumé</title>"
@@ -117,7 +130,7 @@ def cda_document(name: str, patient: tuple[str, str] = CDA_PATIENT) -> bytes:
             "</section></component></structuredBody>"
         )
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3">
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
   <realmCode code="FR"/>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <id root="1.2.250.1.999.1.1" extension="{name}-0001"/>

@@ -10,6 +10,7 @@ representatives; a professional logs in, declares consent, deposits a PDF and re
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ from dmp.domain.ins import spaced_ins
 from dmp.errors import Forbidden
 from dmp.identity.actor import ActorKind
 from dmp.runtime import Runtime
+from tests import summary_fixtures as fx
 from tests.browser import Checker, LiveServer
+from tests.cda_fixtures import cda_document
 from tests.factories import (
     CARDIOLOGIST,
     GP,
@@ -36,6 +39,7 @@ from tests.factories import (
     PHARMACIST,
     PHARMACY,
     ins_for,
+    new_document,
     pro,
 )
 from tests.portal_helpers import minor_with_a_representative, sample_pdf
@@ -114,6 +118,11 @@ def test_the_whole_story_in_a_browser(
     check = Checker("story")
     check.watch(page)
     ins = ins_for(31)
+
+    # The front page leads to the portal.
+    page.goto("/")
+    check.check(page, "site")
+    assert page.get_by_role("link", name="Statistiques").first.is_visible()
 
     # The keyboard reaches the content first (skip link), then the form.
     page.goto("/portail")
@@ -195,6 +204,15 @@ def test_the_whole_story_in_a_browser(
         justification="Patiente inconsciente, admise aux urgences",
         patient=ins,
     ).search_documents(ins)
+    # ...and the GP's software files a structured medical summary.
+    world.access(pro(world, GP)).deposit_document(
+        ins,
+        dataclasses.replace(
+            new_document(clock.now(), type_code="SYNTH", title="Synthèse médicale"),
+            mime_type="text/xml",
+        ),
+        cda_document("medical-summary", patient=(ins.oid, ins.value), sections=fx.VSM),
+    )
 
     # 3. The patient: activates with the letter's code, then logs in again.
     secret = _activate(page, check, clock, ins.value, code.group(1))
@@ -231,10 +249,21 @@ def test_the_whole_story_in_a_browser(
     check.check(page, "historique")
     assert page.locator("tr.urgence").count() >= 1
     assert "PRO TEST, médecin" in page.locator("table").inner_text()
+    # Why each could read: the nurse's consent, the cardiologist's justification.
+    table = page.locator("table").inner_text()
+    assert "Vous avez donné votre consentement à ce professionnel" in table
+    assert "« Patiente inconsciente, admise aux urgences »" in table
+
     page.get_by_label("Mode d'accès").select_option("bris_de_glace")
     page.get_by_role("button", name="Filtrer").click()
     rows = page.locator("tbody tr")
     assert rows.count() >= 1 and rows.count() == page.locator("tr.urgence").count()
+
+    # The summary of care, each line linked to its document.
+    page.get_by_role("link", name="Synthèse").first.click()
+    check.check(page, "synthese")
+    assert page.get_by_text("Amoxicilline").is_visible()
+    assert page.get_by_role("link", name="Synthèse du").first.is_visible()
 
     # The other pages: notifications, closure (explained, not confirmed), an error page.
     page.get_by_role("link", name="Notifications").first.click()

@@ -13,6 +13,7 @@ from dmp.access.keys import KeyActions
 from dmp.access.lifecycle import LifecycleActions
 from dmp.access.publication import PublicationActions
 from dmp.access.records import RecordActions
+from dmp.access.summary import SummaryActions
 
 
 class RecordAccess(
@@ -23,5 +24,6 @@ class RecordAccess(
     HistoryActions,
     KeyActions,
     LifecycleActions,
+    SummaryActions,
 ):
     """Per-request access to records, bound to one grant (actor, scopes, purpose of use)."""

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Generic, TypeVar
 
 from dmp.domain.ins import Ins
+from dmp.domain.summary import Entry
 from dmp.records.types import DocumentCriteria, DocumentRow
 
 T = TypeVar("T")
@@ -100,6 +101,30 @@ class DocumentBrief:
     type_code: str
     title: str
     created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryLine:
+    """One line of the summary of care and the documents it was read from (newest first)."""
+
+    entry: Entry
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CareSummary:
+    """The summary of care as this reader may see it: its lines by kind, the documents they
+    come from, how many documents were read, how many older ones were not, and which could
+    not be read (a malformed CDA)."""
+
+    lines: list[SummaryLine]
+    documents: dict[str, DocumentBrief]
+    read: int
+    more: int
+    unreadable: list[str]
+
+    def of(self, kind: str) -> list[SummaryLine]:
+        return [line for line in self.lines if line.entry.kind == kind]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,9 @@ def _time(value: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC)
 
 
-def parse_header(content: bytes) -> CdaHeader:
+def parse_root(content: bytes) -> etree._Element:
+    """The document's root element, parsed safely (no entities, no network, size and depth
+    capped); InvalidInput otherwise."""
     if len(content) > MAX_CDA_BYTES:
         raise InvalidInput("the CDA document is too large")
     if b"<!ENTITY" in content[:65536] or b"<!DOCTYPE" in content[:65536]:
@@ -88,6 +90,11 @@ def parse_header(content: bytes) -> CdaHeader:
         depth += 1 if event == "start" else -1
         if depth > MAX_DEPTH:
             raise InvalidInput("the CDA document is nested too deeply")
+    return root
+
+
+def parse_header(content: bytes) -> CdaHeader:
+    root = parse_root(content)
     ids = tuple(
         (str(el.get("root", "")), str(el.get("extension", "")))
         for el in root.findall("hl7:recordTarget/hl7:patientRole/hl7:id", NS)

@@ -93,6 +93,7 @@ class AuditAction(StrEnum):
     NOTICE_CONTACT_READ = "notifications.contact"  # the worker read a recipient's contact
     NOTICES_LIST = "notifications.list"  # an operator listed the outbox (`dmp notifications`)
     NOTICE_RETRY = "notifications.retry"  # an operator queued a dead notice again
+    SUMMARY_READ = "summary.read"  # the summary of care, built from the documents it names
 
 
 class Outcome(StrEnum):

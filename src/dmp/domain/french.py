@@ -45,7 +45,8 @@ def date_fr(value: date | datetime | None) -> str:
         return ""
     if isinstance(value, datetime):
         value = value.astimezone(PARIS).date() if value.tzinfo else value.date()
-    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
+    day = "1er" if value.day == 1 else str(value.day)
+    return f"{day} {MONTHS[value.month - 1]} {value.year}"
 
 
 def datetime_fr(value: datetime | None) -> str:

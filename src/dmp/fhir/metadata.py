@@ -201,6 +201,14 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "type": "Patient",
                         "interaction": [{"code": c} for c in ("read", "search-type", "create")],
                         "searchParam": [{"name": "identifier", "type": "token"}],
+                        "operation": [
+                            {
+                                "name": "summary",
+                                "definition": (
+                                    "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"
+                                ),
+                            }
+                        ],
                     },
                     {
                         "type": "Consent",

@@ -110,6 +110,16 @@ def patient_read(key: str, access: Gate) -> Response:
     return fhir(mapping.patient(view, view.key))
 
 
+@router.get("/Patient/{key}/$summary", name="fhir_patient_summary")
+def patient_summary(key: str, request: Request, access: Gate) -> Response:
+    """IPS ``$summary``: the summary of care as a document Bundle, built from the documents
+    this reader may see (the record's identity first, then the summary: two traces)."""
+    checked_params(request, {})
+    view = access.read_record(PatientKey(key))
+    summary = access.care_summary(PatientKey(key))
+    return fhir(mapping.patient_summary(summary, view, view.key, base_url(request), access.now()))
+
+
 @router.post("/Patient", name="fhir_patient_create")
 async def patient_create(request: Request, access: Gate) -> Response:
     """Open a record. The patient's consent is stated with the extension

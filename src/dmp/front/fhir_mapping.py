@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
+import uuid
 from datetime import datetime
 from typing import Any
 
-from dmp.access.views import DocumentView, ListView, NewDocument, RecordView, TraceView
+from dmp.access.views import (
+    CareSummary,
+    DocumentView,
+    ListView,
+    NewDocument,
+    RecordView,
+    SummaryLine,
+    TraceView,
+)
 from dmp.domain import valuesets
 from dmp.domain.codes import (
     IDENTITY_DOCUMENT_SYSTEM,
@@ -711,3 +721,178 @@ def consent(
     if at is not None:
         resource["dateTime"] = iso(at)
     return resource
+
+
+# -- the International Patient Summary (Patient/$summary) ---------------------------------
+
+_SYSTEMS = {
+    "2.16.840.1.113883.6.1": "http://loinc.org",
+    "2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
+    "2.16.840.1.113883.6.73": "http://www.whocc.no/atc",
+}
+# IPS section: (LOINC code, title, the resource a line becomes)
+_IPS_SECTIONS = {
+    "allergy": ("48765-2", "Allergies et intolérances", "AllergyIntolerance"),
+    "treatment": ("10160-0", "Traitements en cours", "MedicationStatement"),
+    "problem": ("11450-4", "Problèmes de santé en cours", "Condition"),
+    "vaccination": ("11369-6", "Vaccinations", "Immunization"),
+    "result": ("30954-2", "Derniers résultats", "Observation"),
+}
+
+
+def _concept(line: SummaryLine) -> dict[str, Any]:
+    e = line.entry
+    concept: dict[str, Any] = {"text": e.label}
+    if e.code is not None:
+        system = _SYSTEMS.get(e.code[0], f"urn:oid:{e.code[0]}")
+        concept["coding"] = [{"system": system, "code": e.code[1], "display": e.label}]
+    return concept
+
+
+def _ips_resource(line: SummaryLine, patient: str, source: str) -> dict[str, Any]:
+    e = line.entry
+    kind = _IPS_SECTIONS[e.kind][2]
+    res: dict[str, Any] = {"resourceType": kind, "meta": {"source": source}}
+    active = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/"
+                + (
+                    "allergyintolerance-clinical"
+                    if kind == "AllergyIntolerance"
+                    else "condition-clinical"
+                ),
+                "code": "active",
+            }
+        ]
+    }
+    if kind == "AllergyIntolerance":
+        res |= {"clinicalStatus": active, "code": _concept(line), "patient": {"reference": patient}}
+        if e.on:
+            res["onsetDateTime"] = e.on
+    elif kind == "Condition":
+        res |= {"clinicalStatus": active, "code": _concept(line), "subject": {"reference": patient}}
+        if e.on:
+            res["onsetDateTime"] = e.on
+    elif kind == "MedicationStatement":
+        res |= {
+            "status": "active",
+            "medicationCodeableConcept": _concept(line),
+            "subject": {"reference": patient},
+        }
+        if e.on:
+            res["effectivePeriod"] = {"start": e.on}
+    elif kind == "Immunization":
+        res |= {
+            "status": "completed",
+            "vaccineCode": _concept(line),
+            "patient": {"reference": patient},
+        }
+        if e.on:
+            res["occurrenceDateTime"] = e.on
+        else:
+            res["occurrenceString"] = "date non précisée"
+    else:
+        res |= {
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "laboratory",
+                        }
+                    ]
+                }
+            ],
+            "code": _concept(line),
+            "subject": {"reference": patient},
+            "valueString": e.detail,
+        }
+        if e.on:
+            res["effectiveDateTime"] = e.on
+    if e.detail and kind != "Observation":
+        if kind == "MedicationStatement":
+            res["dosage"] = [{"text": e.detail}]
+        else:
+            res["note"] = [{"text": e.detail}]
+    return res
+
+
+def _narrative(lines: list[str]) -> dict[str, str]:
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in lines)
+    body = f"<ul>{items}</ul>" if items else "<p>Aucune information.</p>"
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
+
+
+def patient_summary(
+    summary: CareSummary, record: RecordView, patient_key: str, base: str, now: datetime
+) -> dict[str, Any]:
+    """An IPS document Bundle (Composition first, then the Patient and one resource per
+    line, each naming its source document in meta.source)."""
+    patient_url = f"urn:uuid:{uuid.uuid4()}"
+    device_url = f"urn:uuid:{uuid.uuid4()}"
+    entries: list[dict[str, Any]] = [
+        {"fullUrl": patient_url, "resource": patient(record, patient_key)},
+        {
+            "fullUrl": device_url,
+            "resource": {
+                "resourceType": "Device",
+                "deviceName": [{"name": "dmp", "type": "user-friendly-name"}],
+            },
+        },
+    ]
+    sections = []
+    for kind, (code, title, _) in _IPS_SECTIONS.items():
+        refs, texts = [], []
+        for line in summary.of(kind):
+            url = f"urn:uuid:{uuid.uuid4()}"
+            source = f"{base}/DocumentReference/{patient_key}.{line.sources[0]}"
+            entries.append({"fullUrl": url, "resource": _ips_resource(line, patient_url, source)})
+            refs.append({"reference": url})
+            texts.append(
+                line.entry.label + (f" — {line.entry.detail}" if line.entry.detail else "")
+            )
+        section: dict[str, Any] = {
+            "title": title,
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "text": _narrative(texts),
+        }
+        if refs:
+            section["entry"] = refs
+        else:
+            section["emptyReason"] = {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason",
+                        "code": "unavailable",
+                    }
+                ]
+            }
+        sections.append(section)
+    composition = {
+        "resourceType": "Composition",
+        "status": "final",
+        "type": {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "60591-5",
+                    "display": "Patient summary Document",
+                }
+            ]
+        },
+        "subject": {"reference": patient_url},
+        "date": iso(now),
+        "author": [{"reference": device_url}],
+        "title": "Synthèse de soins",
+        "section": sections,
+    }
+    return {
+        "resourceType": "Bundle",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
+        "type": "document",
+        "timestamp": iso(now),
+        "entry": [{"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": composition}, *entries],
+    }

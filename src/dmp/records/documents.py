@@ -168,6 +168,7 @@ def _criteria(c: DocumentCriteria, w: _Where) -> None:
     for values, column in (
         (c.class_codes, "class_code"),
         (c.format_codes, "format_code"),
+        (c.mime_types, "mime_type"),
         (c.facility_types, "facility_type"),
         (c.practice_settings, "practice_setting"),
         (c.unique_ids, "unique_id"),

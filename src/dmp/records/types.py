@@ -167,6 +167,7 @@ class DocumentCriteria:
     document_id: str | None = None
     class_codes: tuple[str, ...] | None = None
     format_codes: tuple[str, ...] | None = None
+    mime_types: tuple[str, ...] | None = None
     facility_types: tuple[str, ...] | None = None
     practice_settings: tuple[str, ...] | None = None
     unique_ids: tuple[str, ...] | None = None

@@ -16,6 +16,8 @@ from dmp.access.views import DocumentView, NewDocument
 from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import Ins
 from dmp.domain.narrative import cda_narrative_html
+from dmp.domain.profile import PROFILE, PROFILE_PREFIX, profile_text
+from dmp.domain.profile import document as profile_document
 from dmp.errors import InvalidInput, NotFound
 from dmp.front import fhir_mapping as mapping
 from dmp.front.explain import explain
@@ -33,16 +35,6 @@ TEXT_FORMAT = "urn:ihe:iti:xds-sd:text:2008"
 
 # The health profile: each part is a document the patient authors (DOCPAT08 "Profil médical",
 # EXPPAT_1 "Volontés et droits du patient", EXPPAT_3 "Directives anticipées").
-PROFILE = (
-    ("allergies", "Allergies et intolérances", "DOCPAT08"),
-    ("traitements", "Traitements en cours", "DOCPAT08"),
-    ("vaccinations", "Vaccinations", "DOCPAT08"),
-    ("contacts", "Contacts en cas d'urgence", "DOCPAT08"),
-    ("confiance", "Personne de confiance", "EXPPAT_1"),
-    ("directives", "Directives anticipées", "EXPPAT_3"),
-    ("dons", "Don d'organes", "EXPPAT_1"),
-)
-PROFILE_PREFIX = "Profil médical — "
 
 
 def _holder(pg: Page) -> Ins:
@@ -208,14 +200,8 @@ def profile(request: Request, pg: PageDep) -> Response:
     texts: dict[str, str] = {}
     for key, doc in docs.items():
         _, content = pg.gate.read_content(ins, doc.logical_id)
-        texts[key] = _profile_text(content)
+        texts[key] = profile_text(content)
     return page(request, "profil.html", session=pg.session, parts=PROFILE, texts=texts, docs=docs)
-
-
-def _profile_text(content: bytes) -> str:
-    text = content.decode("utf-8", errors="replace")
-    _, _, body = text.partition("\n\n")
-    return body
 
 
 @router.post("/profil", name="record_profile_post")
@@ -231,7 +217,7 @@ def profile_save(pg: PostDep, partie: Text = "", texte: Text = "") -> Response:
     now = pg.gate.now()
     current = _profile_docs(pg, ins).get(key)
     who = "le patient" if pg.kind is ActorKind.PATIENT else "son représentant légal"
-    body = f"{PROFILE_PREFIX}{label}\nSaisi par {who} le {labels.date_fr(now)}.\n\n{texte}\n"
+    body = profile_document(label, who, labels.date_fr(now), texte)
     pg.gate.deposit_document(
         ins,
         NewDocument(
@@ -312,6 +298,24 @@ def gp(pg: PostDep, professionnel: Text = "") -> Response:
     else:
         pg.gate.update_settings(ins, clear_medecin_traitant=True)
     return redirect("/portail/dossier/professionnels?fait=medecin")
+
+
+# -- summary of care ----------------------------------------------------------------------
+
+
+@router.get("/synthese", name="record_summary", response_class=HTMLResponse)
+def care_summary(request: Request, pg: PageDep) -> Response:
+    ins = _holder(pg)
+    return page(
+        request,
+        "synthese.html",
+        session=pg.session,
+        summary=pg.gate.care_summary(ins),
+        sections=labels.SUMMARY_SECTIONS,
+        document_base="/portail/dossier/documents",
+        holder_side=True,
+        who=None,
+    )
 
 
 # -- history ------------------------------------------------------------------------------
@@ -466,9 +470,9 @@ def export_pdf(pg: PageDep) -> Response:
     ins = _holder(pg)
     record, docs = _everything(pg, ins)
     authors = pg.portal.people({d.author_id for d, _ in docs})
-    profile = {d.title: _profile_text(c) for d, c in docs if d.title.startswith(PROFILE_PREFIX)}
+    profile = {d.title: profile_text(c) for d, c in docs if d.title.startswith(PROFILE_PREFIX)}
     return Response(
-        pdf.summary(record, [d for d, _ in docs], authors, profile),
+        pdf.summary(record, [d for d, _ in docs], authors, profile, pg.gate.care_summary(ins)),
         media_type="application/pdf",
         headers={"Content-Disposition": 'attachment; filename="mon-dossier.pdf"'},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from dmp.domain.codes import TYPE_LABELS
-from dmp.domain.french import PARIS, PROFESSIONS, date_fr, datetime_fr
+from dmp.domain.french import MONTHS, PARIS, PROFESSIONS, date_fr, datetime_fr
 
 __all__ = ["PROFESSIONS", "date_fr", "datetime_fr"]
 
@@ -40,7 +40,33 @@ ACTIONS = {
     "record.purge": "suppression du dossier",
     "notifications.contact": "lecture des coordonnées du destinataire d'une notification",
     "representative.invite": "création du compte en ligne d'un représentant légal",
+    "summary.read": "consultation de la synthèse de soins",
 }
+SUMMARY_SECTIONS = (
+    ("allergy", "Allergies et intolérances", "Aucune allergie n'est inscrite dans les documents."),
+    (
+        "treatment",
+        "Traitements en cours",
+        "Aucun traitement en cours n'est inscrit dans les documents.",
+    ),
+    ("vaccination", "Vaccinations", "Aucune vaccination n'est inscrite dans les documents."),
+    ("problem", "Problèmes de santé en cours", "Aucun problème en cours n'est inscrit."),
+    ("result", "Derniers résultats", "Aucun résultat de biologie structuré dans les documents."),
+)
+
+
+def partial_date(on: str) -> str:
+    """2019 -> 2019; 2019-08 -> août 2019; 2019-08-11 -> 11 août 2019."""
+    parts = on.split("-")
+    if len(parts) == 1:
+        return on
+    month = MONTHS[int(parts[1]) - 1]
+    if len(parts) == 2:
+        return f"{month} {parts[0]}"
+    day = int(parts[2])
+    return f"{'1er' if day == 1 else day} {month} {parts[0]}"
+
+
 PURPOSES = {
     "normal": "accès normal",
     "bris_de_glace": "accès en urgence (bris de glace)",

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import segno
 from fpdf import FPDF
 
-from dmp.access.views import Activation, DocumentView, RecordView
+from dmp.access.views import Activation, CareSummary, DocumentView, RecordView
 from dmp.domain.ins import spaced_ins
 from dmp.web import labels
 
@@ -164,8 +164,10 @@ def summary(
     docs: list[DocumentView],
     authors: Mapping[str, tuple[str, str | None]],
     profile: Mapping[str, str],
+    care: CareSummary | None = None,
 ) -> bytes:
-    """A readable summary of the record: who, its status, the health profile, the documents."""
+    """A readable summary of the record: who, its status, the summary of care (each line with
+    its source document), the health profile, the documents."""
     d = record.demographics
     doc = _Doc("Mon dossier médical partagé - synthèse")
     doc.heading("Mon dossier médical partagé")
@@ -176,6 +178,23 @@ def summary(
     doc.para(f"INS : {spaced_ins(record.ins.value)}")
     status = "ouvert" if record.status == "active" else "fermé"
     doc.para(f"Dossier {status} depuis le {labels.date_fr(record.opened_at)}.")
+    if care is not None:
+        doc.heading("Synthèse de soins", 13)
+        for kind, heading, empty in labels.SUMMARY_SECTIONS:
+            doc.para(heading, style="B")
+            lines = care.of(kind)
+            if not lines:
+                doc.para(empty)
+            for line in lines:
+                e = line.entry
+                sources = ", ".join(
+                    f"{labels.type_label(care.documents[i].type_code)} du "
+                    f"{labels.date_fr(care.documents[i].created)}"
+                    for i in line.sources
+                )
+                when = f" ({labels.partial_date(e.on)})" if e.on else ""
+                detail = f" - {e.detail}" if e.detail else ""
+                doc.para(f"- {e.label}{detail}{when}. Source : {sources}.", align="L")
     if profile:
         doc.heading("Mon profil médical", 13)
         for title, text in profile.items():

@@ -31,7 +31,7 @@ from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins,
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput
 from dmp.front.explain import explain
 from dmp.identity.actor import ActorKind
-from dmp.web import pdf
+from dmp.web import labels, pdf
 from dmp.web.auth import Text
 from dmp.web.deps import Page, PageDep, PostDep, require
 from dmp.web.dossier import PER_PAGE, _doc_id, _page_number, _viewable, content_response
@@ -285,6 +285,24 @@ async def _run(pg: Page, ins: Ins, meta: NewDocument, content: bytes) -> str:
         return pg.gate.deposit_document(ins, meta, content).logical_id
 
     return await to_thread.run_sync(work)
+
+
+@router.get("/pro/synthese", name="pro_summary", response_class=HTMLResponse)
+def pro_summary(request: Request, pg: PageDep) -> Response:
+    """The summary of care of the current patient, from the documents this professional may
+    read (the habilitation matrix and the patient's masks apply)."""
+    require(pg, ActorKind.PROFESSIONAL)
+    ins = _patient(pg)
+    return page(
+        request,
+        "synthese.html",
+        session=pg.session,
+        summary=pg.gate.care_summary(ins),
+        sections=labels.SUMMARY_SECTIONS,
+        document_base="/portail/pro/documents",
+        holder_side=False,
+        who=f"INS {spaced_ins(ins.value)}",
+    )
 
 
 @router.get("/pro/traces", name="pro_traces", response_class=HTMLResponse)

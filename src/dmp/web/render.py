@@ -24,6 +24,7 @@ _env.filters.update(
     date_fr=labels.date_fr,
     datetime_fr=labels.datetime_fr,
     type_label=labels.type_label,
+    partial_date=labels.partial_date,
 )
 
 
