@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from dmp.app import create_app
 from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
+from dmp.domain.geo import geography
 from dmp.identity.actor import ActorKind
 from dmp.runtime import Runtime
+from tests import stats_model
 from tests.factories import GP, ins_for, open_record
 from tests.portal_helpers import activate, csrf_of, get, post_form
 
@@ -107,15 +109,30 @@ def test_the_statistics_read_well_with_a_handful_of_records(
     assert page.status_code == 200
     assert '<link rel="stylesheet" href="/portail/static/portail.css">' in text
     assert 'class="entete"' in text and 'aria-current="page"' in text
-    # Three records are under 10 everywhere: no département is ranked, none is listed at "< 10",
-    # and no chart of invisible lines is drawn; the page says why.
-    assert "tr data-departement" not in text
-    assert re.search(r"\d+ départements comptent moins de 10 dossiers actifs", text)
+    # Three records: the published count of Indre-et-Loire is "< 10", or 10 when its cell's
+    # offset lifts it there (the model says which). A hidden share is not ranked; no
+    # other département is listed at "< 10", and the page counts them in a sentence.
+    ranked = re.findall(r'<tr data-departement="([0-9AB]+)">', text)
+    shown = stats_model.active(world, "37", 3)
+    assert ranked == (["37"] if isinstance(shown, int) else [])
+    hidden = len(geography().departements) - len(ranked)
+    assert f"{hidden} départements comptent moins de 10 dossiers actifs" in text
+    opened = stats_model.opened_total(world, "37", 3)
+    evolution = text.split("<h2>Évolution</h2>")[1].split("<h2>")[0]
+    if isinstance(opened, int):
+        assert "<svg" in evolution
+    # Never an empty section: a chart, or the sentence that says why there is none.
+    assert ("<svg" in evolution) != (
+        "Pas encore assez de dossiers pour tracer une évolution" in evolution
+    )
+    touraine = html.unescape(client.get("/stats/37").text)
+    assert 'class="entete"' in touraine and "<h1>Indre-et-Loire (37)</h1>" in touraine
+
+
+def test_a_departement_without_records_explains_its_empty_charts(client: TestClient) -> None:
+    text = html.unescape(client.get("/stats/2A").text)
     assert "Pas encore assez de dossiers pour tracer une évolution" in text
     assert "<svg" not in text.split("<h2>Évolution</h2>")[1].split("<h2>")[0]
-    touraine = html.unescape(client.get("/stats/37").text)
-    assert "Pas encore assez de dossiers pour tracer une évolution" in touraine
-    assert 'class="entete"' in touraine
 
 
 def test_the_statistics_rank_what_they_publish(client: TestClient, world: Runtime) -> None:
@@ -125,3 +142,15 @@ def test_the_statistics_rank_what_they_publish(client: TestClient, world: Runtim
     ranked = re.findall(r'<tr data-departement="([0-9AB]+)">', text)
     assert ranked == ["37"]
     assert "courbe" in text and "<svg" in text.split("<h2>Évolution</h2>")[1]
+
+
+def test_a_chart_of_suppressed_points_is_not_drawn() -> None:
+    from dmp.stats import trends
+
+    # 3 + an offset of 0: "< 10" in every month, nothing to draw; 40: drawn.
+    assert trends.openings_chart({"2026-03": 3}, {"2026-03": 0}, "x") is None
+    assert trends.cumulative_chart({"2026-03": 3}, {"2026-03": 0}, [], "x") is None
+    assert trends.channels_chart({"2026-03": {"pharmacy": 3}}, {}, "x") is None
+    assert trends.openings_chart({"2026-03": 40}, {"2026-03": 0}, "x") is not None
+    mixed = trends.channels_chart({"2026-03": {"pharmacy": 40, "online": 2}}, {}, "x")
+    assert mixed is not None and "pharmacie" in mixed.lower() and "en ligne" not in mixed.lower()

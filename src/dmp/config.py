@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     notify_lease_seconds: int = 120
     # The daily digest of new documents is sent from this hour (Paris time).
     digest_hour: int = 8
+    # Alerts: an access between these hours (Paris time) is "at night".
+    night_start_hour: int = 22
+    night_end_hour: int = 6
+    # The operator's snooping report (`dmp report snooping`): over this many days, a
+    # professional is listed who read at least this many records on a consent they declared
+    # themselves, or was refused on at least this many records, or opened at least the
+    # minimum of emergency accesses and this many times the mean of their profession.
+    snoop_days: int = 30
+    snoop_self_declared: int = 30
+    snoop_refused: int = 10
+    snoop_emergency_min: int = 5
+    snoop_emergency_factor: float = 3.0
     # Lifecycle: a closed record is kept this many years, then purged; an explicit deletion
     # request is honoured within this many days; a provisioned person may object for this many
     # days after being informed.
@@ -129,7 +141,7 @@ class Settings(BaseSettings):
             raise ValueError("must be plain, starttls or tls")
         return value
 
-    @field_validator("digest_hour", mode="before")
+    @field_validator("digest_hour", "night_start_hour", "night_end_hour", mode="before")
     @classmethod
     def _hour(cls, value: Any) -> int:
         try:
@@ -139,6 +151,20 @@ class Settings(BaseSettings):
         if not 0 <= hour <= 23:
             raise ValueError(f"is out of range: {hour}")
         return hour
+
+    @field_validator("snoop_days", "snoop_self_declared", "snoop_refused", "snoop_emergency_min")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}")
+        return value
+
+    @field_validator("snoop_emergency_factor")
+    @classmethod
+    def _factor(cls, value: float) -> float:
+        if not 1.0 <= value <= 100.0:
+            raise ValueError(f"must be between 1 and 100, not {value}")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -33,6 +33,7 @@ from dmp.records.types import AuthorizedPatient, RecordRow
 
 if TYPE_CHECKING:
     from dmp.access.deps import GateDeps
+    from dmp.config import Settings
 
 MAX_PAGE = 100
 # Beyond any record's size, and far inside every engine's integers (a 2^63 offset overflowed).
@@ -222,6 +223,11 @@ class Kernel:
     def now(self) -> datetime:
         """The gate's clock (adapters date what they write with it)."""
         return self._rt.clock.now()
+
+    @property
+    def settings(self) -> Settings:
+        """The service's settings (the alert hours, the limits the gate applies)."""
+        return self._rt.settings
 
     @property
     def accepts_test_ins(self) -> bool:

@@ -5,11 +5,13 @@ it is worded.
 
 Kinds: ``first_access`` (a professional's first access to the record), ``emergency_access`` and
 ``regulation_access`` (to the holder and the registered GP), ``emergency_expired``,
-``new_document``, ``document_pending_announcement`` (a document still hidden from the holder
-after two weeks), ``document_revealed`` (its automatic reveal after a month), ``record_opened``,
-``record_closed``, ``record_reopened``; about the holder's online account: ``activation_letter``
-(a desk printed a letter), ``account_recovery`` (carries a one-time code, sealed until it is
-delivered, then erased), ``account_reset`` (a new password was set with a code).
+``new_document``, ``night_access`` (a professional's access at night), ``distant_access`` (a
+first access by a professional working in another region), ``document_pending_announcement``
+(a document still hidden from the holder after two weeks), ``document_revealed`` (its
+automatic reveal after a month), ``record_opened``, ``record_closed``, ``record_reopened``;
+about the holder's online account: ``activation_letter`` (a desk printed a letter),
+``account_recovery`` (carries a one-time code, sealed until it is delivered, then erased),
+``account_reset`` (a new password was set with a code).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import TYPE_CHECKING
 
 from dmp.access import codes
 from dmp.crypto import envelope
+from dmp.domain import alerts
 from dmp.domain.codes import PurposeOfUse
 from dmp.identity.actor import ActorKind
-from dmp.records import patients
+from dmp.records import directory, patients
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 # the document shows itself after a month.
 PENDING_NOTICE = timedelta(days=14)
 REVEAL_DELAY = timedelta(days=30)
+# One night notice per professional and record within this time (one night).
+NIGHT = timedelta(hours=12)
 
 
 def queue(
@@ -92,14 +97,29 @@ def queue_code(
 
 
 def on_professional_read(gate: Kernel, op: Op) -> None:
-    """A professional read the record: their first access is told to the holder; every access
-    by the regulation centre to the holder and the GP (an emergency access is told when its
-    window opens, see ``emergency.open_window``)."""
+    """A professional read the record: their first access is told to the holder (and, if
+    they work in another region than the patient's, a ``distant_access`` notice too); an
+    access at night once per professional and night (``night_access``); every access by the
+    regulation centre to the holder and the GP (an emergency access is told when its window
+    opens, see ``emergency.open_window``). The holder's preferences decide at delivery which
+    of these they hear of (the night and distance watches are off until they turn them on)."""
     if gate.actor.kind is not ActorKind.PROFESSIONAL:
         return
     now = gate.now()
-    if patients.first_access(op.conn, op.scope, gate.actor.id, now):
-        queue(op.conn, op.scope, "first_access", now=now, subject_id=gate.actor.id)
+    ps = gate.actor.id
+    if patients.first_access(op.conn, op.scope, ps, now):
+        queue(op.conn, op.scope, "first_access", now=now, subject_id=ps)
+        structure = gate.actor.structure_id
+        where = directory.structure_departement(op.conn, structure) if structure else None
+        if alerts.far_apart(op.scope.departement, where):
+            queue(op.conn, op.scope, "distant_access", now=now, subject_id=ps)
+    settings = gate.settings
+    if (
+        gate.purpose is PurposeOfUse.NORMAL
+        and alerts.is_night(now, settings.night_start_hour, settings.night_end_hour)
+        and not patients.notice_since(op.conn, op.scope, "night_access", ps, now - NIGHT)
+    ):
+        queue(op.conn, op.scope, "night_access", now=now, subject_id=ps)
     if gate.purpose is PurposeOfUse.REGULATION:
         queue(
             op.conn,

@@ -66,3 +66,38 @@ def demo() -> None:
         "demo patients use the INS demonstration OID: run the server with DMP_TEST_MODE=true "
         "to reach them"
     )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report as a French page to this file.",
+)
+@friendly_errors
+def snooping(as_json: bool, html_path: str | None) -> None:
+    """Professionals whose reading pattern looks like snooping (thresholds: DMP_SNOOP_*).
+
+    Over DMP_SNOOP_DAYS days: records read on a consent the professional declared
+    themselves, records where they were refused, emergency accesses above their profession's
+    mean. The report is itself in the audit trail."""
+    import dataclasses
+    from pathlib import Path
+
+    with operator_session() as operator:
+        patterns, acted, page = operator.snooping(html=html_path is not None)
+    if html_path and page is not None:
+        Path(html_path).write_text(page, encoding="utf-8")
+        click.echo(f"report written to {html_path}", err=True)
+    if as_json:
+        body = {"professionals_acting": acted, "flagged": [dataclasses.asdict(p) for p in patterns]}
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"{acted} professionals acted; {len(patterns)} above a threshold")
+    for p in patterns:
+        click.echo(
+            f"{p.id_nat_ps}  {p.name}  read {p.read}, self-declared {p.self_declared}, "
+            f"refused {p.refused}, emergency {p.emergency}: " + "; ".join(p.reasons)
+        )

@@ -94,6 +94,7 @@ class AuditAction(StrEnum):
     NOTICES_LIST = "notifications.list"  # an operator listed the outbox (`dmp notifications`)
     NOTICE_RETRY = "notifications.retry"  # an operator queued a dead notice again
     SUMMARY_READ = "summary.read"  # the summary of care, built from the documents it names
+    SNOOPING_REPORT = "report.snooping"  # an operator read the professionals' reading patterns
 
 
 class Outcome(StrEnum):

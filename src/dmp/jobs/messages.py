@@ -33,6 +33,30 @@ class Message:
     sms: str
 
 
+_DIGEST = {
+    "new_document": ("nouveau document", "nouveaux documents"),
+    "document_revealed": ("document devenu visible", "documents devenus visibles"),
+    "first_access": (
+        "professionnel a consulté votre dossier pour la première fois",
+        "professionnels ont consulté votre dossier pour la première fois",
+    ),
+    "night_access": ("consultation de nuit", "consultations de nuit"),
+    "distant_access": (
+        "professionnel d'une autre région a consulté votre dossier",
+        "professionnels d'une autre région ont consulté votre dossier",
+    ),
+}
+
+
+def _digest_lines(counts: dict[str, int]) -> str:
+    parts = [
+        f"{n} {_DIGEST[k][0] if n == 1 else _DIGEST[k][1]}"
+        for k, n in sorted(counts.items())
+        if k in _DIGEST
+    ]
+    return " ; ".join(parts) or "rien de nouveau"
+
+
 def when(at: datetime) -> str:
     return f"le {datetime_fr(at)}"
 
@@ -48,6 +72,7 @@ def compose(
     structure: str | None = None,
     code: str | None = None,
     code_hours: int = 24,
+    counts: dict[str, int] | None = None,
 ) -> Message:
     """The message for one notice (``count`` > 1: a digest of new documents). ``structure``:
     the desk that acted on the holder's account; ``code``: the one-time code a recovery
@@ -93,6 +118,20 @@ def compose(
             "Fin d'un accès en urgence à votre dossier",
             f"L'accès en urgence à votre dossier médical partagé ouvert par {who} a pris fin "
             f"{when(at)}.",
+        ),
+        "night_access": (
+            "Consultation de nuit de votre dossier",
+            f"{who} a consulté votre dossier médical partagé {when(at)}, la nuit. Vous avez "
+            "demandé à être prévenu de ces accès ; retrouvez-les dans l'historique.",
+        ),
+        "distant_access": (
+            "Un professionnel d'une autre région a consulté votre dossier",
+            f"{who}, qui exerce dans une autre région que la vôtre, a consulté votre dossier "
+            f"médical partagé pour la première fois {when(at)}.",
+        ),
+        "digest": (
+            "Résumé du jour de votre dossier médical partagé",
+            "Depuis le dernier résumé : " + _digest_lines(counts or {}) + ".",
         ),
         "new_document": (
             "Nouveau document dans votre dossier"

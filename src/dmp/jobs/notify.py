@@ -19,13 +19,14 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from dmp.access import codes
 from dmp.crypto import envelope
+from dmp.domain import alerts
 from dmp.domain.french import PARIS
 from dmp.domain.ins import PatientKey
 from dmp.errors import NotFound
@@ -48,8 +49,13 @@ PREFERENCE = {
     "emergency_expired": "urgence",
     "new_document": "nouveau_document",
     "document_revealed": "nouveau_document",
+    "night_access": "nuit",
+    "distant_access": "loin",
 }
-DIGESTIBLE = {"new_document", "document_revealed"}
+# What the holder may take as one daily digest (the emergency notices always go at once).
+DIGESTIBLE = {"new_document", "document_revealed", "first_access", "night_access", "distant_access"}
+# Notices about a document: they name no professional.
+DOCUMENT_KINDS = {"new_document", "document_revealed"}
 # About the holder's online account: their subject is the structure that acted (the desk).
 ACCOUNT_KINDS = {"activation_letter", "account_recovery", "account_reset"}
 
@@ -148,7 +154,8 @@ def _prepare(rt: Runtime, notice: Notice) -> _Delivery | str | datetime:
     reason = _still_due(rt, notice)
     if reason is not None:
         return reason
-    choice = prefs.get(PREFERENCE.get(notice.kind, ""), "immediat")
+    key = PREFERENCE.get(notice.kind, "")
+    choice = prefs.get(key, alerts.DEFAULTS.get(key, "immediat"))
     if notice.kind in PREFERENCE and choice == "jamais":
         return "the person chose not to be told"
     channel = prefs.get("canal", "courriel")
@@ -249,13 +256,21 @@ def _code(rt: Runtime, notice: Notice) -> str | None:
 def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, report: Report) -> None:
     first = notices[0]
     account = first.kind in ACCOUNT_KINDS
-    subject_ps = first.subject_id if first.kind not in DIGESTIBLE and not account else None
+    subject_ps = (
+        first.subject_id
+        if not how.digest and first.kind not in DOCUMENT_KINDS and not account
+        else None
+    )
+    kinds = Counter(n.kind for n in notices)
+    # A digest of one kind of document notice keeps its own wording; any other is the day's
+    # summary, counted by kind.
+    kind = first.kind if not how.digest or set(kinds) <= DOCUMENT_KINDS else "digest"
     code = _code(rt, first)
     if first.kind == "account_recovery" and code is None:
         _finish(rt, worker, first, "skipped", report, error="the code is gone (sent or dead)")
         return
     text = messages.compose(
-        first.kind,
+        kind,
         recipient=first.recipient_kind,
         at=first.created_at,
         portal_url=rt.settings.portal_url,
@@ -264,6 +279,7 @@ def _send(rt: Runtime, worker: str, notices: list[Notice], how: _Delivery, repor
         structure=_structure(rt, first.subject_id) if account else None,
         code=code,
         code_hours=rt.settings.recovery_code_hours,
+        counts=dict(kinds),
     )
     mid = message_id(first)
     try:

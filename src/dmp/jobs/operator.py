@@ -83,6 +83,15 @@ class Operator:
     ) -> statistics.AdoptionReport:
         return statistics.adoption(self._rt, departements, start, end)
 
+    def snooping(self, *, html: bool = False) -> tuple[list[Any], int, str | None]:
+        """The snooping report (traced): the professionals the thresholds single out, how
+        many acted, and the report as a French page when asked."""
+        from dmp.jobs import snooping
+
+        patterns, acted = snooping.report(self._rt)
+        page = snooping.as_html(patterns, acted, self._rt) if html else None
+        return patterns, acted, page
+
     def verify_counters(self) -> list[str]:
         return counters.verify_counters(self._rt)
 

@@ -216,3 +216,38 @@ def declarations(
         .order_by(a.seq)
     ).all()
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+_READ_ACTIONS = ("document.search", "document.read", "summary.read", "list.search")
+
+
+def professional_patterns(
+    conn: Connection, since: datetime
+) -> list[tuple[str, int, int, int, int]]:
+    """Per professional, since then: (idNatPS, records read, records whose consent they
+    declared themselves, records where they were refused, records opened in emergency), each
+    a count of distinct records (one statement over the trail)."""
+    a = audit_events.c
+
+    def distinct(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count(sa.distinct(sa.case((condition, a.chain_id))))
+
+    rows = conn.execute(
+        sa.select(
+            a.actor_id,
+            distinct(sa.and_(a.action.in_(_READ_ACTIONS), a.outcome == "success")),
+            distinct(
+                sa.and_(
+                    a.action == "consent.declare",
+                    a.outcome == "success",
+                    a.target == a.actor_id,
+                )
+            ),
+            distinct(a.outcome == "denied"),
+            distinct(sa.and_(a.action == "emergency.open", a.outcome == "success")),
+        )
+        .where(a.actor_kind == "professional", a.at >= since, a.patient_id.is_not(None))
+        .group_by(a.actor_id)
+        .order_by(a.actor_id)
+    ).all()
+    return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]

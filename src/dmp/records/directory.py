@@ -89,3 +89,10 @@ def structure_place(conn: Connection, structure_id: str) -> tuple[str, str | Non
         sa.select(structures.c.name, structures.c.commune).where(structures.c.id == structure_id)
     ).first()
     return None if row is None else (str(row.name), row.commune)
+
+
+def structure_departement(conn: Connection, structure_id: str) -> str | None:
+    """The département a structure is in (public directory data)."""
+    return conn.execute(
+        sa.select(structures.c.departement).where(structures.c.id == structure_id)
+    ).scalar_one_or_none()

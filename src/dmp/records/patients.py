@@ -346,3 +346,23 @@ def emergency_windows(
         .order_by(e.opened_at)
     ).all()
     return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def notice_since(
+    conn: Connection, scope: AuthorizedPatient, kind: str, subject_id: str, since: datetime
+) -> bool:
+    """Whether a notice of this kind about this subject was queued for the record since then."""
+    n = notifications.c
+    return (
+        conn.execute(
+            sa.select(n.id)
+            .where(
+                n.patient_id == scope.patient_id,
+                n.kind == kind,
+                n.subject_id == subject_id,
+                n.created_at >= since,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from dmp.access.kernel import MAX_PAGE
 from dmp.access.views import DocumentView, NewDocument
+from dmp.domain import alerts
 from dmp.domain.codes import TYPE_LABELS
 from dmp.domain.ins import Ins
 from dmp.domain.narrative import cda_narrative_html
@@ -376,11 +377,7 @@ def history(
 
 # -- preferences, export, closure ---------------------------------------------------------
 
-EVENTS = (
-    ("premier_acces", "Un professionnel accède à mon dossier pour la première fois"),
-    ("urgence", "Un accès en urgence ou par le centre de régulation"),
-    ("nouveau_document", "Un nouveau document est ajouté"),
-)
+EVENTS = tuple((key, label) for key, label, _ in alerts.EVENTS)
 FREQUENCIES = (
     ("immediat", "tout de suite"),
     ("quotidien", "un résumé par jour"),
@@ -398,6 +395,7 @@ def preferences(request: Request, pg: PageDep) -> Response:
         session=pg.session,
         prefs=pg.portal.preferences(pg.session),
         events=EVENTS,
+        defaults=alerts.DEFAULTS,
         frequencies=FREQUENCIES,
         channels=CHANNELS,
     )
