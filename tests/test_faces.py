@@ -14,10 +14,11 @@ from dmp.app import create_app
 from dmp.auth.portal import Portal
 from dmp.clock import FixedClock
 from dmp.domain.geo import geography
+from dmp.domain.ins import spaced_ins
 from dmp.identity.actor import ActorKind
 from dmp.runtime import Runtime
 from tests import stats_model
-from tests.factories import GP, ins_for, open_record
+from tests.factories import GP, NURSE, ins_for, new_document, open_record, pro
 from tests.portal_helpers import activate, csrf_of, get, post_form
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -154,3 +155,51 @@ def test_a_chart_of_suppressed_points_is_not_drawn() -> None:
     assert trends.openings_chart({"2026-03": 40}, {"2026-03": 0}, "x") is not None
     mixed = trends.channels_chart({"2026-03": {"pharmacy": 40, "online": 2}}, {}, "x")
     assert mixed is not None and "pharmacie" in mixed.lower() and "en ligne" not in mixed.lower()
+
+
+def test_type_labels_carry_no_code() -> None:
+    from dmp.domain.codes import TYPE_LABELS
+
+    for code, label in TYPE_LABELS.items():
+        assert code not in label and not re.search(r"\(\d+\)", label), (code, label)
+
+
+def test_every_page_says_who_is_logged_in(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    ins = ins_for(72)
+    open_record(world, ins)
+    code, _ = Portal(world).invite(kind=ActorKind.PROFESSIONAL, login=GP, by="test")
+    activate(client, clock, GP, code)
+    for url in ("/portail/pro", "/portail/guichet", "/portail/pro/traces"):
+        text = html.unescape(client.get(url).text)
+        assert "Connecté : PRO TEST, médecin, STRUCTURE C10000000025" in text, url
+    client.post("/portail/deconnexion", data={"csrf": csrf_of(client.get("/portail/pro"))})
+    letter = world.access(pro(world, GP)).issue_activation_code(ins).code
+    activate(client, clock, ins.value, letter)
+    for url in ("/portail/dossier", "/portail/dossier/historique", "/portail/dossier/synthese"):
+        text = html.unescape(client.get(url).text)
+        assert f"Connecté : titulaire du dossier, INS {spaced_ins(ins.value)}" in text, url
+
+
+def test_a_nurse_in_emergency_is_told_why_the_list_is_short(
+    client: TestClient, world: Runtime, clock: FixedClock
+) -> None:
+    ins = ins_for(73)
+    open_record(world, ins)
+    world.access(pro(world, GP)).deposit_document(
+        ins, new_document(clock.now(), type_code="18748-4", title="Scanner"), b"img"
+    )
+    code, _ = Portal(world).invite(kind=ActorKind.PROFESSIONAL, login=NURSE, by="test")
+    activate(client, clock, NURSE, code)
+    search = get(client, "/portail/pro")
+    record = post_form(client, "/portail/pro/patient", search, ins=ins.value, autorite="test")
+    opened = post_form(
+        client, "/portail/pro/urgence", record, justification="Patient inconscient aux urgences"
+    )
+    text = html.unescape(opened.text)
+    main = text[text.index("<main") : text.index("</main>")]
+    assert "0 document que vous pouvez consulter" in text, main
+    assert "Pourquoi certains documents n'apparaissent pas" in text and "<details" in text
+    assert "Compte rendu d'examens biologiques" in text  # a type a nurse reads
+    assert "même en accès d'urgence" in text

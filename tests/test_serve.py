@@ -104,3 +104,43 @@ def test_the_expected_revision_is_alembics_head() -> None:
     from dmp.records import database
 
     assert database.head_revision() == database.EXPECTED_REVISION
+
+
+def test_a_second_server_on_a_busy_port_says_so_and_ctrl_c_stops_cleanly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "dmp.cli", "serve", "--port", str(port)],
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and first.poll() is None, "did not start"
+                time.sleep(0.2)
+        # The README's restart in test mode while the first server runs.
+        second = subprocess.run(
+            [sys.executable, "-m", "dmp.cli", "serve", "--port", str(port)],
+            env=_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert f"error: 127.0.0.1:{port} is already in use" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(2)  # Ctrl-C
+        _, err = first.communicate(timeout=20)
+    assert first.returncode == 0, err
+    assert "error: " not in err and "interrupted" not in err and "Traceback" not in err
+    assert "dmp: stopped" in err

@@ -229,6 +229,11 @@ class Kernel:
         """The service's settings (the alert hours, the limits the gate applies)."""
         return self._rt.settings
 
+    def readable_types(self) -> frozenset[str] | None:
+        """The document types this actor's profession may read (the habilitation matrix;
+        None: every type), so that a page can say why a list is short."""
+        return self._rt.matrix.readable_types(self.actor)
+
     @property
     def accepts_test_ins(self) -> bool:
         """Whether INS under the test and demonstration OIDs are accepted (test mode), so that

@@ -42,7 +42,8 @@ from dmp.auth.throttle import LOGIN_ACCOUNT, LOGIN_SOURCE, PORTAL_ADDRESS, Throt
 from dmp.crypto import envelope
 from dmp.domain import geo, text
 from dmp.domain.codes import AuditAction, PurposeOfUse
-from dmp.domain.ins import Ins
+from dmp.domain.french import PROFESSIONS
+from dmp.domain.ins import Ins, spaced_ins
 from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.identity.tokens import Grant
@@ -538,13 +539,21 @@ class Portal:
                 "actor_id": actors.patient_actor(self._rt, ins).id,
                 "ins_oid": ins.oid,
                 "ins_value": ins.value,
+                "display": f"titulaire du dossier, INS {spaced_ins(ins.value)}",
             }
         if kind is ActorKind.REPRESENTATIVE:
             ins = _account_ins(account)
-            return {"actor_id": account.login, "ins_oid": ins.oid, "ins_value": ins.value}
+            return {
+                "actor_id": account.login,
+                "ins_oid": ins.oid,
+                "ins_value": ins.value,
+                "display": f"représentant légal ({account.login}) du titulaire de l'INS "
+                f"{spaced_ins(ins.value)}",
+            }
         if kind is ActorKind.PROFESSIONAL:
             a = actors.professional_actor(self._rt, account.login, account.structure_id)
             return {
+                "display": self._display_professional(a.id, a.profession, a.structure_id),
                 "actor_id": a.id,
                 "structure_id": a.structure_id,
                 "profession": a.profession,
@@ -553,7 +562,24 @@ class Portal:
                 "structure_kind": a.structure_kind,
             }
         assert account.structure_id is not None
-        return {"actor_id": account.login, "structure_id": account.structure_id}
+        place = self.structure_names({account.structure_id}).get(account.structure_id)
+        return {
+            "actor_id": account.login,
+            "structure_id": account.structure_id,
+            "display": f"guichet d'accueil ({account.login}){f', {place}' if place else ''}",
+        }
+
+    def _display_professional(
+        self, id_nat_ps: str, profession: str | None, structure_id: str | None
+    ) -> str:
+        """Who is logged in, as the header shows it: name, profession, structure."""
+        name = self.people({id_nat_ps}).get(id_nat_ps, (id_nat_ps, None))[0]
+        parts = [name, PROFESSIONS.get(profession or "", "professionnel de santé")]
+        if structure_id:
+            place = self.structure_names({structure_id}).get(structure_id)
+            if place:
+                parts.append(place)
+        return ", ".join(parts)
 
     def _new_session(
         self,

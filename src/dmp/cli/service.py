@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 import orjson
 
@@ -27,12 +29,19 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     configure(settings.log_level)
     with Operator.start(settings):  # create the key ring and migrate once, before workers
         pass
-    server.run(
-        "dmp.app:app_from_env",
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-    )
+    host, port = host or settings.host, port or settings.port
+    try:
+        server.run("dmp.app:app_from_env", host=host, port=port, workers=workers)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"{host}:{port} is already in use (is another `dmp serve` running? stop it "
+                "first, or choose another port with --port or DMP_PORT)"
+            ) from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: the server stopped cleanly (uvicorn re-raises the signal after)
+    click.echo("dmp: stopped", err=True)
 
 
 @main.group()

@@ -159,7 +159,16 @@ TYPE_LABELS: dict[str, str] = {
     "SYNTH": "Synthèse",
     "PROT_ALD": "Protocole de soins ALD",
     "IMG-KOS": "Manifeste d'imagerie médicale",
-    **{f"DOCPAT{n:02d}": f"Document déposé par le patient ({n:02d})" for n in range(1, 10)},
+    # The national value set's names (JDV_J07, TRE_A05), no code shown.
+    "DOCPAT01": "Synthèse déposée par le patient",
+    "DOCPAT02": "Traitement ou document de soins déposé par le patient",
+    "DOCPAT03": "Compte rendu déposé par le patient",
+    "DOCPAT04": "Imagerie déposée par le patient",
+    "DOCPAT05": "Compte rendu de biologie déposé par le patient",
+    "DOCPAT06": "Compte rendu de prévention déposé par le patient",
+    "DOCPAT07": "Certificat déposé par le patient",
+    "DOCPAT08": "Profil médical Mon espace santé",
+    "DOCPAT09": "Document administratif déposé par le patient",
 }
 
 MIME_TYPES = frozenset(

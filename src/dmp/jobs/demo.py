@@ -323,9 +323,15 @@ def _portal_invitations(rt: Runtime) -> list[str]:
     )
     lines.append(f"  legal representative of {demo_ins(11).value}: tuteur-demo / {code}")
     n = len(_GIVEN)
-    lines.append(
-        f"  a patient with no record yet, for the desk: INS {demo_ins(n).value} "
-        f"(identifier type 'Démonstration'), {'male' if n % 2 == 0 else 'female'}, born "
-        f"{date(1970 + n, (n % 12) + 1, 1 + n).isoformat()} (the identity must agree with the INS)"
-    )
+    sex = "M" if n % 2 == 0 else "F"
+    lines += [
+        f"  a patient with no record yet, for the desk: INS {demo_ins(n).value} (identifier "
+        "type 'Démonstration'); type in the desk form, as on their identity card:",
+        "    Nom de naissance: NOUVEL   Prénoms: ALEX   "
+        f"Sexe: {'Masculin' if sex == 'M' else 'Féminin'}   "
+        f"Date de naissance: {date(1970 + n, (n % 12) + 1, 1 + n).isoformat()}",
+        "    Code INSEE de la commune de résidence: 37003 (Amboise)   "
+        "Pièce d'identité: Carte nationale d'identité",
+        "    Adresse: 1 place du Marché, 37400 Amboise",
+    ]
     return lines

@@ -99,6 +99,14 @@ def pro_patient(pg: PostDep, ins: Text = "", autorite: Text = "nir") -> Response
     return redirect("/portail/pro/dossier")
 
 
+def _readable_labels(pg: Page) -> list[str] | None:
+    """The document types the professional's profession may read, by name (None: all)."""
+    codes = pg.gate.readable_types()
+    if codes is None:
+        return None
+    return sorted({TYPE_LABELS[c] for c in codes if c in TYPE_LABELS})
+
+
 @router.get("/pro/dossier", name="pro_record", response_class=HTMLResponse)
 def pro_record(
     request: Request,
@@ -131,6 +139,7 @@ def pro_record(
         "pro_dossier.html",
         status=200 if refusal is None else refusal.status,
         session=pg.session,
+        readable=_readable_labels(pg),
         ins=ins,
         record=record,
         docs=docs or [],
