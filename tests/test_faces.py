@@ -18,7 +18,7 @@ from dmp.domain.ins import spaced_ins
 from dmp.identity.actor import ActorKind
 from dmp.runtime import Runtime
 from tests import stats_model
-from tests.factories import GP, NURSE, ins_for, new_document, open_record, pro
+from tests.factories import GP, NURSE, demographics_for, ins_for, new_document, open_record, pro
 from tests.portal_helpers import activate, csrf_of, get, post_form
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -98,6 +98,24 @@ def test_a_wrong_ins_key_is_explained_in_french_at_the_desk(
     assert "control key" not in text and "Détail" not in text
     # What was typed stays, the check boxes and the address included.
     assert 'value="12 rue des Tilleuls"' in text and text.count("checked") >= 2
+    commune = post_form(
+        client,
+        "/portail/guichet/ouverture",
+        form,
+        ins=ins,
+        autorite="test",
+        nom="EXEMPLE",
+        prenoms="CAMILLE",
+        sexe=demographics_for(ins_for(71)).sex,
+        naissance=demographics_for(ins_for(71)).birth_date.isoformat(),
+        commune="3700",
+        piece="CN",
+        identite="oui",
+        consentement="oui",
+    )
+    said = html.unescape(commune.text)
+    assert commune.status_code == 422
+    assert "« 3700 » n'est pas un code INSEE de commune" in said and "Détail" not in said
 
 
 def test_the_statistics_read_well_with_a_handful_of_records(

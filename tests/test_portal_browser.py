@@ -192,6 +192,10 @@ def test_the_whole_story_in_a_browser(
     assert page.get_by_role("heading", name="Consultation de suivi").is_visible()
     href = page.get_by_role("link", name="Ouvrir le PDF").get_attribute("href")
     assert page.request.get(href).body() == pdf.read_bytes()
+    # The summary of care of this patient (nothing structured yet: each section says so).
+    page.get_by_role("link", name="Synthèse").first.click()
+    check.check(page, "pro-synthese")
+    assert page.get_by_text("Aucune allergie n'est inscrite dans les documents.").is_visible()
     _logout(page)
 
     # Meanwhile: the nurse reads with consent; a cardiologist breaks the glass.

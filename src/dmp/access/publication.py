@@ -419,7 +419,10 @@ def _validate_new_document(
     if meta.unique_id is not None and not (0 < len(meta.unique_id) <= 128):
         raise InvalidInput("a unique id has 1 to 128 characters")
     if not meta.title.strip() or len(meta.title) > 250:
-        raise InvalidInput("a document title is required (at most 250 characters)")
+        raise InvalidInput(
+            "a document title is required (at most 250 characters)",
+            french="le titre du document : à indiquer, 250 caractères au plus",
+        )
     if not meta.format_code or len(meta.format_code) > 80:
         raise InvalidInput("a format code is required")
     if not meta.mime_type:
@@ -437,11 +440,17 @@ def _validate_new_document(
     check_aware(meta.creation_time, meta.service_start, meta.service_stop)
     start = meta.service_start
     if meta.service_stop is not None and start is not None and meta.service_stop < start:
-        raise InvalidInput("the service stop time is before its start")
+        raise InvalidInput(
+            "the service stop time is before its start",
+            french="la fin des soins est antérieure à leur début",
+        )
     if not content:
-        raise InvalidInput("the document has no content")
+        raise InvalidInput("the document has no content", french="le fichier est vide")
     if len(content) > MAX_CONTENT_BYTES:
-        raise InvalidInput(f"the document exceeds {MAX_CONTENT_BYTES} bytes")
+        raise InvalidInput(
+            f"the document exceeds {MAX_CONTENT_BYTES} bytes",
+            french=f"le fichier dépasse la taille maximale ({MAX_CONTENT_BYTES // (1 << 20)} Mo)",
+        )
     if meta.expected_size is not None and meta.expected_size != len(content):
         raise InvalidInput("the document size does not match its content")
     for value in (meta.creation_time, meta.service_start, meta.service_stop):

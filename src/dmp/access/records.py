@@ -400,7 +400,11 @@ def _validated_demographics(d: Demographics) -> Demographics:
     for name in ("birth_family_name", "given_names"):
         value = getattr(d, name).strip()
         if not value or len(value) > 100:
-            raise InvalidInput(f"{name} is required (at most 100 characters)")
+            label = {"birth_family_name": "le nom de naissance", "given_names": "les prénoms"}
+            raise InvalidInput(
+                f"{name} is required (at most 100 characters)",
+                french=f"{label[name]} : à indiquer, 100 caractères au plus",
+            )
         text.single_line(value, name, {"birth_family_name": "nom", "given_names": "prénoms"}[name])
     if d.used_name:
         text.single_line(d.used_name, "used_name", "nom d'usage")

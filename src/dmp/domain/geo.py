@@ -52,14 +52,22 @@ def departement_of_commune(commune: str) -> str:
     code = commune.strip().upper()
     if not _COMMUNE.match(code):
         raise InvalidInput(
-            f"{commune!r} is not an INSEE commune code (5 characters, 2A/2B for Corsica)"
+            f"{commune!r} is not an INSEE commune code (5 characters, 2A/2B for Corsica)",
+            french=f"« {commune[:20]} » n'est pas un code INSEE de commune (5 caractères, 2A ou "
+            "2B pour la Corse) : le code de la commune de résidence est à vérifier",
         )
     geo = geography()
     dept = geo.exceptions.get(code) or (code[:3] if code[:2] in ("97", "98") else code[:2])
     if dept not in geo.departements:
         if code.startswith("20"):
-            raise InvalidInput("Corsican communes are coded 2A or 2B, not 20")
-        raise InvalidInput(f"{commune!r} is not in a known département")
+            raise InvalidInput(
+                "Corsican communes are coded 2A or 2B, not 20",
+                french="les communes de Corse se codent 2A ou 2B, et non 20",
+            )
+        raise InvalidInput(
+            f"{commune!r} is not in a known département",
+            french=f"la commune « {commune[:20]} » n'est dans aucun département connu",
+        )
     return dept
 
 
