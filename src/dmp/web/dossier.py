@@ -15,7 +15,7 @@ from dmp.access.kernel import MAX_PAGE
 from dmp.access.views import DocumentView, NewDocument
 from dmp.domain import alerts
 from dmp.domain.codes import TYPE_LABELS
-from dmp.domain.ins import Ins
+from dmp.domain.ins import Ins, spaced_ins
 from dmp.domain.narrative import cda_narrative_html
 from dmp.domain.profile import PROFILE, PROFILE_PREFIX, profile_text
 from dmp.domain.profile import document as profile_document
@@ -304,19 +304,24 @@ def gp(pg: PostDep, professionnel: Text = "") -> Response:
 # -- summary of care ----------------------------------------------------------------------
 
 
-@router.get("/synthese", name="record_summary", response_class=HTMLResponse)
-def care_summary(request: Request, pg: PageDep) -> Response:
-    ins = _holder(pg)
+def summary_page(request: Request, pg: Page, ins: Ins, *, holder_side: bool) -> Response:
+    """The summary of care as this reader may see it, each line linked to its documents on
+    the reader's own document pages."""
     return page(
         request,
         "synthese.html",
         session=pg.session,
         summary=pg.gate.care_summary(ins),
         sections=labels.SUMMARY_SECTIONS,
-        document_base="/portail/dossier/documents",
-        holder_side=True,
-        who=None,
+        document_base="/portail/dossier/documents" if holder_side else "/portail/pro/documents",
+        holder_side=holder_side,
+        who=None if holder_side else f"INS {spaced_ins(ins.value)}",
     )
+
+
+@router.get("/synthese", name="record_summary", response_class=HTMLResponse)
+def care_summary(request: Request, pg: PageDep) -> Response:
+    return summary_page(request, pg, _holder(pg), holder_side=True)
 
 
 # -- history ------------------------------------------------------------------------------

@@ -31,10 +31,17 @@ from dmp.domain.ins import OID_DEMO, OID_NIA, OID_NIR, OID_TEST, Ins, parse_ins,
 from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput
 from dmp.front.explain import explain
 from dmp.identity.actor import ActorKind
-from dmp.web import labels, pdf
+from dmp.web import pdf
 from dmp.web.auth import Text
 from dmp.web.deps import Page, PageDep, PostDep, require
-from dmp.web.dossier import PER_PAGE, _doc_id, _page_number, _viewable, content_response
+from dmp.web.dossier import (
+    PER_PAGE,
+    _doc_id,
+    _page_number,
+    _viewable,
+    content_response,
+    summary_page,
+)
 from dmp.web.render import french_message, page, redirect
 
 router = APIRouter(prefix="/portail", include_in_schema=False)
@@ -301,17 +308,7 @@ def pro_summary(request: Request, pg: PageDep) -> Response:
     """The summary of care of the current patient, from the documents this professional may
     read (the habilitation matrix and the patient's masks apply)."""
     require(pg, ActorKind.PROFESSIONAL)
-    ins = _patient(pg)
-    return page(
-        request,
-        "synthese.html",
-        session=pg.session,
-        summary=pg.gate.care_summary(ins),
-        sections=labels.SUMMARY_SECTIONS,
-        document_base="/portail/pro/documents",
-        holder_side=False,
-        who=f"INS {spaced_ins(ins.value)}",
-    )
+    return summary_page(request, pg, _patient(pg), holder_side=False)
 
 
 @router.get("/pro/traces", name="pro_traces", response_class=HTMLResponse)
