@@ -4,7 +4,7 @@ Those examples carry no licence and stay out of the repository (tests use docume
 the project in the same structure, tests/summary_fixtures.py). This prints, for each example
 found, the lines the summary reads from it, as docs/summary.md shows them.
 
-    python3 scripts/summary_of_examples.py [FOLDER]   # default: ../shared/examples/cda
+    python3 scripts/summary_of_examples.py FOLDER   # a folder holding the ANS CI-SIS examples
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ EXAMPLES = (
 
 
 def main() -> int:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/examples/cda")
+    if len(sys.argv) != 2:
+        print(
+            "usage: summary_of_examples.py FOLDER (a copy of the ANS CI-SIS examples)",
+            file=sys.stderr,
+        )
+        return 2
+    folder = Path(sys.argv[1])
     found = [folder / name for name in EXAMPLES if (folder / name).is_file()]
     if not found:
         print(f"no ANS example found in {folder}", file=sys.stderr)
