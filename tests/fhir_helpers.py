@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 import uuid
@@ -20,8 +21,41 @@ from tests.factories import EXAMPLES
 EXAMPLE_INS = "123456789012345"
 
 
-def example(rel: str, ins: Ins) -> Any:
-    """An example file with its patient replaced by ``ins`` (test OID)."""
+# The ANS examples carry this placeholder as their CDA: a ClinicalDocument with no body, which the
+# server refuses (issue 24: an empty CDA is no document). ``example`` gives it a body.
+EMPTY_CDA = b'<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3"/>'
+CDA_WITH_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3">'
+    b"<component><structuredBody><component><section><title>Exemple</title>"
+    b"<text>Document fictif.</text></section></component></structuredBody></component>"
+    b"</ClinicalDocument>"
+)
+
+
+def _b64_sha1(content: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(content, usedforsecurity=False).digest()).decode()
+
+
+def _give_the_cda_a_body(node: Any) -> None:
+    """The placeholder CDA replaced by one with a body, and the size and hash that describe
+    it with it."""
+    if isinstance(node, dict):
+        if node.get("data") == base64.b64encode(EMPTY_CDA).decode():
+            node["data"] = base64.b64encode(CDA_WITH_BODY).decode()
+        if node.get("hash") == _b64_sha1(EMPTY_CDA):
+            node["hash"] = _b64_sha1(CDA_WITH_BODY)
+            if "size" in node:
+                node["size"] = len(CDA_WITH_BODY)
+        for v in node.values():
+            _give_the_cda_a_body(v)
+    elif isinstance(node, list):
+        for item in node:
+            _give_the_cda_a_body(item)
+
+
+def example(rel: str, ins: Ins, *, as_published: bool = False) -> Any:
+    """An example file with its patient replaced by ``ins`` (test OID); unless
+    ``as_published``, its placeholder CDA is given a body."""
     text = (EXAMPLES / rel).read_text(encoding="utf-8")
     text = text.replace(
         f"urn:oid:1.2.250.1.213.1.4.8|{EXAMPLE_INS}", f"urn:oid:{ins.oid}|{ins.value}"
@@ -32,6 +66,8 @@ def example(rel: str, ins: Ins) -> Any:
     )
     doc = json.loads(text)
     _replace_patient_refs(doc, ins)
+    if not as_published:
+        _give_the_cda_a_body(doc)
     return doc
 
 

@@ -74,6 +74,22 @@ def test_iti105_examples_are_accepted(client: TestClient, world: Runtime) -> Non
         assert body["content"][0]["attachment"]["url"].endswith(f"/Binary/{body['id']}")
 
 
+def test_the_examples_placeholder_cda_is_refused(client: TestClient, world: Runtime) -> None:
+    """As published, the ANS examples carry an empty ClinicalDocument: no document to file."""
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    rel = "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json"
+    r = client.post(
+        "/fhir/DocumentReference", json=example(rel, CDA_INS, as_published=True), headers=h
+    )
+    assert "no body" in _outcome(r, 422)
+    bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", CDA_INS)
+    published = example(
+        "pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", CDA_INS, as_published=True
+    )
+    assert bundle != published
+    assert "no body" in _outcome(client.post("/fhir", json=published, headers=h), 422)
+
+
 def test_iti65_submission_and_replacement_examples(client: TestClient, world: Runtime) -> None:
     h = bearer(world, pro(world, CARDIOLOGIST))
     bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", CDA_INS)

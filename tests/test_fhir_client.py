@@ -6,62 +6,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from fhirclient import client as fhir_client
 from fhirclient.models.binary import Binary
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.documentreference import DocumentReference
 
-from dmp.config import Settings
 from dmp.identity.actor import Actor
 from dmp.identity.tokens import issue_token
 from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, NURSE, ins_for, open_record, pro
 
 INS = ins_for(71)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def server_url(world: Runtime, settings: Settings, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "DMP_DATA_DIR": str(settings.data_dir), "DMP_TEST_MODE": "true"}
-    if settings.database_url:
-        env["DMP_DATABASE_URL"] = settings.database_url
-    with (tmp_path / "server.log").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dmp.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        pytest.fail((tmp_path / "server.log").read_text())
-                    time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}/fhir/"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def _token(rt: Runtime, actor: Actor) -> str:

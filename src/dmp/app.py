@@ -26,6 +26,7 @@ from dmp.auth.throttle import BearerLimit
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import MHD_ERROR_CODES, operation_outcome, outcome_response
+from dmp.front import assumed
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import UNAVAILABLE, Runtime
@@ -280,6 +281,8 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             log.warning("database unavailable", extra={"error_type": type(exc).__name__})
         if _is_portal(request):
             return error_page(request, exc)
+        if request.url.path.startswith("/api/records/") and "oid" not in request.query_params:
+            exc = assumed.explained(exc, "no ?oid= was given")
         retry = getattr(exc, "retry_after", None)
         if _is_fhir(request):
             details = exc.reason if exc.reason in MHD_ERROR_CODES else None

@@ -453,6 +453,7 @@ def _validate_new_document(
         )
     if meta.expected_size is not None and meta.expected_size != len(content):
         raise InvalidInput("the document size does not match its content")
+    cda.check_declared_xml(content, meta.mime_type)
     for value in (meta.creation_time, meta.service_start, meta.service_stop):
         if value is not None and value.tzinfo is None:
             raise InvalidInput("times must carry a time zone")

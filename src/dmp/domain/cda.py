@@ -75,22 +75,58 @@ def _time(value: str | None) -> datetime | None:
 def parse_root(content: bytes) -> etree._Element:
     """The document's root element, parsed safely (no entities, no network, size and depth
     capped); InvalidInput otherwise."""
+    root = parse_xml(content, "the CDA document")
+    if root.tag != CDA_ROOT:
+        raise InvalidInput("the XML document is not a CDA ClinicalDocument")
+    return root
+
+
+CDA_ROOT = "{urn:hl7-org:v3}ClinicalDocument"
+
+
+def parse_xml(content: bytes, what: str) -> etree._Element:
+    """Any XML content, parsed as safely as a CDA document (``what`` names it in errors)."""
     if len(content) > MAX_CDA_BYTES:
-        raise InvalidInput("the CDA document is too large")
+        raise InvalidInput(f"{what} is too large")
     if b"<!ENTITY" in content[:65536] or b"<!DOCTYPE" in content[:65536]:
-        raise InvalidInput("CDA documents with a DOCTYPE or entity declarations are refused")
+        raise InvalidInput(f"{what}: a DOCTYPE or entity declarations are refused")
     try:
         root = etree.fromstring(content, _parser())
     except etree.XMLSyntaxError as exc:
-        raise InvalidInput(f"the CDA document is not well-formed XML: {exc.msg}") from None
-    if root.tag != "{urn:hl7-org:v3}ClinicalDocument":
-        raise InvalidInput("the XML document is not a CDA ClinicalDocument")
+        raise InvalidInput(
+            f"{what} is not well-formed XML: {exc.msg}",
+            french="le fichier annoncé comme XML n'est pas un document XML bien formé",
+        ) from None
     depth = 0
     for event, _el in etree.iterwalk(root, events=("start", "end")):
         depth += 1 if event == "start" else -1
         if depth > MAX_DEPTH:
-            raise InvalidInput("the CDA document is nested too deeply")
+            raise InvalidInput(f"{what} is nested too deeply")
     return root
+
+
+def is_xml_type(mime_type: str) -> bool:
+    base = mime_type.split(";", 1)[0].strip().lower()
+    return base in ("text/xml", "application/xml") or base.endswith("+xml")
+
+
+def check_declared_xml(content: bytes, mime_type: str) -> None:
+    """Content declared as XML is well-formed XML, and a CDA document has a body: a
+    structuredBody with a section, or a nonXMLBody with its text (an empty CDA is no
+    document)."""
+    if not is_xml_type(mime_type):
+        return
+    root = parse_xml(content, f"the document declared as {mime_type.split(';')[0]}")
+    if root.tag != CDA_ROOT:
+        return
+    sections = root.findall("hl7:component/hl7:structuredBody/hl7:component/hl7:section", NS)
+    text = root.findtext("hl7:component/hl7:nonXMLBody/hl7:text", namespaces=NS)
+    if not sections and not (text and text.strip()):
+        raise InvalidInput(
+            "the CDA document has no body: a structuredBody with at least one section, or a "
+            "nonXMLBody with its text",
+            french="le document CDA n'a pas de corps (ni section, ni contenu non structuré)",
+        )
 
 
 def parse_header(content: bytes) -> CdaHeader:

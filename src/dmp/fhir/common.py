@@ -3,6 +3,8 @@ parameters, and the checks ITI-65 and ITI-105 share."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -14,7 +16,7 @@ from pydantic import ValidationError
 from dmp.access.record_access import RecordAccess
 from dmp.access.views import DocumentView, NewDocument
 from dmp.domain import cda
-from dmp.domain.ins import PatientKey, PatientRef, parse_ins_token
+from dmp.domain.ins import Ins, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import (
     BadRequest,
     InvalidInput,
@@ -22,6 +24,7 @@ from dmp.errors import (
 )
 from dmp.fhir.outcome import FHIR_JSON, operation_outcome
 from dmp.fhir.params import Param
+from dmp.front import assumed
 from dmp.front import fhir_mapping as mapping
 
 MAX_BUNDLE_ENTRIES = 200
@@ -161,12 +164,35 @@ def checked_params(request: Request, declared: dict[str, str]) -> list[Param]:
     )
 
 
+def ins_param(token: str, *, test_mode: bool) -> Ins:
+    """An INS a search names (``urn:oid:<OID>|<INS>``, or bare: INS-NIR); a value that is no
+    INS is a bad request (400), as for any malformed search parameter."""
+    try:
+        return parse_ins_token(token, test_mode=test_mode)
+    except InvalidInput as exc:
+        raise BadRequest(f"{token[:40]!r} is not an INS: {exc.message}") from None
+
+
+NO_SYSTEM = "the identifier has no system"
+
+
+@contextmanager
+def telling_assumed_oid(token: str | None) -> Iterator[None]:
+    """A record not found for an INS given without its system says which OID was assumed."""
+    try:
+        yield
+    except NotFound as exc:
+        if token is None or "|" in token:
+            raise
+        raise assumed.explained(exc, NO_SYSTEM) from None
+
+
 def patient_param(request: Request, access: RecordAccess) -> PatientRef:
     value = request.query_params.get("patient.identifier") or request.query_params.get("patient")
     if not value:
         raise BadRequest("patient or patient.identifier is required")
     if "|" in value or value.isdigit():
-        return parse_ins_token(value, test_mode=access.accepts_test_ins)
+        return ins_param(value, test_mode=access.accepts_test_ins)
     return mapping.patient_ref(
         value if value.startswith("Patient") else f"Patient/{value}",
         test_mode=access.accepts_test_ins,
@@ -180,11 +206,11 @@ def patient_value(applied: list[Param], access: RecordAccess) -> PatientRef:
         if p.name == "patient.identifier" or (
             p.name in ("patient", "subject") and p.modifier == "identifier"
         ):
-            return parse_ins_token(p.value, test_mode=access.accepts_test_ins)
+            return ins_param(p.value, test_mode=access.accepts_test_ins)
         if p.name in ("patient", "subject"):
             value = p.value
             if "|" in value:  # an INS token given as a plain value (lenient reading)
-                return parse_ins_token(value, test_mode=access.accepts_test_ins)
+                return ins_param(value, test_mode=access.accepts_test_ins)
             return mapping.patient_ref(
                 value if value.startswith("Patient") else f"Patient/{value}",
                 test_mode=access.accepts_test_ins,

@@ -30,6 +30,7 @@ from dmp.fhir.common import (
     prepare_document,
     read_json,
     read_resource,
+    telling_assumed_oid,
     validate_resource,
     version_headers,
 )
@@ -51,18 +52,21 @@ def docref_search(
     )
     q = parse_document_search(query, test_mode=access.accepts_test_ins)
     base = base_url(request)
-    page = access.search_documents(
-        q.patient,
-        type_codes=q.type_codes,
-        statuses=q.statuses,
-        service_from=q.service_from,
-        service_to=q.service_to,
-        limit=q.count,
-        offset=q.offset,
-        criteria=q.criteria,
-        # _summary=count inside the gate: the audit names only what leaves (nothing).
-        count_only=params.summary(query.get("_summary")) == "count" or q.impossible,
-    )
+    count_only = params.summary(query.get("_summary")) == "count" or q.count == 0
+    with telling_assumed_oid(q.bare_ins):
+        page = access.search_documents(
+            q.patient,
+            type_codes=q.type_codes,
+            statuses=q.statuses,
+            service_from=q.service_from,
+            service_to=q.service_to,
+            limit=max(q.count, 1),
+            offset=q.offset,
+            criteria=q.criteria,
+            # _summary=count and _count=0 inside the gate: the audit names only what leaves
+            # (nothing).
+            count_only=count_only or q.impossible,
+        )
     items, total = (page.items, page.total) if not q.impossible else ([], 0)
     resources = []
     for doc in items:

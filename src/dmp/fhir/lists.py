@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from dmp.access.views import ListView
 from dmp.errors import BadRequest, InvalidInput, NotFound
 from dmp.fhir import params
-from dmp.fhir.common import base_url, fhir, http_date, patient_value
+from dmp.fhir.common import base_url, fhir, http_date, patient_value, telling_assumed_oid
 from dmp.fhir.params import Param
 from dmp.front import fhir_mapping as mapping
 from dmp.front.deps import Gate
@@ -108,14 +108,16 @@ def list_search(request: Request, access: Gate) -> Response:
     kinds = {v.split("|")[-1] for v in params.values(applied, "code")}
     kind = next(iter(kinds)) if len(kinds) == 1 and kinds <= {"submissionset", "folder"} else None
     summary = params.summary(params.first(applied, "_summary"))
-    page = access.search_lists(
-        patient,
-        kind,
-        where=lambda lst: _matches(lst, applied),
-        limit=max(count, 1),
-        offset=offset,
-        count_only=summary == "count" or count == 0,
-    )
+    params.total_mode(applied)
+    with telling_assumed_oid(params.first(applied, "patient.identifier")):
+        page = access.search_lists(
+            patient,
+            kind,
+            where=lambda lst: _matches(lst, applied),
+            limit=max(count, 1),
+            offset=offset,
+            count_only=summary == "count" or count == 0,
+        )
     base = base_url(request)
     resources: list[dict[str, Any]] = []
     for lst in page.items:

@@ -95,6 +95,7 @@ _DEFINITIONS = {
     ("DocumentReference", "author"): _HL7 + "DocumentReference-author",
     ("DocumentReference", "date"): _HL7 + "DocumentReference-date",
     ("DocumentReference", "facility"): _HL7 + "DocumentReference-facility",
+    ("DocumentReference", "_id"): _HL7 + "Resource-id",
     ("List", "date"): _HL7 + "clinical-date",
     ("List", "designationType"): _MHD + "List-DesignationType",
     ("List", "identifier"): _HL7 + "clinical-identifier",
@@ -200,7 +201,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                     {
                         "type": "Patient",
                         "interaction": [{"code": c} for c in ("read", "search-type", "create")],
-                        "searchParam": [{"name": "identifier", "type": "token"}],
+                        "searchParam": [
+                            {"name": "identifier", "type": "token"},
+                            {"name": "_id", "type": "token", "definition": _HL7 + "Resource-id"},
+                        ],
                         "operation": [
                             {
                                 "name": "summary",

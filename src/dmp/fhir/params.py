@@ -19,7 +19,17 @@ from starlette.datastructures import QueryParams
 from dmp.errors import BadRequest
 
 # Parameters every search takes whatever the resource (FHIR R4 "all resources" controls).
-CONTROL = {"_count": "number", "_offset": "number", "_format": "special", "_summary": "special"}
+CONTROL = {
+    "_count": "number",
+    "_offset": "number",
+    "_format": "special",
+    "_summary": "special",
+    # How the total is counted: FHIR R4's _total, and the _totalMethod fhirpy sends with
+    # _count=0 for .count(). Every total this server gives is exact.
+    "_total": "special",
+    "_totalMethod": "special",
+}
+TOTAL_MODES = {"_total": ("none", "estimate", "accurate"), "_totalMethod": ("count", "estimate")}
 
 # The modifiers FHIR R4 defines per type that this server serves.
 MODIFIERS = {
@@ -82,6 +92,19 @@ def summary(value: str | None) -> str | None:
     if value not in (None, "count", "false"):
         raise BadRequest(f"_summary={value!r} is not supported (count or false)")
     return value
+
+
+def total_mode(params: QueryParams | Iterable[Param]) -> None:
+    """``_total`` and ``_totalMethod`` take the values FHIR (and fhirpy) send; the total is
+    exact whichever is asked (an estimate may be exact)."""
+    items = (
+        params.multi_items()
+        if isinstance(params, QueryParams)
+        else [(p.name, p.value) for p in params]
+    )
+    for name, value in items:
+        if name in TOTAL_MODES and value not in TOTAL_MODES[name]:
+            raise BadRequest(f"{name}={value!r}: one of {', '.join(TOTAL_MODES[name])}")
 
 
 def values(applied: Iterable[Param], name: str, modifier: str | None = None) -> list[str]:

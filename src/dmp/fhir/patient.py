@@ -12,19 +12,24 @@ from fhir.resources.R4B.patient import Patient as PatientModel
 from dmp.access.views import Demographics
 from dmp.domain.codes import CreationChannel
 from dmp.domain.geo import commune_of_postcode, departement_of_commune
-from dmp.domain.ins import INS_OIDS, Ins, PatientKey, parse_ins_token
+from dmp.domain.ins import INS_OIDS, Ins, PatientKey, PatientRef
 from dmp.errors import (
     BadRequest,
     InvalidInput,
 )
+from dmp.fhir import params
 from dmp.fhir.common import (
+    NO_SYSTEM,
     base_url,
     checked_params,
     created,
     fhir,
+    ins_param,
     read_resource,
     validate_resource,
 )
+from dmp.fhir.outcome import operation_outcome
+from dmp.front import assumed
 from dmp.front import fhir_mapping as mapping
 from dmp.front.deps import Gate
 
@@ -90,18 +95,47 @@ def residence_commune(addresses: list[Any]) -> str:
 
 @router.get("/Patient", name="fhir_patient_search")
 def patient_search(request: Request, access: Gate) -> Response:
-    checked_params(request, {"identifier": "token"})
+    applied = checked_params(request, {"identifier": "token", "_id": "token"})
+    params.total_mode(applied)
     identifier = request.query_params.get("identifier")
-    if not identifier:
-        raise BadRequest("Patient search needs identifier=urn:oid:<INS OID>|<INS>")
-    ins = parse_ins_token(identifier, test_mode=access.accepts_test_ins)
+    keys = params.values(applied, "_id")
+    if not identifier and not keys:
+        raise BadRequest("Patient search needs identifier=urn:oid:<INS OID>|<INS> (or _id)")
+    if len(keys) > 1:
+        raise BadRequest("_id: one patient per search")
+    ref: PatientRef = (
+        ins_param(identifier, test_mode=access.accepts_test_ins)
+        if identifier
+        else PatientKey(keys[0])
+    )
     base = base_url(request)
-    view = access.find_record(ins)
+    view = access.find_record(ref)
+    if view is not None and keys and view.key != keys[0]:
+        view = None  # identifier and _id name two patients
+    links = {"self": str(request.url)}
     if view is None:
-        return fhir(mapping.searchset([], 0, {"self": str(request.url)}))
+        bundle = mapping.searchset([], 0, links)
+        if identifier and "|" not in identifier:
+            # A searchset may carry an OperationOutcome (search.mode outcome): say which OID
+            # the bare INS was looked up under.
+            bundle["entry"] = [_assumed_oid_outcome()]
+        return fhir(bundle)
     resource = mapping.patient(view, view.key)
     resource["_fullUrl"] = f"{base}/Patient/{view.key}"
-    return fhir(mapping.searchset([resource], 1, {"self": str(request.url)}))
+    count = params.first(applied, "_count")
+    if count is not None and count.strip() == "0":
+        return fhir(mapping.searchset([], 1, links))
+    return fhir(mapping.searchset([resource], 1, links))
+
+
+def _assumed_oid_outcome() -> dict[str, Any]:
+    outcome = operation_outcome(
+        200,
+        f"no record was found for this patient: {assumed.assumed_nir(NO_SYSTEM)}",
+        code="not-found",
+        severity="warning",
+    )
+    return {"resource": outcome, "search": {"mode": "outcome"}}
 
 
 @router.get("/Patient/{key}", name="fhir_patient_read")

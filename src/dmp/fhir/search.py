@@ -15,10 +15,11 @@ from dmp.access.kernel import MAX_OFFSET
 from dmp.access.views import SearchCriteria
 from dmp.domain import valuesets
 from dmp.domain.codes import TYPE_LABELS
-from dmp.domain.ins import PatientRef, parse_ins_token
-from dmp.errors import BadRequest
+from dmp.domain.ins import PatientKey, PatientRef
+from dmp.errors import BadRequest, InvalidInput
 from dmp.fhir import params as fhir_params
-from dmp.front.fhir_mapping import patient_ref
+from dmp.fhir.common import ins_param
+from dmp.front.fhir_mapping import parse_doc_id, patient_ref
 
 # The DocumentReference search parameters (ITI-67 and the PDSm server role), by the code a
 # client sends, with their FHIR type.
@@ -45,6 +46,7 @@ DOCREF_PARAMETERS = {
     "author": "reference",
     "author.identifier": "token",
     "isArchived": "token",
+    "_id": "token",
     "_sort": "special",
 }
 # What each parameter's values are matched against in the database search (criterion names
@@ -92,7 +94,7 @@ PARAMETER_MODIFIERS = {
     "missing": frozenset({*TOKEN_CRITERIA, *DATE_CRITERIA, *REFERENCE_CRITERIA, "event"}),
     "identifier": frozenset({"patient", "subject", "author"}),
 }
-SUPPORTED = frozenset({*DOCREF_PARAMETERS, "_count", "_offset", "_format", "_summary"})
+SUPPORTED = frozenset({*DOCREF_PARAMETERS, *fhir_params.CONTROL})
 MAX_COUNT = 100
 STATUSES = ("current", "superseded", "entered-in-error")
 
@@ -108,6 +110,8 @@ class DocumentSearch:
     count: int
     offset: int
     impossible: bool = False  # a criterion no stored document can meet (event codes)
+    # The INS the search named without a system (the 404 then says which OID was assumed).
+    bare_ins: str | None = None
     echo: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -213,15 +217,19 @@ def _and(*alternatives: tuple[str, ...] | None) -> tuple[str, ...] | None:
 def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSearch:
     """ITI-67 criteria from parameters already checked by :func:`applied_parameters`."""
     patient: PatientRef
+    ids = _document_ids(params)
     if params.get("patient.identifier"):
-        patient = parse_ins_token(params["patient.identifier"], test_mode=test_mode)
+        patient = ins_param(params["patient.identifier"], test_mode=test_mode)
     elif params.get("patient"):
         value = params["patient"]
         patient = patient_ref(
             value if value.startswith("Patient") else f"Patient/{value}", test_mode=test_mode
         )
+    elif ids:
+        # A resource id carries its patient's key (decision 0004): ``_id`` alone names the record.
+        patient = ids[0][0]
     else:
-        raise BadRequest("patient or patient.identifier is required (ITI-67)")
+        raise BadRequest("patient, patient.identifier or _id is required (ITI-67)")
     archived = params.get("isArchived")
     status = _tokens(params, "status")
     not_status = _tokens(params, "status:not") or ()
@@ -251,8 +259,10 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         offset = int(params.get("_offset", "0"))
     except ValueError:
         raise BadRequest("_count and _offset are whole numbers") from None
-    if not 1 <= count <= MAX_COUNT or not 0 <= offset <= MAX_OFFSET:
-        raise BadRequest(f"_count must be 1 to {MAX_COUNT}, _offset 0 to {MAX_OFFSET}")
+    # _count=0: the total alone (FHIR R4 3.1.1.5.6), as _summary=count.
+    if not 0 <= count <= MAX_COUNT or not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"_count must be 0 to {MAX_COUNT}, _offset 0 to {MAX_OFFSET}")
+    fhir_params.total_mode(params)
     sort = params.get("_sort", "-period")
     if sort not in ("period", "-period", "date", "-date"):
         raise BadRequest("_sort supports period and date, ascending or descending (-)")
@@ -276,6 +286,7 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         facility_types=_and(_tokens(params, "facility"), _by_text(params, "facility")),
         practice_settings=_and(_tokens(params, "setting"), _by_text(params, "setting")),
         unique_ids=identifiers,
+        document_ids=tuple(logical for _, logical in ids) or None,
         author_ids=_tokens(params, "author.identifier") or _tokens(params, "author"),
         replaces_ids=tuple(related) or None,
         confidentiality=_tokens(params, "security-label"),
@@ -296,9 +307,33 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
         criteria=criteria,
         count=count,
         offset=offset,
-        # No document carries an event code: a positive event criterion matches none.
-        impossible=bool(params.get("event")) or never or not statuses,
+        # No document carries an event code: a positive event criterion matches none. Ids of
+        # another patient's documents match none of this one's.
+        impossible=bool(params.get("event"))
+        or never
+        or not statuses
+        or any(key != patient for key, _ in ids if isinstance(patient, PatientKey)),
+        bare_ins=_bare_ins(params),
     )
+
+
+def _document_ids(params: QueryParams) -> list[tuple[PatientKey, str]]:
+    """The ``_id`` values: this server's DocumentReference ids (``<patient key>.<id>``); one
+    that is not one matches nothing, and a search names one patient's documents only."""
+    ids = []
+    for value in _tokens(params, "_id") or ():
+        try:
+            ids.append(parse_doc_id(value))
+        except InvalidInput:
+            ids.append((PatientKey("-"), "-"))  # matches no stored document
+    if len({key for key, _ in ids if key.id != "-"}) > 1:
+        raise BadRequest("_id: the documents of one patient per search")
+    return ids
+
+
+def _bare_ins(params: QueryParams) -> str | None:
+    value = params.get("patient.identifier")
+    return value if value is not None and "|" not in value else None
 
 
 def page_links(
@@ -315,7 +350,7 @@ def page_links(
         return f"{base}/DocumentReference?{urlencode(items)}"
 
     links = {"self": url(offset)}
-    if offset + count < total:
+    if count and offset + count < total:
         links["next"] = url(offset + count)
     if offset > 0:
         links["previous"] = url(max(0, offset - count))

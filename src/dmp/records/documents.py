@@ -172,6 +172,7 @@ def _criteria(c: DocumentCriteria, w: _Where) -> None:
         (c.facility_types, "facility_type"),
         (c.practice_settings, "practice_setting"),
         (c.unique_ids, "unique_id"),
+        (c.document_ids, "logical_id"),
         (c.author_ids, "author_id"),
         (c.replaces_ids, "replaces_id"),
     ):

@@ -171,6 +171,7 @@ class DocumentCriteria:
     facility_types: tuple[str, ...] | None = None
     practice_settings: tuple[str, ...] | None = None
     unique_ids: tuple[str, ...] | None = None
+    document_ids: tuple[str, ...] | None = None  # logical ids (FHIR _id)
     author_ids: tuple[str, ...] | None = None
     replaces_ids: tuple[str, ...] | None = None
     confidentiality: tuple[str, ...] | None = None  # N, R, V, MASQUE_PS, INVISIBLE_PATIENT...
