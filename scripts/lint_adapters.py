@@ -23,7 +23,7 @@ import ast
 import sys
 from pathlib import Path
 
-ADAPTERS = ("api", "fhir", "web", "cli", "front")
+ADAPTERS = ("api", "fhir", "xds", "web", "cli", "front")
 ALLOWED = {"front/deps.py"}
 AUDIT_WRITERS = {"write", "write_events", "write_denial"}
 KERNEL = "access/kernel.py"

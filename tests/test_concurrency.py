@@ -241,3 +241,21 @@ def test_simultaneous_first_emergency_reads_open_one_window(world: Runtime) -> N
         ).scalar_one()
     assert (windows, opened, told) == (1, 1, 1)
     assert maintenance.verify_audit(world).ok
+
+
+def test_one_vihf_assertion_sent_fifty_times_at_once_is_accepted_once(world: Runtime) -> None:
+    """The XDS.b door's replay check under a race: one signed assertion, fifty requests."""
+    from dmp.auth import vihf
+    from tests.factories import HOSPITAL
+    from tests.xds_helpers import Software, security
+
+    ins = ins_for(901)
+    open_record(world, ins)
+    sw = Software(world, HOSPITAL)
+    header = security(sw.assertion(CARDIOLOGIST, ins, now=world.clock.now()))
+    results = _race(N, lambda _: vihf.verify(world, header))
+    accepted = [r for r in results if isinstance(r, vihf.Vihf)]
+    refused = [r for r in results if isinstance(r, vihf.VihfRefused)]
+    assert len(accepted) == 1, results[:3]
+    assert len(refused) == N - 1
+    assert all("replay" in r.message for r in refused)

@@ -26,7 +26,7 @@ from dmp.auth.throttle import BearerLimit
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import MHD_ERROR_CODES, operation_outcome, outcome_response
-from dmp.front import assumed
+from dmp.front import assumed, soap
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import UNAVAILABLE, Runtime
@@ -39,6 +39,7 @@ from dmp.web import static as portal_static
 from dmp.web import stats as stats_web
 from dmp.web.render import error_page
 from dmp.web.static import PortalHeaders
+from dmp.xds import routes as xds_routes
 
 log = logging.getLogger("dmp.http")
 
@@ -228,6 +229,22 @@ def _is_fhir(request: Request) -> bool:
     return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
 
 
+def _is_xds(request: Request) -> bool:
+    return request.url.path == "/xds" or request.url.path.startswith("/xds/")
+
+
+def _soap_fault(exc: DmpError) -> Response:
+    """SOAP 1.2 over HTTP: a fault of the sender is a 400, of the server a 500; a failed
+    assertion says so with WS-Security's subcode."""
+    sender = exc.status < 500
+    subcode = "wsse:FailedAuthentication" if exc.status == 401 else None
+    return Response(
+        soap.fault("Sender" if sender else "Receiver", exc.message, subcode=subcode),
+        400 if exc.status in (401, 403, 404, 409, 422) else exc.status,
+        headers={"Content-Type": f"{soap.SOAP_XML}; charset=UTF-8"},
+    )
+
+
 def _error_body(code: str, message: str, reason: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": code, "message": message}
     if reason:
@@ -271,6 +288,7 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.state.provisioning = Provisioning(runtime)
     app.state.bearer_limit = BearerLimit(runtime)
     app.state.trusted_proxies = runtime.settings.trusted_proxies
+    app.state.xds_repository = runtime.settings.xds_repository_id
     app.state.stats_pages = stats_web.PageCache()
 
     @app.exception_handler(DmpError)
@@ -281,6 +299,11 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             log.warning("database unavailable", extra={"error_type": type(exc).__name__})
         if _is_portal(request):
             return error_page(request, exc)
+        if _is_xds(request):
+            response = _soap_fault(exc)
+            if getattr(exc, "retry_after", None) is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
+            return response
         if request.url.path.startswith("/api/records/") and "oid" not in request.query_params:
             exc = assumed.explained(exc, "no ?oid= was given")
         retry = getattr(exc, "retry_after", None)
@@ -321,6 +344,10 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_fhir(request):
             return outcome_response(exc.status_code, str(exc.detail))
+        if _is_xds(request):
+            error = DmpError(str(exc.detail))
+            error.status = exc.status_code
+            return _soap_fault(error)
         if _is_portal(request) or _is_browser(request):
             french = {
                 413: f"ce que vous avez envoyé dépasse la taille maximale acceptée "
@@ -345,6 +372,7 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.include_router(records.router)
     app.include_router(provisioning_api.router)
     app.include_router(fhir_routes.router)
+    app.include_router(xds_routes.router)
     app.include_router(stats_web.router)
     for portal_router in (portal_home, portal_static, portal_auth, portal_dossier, portal_pro):
         app.include_router(portal_router.router)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     test_mode: bool = False
     # Lifetime of the bearer tokens the server issues, in seconds.
     token_ttl_seconds: int = _env("DMP_TOKEN_TTL", "token_ttl_seconds", 300)
+    # The XDS repository's unique id (the RepositoryUniqueId of ITI-43 and of every
+    # DocumentEntry): an OID of this deployment (the default, under 2.25, needs no registration).
+    xds_repository_id: str = "2.25.211320093856447093914049125049829735941"
     # Emergency access (bris de glace) window for one professional and patient, in days (AC-8).
     emergency_access_days: int = _env("DMP_EMERGENCY_DAYS", "emergency_access_days", 5)
     # Database connections per server process, and as many request threads: a request that runs
@@ -301,6 +304,7 @@ class Settings(BaseSettings):
             "log_level": self.log_level,
             "test_mode": str(self.test_mode).lower(),
             "token_ttl_seconds": str(self.token_ttl_seconds),
+            "xds_repository_id": self.xds_repository_id,
             "emergency_access_days": str(self.emergency_access_days),
             "db_pool_size": str(self.db_pool_size),
             "stats_fold_seconds": str(self.stats_fold_seconds),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -24,8 +25,14 @@ def client() -> None:
     "--jwks",
     "jwks_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="JSON file with its public key(s): a JWK or a JWK Set.",
+    help="JSON file with its public key(s): a JWK or a JWK Set (SMART Backend Services).",
+)
+@click.option(
+    "--certificate",
+    "cert_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM file with the structure's certificate, which signs its VIHF assertions (XDS.b); "
+    "its key also signs SMART client assertions.",
 )
 @click.option(
     "--scope",
@@ -34,14 +41,27 @@ def client() -> None:
     help="A SMART scope it may be granted (repeatable; default user/*.cruds).",
 )
 @friendly_errors
-def client_add(name: str, structure: str, jwks_file: Path, scopes: tuple[str, ...]) -> None:
-    """Register a client with its public keys; prints the client id."""
+def client_add(
+    name: str,
+    structure: str,
+    jwks_file: Path | None,
+    cert_file: Path | None,
+    scopes: tuple[str, ...],
+) -> None:
+    """Register a client with its public keys or its certificate; prints the client id."""
+    if jwks_file is None and cert_file is None:
+        raise click.UsageError("give --jwks, --certificate, or both")
+    jwks: dict[str, Any] = {"keys": []}
+    if jwks_file is not None:
+        try:
+            doc = orjson.loads(jwks_file.read_bytes())
+        except orjson.JSONDecodeError:
+            raise click.UsageError("the key file is not JSON") from None
+        jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
+    if cert_file is not None:
+        from dmp.auth.vihf import certificate_jwk
 
-    try:
-        doc = orjson.loads(jwks_file.read_bytes())
-    except orjson.JSONDecodeError:
-        raise click.UsageError("the key file is not JSON") from None
-    jwks = doc if isinstance(doc, dict) and "keys" in doc else {"keys": [doc]}
+        jwks = {"keys": [*jwks.get("keys", []), certificate_jwk(cert_file.read_bytes())]}
     with operator_session() as operator:
         client_id = operator.register_client(
             name=name, structure_id=structure, jwks=jwks, scopes=frozenset(scopes) or None

@@ -217,3 +217,24 @@ IDENTITY_DOCUMENTS = {
 # record book or a driving licence are recorded, and the identity stays provisional.
 HIGH_TRUST_DOCUMENTS = frozenset({"CN", "PA", "CS", "CE", "IE"})
 TRUSTED_THIRD_PARTY = "TC"  # the insurer's provisioning file
+
+
+def unique_id_forms(value: str) -> tuple[str, ...]:
+    """The forms a document's unique id is stored under: an OID arrives bare through XDS
+    (``1.2.250.1.999.1``) and as a URI through MHD (``urn:oid:1.2.250.1.999.1``); a search by
+    either finds both."""
+    plain = value.removeprefix("urn:oid:")
+    if plain and plain.replace(".", "").isdigit():
+        return (plain, f"urn:oid:{plain}")
+    return (value,)
+
+
+def as_uri(unique_id: str) -> str:
+    """A unique id as MHD writes it (masterIdentifier, a URI): an OID as ``urn:oid:``."""
+    forms = unique_id_forms(unique_id)
+    return forms[1] if len(forms) == 2 else unique_id
+
+
+def as_oid(unique_id: str) -> str:
+    """A unique id as XDS writes it: an OID bare."""
+    return unique_id_forms(unique_id)[0]

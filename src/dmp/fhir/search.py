@@ -14,7 +14,7 @@ from starlette.datastructures import QueryParams
 from dmp.access.kernel import MAX_OFFSET
 from dmp.access.views import SearchCriteria
 from dmp.domain import valuesets
-from dmp.domain.codes import TYPE_LABELS
+from dmp.domain.codes import TYPE_LABELS, unique_id_forms
 from dmp.domain.ins import PatientKey, PatientRef
 from dmp.errors import BadRequest, InvalidInput
 from dmp.fhir import params as fhir_params
@@ -274,6 +274,8 @@ def parse_document_search(params: QueryParams, *, test_mode: bool) -> DocumentSe
     date_from, date_to = date_range(params, "date")
     end_from, end_to = date_range(params, "period-end")
     identifiers = _tokens(params, "identifier")
+    if identifiers is not None:  # an OID under either of its forms (dmp.domain.codes)
+        identifiers = tuple(f for i in identifiers for f in unique_id_forms(i))
     related = [
         r.removeprefix("DocumentReference/").split(".")[-1]
         for r in (_tokens(params, "related") or ()) + (_tokens(params, "relatesto") or ())

@@ -10,6 +10,7 @@ reaches patient data without this dependency (routes that need no actor are in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from anyio import to_thread
@@ -17,10 +18,14 @@ from fastapi import Depends, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.record_access import RecordAccess
+from dmp.auth import vihf
 from dmp.auth.smart import TokenEndpoint
 from dmp.auth.throttle import BearerLimit
+from dmp.domain.ins import Ins
 from dmp.domain.net import client_address
 from dmp.errors import BadRequest, NotAuthenticated
+from dmp.front import soap
+from dmp.front.soap import SoapMessage
 from dmp.identity.tokens import Grant, verify_grant
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
@@ -42,6 +47,7 @@ PUBLIC_ROUTES = frozenset(
         "stats_departement",  # the public aggregates of one département
         "fhir_metadata",
         "fhir_token",
+        "xds_wsdl",  # the XDS.b door's service description
         # The portals' pages before login (their forms carry a CSRF token); every other
         # portal page depends on the session's gate (dmp.web.deps.page_gate).
         # Objecting to an opening: the INS and the date of birth, the same answer for all.
@@ -137,3 +143,32 @@ Gate = Annotated[RecordAccess, Depends(gate)]
 
 
 gate.__dmp_gate__ = True  # type: ignore[attr-defined]  # the route walk recognises gates by it
+
+
+@dataclass(frozen=True)
+class SoapCall:
+    """An XDS.b request: its message, and the gate bound to its VIHF assertion's grant."""
+
+    message: SoapMessage
+    access: RecordAccess
+    patient: Ins | None  # the record the assertion names (xacml:resource:resource-id)
+
+
+async def soap_gate(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> SoapCall:
+    """The one front door of the SOAP adapter: the message parsed, its VIHF assertion verified
+    (signature, window, replay, attributes -> the grant the FHIR door would build), the gate.
+    Failed assertions are counted per address as failed bearer tokens are."""
+    bearer: BearerLimit = request.app.state.bearer_limit
+    address = client_address_of(request)
+    bearer.check(address)
+    message = soap.parse(request.headers.get("content-type", ""), await request.body())
+    try:
+        checked = await to_thread.run_sync(vihf.verify, rt, message.security)
+    except NotAuthenticated:
+        await to_thread.run_sync(bearer.failed, address)
+        raise
+    ctx = RequestContext(request_id=request_id_var.get(), client_addr=address)
+    return SoapCall(message, rt.gate(checked.grant, ctx), checked.patient)
+
+
+soap_gate.__dmp_gate__ = True  # type: ignore[attr-defined]

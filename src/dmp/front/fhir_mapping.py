@@ -26,6 +26,7 @@ from dmp.domain.codes import (
     IDENTITY_STATUS_SYSTEM,
     TYPE_LABELS,
     VisibilityFlag,
+    as_uri,
 )
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
@@ -129,7 +130,7 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
         # patient (the profile wants it contained).
         "contained": [source_patient(doc.patient_id)],
         "extension": [{"url": EXT_ARCHIVED, "valueBoolean": doc.status == "archived"}],
-        "masterIdentifier": {"system": RFC3986, "value": doc.unique_id},
+        "masterIdentifier": {"system": RFC3986, "value": as_uri(doc.unique_id)},
         "identifier": [
             {"use": "official", "system": RFC3986, "value": f"urn:uuid:{_uuid(doc.id)}"}
         ],
@@ -660,7 +661,9 @@ def list_resource(lst: ListView) -> dict[str, Any]:
     if lst.title:
         resource["title"] = lst.title
     if lst.unique_id:
-        resource["identifier"] = [{"use": "usual", "system": RFC3986, "value": lst.unique_id}]
+        resource["identifier"] = [
+            {"use": "usual", "system": RFC3986, "value": as_uri(lst.unique_id)}
+        ]
     if lst.kind == "submissionset" and lst.code and lst.source_id:
         resource["meta"] = {"profile": [PDSM_SD + "pdsm-submissionset-comprehensive"]}
     elif lst.kind == "folder" and lst.code and lst.title:

@@ -1,0 +1,1 @@
+"""The XDS.b adapter (SOAP): ebRIM metadata and the transactions, through the gate."""
