@@ -429,28 +429,110 @@ def test_a_document_provided_through_xds_is_found_through_mhd(
     assert _from_fhir(found["resource"]) == _from_xds(entry)
 
 
-def test_a_document_published_through_mhd_is_found_through_xds(
+def test_every_example_published_through_mhd_is_found_through_xds(
     client: TestClient, world: Runtime, hospital: x.Software
 ) -> None:
+    """The ANS examples (ITI-65 submission, ITI-105 publications, then the ITI-65 replacement)
+    through the FHIR door, each found through ITI-18 with the same metadata, status and
+    relations."""
+    import json
+
     from tests.fhir_helpers import example
 
     h = bearer(world, pro(world, CARDIOLOGIST))
+    submitted = client.post(
+        "/fhir",
+        json=example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS),
+        headers=h,
+    )
+    assert submitted.status_code == 200, submitted.text
+    location = next(
+        e["response"]["location"]
+        for e in submitted.json()["entry"]
+        if "/DocumentReference/" in str(e)
+    )
+    doc_id = location.split("/DocumentReference/")[1].split("/")[0]
     for rel in (
-        "pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json",
+        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json",
         "pdsm/example/DocumentReference-PDSmSimplifiedExample.json",
     ):
-        res = example(rel, INS)
-        path = "/fhir" if res["resourceType"] == "Bundle" else "/fhir/DocumentReference"
-        assert client.post(path, json=res, headers=h).status_code in (200, 201)
-    docs = client.get(
-        f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}", headers=h
-    ).json()["entry"]
-    entries = _entries(client, world, hospital)
+        r = client.post("/fhir/DocumentReference", json=example(rel, INS), headers=h)
+        assert r.status_code == 201, r.text
+    replacement = json.dumps(example("pdsm4dmp/Bundle-example-td2-1-remplacement.json", INS))
+    r = client.post("/fhir", content=replacement.replace("doc-x-id", doc_id), headers=h)
+    assert r.status_code == 200, r.text
+    base = f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}"
+    docs = client.get(f"{base}&status=current,superseded", headers=h).json()["entry"]
+    assert len(docs) == 4
+    statuses = f"('{x.APPROVED}','urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated')"
+    r = x.post(
+        client,
+        x.ITI18,
+        x.find_documents(INS, **{"$XDSDocumentEntryStatus": statuses}),
+        _vihf(world, hospital),
+    )
+    entries = x.answer(r).findall("rim:RegistryObjectList/rim:ExtrinsicObject", x.NS)
     assert sorted(_from_fhir(d["resource"]) for d in docs) == sorted(_from_xds(e) for e in entries)
-    # The submission set of the bundle, with its content.
-    bundle_doc = next(d for d in docs if "lot" in str(d).lower() or True)
-    unique = bundle_doc["resource"]["masterIdentifier"]["value"].removeprefix("urn:oid:")
-    assert any(x.entry_unique_id(e) == unique for e in entries)
+    # The replacement is an RPLC of the replaced entry.
+    new = next(d["resource"] for d in docs if d["resource"].get("relatesTo"))
+    by_unique = {x.entry_unique_id(e): e for e in entries}
+    new_entry = by_unique[new["masterIdentifier"]["value"].removeprefix("urn:oid:")]
+    query = x.find_documents(
+        INS, query_id=x.GET_ASSOCIATIONS, **{"$uuid": f"('{new_entry.get('id')}')"}
+    )
+    found = x.answer(x.post(client, x.ITI18, query, _vihf(world, hospital)))
+    (rplc,) = [
+        a
+        for a in found.iter(f"{{{x.RIM}}}Association")
+        if a.get("associationType", "").endswith("RPLC")
+    ]
+    old_entry = next(e for e in entries if e.get("status", "").endswith("Deprecated"))
+    assert (rplc.get("sourceObject"), rplc.get("targetObject")) == (
+        new_entry.get("id"),
+        old_entry.get("id"),
+    )
+    # The submission sets, the same through both doors.
+    lists = client.get(
+        f"/fhir/List?patient.identifier=urn:oid:{INS.oid}|{INS.value}&code=submissionset", headers=h
+    ).json()["entry"]
+    patient = f"'{INS.value}^^^&{INS.oid}&ISO^NH'"
+    sets = x.answer(
+        x.post(
+            client,
+            x.ITI18,
+            x.find_documents(
+                INS,
+                query_id="urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9",
+                **{
+                    "$XDSSubmissionSetPatientId": patient,
+                    "$XDSSubmissionSetStatus": f"('{x.APPROVED}')",
+                },
+            ),
+            _vihf(world, hospital),
+        )
+    ).findall(".//rim:RegistryPackage", x.NS)
+    # The examples' SubmissionSets carry no identifier: XDS, which needs one, derives it from
+    # the List's id (2.25, ITU-T X.667).
+    fhir_sets = sorted(
+        next(
+            (
+                i["value"].removeprefix("urn:oid:")
+                for i in lst["resource"].get("identifier", [])
+                if i.get("use") == "usual"
+            ),
+            f"2.25.{int(lst['resource']['id'].split('.')[1], 16)}",
+        )
+        for lst in lists
+    )
+    xds_sets = sorted(
+        e.get("value", "")
+        for pkg in sets
+        for e in pkg.findall("rim:ExternalIdentifier", x.NS)
+        if e.get("identificationScheme") == "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
+    )
+    # The two bundles' submission sets (ITI-105 makes none), the same through both doors.
+    assert fhir_sets == xds_sets
+    assert len(xds_sets) == 2
 
 
 def _from_fhir(res: dict[str, Any]) -> tuple[Any, ...]:
@@ -458,6 +540,7 @@ def _from_fhir(res: dict[str, Any]) -> tuple[Any, ...]:
     labels = sorted(c["code"] for label in res.get("securityLabel", []) for c in label["coding"])
     context = res.get("context", {})
     return (
+        {"current": "Approved", "superseded": "Deprecated"}[res["status"]],
         res["masterIdentifier"]["value"].removeprefix("urn:oid:"),
         res["type"]["coding"][0]["code"],
         res["category"][0]["coding"][0]["code"],
@@ -488,6 +571,7 @@ def _from_xds(entry: etree._Element) -> tuple[Any, ...]:
     }
     conf = x.codes(entry, "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f")
     return (
+        entry.get("status", "").rsplit(":", 1)[-1],
         x.entry_unique_id(entry),
         x.codes(entry, "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983")[0],
         x.codes(entry, "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a")[0],
@@ -658,3 +742,66 @@ def test_stored_queries_of_packages_and_by_id(
         _vihf(world, hospital),
     )
     assert x.errors(x.answer(r)) == ["XDSStoredQueryParamNumber"]
+
+
+def test_an_addendum_either_way(client: TestClient, world: Runtime, hospital: x.Software) -> None:
+    """XDS APND and MHD relatesTo appends are one relation: the first document stays current."""
+    r = x.post(client, x.ITI41, x.provide(INS, TEXT), _vihf(world, hospital))
+    (first,) = _entries(client, world, hospital)
+    r = x.post(
+        client,
+        x.ITI41,
+        x.provide(INS, b"Addendum fictif.", appends=first.get("id")),
+        _vihf(world, hospital),
+    )
+    assert x.answer(r).get("status", "").endswith(":Success"), r.text
+    entries = _entries(client, world, hospital)
+    assert len(entries) == 2  # both current
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    base = f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}"
+    docs = {e["resource"]["id"]: e["resource"] for e in client.get(base, headers=h).json()["entry"]}
+    (addendum,) = [d for d in docs.values() if d.get("relatesTo")]
+    assert addendum["relatesTo"][0]["code"] == "appends"
+    target = addendum["relatesTo"][0]["target"]["reference"].removeprefix("DocumentReference/")
+    assert target in docs
+    # Through MHD, an addendum to the addendum; XDS shows it as APND.
+    res = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": f"Patient?identifier=urn:oid:{INS.oid}|{INS.value}"},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "relatesTo": [
+            {"code": "appends", "target": {"reference": f"DocumentReference/{addendum['id']}"}}
+        ],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "title": "Second addendum",
+                    "data": base64.b64encode(b"Second.").decode(),
+                },
+                "format": {"code": "urn:ihe:iti:xds-sd:text:2008"},
+            }
+        ],
+    }
+    assert client.post("/fhir/DocumentReference", json=res, headers=h).status_code == 201
+    query = x.find_documents(
+        INS, query_id=x.GET_ASSOCIATIONS, **{"$uuid": f"('{first.get('id')}')"}
+    )
+    kinds = [
+        a.get("associationType")
+        for a in x.answer(x.post(client, x.ITI18, query, _vihf(world, hospital))).iter(
+            f"{{{x.RIM}}}Association"
+        )
+    ]
+    assert "urn:ihe:iti:2007:AssociationType:APND" in kinds
+    assert len(_entries(client, world, hospital)) == 3
+    # A relation the registry does not keep is refused, not dropped.
+    res["relatesTo"][0]["code"] = "transforms"
+    r = client.post("/fhir/DocumentReference", json=res, headers=h)
+    assert r.status_code == 422
+    assert "relatesTo[0].code" in r.json()["issue"][0]["diagnostics"]
+    res["relatesTo"][0]["code"] = "appends"
+    res["relatesTo"][0]["target"]["reference"] = "DocumentReference/nothing.here"
+    assert client.post("/fhir/DocumentReference", json=res, headers=h).status_code == 404
+    assert len(_entries(client, world, hospital)) == 3

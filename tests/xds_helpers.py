@@ -307,6 +307,7 @@ def provide(
     *,
     unique_id: str | None = None,
     replaces: str | None = None,
+    appends: str | None = None,
     flags: tuple[str, ...] = (),
     inline: bool = True,
 ) -> etree._Element:
@@ -323,15 +324,16 @@ def provide(
         flags=flags,
     )
     submission_set(objects, ins, ["Document01"])
-    if replaces:
-        _el(
-            objects,
-            "Association",
-            id="as-rplc",
-            associationType="urn:ihe:iti:2007:AssociationType:RPLC",
-            sourceObject="Document01",
-            targetObject=replaces,
-        )
+    for kind, target in (("RPLC", replaces), ("APND", appends)):
+        if target:
+            _el(
+                objects,
+                "Association",
+                id=f"as-{kind.lower()}",
+                associationType=f"urn:ihe:iti:2007:AssociationType:{kind}",
+                sourceObject="Document01",
+                targetObject=target,
+            )
     doc = etree.SubElement(req, f"{{{XDSB}}}Document", id="Document01")
     doc.text = base64.b64encode(content).decode() if inline else None
     return req

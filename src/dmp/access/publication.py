@@ -27,7 +27,13 @@ from dmp.access.policy import Action, Decision, Reason, may_modify
 from dmp.access.views import DocumentChange, DocumentView, NewDocument, NewList
 from dmp.crypto import envelope
 from dmp.domain import cda, text, valuesets
-from dmp.domain.codes import TYPE_TO_CLASS, AuditAction, AvailabilityStatus, Confidentiality
+from dmp.domain.codes import (
+    TYPE_TO_CLASS,
+    AuditAction,
+    AvailabilityStatus,
+    Confidentiality,
+    unique_id_forms,
+)
 from dmp.domain.ins import PatientRef
 from dmp.domain.visibility import DocumentVisibility
 from dmp.errors import (
@@ -149,8 +155,19 @@ class PublicationActions(Kernel):
                 raise Conflict("only a current document can be replaced")
             self._new_version(conn, scope, old, None, status=AvailabilityStatus.SUPERSEDED.value)
             replaces = old.logical_id
+        appends = None
+        if meta.appends is not None:
+            # An addendum adds to a stored document of the record, which stays as it is. A
+            # deposit needs no read authorisation (AC-10), so the target is looked up
+            # unfiltered: its id (random, 24 hex digits) is known to who read it.
+            target = documents.get(conn, scope, DocumentVisibility(), meta.appends)
+            if target is None:
+                raise NotFound("the document an addendum is for was not found in this record")
+            if target.status != AvailabilityStatus.CURRENT.value:
+                raise Conflict("an addendum is for a current document")
+            appends = target.logical_id
         unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
-        if documents.unique_id_taken(conn, scope, unique_id):
+        if any(documents.unique_id_taken(conn, scope, u) for u in unique_id_forms(unique_id)):
             raise Conflict(f"a document with the unique id {unique_id[:80]} already exists")
         logical_id = uuid.uuid4().hex[:24]
         content_id = uuid.uuid4().hex
@@ -197,6 +214,7 @@ class PublicationActions(Kernel):
             "sha1": sha1,
             "content_id": content_id,
             "replaces_id": replaces,
+            "appends_id": appends,
             "submitted_at": now,
             "latest": True,
             "version_at": now,

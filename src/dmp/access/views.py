@@ -76,6 +76,7 @@ class NewDocument:
     expected_size: int | None = None
     expected_sha1: str | None = None  # hex
     class_code: str | None = None  # derived from the type when absent (JDV_J57 / ASS_X04)
+    appends: str | None = None  # the logical id of the document this is an addendum to
 
 
 @dataclass(frozen=True, slots=True)

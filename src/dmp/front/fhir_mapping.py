@@ -188,13 +188,13 @@ def document_reference(doc: DocumentView, base: str) -> dict[str, Any]:
         resource["context"]["practiceSetting"] = coded(
             valuesets.practice_settings(), doc.practice_setting, doc.practice_system
         )
-    if doc.replaces_id:
-        resource["relatesTo"] = [
-            {
-                "code": "replaces",
-                "target": {"reference": f"DocumentReference/{doc.patient_id}.{doc.replaces_id}"},
-            }
-        ]
+    relations = [
+        {"code": code, "target": {"reference": f"DocumentReference/{doc.patient_id}.{target}"}}
+        for code, target in (("replaces", doc.replaces_id), ("appends", doc.appends_id))
+        if target
+    ]
+    if relations:
+        resource["relatesTo"] = relations
     # The comprehensive profile needs the facility type and the practice setting, which a
     # simplified publication may not have given: the profile is claimed only when they are.
     if doc.facility_type and doc.practice_setting:
@@ -331,11 +331,29 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
     setting = checked_codes(
         ctx.get("practiceSetting"), valuesets.practice_settings(), "context.practiceSetting"
     )
-    replaces = None
-    for rel in res.get("relatesTo") or []:
-        if isinstance(rel, dict) and rel.get("code") == "replaces":
-            target = (rel.get("target") or {}).get("reference", "")
-            replaces = target.removeprefix("DocumentReference/")
+    replaces = appends = None
+    for n, rel in enumerate(res.get("relatesTo") or []):
+        if not isinstance(rel, dict):
+            continue
+        target = str((rel.get("target") or {}).get("reference", "")).removeprefix(
+            "DocumentReference/"
+        )
+        if rel.get("code") == "replaces":
+            replaces = target
+        elif rel.get("code") == "appends":
+            if "." not in target:
+                raise InvalidInput(
+                    f"DocumentReference.relatesTo[{n}]: an addendum names a stored document "
+                    "(DocumentReference/<id>)",
+                    reason=f"DocumentReference.relatesTo[{n}]",
+                )
+            appends = target.rsplit(".", 1)[1]
+        else:
+            raise InvalidInput(
+                f"DocumentReference.relatesTo[{n}].code: {str(rel.get('code'))[:20]!r} is not "
+                "kept (replaces and appends are)",
+                reason=f"DocumentReference.relatesTo[{n}]",
+            )
     master = res.get("masterIdentifier") or {}
     meta = NewDocument(
         type_code=type_code,
@@ -358,6 +376,7 @@ def new_document(res: dict[str, Any], content: bytes | None) -> tuple[NewDocumen
         expected_size=int(size) if size is not None else None,
         expected_sha1=sha1,
         class_code=classes[0][1] if classes else None,
+        appends=appends,
     )
     return meta, replaces
 

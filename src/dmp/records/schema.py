@@ -317,6 +317,7 @@ documents = sa.Table(
     sa.Column("sha1", sa.String(40), nullable=False),
     sa.Column("content_id", ID, nullable=False),
     sa.Column("replaces_id", ID),
+    sa.Column("appends_id", ID),  # the document this one is an addendum to (XDS APND)
     sa.Column("submitted_at", UtcDateTime, nullable=False),
     # True on the current metadata version; a metadata change (mask, archive...) adds a version.
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),

@@ -113,6 +113,9 @@ class DocumentRow:
     # national sets' (the DMP guide's examples send SNOMED CT); None: the set's own.
     facility_system: str | None = None
     practice_system: str | None = None
+    # The document this one is an addendum to (XDS APND, MHD relatesTo appends): it stays
+    # current.
+    appends_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ The patient is the INS as an HL7 CX (``<INS>^^^&<OID>&ISO^NH``, domain reference
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,12 @@ def logical_of(entry: str) -> tuple[str, int] | None:
 
 def list_uuid(lst: ListView) -> str:
     return f"urn:uuid:{uuid.UUID(hex=lst.id)}"
+
+
+def list_unique_id(lst: ListView) -> str:
+    """A package's uniqueId: the one it was given, else (a submission made through MHD's
+    simplified publish has none) an OID derived from its id under 2.25 (ITU-T X.667)."""
+    return as_oid(lst.unique_id) if lst.unique_id else f"2.25.{int(lst.id, 16)}"
 
 
 def patient_cx(ins: Ins) -> str:
@@ -269,6 +276,7 @@ def submission(request: etree._Element, *, test_mode: bool) -> Submission:
         raise MetadataError("the submission holds no DocumentEntry nor package")
     members: dict[str, list[str]] = {}
     replaced: dict[str, str] = {}
+    appended: dict[str, str] = {}
     updates: list[tuple[str, str, str]] = []
     previous: dict[str, int] = {}
     for assoc in objects.findall("rim:Association", NS):
@@ -284,19 +292,28 @@ def submission(request: etree._Element, *, test_mode: bool) -> Submission:
                     raise MetadataError("PreviousVersion is a whole number") from None
         elif kind == RPLC:
             replaced[source] = target
+        elif kind == APND:
+            appended[source] = target
         elif kind == UPDATE_STATUS:
             s = slots(assoc)
             updates.append(
                 (target, (s.get("OriginalStatus") or [""])[0], (s.get("NewStatus") or [""])[0])
             )
-        elif kind in (APND, XFRM):
+        elif kind == XFRM:
             raise MetadataError(
-                f"{kind.rsplit(':', 1)[-1]} associations are not kept by this registry: send "
-                "the addendum or transformation as a document of its own"
+                "XFRM associations are not kept by this registry: send the transformation as "
+                "a document of its own"
             )
         else:
             raise MetadataError(f"association type {kind[:80]!r} is not served")
-    docs = [(i, meta, _replaced_logical(replaced.get(i))) for i, meta, _ in docs]
+    docs = [
+        (
+            i,
+            dataclasses.replace(meta, appends=_replaced_logical(appended.get(i), "APND")),
+            _replaced_logical(replaced.get(i), "RPLC"),
+        )
+        for i, meta, _ in docs
+    ]
     ids = {i for i, _, _ in docs}
     doc_lists = []
     for ident, lst in lists:
@@ -311,12 +328,13 @@ def submission(request: etree._Element, *, test_mode: bool) -> Submission:
     return Submission(patients.pop(), docs, doc_lists, members, updates, previous, entries)
 
 
-def _replaced_logical(target: str | None) -> str | None:
+def _replaced_logical(target: str | None, kind: str) -> str | None:
+    """The logical id of the stored document an RPLC or APND association names."""
     if target is None:
         return None
     found = logical_of(target)
     if found is None:
-        raise MetadataError(f"RPLC names {target[:60]!r}, not a DocumentEntry's entryUUID")
+        raise MetadataError(f"{kind} names {target[:60]!r}, not a stored DocumentEntry")
     return found[0]
 
 
@@ -585,13 +603,15 @@ def registry_package(lst: ListView, ins: Ins) -> etree._Element:
         _slot(author, "authorPerson", f"{lst.author_id}^^^^^^^^")
         if lst.code:
             _classify(pkg, owner, SS_CONTENT_TYPE, lst.code, CLASS_OID, None)
-        _identify(pkg, owner, SS_UNIQUE, as_oid(lst.unique_id or ""), "XDSSubmissionSet.uniqueId")
-        _identify(pkg, owner, SS_SOURCE, lst.source_id or "", "XDSSubmissionSet.sourceId")
+        _identify(pkg, owner, SS_UNIQUE, list_unique_id(lst), "XDSSubmissionSet.uniqueId")
+        _identify(
+            pkg, owner, SS_SOURCE, as_oid(lst.source_id or "2.25"), "XDSSubmissionSet.sourceId"
+        )
         _identify(pkg, owner, SS_PATIENT, patient_cx(ins), "XDSSubmissionSet.patientId")
     else:
         if lst.code:
             _classify(pkg, owner, FOLDER_CODES, lst.code, CLASS_OID, None)
-        _identify(pkg, owner, FOLDER_UNIQUE, as_oid(lst.unique_id or ""), "XDSFolder.uniqueId")
+        _identify(pkg, owner, FOLDER_UNIQUE, list_unique_id(lst), "XDSFolder.uniqueId")
         _identify(pkg, owner, FOLDER_PATIENT, patient_cx(ins), "XDSFolder.patientId")
     return pkg
 

@@ -405,6 +405,8 @@ class Found:
     only_associations: bool = False
     truncated: bool = False
     patient: Ins | None = None
+    # Documents the associations may name besides those given (the target of an RPLC).
+    known: list[DocumentView] = field(default_factory=list)
 
     def elements(self, ctx: Context) -> list[etree._Element]:
         patient = ctx.patient(self.patient)
@@ -413,12 +415,15 @@ class Found:
             out += [ebrim.extrinsic_object(d, patient, ctx.repository) for d in self.documents]
             out += [ebrim.registry_package(lst, patient) for lst in self.lists]
         if self.associations or self.only_associations:
-            out += _associations(self.documents, self.lists)
+            out += _associations(self.documents, self.lists, self.known)
         return out
 
 
-def _associations(docs: list[DocumentView], lists: list[ListView]) -> list[etree._Element]:
+def _associations(
+    docs: list[DocumentView], lists: list[ListView], known: list[DocumentView]
+) -> list[etree._Element]:
     by_logical = {d.logical_id: d for d in docs}
+    every = {d.logical_id: d for d in [*known, *docs]}
     out = []
     for lst in lists:
         for logical in lst.document_ids:
@@ -437,15 +442,12 @@ def _associations(docs: list[DocumentView], lists: list[ListView]) -> list[etree
                     )
                 )
     for doc in docs:
-        if doc.replaces_id:
-            target = next((d for d in docs if d.logical_id == doc.replaces_id), None)
-            replaced = ebrim.entry_uuid(target) if target else _lid_of(doc.replaces_id)
-            out.append(ebrim.association(ebrim.RPLC, ebrim.entry_uuid(doc), replaced))
+        for kind, other in ((ebrim.RPLC, doc.replaces_id), (ebrim.APND, doc.appends_id)):
+            if other:
+                target = every.get(other)
+                named = ebrim.entry_uuid(target) if target else ebrim.lid_of(other)
+                out.append(ebrim.association(kind, ebrim.entry_uuid(doc), named))
     return out
-
-
-def _lid_of(logical: str) -> str:
-    return ebrim.lid_of(logical)
 
 
 def _one(params: dict[str, list[str]], name: str, required: bool = True) -> str | None:
@@ -631,14 +633,15 @@ def get_associations(ctx: Context, params: dict[str, list[str]]) -> Found:
     lists = _all_lists(ctx, ctx.patient(), None)
     named_lists = [lst for lst in lists if ebrim.list_uuid(lst) in uuids]
     named_docs = [d for d in docs if d.logical_id in wanted]
-    related = [d for d in docs if d.replaces_id in {x.logical_id for x in named_docs}]
+    named_ids = {x.logical_id for x in named_docs}
+    related = [d for d in docs if d.replaces_id in named_ids or d.appends_id in named_ids]
     inside = {x for lst in named_lists for x in lst.document_ids}
     chosen_docs = {d.logical_id: d for d in [*named_docs, *related]}
     chosen_docs.update({d.logical_id: d for d in docs if d.logical_id in inside})
     chosen_lists = named_lists + [
         lst for lst in lists if set(lst.document_ids) & wanted and lst not in named_lists
     ]
-    return Found(list(chosen_docs.values()), chosen_lists, only_associations=True)
+    return Found(list(chosen_docs.values()), chosen_lists, only_associations=True, known=docs)
 
 
 def get_packages(kind: str, with_contents: bool) -> Callable[..., Found]:
@@ -691,14 +694,15 @@ def get_related(ctx: Context, params: dict[str, list[str]]) -> Found:
         ctx, ctx.patient(), ("current", "superseded", "archived"), SearchCriteria()
     )
     logical = {d.logical_id for d in docs}
+    targets = {t for x in docs for t in (x.replaces_id, x.appends_id) if t}
     related = [
         d
         for d in every
-        if d.replaces_id in logical or d.logical_id in {x.replaces_id for x in docs}
+        if d.replaces_id in logical or d.appends_id in logical or d.logical_id in targets
     ]
     if not related:
         return Found()
-    return Found([*docs, *related], associations=True)
+    return Found([*docs, *related], associations=True, known=every)
 
 
 STORED_QUERIES: dict[str, Callable[[Context, dict[str, list[str]]], Found]] = {
