@@ -287,27 +287,16 @@ def test_dmp_stats_loads_no_page_or_token_library() -> None:
 
 def test_client_add_with_a_certificate(env: dict[str, str], tmp_path: Path) -> None:
     """The structure's certificate is registered for VIHF: its key in the JWKS, with x5c."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+
+    from tests.xds_helpers import self_signed
 
     assert dmp(env, "demo").returncode == 0
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Logiciel fictif")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed(key, "Logiciel fictif", datetime.now(UTC), 30)
     pem = tmp_path / "cert.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     r = dmp(

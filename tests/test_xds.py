@@ -292,7 +292,7 @@ def test_malformed_messages_are_sender_faults(
     soap = {"Content-Type": "application/soap+xml"}
     assert "well-formed" in _fault(client.post("/xds", content=b"<s:Envelope", headers=soap))
     xxe = b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]><e>&x;</e>'
-    assert "DTD" in _fault(client.post("/xds", content=xxe, headers=soap))
+    assert "DOCTYPE" in _fault(client.post("/xds", content=xxe, headers=soap))
     soap11 = (
         b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body/></e:Envelope>'
     )
@@ -348,6 +348,16 @@ def test_the_ihe_sample_submission_both_as_published_and_made_french(
     assert x.answer(r).get("status", "").endswith(":Success"), r.text
     (entry,) = _entries(client, world, hospital)
     assert x.entry_unique_id(entry) == "1.3.6.1.4.1.21367.2005.3.9999.32"
+    # ...and through MHD with the same metadata.
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    (found,) = client.get(
+        f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}", headers=h
+    ).json()["entry"]
+    assert _from_fhir(found["resource"]) == _from_xds(entry)
+    # The metadata-update sample, as published: its patient is no INS either.
+    update = etree.parse(str(DATA / "SubmitObjectsRequest_ebrs30_update.xml")).getroot()
+    r = x.post(client, x.ITI57, update, _vihf(world, hospital))
+    assert x.errors(x.answer(r)) == ["XDSUnknownPatientId"]
 
 
 def _made_french(sample: bytes, ins: Ins) -> bytes:
@@ -805,3 +815,39 @@ def test_an_addendum_either_way(client: TestClient, world: Runtime, hospital: x.
     res["relatesTo"][0]["target"]["reference"] = "DocumentReference/nothing.here"
     assert client.post("/fhir/DocumentReference", json=res, headers=h).status_code == 404
     assert len(_entries(client, world, hospital)) == 3
+
+
+def test_a_message_nested_too_deeply_is_refused(client: TestClient) -> None:
+    deep = b"<a>" * 200 + b"</a>" * 200  # under libxml2's own cap (256), over ours (128)
+    env = (
+        b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Header/><s:Body>'
+        + deep
+        + b"</s:Body></s:Envelope>"
+    )
+    r = client.post("/xds", content=env, headers={"Content-Type": "application/soap+xml"})
+    assert "nested too deeply" in _fault(r)
+
+
+def test_a_mangled_submission_is_answered_never_a_server_error(
+    client: TestClient, world: Runtime, hospital: x.Software
+) -> None:
+    """Every element or attribute of a valid ITI-41 request taken away, one at a
+    time: a RegistryError or a sender fault, never a 500, and nothing half-stored."""
+    template = x.provide(INS, TEXT, unique_id="1.2.250.1.999.1.46")
+    count = len(list(template.iter()))
+    outcomes = set()
+    for n in range(1, count):
+        names = sorted(list(template.iter())[n].attrib)
+        for attribute in [None, *names]:
+            body = etree.fromstring(etree.tostring(template))
+            target = list(body.iter())[n]
+            if attribute is None:
+                target.getparent().remove(target)  # type: ignore[union-attr]
+            else:
+                del target.attrib[attribute]
+            r = x.post(client, x.ITI41, body, _vihf(world, hospital))
+            assert r.status_code in (200, 400), (n, attribute, r.text)
+            outcomes.add(r.status_code)
+    assert outcomes == {200, 400} or outcomes == {200}
+    # Of the mangled requests, only complete ones were stored (at most one, by its unique id).
+    assert len(_entries(client, world, hospital)) <= 1

@@ -10,10 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from dmp.auth.vihf import certificate_jwk
 from dmp.config import Settings
@@ -21,6 +19,7 @@ from dmp.jobs import clients
 from dmp.jobs.demo import load_demo
 from dmp.runtime import Runtime
 from tests.browser import LiveServer
+from tests.xds_helpers import self_signed
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "xds.md"
 
@@ -38,17 +37,8 @@ def test_the_xds_worked_example_runs_against_the_demo(
         load_demo(rt)
         # What `openssl req -x509 -newkey rsa:3072 -nodes -days 365` writes.
         key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Logiciel du CHU (demo)")])
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(days=365))
-            .sign(key, hashes.SHA256())
+        cert = self_signed(
+            key, "Logiciel du CHU (demo)", datetime.now(UTC) - timedelta(minutes=1), 365
         )
         (tmp_path / "chu-key.pem").write_bytes(
             key.private_bytes(

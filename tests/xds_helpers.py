@@ -44,23 +44,28 @@ GET_ASSOCIATIONS = "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155"
 APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 
 
+def self_signed(key: Any, common_name: str, start: datetime, days: int) -> x509.Certificate:
+    """A self-signed certificate, as ``openssl req -x509`` writes one."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+
+
 class Software:
     """A structure's software: its key, its certificate, its registration."""
 
     def __init__(self, rt: Runtime, structure: str, *, valid_from: datetime | None = None) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         start = valid_from or datetime(2020, 1, 1, tzinfo=UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Logiciel fictif {structure}")])
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + timedelta(days=365 * 20))
-            .sign(self.key, hashes.SHA256())
-        )
+        self.cert = self_signed(self.key, f"Logiciel fictif {structure}", start, 365 * 20)
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
         self.client_id = register_client(
             rt,

@@ -84,8 +84,9 @@ def parse_root(content: bytes) -> etree._Element:
 CDA_ROOT = "{urn:hl7-org:v3}ClinicalDocument"
 
 
-def parse_xml(content: bytes, what: str) -> etree._Element:
-    """Any XML content, parsed as safely as a CDA document (``what`` names it in errors)."""
+def parse_xml(content: bytes, what: str, max_depth: int = MAX_DEPTH) -> etree._Element:
+    """Any XML content, parsed as safely as a CDA document (``what`` names it in errors): no
+    DOCTYPE nor entity declarations, no network, size and depth capped."""
     if len(content) > MAX_CDA_BYTES:
         raise InvalidInput(f"{what} is too large")
     if b"<!ENTITY" in content[:65536] or b"<!DOCTYPE" in content[:65536]:
@@ -100,7 +101,7 @@ def parse_xml(content: bytes, what: str) -> etree._Element:
     depth = 0
     for event, _el in etree.iterwalk(root, events=("start", "end")):
         depth += 1 if event == "start" else -1
-        if depth > MAX_DEPTH:
+        if depth > max_depth:
             raise InvalidInput(f"{what} is nested too deeply")
     return root
 

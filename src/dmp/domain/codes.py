@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -238,3 +239,21 @@ def as_uri(unique_id: str) -> str:
 def as_oid(unique_id: str) -> str:
     """A unique id as XDS writes it: an OID bare."""
     return unique_id_forms(unique_id)[0]
+
+
+def confidentiality_of(codes: Iterable[str]) -> tuple[str, dict[VisibilityFlag, bool], list[str]]:
+    """The confidentiality level (N, R, V; N when none), the visibility flags (TRE_A07) and the
+    codes that are neither, among a document's confidentiality codes (XDS) or security labels
+    (FHIR)."""
+    level = "N"
+    flags = dict.fromkeys(VisibilityFlag, False)
+    known = {f.value: f for f in VisibilityFlag}
+    unknown = []
+    for code in codes:
+        if code in ("N", "R", "V"):
+            level = code
+        elif code in known:
+            flags[known[code]] = True
+        else:
+            unknown.append(code)
+    return level, flags, unknown

@@ -27,6 +27,7 @@ from dmp.domain.codes import (
     TYPE_LABELS,
     VisibilityFlag,
     as_uri,
+    confidentiality_of,
 )
 from dmp.domain.ins import OID_NIA, OID_NIR, PatientKey, PatientRef, parse_ins_token
 from dmp.errors import BadRequest, InvalidInput
@@ -251,17 +252,11 @@ def _time(value: Any, field: str) -> datetime | None:
 
 def security_flags(labels: list[Any]) -> tuple[str, dict[VisibilityFlag, bool]]:
     """The confidentiality level and the visibility flags among security labels."""
-    conf = "N"
-    flags = dict.fromkeys(VisibilityFlag, False)
-    known = {f.value: f for f in VisibilityFlag}
-    for label in labels or []:
-        for _system, code in codes(label):
-            if code in ("N", "R", "V"):
-                conf = code
-            elif code in known:
-                flags[known[code]] = True
-            else:
-                raise InvalidInput(f"unknown security label {code!r}")
+    conf, flags, unknown = confidentiality_of(
+        code for label in labels or [] for _system, code in codes(label)
+    )
+    if unknown:
+        raise InvalidInput(f"unknown security label {unknown[0]!r}")
     return conf, flags
 
 

@@ -17,7 +17,7 @@ from lxml import etree
 
 from dmp.access.views import DocumentView, ListView, NewDocument, NewList
 from dmp.domain import valuesets
-from dmp.domain.codes import VisibilityFlag, as_oid
+from dmp.domain.codes import VisibilityFlag, as_oid, confidentiality_of
 from dmp.domain.ins import Ins, parse_ins
 from dmp.errors import InvalidInput
 
@@ -389,16 +389,11 @@ def document_entry(eo: etree._Element) -> NewDocument:
     if not formats:
         raise MetadataError(f"{ident}: formatCode is required")
     classes = _classifications(eo, CLASS)
-    confidentiality = "N"
-    flags = dict.fromkeys(VisibilityFlag, False)
-    known = {f.value: f for f in VisibilityFlag}
-    for code, _scheme in _classifications(eo, CONFIDENTIALITY):
-        if code in ("N", "R", "V"):
-            confidentiality = code
-        elif code in known:
-            flags[known[code]] = True
-        else:
-            raise MetadataError(f"{ident}: confidentialityCode {code[:40]!r} is not in JDV_J58")
+    confidentiality, flags, unknown = confidentiality_of(
+        code for code, _scheme in _classifications(eo, CONFIDENTIALITY)
+    )
+    if unknown:
+        raise MetadataError(f"{ident}: confidentialityCode {unknown[0][:40]!r} is not in JDV_J58")
     facility = _classifications(eo, FACILITY)
     practice = _classifications(eo, PRACTICE)
     size = _first(s, "size")

@@ -344,12 +344,13 @@ def query(ctx: Context) -> Answer:
         leaf = option is None or option.get("returnType", "LeafClass") == "LeafClass"
         params = _params(adhoc)
         found = STORED_QUERIES[name](ctx, params)
+        elements = found.elements(ctx)
     except DmpError as exc:
         out.set("status", ebrim.FAILURE)
         out.remove(objects)
         ebrim.append_errors(out, _errors(exc))
         return Answer(out)
-    for el in found.elements(ctx)[: MAX_RESULTS * 4]:
+    for el in elements[: MAX_RESULTS * 4]:
         if leaf:
             objects.append(el)
         else:
