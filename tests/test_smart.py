@@ -266,3 +266,79 @@ def test_the_token_endpoint_is_rate_limited_per_address(
     limited = answers[60]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert limited.json()["error"] == "slow_down"
+
+
+@pytest.mark.parametrize(
+    ("registered_scopes", "asked", "granted"),
+    [
+        # Narrowed to the registration, in the requested context.
+        (
+            {"user/DocumentReference.rs"},
+            "user/DocumentReference.cruds",
+            "user/DocumentReference.rs",
+        ),
+        ({"user/DocumentReference.rs"}, "user/*.rs", "user/DocumentReference.rs"),
+        ({"user/*.cruds"}, "user/Binary.r user/List.s", "user/Binary.r user/List.s"),
+        ({"user/*.rs"}, "user/DocumentReference.read", "user/DocumentReference.rs"),
+        # system/ for a structure's software means the same as user/ (docs/api.md).
+        (
+            {"user/DocumentReference.rs"},
+            "system/DocumentReference.rs",
+            "system/DocumentReference.rs",
+        ),
+        ({"user/*.cruds"}, "system/*.rs", "system/*.rs"),
+    ],
+)
+def test_requested_scopes_are_narrowed_to_the_registration(
+    client: TestClient, world: Runtime, registered_scopes: set[str], asked: str, granted: str
+) -> None:
+    key, jwks = rsa_key()
+    cid = clients.register_client(
+        world, name="LGC", structure_id=HOSPITAL, jwks=jwks, scopes=frozenset(registered_scopes)
+    )
+    signed = assertion(key, jwks, cid, TOKEN_URL, now=_now(world), idnatps=CARDIOLOGIST)
+    r = _exchange(client, signed, scope=asked)
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == granted
+    # The token does what the answer says and no more (the patient gave no consent: what is
+    # refused is refused by the scopes or by the rules, and the outcome says which).
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    docs = client.get(
+        f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}", headers=h
+    )
+    by_scope = "scopes do not allow" in docs.text
+    assert by_scope == ("DocumentReference.rs" not in granted and "*.rs" not in granted), docs.text
+
+
+@pytest.mark.parametrize(
+    ("asked", "said"),
+    [
+        ("nonsense", "is not a SMART scope"),
+        ("launch/patient", "is not a SMART scope"),
+        ("openid fhirUser", "is not a SMART scope"),
+        ("patient/DocumentReference.rs", "patient/ scopes are for apps"),
+        ("user/Observation.rs", "not a resource served here"),
+        ("user/DocumentReference.sr", "subset of cruds"),
+        ("user/DocumentReference.c", "none of the requested scopes"),
+        ("user/DocumentReference.rs nonsense", "is not a SMART scope"),
+    ],
+)
+def test_scopes_outside_the_grammar_or_the_registration_are_invalid(
+    client: TestClient, world: Runtime, registered: Any, asked: str, said: str
+) -> None:
+    key, jwks, cid = registered
+    signed = assertion(key, jwks, cid, TOKEN_URL, now=_now(world), idnatps=CARDIOLOGIST)
+    r = _exchange(client, signed, scope=asked)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_scope"), r.text
+    assert said in r.json()["error_description"]
+
+
+def test_smart_configuration_describes_the_token_endpoint(client: TestClient) -> None:
+    r = client.get("/fhir/.well-known/smart-configuration")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["token_endpoint"] == "http://testserver/fhir/auth/token"
+    assert body["grant_types_supported"] == ["client_credentials"]
+    assert "private_key_jwt" in body["token_endpoint_auth_methods_supported"]
+    assert set(body["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384"}
+    assert "system/DocumentReference.rs" in body["scopes_supported"]

@@ -24,7 +24,7 @@ from dmp.auth.throttle import TOKEN_ADDRESS, TOKEN_CLIENT, Throttle
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins, parse_ins_token
 from dmp.errors import InvalidInput, NotAuthenticated
-from dmp.identity.scopes import scope_allows
+from dmp.identity.scopes import ScopeError, narrow
 from dmp.identity.tokens import issue_token
 from dmp.records import clients
 from dmp.runtime import Runtime
@@ -77,10 +77,11 @@ def exchange(
     expires = datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo)
     if expires - now > MAX_ASSERTION_LIFETIME:
         raise InvalidClient("the client assertion must expire within five minutes")
-    requested = frozenset(scope.split()) if scope.strip() else frozenset(client.scopes.split())
     allowed = frozenset(client.scopes.split())
-    if not requested or any(not scope_allows(allowed, s) for s in requested):
-        raise InvalidInput("scope not allowed for this client", reason="invalid_scope")
+    try:
+        requested, answered = narrow(scope if scope.strip() else client.scopes, allowed)
+    except ScopeError as exc:
+        raise InvalidInput(str(exc), reason="invalid_scope") from None
     purpose_raw = str(claims.get("purpose_of_use", PurposeOfUse.NORMAL.value))
     try:
         purpose = PurposeOfUse(purpose_raw)
@@ -119,7 +120,7 @@ def exchange(
         client_id=client_id,
         patient=patient,
     )
-    return TokenResponse(token, ttl, " ".join(sorted(requested)))
+    return TokenResponse(token, ttl, answered)
 
 
 class TokenEndpoint:

@@ -21,6 +21,7 @@ from dmp.fhir.lists import LIST_PARAMETERS
 from dmp.fhir.search import DOCREF_PARAMETERS
 from dmp.front import fhir_mapping as mapping
 from dmp.front.deps import token_endpoint
+from dmp.identity.scopes import RESOURCES
 
 router = APIRouter()
 
@@ -31,6 +32,31 @@ Tokens = Annotated[TokenEndpoint, Depends(token_endpoint)]
 @router.get("/metadata", name="fhir_metadata")
 def metadata(request: Request) -> Response:
     return fhir(capability_statement(base_url(request)))
+
+
+@router.get("/.well-known/smart-configuration", name="fhir_smart_configuration")
+def smart_configuration(request: Request) -> JSONResponse:
+    """SMART App Launch discovery: what the token endpoint takes (Backend Services)."""
+    base = base_url(request)
+    return JSONResponse(
+        {
+            "issuer": base,
+            "token_endpoint": f"{base}/auth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": list(smart.ALGORITHMS),
+            "scopes_supported": sorted(
+                {
+                    f"{c}/{r}.{v}"
+                    for c in ("user", "system")
+                    for r in (*RESOURCES, "*")
+                    for v in ("cruds", "rs")
+                }
+            ),
+            "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/auth/token", name="fhir_token")

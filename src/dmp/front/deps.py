@@ -47,6 +47,7 @@ PUBLIC_ROUTES = frozenset(
         "stats_departement",  # the public aggregates of one département
         "fhir_metadata",
         "fhir_token",
+        "fhir_smart_configuration",  # SMART discovery: what the token endpoint takes
         "xds_wsdl",  # the XDS.b door's service description
         # The portals' pages before login (their forms carry a CSRF token); every other
         # portal page depends on the session's gate (dmp.web.deps.page_gate).

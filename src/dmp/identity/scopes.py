@@ -32,3 +32,71 @@ def scope_allows(granted: frozenset[str], wanted: str) -> bool:
         if g_resource in (resource, "user/*") and set(verbs) <= set(g_verbs):
             return True
     return False
+
+
+# -- the token endpoint's grammar (SMART App Launch v2, "Scopes for requesting clinical data")
+
+RESOURCES = ("DocumentReference", "Binary", "List", "Patient", "Consent", "AuditEvent")
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+
+
+class ScopeError(ValueError):
+    """A requested scope outside the grammar, or none that the client may be granted."""
+
+
+def _parse(scope: str) -> tuple[str, str, str]:
+    """(context, resource, verbs in cruds order) of one scope; ScopeError otherwise."""
+    context, slash, rest = scope.partition("/")
+    resource, dot, verbs = rest.partition(".")
+    if not slash or not dot or context not in ("patient", "user", "system"):
+        raise ScopeError(
+            f"{scope[:60]!r} is not a SMART scope (<patient|user|system>/<resource>.<cruds>)"
+        )
+    if resource != "*" and resource not in RESOURCES:
+        raise ScopeError(f"{scope[:60]!r}: {resource[:40]!r} is not a resource served here")
+    verbs = _V1.get(verbs, verbs)
+    if (
+        not verbs
+        or verbs != "".join(v for v in "cruds" if v in verbs)
+        or len(set(verbs)) < len(verbs)
+    ):
+        raise ScopeError(f"{scope[:60]!r}: the permissions are a subset of cruds, in that order")
+    return context, resource, verbs
+
+
+def narrow(requested: str, registered: frozenset[str]) -> tuple[frozenset[str], str]:
+    """The scopes a structure's software asking ``requested`` is granted: each requested scope
+    checked against the grammar and narrowed to what the client is registered for. Returns the
+    grant (``user/`` scopes, what the gate checks) and the scope to answer (in the requested
+    context). ``system/`` means ``user/`` here: the software always acts for the professional
+    its assertion names (a DMP access is a professional's), so both are the same grant.
+    ``patient/`` scopes are for apps a patient allows, not for a structure's software; launch
+    and identity scopes (``launch/patient``, ``openid``...) have no meaning without a launch.
+    """
+    granted: dict[tuple[str, str], str] = {}  # (context, resource) -> verbs
+    for scope in requested.split():
+        context, resource, verbs = _parse(scope)
+        if context == "patient":
+            raise ScopeError(
+                f"{scope[:60]!r}: patient/ scopes are for apps a patient allows; a structure's "
+                "software acts for a professional (user/ or system/)"
+            )
+        for g in registered:
+            _, g_resource, g_verbs = _parse(g)
+            if g_resource not in ("*", resource) and resource != "*":
+                continue
+            common = "".join(v for v in "cruds" if v in verbs and v in g_verbs)
+            if not common:
+                continue
+            target = resource if resource != "*" else g_resource
+            key = (context, target)
+            merged = set(granted.get(key, "")) | set(common)
+            granted[key] = "".join(v for v in "cruds" if v in merged)
+    if not granted:
+        raise ScopeError(
+            f"none of the requested scopes ({requested[:120]!r}) is one this client is "
+            f"registered for ({' '.join(sorted(registered))})"
+        )
+    inner = frozenset(f"user/{r}.{v}" for (_, r), v in granted.items())
+    answer = " ".join(sorted(f"{c}/{r}.{v}" for (c, r), v in granted.items()))
+    return inner, answer
