@@ -851,3 +851,85 @@ def test_a_mangled_submission_is_answered_never_a_server_error(
     assert outcomes == {200, 400} or outcomes == {200}
     # Of the mangled requests, only complete ones were stored (at most one, by its unique id).
     assert len(_entries(client, world, hospital)) <= 1
+
+
+def test_a_folder_through_iti41_and_its_stored_queries(
+    client: TestClient, world: Runtime, hospital: x.Software
+) -> None:
+    body = x.provide(INS, TEXT, unique_id="1.2.250.1.999.1.47")
+    objects = body.find("lcm:SubmitObjectsRequest/rim:RegistryObjectList", x.NS)
+    assert objects is not None
+    folder = etree.SubElement(objects, f"{{{x.RIM}}}RegistryPackage", id="Folder01")
+    etree.SubElement(
+        etree.SubElement(folder, f"{{{x.RIM}}}Name"),
+        f"{{{x.RIM}}}LocalizedString",
+        value="Suivi cardiologique",
+    )
+    for scheme, value in (
+        ("urn:uuid:75df8f67-9973-4fbe-a900-df66cefecc5a", "1.2.250.1.999.4.1"),
+        ("urn:uuid:f64ffdf0-4b97-4e06-b79f-a52b38ec2f8a", f"{INS.value}^^^&{INS.oid}&ISO^NH"),
+    ):
+        etree.SubElement(
+            folder,
+            f"{{{x.RIM}}}ExternalIdentifier",
+            id=f"ei-{scheme[-4:]}",
+            registryObject="Folder01",
+            identificationScheme=scheme,
+            value=value,
+        )
+    etree.SubElement(
+        objects,
+        f"{{{x.RIM}}}Classification",
+        id="cl-folder",
+        classifiedObject="Folder01",
+        classificationNode="urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2",
+    )
+    for n, (source, target) in enumerate(
+        (("SubmissionSet01", "Folder01"), ("Folder01", "Document01"))
+    ):
+        etree.SubElement(
+            objects,
+            f"{{{x.RIM}}}Association",
+            id=f"as-f{n}",
+            associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember",
+            sourceObject=source,
+            targetObject=target,
+        )
+    r = x.post(client, x.ITI41, body, _vihf(world, hospital))
+    assert x.answer(r).get("status", "").endswith(":Success"), r.text
+    patient = f"'{INS.value}^^^&{INS.oid}&ISO^NH'"
+
+    def run(query_id: str, **params: str) -> etree._Element:
+        answer = x.answer(
+            x.post(
+                client,
+                x.ITI18,
+                x.find_documents(INS, query_id=query_id, **params),
+                _vihf(world, hospital),
+            )
+        )
+        assert answer.get("status", "").endswith(":Success"), etree.tostring(answer)
+        return answer
+
+    found = run(
+        "urn:uuid:958f3006-baad-4929-a4de-ff1114824431",
+        **{"$XDSFolderPatientId": patient, "$XDSFolderStatus": f"('{x.APPROVED}')"},
+    )
+    (pkg,) = found.iter(f"{{{x.RIM}}}RegistryPackage")
+    assert pkg.find("rim:Name/rim:LocalizedString", x.NS).get("value") == "Suivi cardiologique"  # type: ignore[union-attr]
+    (entry,) = _entries(client, world, hospital)
+    by_doc = run(
+        "urn:uuid:5737b14c-8a1a-4539-b659-e03a34a5e1e4", **{"$uuid": f"('{entry.get('id')}')"}
+    )
+    assert [p.get("id") for p in by_doc.iter(f"{{{x.RIM}}}RegistryPackage")] == [pkg.get("id")]
+    contents = run(
+        "urn:uuid:b909a503-523d-4517-8acf-8e5834dfc4c7",
+        **{"$XDSFolderEntryUUID": f"'{pkg.get('id')}'"},
+    )
+    assert [e.get("id") for e in contents.iter(f"{{{x.RIM}}}ExtrinsicObject")] == [entry.get("id")]
+    # The FHIR door sees the same Folder.
+    h = bearer(world, pro(world, CARDIOLOGIST))
+    lists = client.get(
+        f"/fhir/List?patient.identifier=urn:oid:{INS.oid}|{INS.value}&code=folder", headers=h
+    ).json()
+    assert [e["resource"]["title"] for e in lists["entry"]] == ["Suivi cardiologique"]
