@@ -167,6 +167,25 @@ def api(world: Runtime) -> Iterator[TestClient]:
         yield c
 
 
+def test_expired_tokens_are_not_counted_as_guesses(
+    world: Runtime, api: TestClient, clock: FixedClock
+) -> None:
+    """A client late to renew its token is told so, every time, and never throttled: an
+    expired token was signed by this server, it is no guess."""
+    ins = ins_for(6)
+    open_record(world, ins)
+    url = f"/api/records/{ins.value}?oid={ins.oid}"
+    token = actors.token_for(world, pro(world, GP), ttl_seconds=60)
+    clock.advance(timedelta(minutes=2))
+    statuses = {
+        api.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+        for _ in range(BEARER_ADDRESS.count * 2)
+    }
+    assert statuses == {401}
+    fresh = actors.token_for(world, pro(world, GP))
+    assert api.get(url, headers={"Authorization": f"Bearer {fresh}"}).status_code in (200, 403)
+
+
 def test_bad_bearer_tokens_are_throttled_per_address(world: Runtime, api: TestClient) -> None:
     ins = ins_for(5)
     open_record(world, ins)

@@ -26,7 +26,7 @@ from dmp.domain.net import client_address
 from dmp.errors import BadRequest, NotAuthenticated
 from dmp.front import soap
 from dmp.front.soap import SoapMessage
-from dmp.identity.tokens import Grant, verify_grant
+from dmp.identity.tokens import Grant, TokenExpired, verify_grant
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import Runtime
@@ -125,6 +125,8 @@ async def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> G
                 "assertion or `dmp token issue --purpose`), not from request headers"
             )
         return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
+    except TokenExpired:
+        raise  # signed here: not a guess, so not counted against the address
     except NotAuthenticated:
         await to_thread.run_sync(bearer.failed, address)  # 429 once over the limit
         raise

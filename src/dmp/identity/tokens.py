@@ -109,13 +109,17 @@ _VERIFIED = _Verified()
 _EXPIRED = "the bearer token has expired: ask the token endpoint for a new one"
 
 
+class TokenExpired(NotAuthenticated):
+    """A token this server signed, past its expiry: a client late to renew, not a guess."""
+
+
 def verify_grant(token: str, secret: bytes, *, now: datetime) -> Grant:
     """Check signature, issuer, audience and expiry; return the grant or raise 401."""
     known = _VERIFIED.get((token, secret))
     if known is not None:
         grant, exp = known
         if exp <= int(now.timestamp()):
-            raise NotAuthenticated(_EXPIRED)
+            raise TokenExpired(_EXPIRED)
         return grant
     grant, exp = _verify(token, secret, now=now)
     _VERIFIED.put((token, secret), grant, exp)
@@ -151,7 +155,7 @@ def _verify(token: str, secret: bytes, *, now: datetime) -> tuple[Grant, int]:
         raise NotAuthenticated("the bearer token's exp is not a NumericDate")
     # Expiry is checked against the injected clock, so tests control time.
     if int(exp) <= int(now.timestamp()):
-        raise NotAuthenticated(_EXPIRED)
+        raise TokenExpired(_EXPIRED)
     try:
         kind = ActorKind(claims["kind"])
     except ValueError:
