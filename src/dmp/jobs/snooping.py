@@ -50,7 +50,9 @@ def report(rt: Runtime) -> tuple[list[Pattern], int]:
     gate = rt.access(system_actor("report"))
     with gate.act_system(AuditAction.SNOOPING_REPORT, f"{s.snoop_days} days") as op:
         rows = audit_log.professional_patterns(op.conn, since)
-        people = {ps: directory.get_professional(op.conn, ps) for ps in {r[0] for r in rows}}
+        acting = {r[0] for r in rows}
+        found = directory.get_professionals(op.conn, acting)
+    people = {ps: found.get(ps) for ps in acting}
     profession = {ps: (p.profession_code if p else None) for ps, p in people.items()}
     totals: dict[str | None, list[int]] = defaultdict(list)
     for ps, read, _, _, emergency in rows:

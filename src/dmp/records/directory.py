@@ -32,33 +32,45 @@ def upsert_activities(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def get_professional(conn: Connection, id_nat_ps: str) -> ProfessionalRow | None:
+    return get_professionals(conn, {id_nat_ps}).get(id_nat_ps)
+
+
+def get_professionals(conn: Connection, ids: set[str]) -> dict[str, ProfessionalRow]:
+    """Professionals by idNatPS, with their structures: two statements per thousand ids."""
     p = professionals.c
-    row = conn.execute(
-        sa.select(
-            p.id_nat_ps,
-            p.family_name,
-            p.given_name,
-            p.profession_code,
-            p.specialty_code,
-            p.pharmacist_section,
-        ).where(p.id_nat_ps == id_nat_ps)
-    ).first()
-    if row is None:
-        return None
-    sids = conn.execute(
-        sa.select(professional_activities.c.structure_id)
-        .where(professional_activities.c.id_nat_ps == id_nat_ps)
-        .order_by(professional_activities.c.structure_id)
-    ).scalars()
-    return ProfessionalRow(
-        row.id_nat_ps,
-        row.family_name,
-        row.given_name,
-        row.profession_code,
-        row.specialty_code,
-        row.pharmacist_section,
-        tuple(sids),
-    )
+    a = professional_activities.c
+    out: dict[str, ProfessionalRow] = {}
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        rows = conn.execute(
+            sa.select(
+                p.id_nat_ps,
+                p.family_name,
+                p.given_name,
+                p.profession_code,
+                p.specialty_code,
+                p.pharmacist_section,
+            ).where(p.id_nat_ps.in_(chunk))
+        ).all()
+        structures_of: dict[str, list[str]] = {}
+        for ps, sid in conn.execute(
+            sa.select(a.id_nat_ps, a.structure_id)
+            .where(a.id_nat_ps.in_(chunk))
+            .order_by(a.id_nat_ps, a.structure_id)
+        ).all():
+            structures_of.setdefault(ps, []).append(sid)
+        for row in rows:
+            out[row.id_nat_ps] = ProfessionalRow(
+                row.id_nat_ps,
+                row.family_name,
+                row.given_name,
+                row.profession_code,
+                row.specialty_code,
+                row.pharmacist_section,
+                tuple(structures_of.get(row.id_nat_ps, ())),
+            )
+    return out
 
 
 def structure_sector(conn: Connection, structure_id: str) -> str | None:
