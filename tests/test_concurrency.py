@@ -259,3 +259,24 @@ def test_one_vihf_assertion_sent_fifty_times_at_once_is_accepted_once(world: Run
     assert len(accepted) == 1, results[:3]
     assert len(refused) == N - 1
     assert all("replay" in r.message for r in refused)
+
+
+def test_simultaneous_night_reads_queue_one_night_notice(world: Runtime) -> None:
+    """Fifty reads by one professional at the same night moment: the holder is told once."""
+    from datetime import UTC, datetime
+
+    from tests.factories import NURSE as NIGHT_NURSE
+
+    ins = ins_for(902)
+    open_record(world, ins)
+    nurse = world.access(pro(world, NIGHT_NURSE))
+    nurse.declare_consent(ins)
+    nurse.search_documents(ins)  # by day: the first access is behind (it serialises its reads)
+    world.clock.set(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # type: ignore[attr-defined]
+    results = _race(N, lambda _: world.access(pro(world, NIGHT_NURSE)).search_documents(ins))
+    assert not [r for r in results if isinstance(r, DmpError)], results[:3]
+    with world.engine.connect() as conn:
+        count = conn.execute(
+            sa.text("SELECT count(*) FROM notifications WHERE kind = 'night_access'")
+        ).scalar_one()
+    assert count == 1

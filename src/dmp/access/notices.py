@@ -25,7 +25,7 @@ from dmp.crypto import envelope
 from dmp.domain import alerts
 from dmp.domain.codes import PurposeOfUse
 from dmp.identity.actor import ActorKind
-from dmp.records import directory, patients
+from dmp.records import audit_log, directory, patients
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -119,7 +119,12 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
         and alerts.is_night(now, settings.night_start_hour, settings.night_end_hour)
         and not patients.notice_since(op.conn, op.scope, "night_access", ps, now - NIGHT)
     ):
-        queue(op.conn, op.scope, "night_access", now=now, subject_id=ps)
+        # Two reads at one moment would both find no notice and queue two: the read takes
+        # the record's chain head (its audit event takes it anyway, at the end) and looks
+        # again under it.
+        audit_log.lock_head(op.conn, op.scope.patient_id)
+        if not patients.notice_since(op.conn, op.scope, "night_access", ps, now - NIGHT):
+            queue(op.conn, op.scope, "night_access", now=now, subject_id=ps)
     if gate.purpose is PurposeOfUse.REGULATION:
         queue(
             op.conn,
