@@ -36,10 +36,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from dmp.access import audit
+from dmp.auth.actors import patient_pseudonym
 from dmp.crypto import envelope
 from dmp.domain.codes import TYPE_TO_CLASS
 from dmp.domain.geo import geography
-from dmp.domain.ins import OID_TEST, make_ins_value
+from dmp.domain.ins import OID_TEST, Ins, make_ins_value
 from dmp.records import database, schema
 from dmp.runtime import Runtime
 from dmp.stats import counters
@@ -343,6 +344,7 @@ class _Context:
     sample_every: int
     patients: int
     batch: int
+    token_secret: bytes = b""  # the holder's pseudonym in the trail (auth.actors)
 
 
 _CTX: _Context | None = None
@@ -428,6 +430,7 @@ def build(
         sample_every=max(1, patients // samples),
         patients=patients,
         batch=batch,
+        token_secret=rt.token_secret,
     )
     manifest = Manifest(patients)
     manifest.professionals = {
@@ -475,6 +478,8 @@ def _patient(
 ) -> int:
     pid = f"{rng.getrandbits(128):032x}"
     ins = ins_value(i)
+    # The holder acts under a pseudonym, as the service writes it (never the INS).
+    holder = patient_pseudonym(c.token_secret, Ins(OID_TEST, ins))
     dep = rng.choices(c.deps, c.weights)[0]
     opened = START + timedelta(seconds=rng.randrange(0, c.span - 86400 * 30))
     commune = dep.code + "001" if len(dep.code) == 2 else dep.code + "01"
@@ -573,7 +578,7 @@ def _patient(
             chain.add(
                 t,
                 "patient",
-                f"patient:{ins}",
+                holder,
                 None,
                 "permission.block",
                 "ALLOW_HOLDER",
@@ -587,12 +592,10 @@ def _patient(
                 "patient_id": pid,
                 "id_nat_ps": p.id_nat_ps,
                 "declared_at": t,
-                "declared_by": f"patient:{ins}",
+                "declared_by": holder,
             }
         )
-        chain.add(
-            t, "patient", f"patient:{ins}", None, "care_team.declare", "ALLOW_HOLDER", p.id_nat_ps
-        )
+        chain.add(t, "patient", holder, None, "care_team.declare", "ALLOW_HOLDER", p.id_nat_ps)
     # Documents, oldest first (the chain is in time order).
     n_docs = _long_tail(rng, c.mean_documents)
     age = int((c.now - t).total_seconds())
