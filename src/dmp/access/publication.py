@@ -167,7 +167,7 @@ class PublicationActions(Kernel):
                 raise Conflict("an addendum is for a current document")
             appends = target.logical_id
         unique_id = meta.unique_id or f"urn:uuid:{uuid.uuid4()}"
-        if any(documents.unique_id_taken(conn, scope, u) for u in unique_id_forms(unique_id)):
+        if documents.unique_id_taken(conn, scope, unique_id_forms(unique_id)):
             raise Conflict(f"a document with the unique id {unique_id[:80]} already exists")
         logical_id = uuid.uuid4().hex[:24]
         content_id = uuid.uuid4().hex

@@ -36,13 +36,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import jwt
 import orjson
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from dmp.auth import actors
 from dmp.domain.codes import PurposeOfUse
-from dmp.domain.ins import Ins, parse_ins
+from dmp.domain.ins import Ins, parse_cx
 from dmp.errors import InvalidInput, NotAuthenticated
 from dmp.identity.tokens import Grant
 from dmp.records import clients
@@ -59,7 +62,8 @@ JUSTIFICATION = "Justification"
 VERSIONS = ("3.0", "4.0")
 MAX_LIFETIME = timedelta(hours=1)
 CLOCK_SKEW = timedelta(minutes=2)
-MAX_ID = 128
+REPLAY_PREFIX = "vihf:"
+MAX_ID = 128 - len(REPLAY_PREFIX)  # the replay store keeps 128 characters
 
 # One answer for an unknown client, a revoked one and a signature that does not verify.
 NOT_ACCEPTED = (
@@ -128,7 +132,7 @@ def verify(rt: Runtime, security: etree._Element | None) -> Vihf:
     if not 1 <= len(assertion_id) <= MAX_ID:
         raise VihfRefused(f"the assertion needs an ID of 1 to {MAX_ID} characters")
     with rt.engine.begin() as conn:
-        if not clients.use_jti(conn, issuer, f"vihf:{assertion_id}"[:MAX_ID], expires, now):
+        if not clients.use_jti(conn, issuer, REPLAY_PREFIX + assertion_id, expires, now):
             raise VihfRefused("this VIHF assertion was already used (replay)")
     grant = Grant(
         actor,
@@ -158,16 +162,11 @@ def certificates(jwks: str, now: datetime) -> list[x509.Certificate]:
 def certificate_jwk(pem: bytes) -> dict[str, Any]:
     """A public JWK for a PEM certificate, carrying it in ``x5c`` (RFC 7517 §4.7): the
     structure's key for the SMART door and its certificate for VIHF."""
-    import jwt
-
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         raise InvalidInput("the certificate file is not a PEM X.509 certificate") from None
     public = cert.public_key()
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
     if isinstance(public, rsa.RSAPublicKey):
         jwk = orjson.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
     elif isinstance(public, ec.EllipticCurvePublicKey):
@@ -176,15 +175,9 @@ def certificate_jwk(pem: bytes) -> dict[str, Any]:
         raise InvalidInput("the certificate's key must be RSA or EC")
     der = cert.public_bytes(serialization.Encoding.DER)
     jwk["x5c"] = [base64.b64encode(der).decode()]
-    jwk["kid"] = cert.fingerprint(_sha256()).hex()[:32]
+    jwk["kid"] = cert.fingerprint(hashes.SHA256()).hex()[:32]
     jwk["use"] = "sig"
     return dict(jwk)
-
-
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
 
 
 def _verified(assertion: etree._Element, certs: list[x509.Certificate]) -> etree._Element:
@@ -275,11 +268,7 @@ def _patient(rt: Runtime, values: list[str]) -> Ins | None:
     """The INS of ``xacml:resource:resource-id`` (HL7 CX ``<INS>^^^&<OID>&ISO^NH``)."""
     if not values:
         return None
-    value, _, rest = values[0].partition("^^^")
-    authority = rest.split("^", 1)[0].strip("&").split("&")
-    if len(authority) < 1 or not authority[0]:
-        raise VihfRefused("resource-id: the INS as <INS>^^^&<OID>&ISO^NH")
     try:
-        return parse_ins(value, authority[0], test_mode=rt.settings.test_mode)
+        return parse_cx(values[0], test_mode=rt.settings.test_mode)
     except InvalidInput as exc:
         raise VihfRefused(f"resource-id is not an INS: {exc.message}") from None

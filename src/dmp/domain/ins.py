@@ -111,6 +111,21 @@ def parse_ins_token(token: str, *, test_mode: bool = False) -> Ins:
     return parse_ins(value, oid, test_mode=test_mode)
 
 
+def parse_cx(value: str, *, test_mode: bool = False) -> Ins:
+    """An INS from an HL7 CX, as XDS and the VIHF assertion carry it: ``<INS>^^^&<OID>&ISO``
+    with or without the identifier type (``^NH``); InvalidInput otherwise."""
+    ident, sep, rest = value.strip().partition("^^^")
+    authority = rest.split("^", 1)[0].strip("&").split("&")[0] if sep else ""
+    if not ident or not authority:
+        raise InvalidInput(f"{value[:60]!r} is not an INS as an HL7 CX (<INS>^^^&<OID>&ISO^NH)")
+    return parse_ins(ident, authority, test_mode=test_mode)
+
+
+def format_cx(ins: Ins) -> str:
+    """The INS as an HL7 CX with the DMP's identifier type: ``<INS>^^^&<OID>&ISO^NH``."""
+    return f"{ins.value}^^^&{ins.oid}&ISO^NH"
+
+
 def make_ins_value(matricule: str) -> str:
     """Append the control key to a 13-character matricule (used by the demo and tests)."""
     return f"{matricule}{control_key(matricule):02d}"

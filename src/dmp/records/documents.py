@@ -286,12 +286,18 @@ def versions(conn: Connection, scope: AuthorizedPatient, logical_id: str) -> lis
     return [DocumentRow(**{k: r._mapping[k] for k in _DOC_FIELDS}) for r in rows]
 
 
-def unique_id_taken(conn: Connection, scope: AuthorizedPatient, unique_id: str) -> bool:
-    """A fast, friendly answer for the common case; the unique index decides under races."""
+def unique_id_taken(
+    conn: Connection, scope: AuthorizedPatient, unique_ids: tuple[str, ...]
+) -> bool:
+    """Whether a document of the record has one of these unique ids (the forms of one id): a
+    fast, friendly answer for the common case; the unique index decides under races."""
     return (
         conn.execute(
             sa.select(documents.c.id)
-            .where(documents.c.patient_id == scope.patient_id, documents.c.unique_id == unique_id)
+            .where(
+                documents.c.patient_id == scope.patient_id,
+                documents.c.unique_id.in_(unique_ids),
+            )
             .limit(1)
         ).first()
         is not None

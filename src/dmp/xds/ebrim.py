@@ -18,7 +18,8 @@ from lxml import etree
 from dmp.access.views import DocumentView, ListView, NewDocument, NewList
 from dmp.domain import valuesets
 from dmp.domain.codes import VisibilityFlag, as_oid, confidentiality_of
-from dmp.domain.ins import Ins, parse_ins
+from dmp.domain.ins import Ins, format_cx
+from dmp.domain.ins import parse_cx as cx
 from dmp.errors import InvalidInput
 
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -72,8 +73,6 @@ CLASS_OID = "1.2.250.1.213.1.1.4.1"  # TRE_A03 (JDV_J57)
 FORMAT_OID = "1.3.6.1.4.1.19376.1.2.3"  # IHE format codes (JDV_J60)
 RPPS_OID = "1.2.250.1.71.4.2.1"  # idNatPS
 STRUCTURE_OID = "1.2.250.1.71.4.2.2"  # idNatStruct
-# The HL7 CX of a patient: <INS>^^^&<OID>&ISO^NH (the DMP's identifier type NH).
-CX_SUFFIX = "&ISO^NH"
 
 
 class MetadataError(InvalidInput):
@@ -119,21 +118,10 @@ def list_unique_id(lst: ListView) -> str:
     return as_oid(lst.unique_id) if lst.unique_id else f"2.25.{int(lst.id, 16)}"
 
 
-def patient_cx(ins: Ins) -> str:
-    return f"{ins.value}^^^&{ins.oid}{CX_SUFFIX}"
-
-
 def parse_cx(value: str, *, test_mode: bool) -> Ins:
-    """An INS from an HL7 CX (``<INS>^^^&<OID>&ISO`` with or without ``^NH``)."""
-    ident, sep, rest = value.strip().partition("^^^")
-    authority = rest.split("^", 1)[0].strip("&").split("&")[0] if sep else ""
-    if not ident or not authority:
-        raise MetadataError(
-            f"the patient id {value[:60]!r} is not an INS as an HL7 CX (<INS>^^^&<OID>&ISO^NH)",
-            "XDSUnknownPatientId",
-        )
+    """A submission's or a query's patient id (``XDSUnknownPatientId`` when it is no INS)."""
     try:
-        return parse_ins(ident, authority, test_mode=test_mode)
+        return cx(value, test_mode=test_mode)
     except InvalidInput as exc:
         raise MetadataError(
             f"the patient id is not an INS: {exc.message}", "XDSUnknownPatientId"
@@ -506,7 +494,7 @@ def extrinsic_object(doc: DocumentView, ins: Ins, repository: str) -> etree._Ele
     _slot(eo, "hash", doc.sha1)
     _slot(eo, "size", str(doc.size))
     _slot(eo, "repositoryUniqueId", repository)
-    _slot(eo, "sourcePatientId", patient_cx(ins))
+    _slot(eo, "sourcePatientId", format_cx(ins))
     _localized(eo, "Name", doc.title)
     author = _el(
         eo,
@@ -556,7 +544,7 @@ def extrinsic_object(doc: DocumentView, ins: Ins, repository: str) -> etree._Ele
         )
         _classify(eo, owner, PRACTICE, doc.practice_setting, scheme, display)
     _classify(eo, owner, TYPE, doc.type_code, t_scheme, t_display)
-    _identify(eo, owner, DOC_PATIENT, patient_cx(ins), "XDSDocumentEntry.patientId")
+    _identify(eo, owner, DOC_PATIENT, format_cx(ins), "XDSDocumentEntry.patientId")
     _identify(eo, owner, DOC_UNIQUE, as_oid(doc.unique_id), "XDSDocumentEntry.uniqueId")
     return eo
 
@@ -602,12 +590,12 @@ def registry_package(lst: ListView, ins: Ins) -> etree._Element:
         _identify(
             pkg, owner, SS_SOURCE, as_oid(lst.source_id or "2.25"), "XDSSubmissionSet.sourceId"
         )
-        _identify(pkg, owner, SS_PATIENT, patient_cx(ins), "XDSSubmissionSet.patientId")
+        _identify(pkg, owner, SS_PATIENT, format_cx(ins), "XDSSubmissionSet.patientId")
     else:
         if lst.code:
             _classify(pkg, owner, FOLDER_CODES, lst.code, CLASS_OID, None)
         _identify(pkg, owner, FOLDER_UNIQUE, list_unique_id(lst), "XDSFolder.uniqueId")
-        _identify(pkg, owner, FOLDER_PATIENT, patient_cx(ins), "XDSFolder.patientId")
+        _identify(pkg, owner, FOLDER_PATIENT, format_cx(ins), "XDSFolder.patientId")
     return pkg
 
 
