@@ -45,10 +45,13 @@ def browser_available() -> bool:
 class LiveServer:
     """The app on 127.0.0.1 (a free port), served by uvicorn in a thread of this process."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, rt: Runtime, sock: socket.socket | None = None) -> None:
+        """``sock``: a socket already bound (when the settings must name the address)."""
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+        self.sock = sock
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(
             create_app(rt), log_level="warning", lifespan="on", proxy_headers=False

@@ -18,6 +18,7 @@ from dmp.runtime import Runtime
 from tests.browser import chromium  # noqa: F401 - one browser for the whole session
 from tests.factories import T0, load_directory
 from tests.live_server import server_url  # noqa: F401 - a real server for outside clients
+from tests.oidc import provider_tools  # noqa: F401 - node and npm for the OpenID provider
 
 # `pytest --hypothesis-profile=mutation`: no shrinking, to check quickly that a mutant of the
 # policy turns the property tests red (shrinking a failure through the database is slow).

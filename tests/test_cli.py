@@ -330,3 +330,52 @@ def test_client_add_with_a_certificate(env: dict[str, str], tmp_path: Path) -> N
     )
     assert wrong.returncode == 2
     assert "not a PEM X.509 certificate" in wrong.stderr
+
+
+def test_the_app_catalogue_commands(env: dict[str, str]) -> None:
+    import json
+
+    added = dmp(
+        env,
+        "app",
+        "add",
+        "--name",
+        "Carnet",
+        "--publisher",
+        "Éditeur exemple",
+        "--redirect-uri",
+        "https://carnet.example/retour",
+        "--scope",
+        "patient/DocumentReference.rs",
+    )
+    assert added.returncode == 0, added.stderr
+    client_id = added.stdout.strip()
+    assert client_id.startswith("app-")
+    listed = [json.loads(line) for line in dmp(env, "app", "list").stdout.splitlines()]
+    assert [(a["client_id"], a["scopes"], a["withdrawn_at"]) for a in listed] == [
+        (client_id, "patient/DocumentReference.rs", None)
+    ]
+    # Bad input: a readable error, nothing stored.
+    bad = dmp(
+        env, "app", "add", "--name", "X", "--publisher", "Y", "--redirect-uri", "http://x.example/"
+    )
+    assert bad.returncode != 0 and "redirect addresses" in bad.stderr
+    writes = dmp(
+        env,
+        "app",
+        "add",
+        "--name",
+        "X",
+        "--publisher",
+        "Y",
+        "--redirect-uri",
+        "https://x.example/",
+        "--scope",
+        "patient/DocumentReference.cud",
+    )
+    assert writes.returncode != 0 and "scope" in writes.stderr
+    assert len(dmp(env, "app", "list").stdout.splitlines()) == 1
+    done = dmp(env, "app", "withdraw", "--client-id", client_id)
+    assert done.returncode == 0, done.stderr
+    again = dmp(env, "app", "withdraw", "--client-id", client_id)
+    assert again.returncode != 0 and "no app" in again.stderr

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dmp import __version__
 from dmp.api import provisioning as provisioning_api
 from dmp.api import records
+from dmp.auth.apps import AppServer
+from dmp.auth.external import ExternalLogins
 from dmp.auth.portal import Portal
 from dmp.auth.throttle import BearerLimit
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
@@ -31,6 +33,7 @@ from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import UNAVAILABLE, Runtime
 from dmp.stats import counters
+from dmp.web import apps as portal_apps
 from dmp.web import auth as portal_auth
 from dmp.web import dossier as portal_dossier
 from dmp.web import home as portal_home
@@ -285,6 +288,8 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
+    app.state.external_logins = ExternalLogins(runtime, app.state.portal)
+    app.state.app_server = AppServer(runtime)
     app.state.provisioning = Provisioning(runtime)
     app.state.bearer_limit = BearerLimit(runtime)
     app.state.trusted_proxies = runtime.settings.trusted_proxies
@@ -374,7 +379,14 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.include_router(fhir_routes.router)
     app.include_router(xds_routes.router)
     app.include_router(stats_web.router)
-    for portal_router in (portal_home, portal_static, portal_auth, portal_dossier, portal_pro):
+    for portal_router in (
+        portal_home,
+        portal_static,
+        portal_auth,
+        portal_dossier,
+        portal_pro,
+        portal_apps,
+    ):
         app.include_router(portal_router.router)
     app.add_middleware(PortalHeaders)
     app.add_middleware(RequestLimits, max_body=max_body)

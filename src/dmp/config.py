@@ -136,6 +136,20 @@ class Settings(BaseSettings):
     document_types: str = ""
     # Replacement habilitation matrix (JSON); the packaged default when unset (AC-5).
     matrix_file: Path | None = None
+    # Logging in through OpenID Connect providers (docs/portals.md, "Pro Santé Connect and
+    # FranceConnect"): a provider is offered when its issuer is set. The redirect address to
+    # register there is DMP_PORTAL_URL + /connexion/psc/retour (or /franceconnect/retour).
+    # ``*_acr``: the authentication levels asked for and accepted (the ID token's acr).
+    psc_issuer: str = ""
+    psc_client_id: str = ""
+    psc_client_secret: str = ""
+    psc_scopes: str = "openid scope_all"
+    psc_acr: str = "eidas1"
+    fc_issuer: str = ""
+    fc_client_id: str = ""
+    fc_client_secret: str = ""
+    fc_scopes: str = "openid given_name family_name birthdate gender birthplace birthcountry"
+    fc_acr: str = "eidas1 eidas2 eidas3"
 
     @field_validator("smtp_security")
     @classmethod
@@ -167,6 +181,23 @@ class Settings(BaseSettings):
     def _factor(cls, value: float) -> float:
         if not 1.0 <= value <= 100.0:
             raise ValueError(f"must be between 1 and 100, not {value}")
+        return value
+
+    @field_validator("psc_issuer", "fc_issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        # An identity provider is reached over TLS; plain HTTP only on this machine (tests).
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError("must be an https:// URL (http:// only on loopback)")
+        if parts.query or parts.fragment:
+            raise ValueError("an issuer has no query or fragment")
         return value
 
     @field_validator("trusted_proxies")
@@ -329,6 +360,14 @@ class Settings(BaseSettings):
             "recovery_code_hours": str(self.recovery_code_hours),
             "trusted_proxies": self.trusted_proxies or "(none)",
             "letters_dir": str(self.effective_letters_dir),
+            "psc_issuer": self.psc_issuer or "(not offered)",
+            "psc_client_id": self.psc_client_id or "(none)",
+            "psc_client_secret": "(set)" if self.psc_client_secret else "(none)",
+            "psc_acr": self.psc_acr,
+            "fc_issuer": self.fc_issuer or "(not offered)",
+            "fc_client_id": self.fc_client_id or "(none)",
+            "fc_client_secret": "(set)" if self.fc_client_secret else "(none)",
+            "fc_acr": self.fc_acr,
         }
 
 

@@ -51,7 +51,10 @@ def _payload(event: dict[str, Any]) -> bytes:
     fields = {
         k: v
         for k, v in event.items()
-        if k != "hash" and not (k == "key_id" and v is None)  # events before migration 0009
+        if k != "hash"
+        # Events before migration 0009 have no key_id, before 0019 no client_id; an event
+        # without either is MACed as it was then.
+        and not (k in ("key_id", "client_id") and v is None)
     }
     # UTC before hashing: the database stores UTC, so a clock with another offset must not
     # make the stored event disagree with its MAC.
@@ -90,6 +93,7 @@ def write_events(
     at: datetime,
     key: AuditKey,
     head: tuple[int, str] | None = None,
+    client_id: str | None = None,
 ) -> None:
     """Append events to the patient's chain (or the actor's, for events about no patient).
 
@@ -111,6 +115,7 @@ def write_events(
         "request_id": ctx.request_id,
         "client_addr": ctx.client_addr,
         "key_id": key.key_id,
+        "client_id": client_id,
     }
     if head is not None and audit_log.append_after(
         conn, chain_id, head[0], _chained(events, common, head, key)
@@ -203,6 +208,7 @@ def _row_event(row: AuditRow) -> dict[str, Any]:
         "client_addr": row.client_addr,
         "prev_hash": row.prev_hash,
         "key_id": row.key_id,
+        "client_id": row.client_id,
     }
 
 

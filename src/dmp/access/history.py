@@ -83,6 +83,7 @@ class HistoryActions(Kernel):
                     for t in dict.fromkeys((r.target, *(r.targets or "").split()))
                     if t in briefs
                 ),
+                r.client_id,
             )
             for n, r in enumerate(rows)
         ]

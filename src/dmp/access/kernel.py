@@ -28,7 +28,7 @@ from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput, NotFound
 from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need, scope_allows
 from dmp.identity.tokens import Grant
-from dmp.records import audit_log, patients, stats
+from dmp.records import apps, audit_log, patients, stats
 from dmp.records.types import AuthorizedPatient, RecordRow
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ _MESSAGES: dict[Reason, str] = {
     Reason.DENY_SCOPE: "the grant's scopes do not allow this action",
     Reason.DENY_OTHER_PATIENT: "this grant is bound to another patient",
     Reason.DENY_UNBOUND_EMERGENCY: "an emergency grant must name the one patient it is for",
+    Reason.DENY_APP_WITHDRAWN: "the holder withdrew this app's authorization",
     Reason.DENY_NORMAL_MODE_ONLY: "the care team is declared in normal mode only",
     Reason.DENY_SUBJECT_BLOCKED: (
         "the holder has blocked this professional: the holder unblocks them first"
@@ -352,6 +353,7 @@ class Kernel:
                 ctx=self._ctx,
                 at=self._rt.clock.now(),
                 key=self._rt.audit_key,
+                client_id=self.grant.client_id,
             )
             raise refusal.error from None
 
@@ -375,6 +377,7 @@ class Kernel:
             at=self._rt.clock.now(),
             key=self._rt.audit_key,
             head=head,
+            client_id=self.grant.client_id,
         )
 
     def _refuse(
@@ -404,7 +407,12 @@ class Kernel:
         return parse_ins(ins.value, ins.oid, test_mode=self._rt.settings.test_mode)
 
     def _check_grant(
-        self, need: Need, audit_action: AuditAction, standing: patients.Standing, target: str | None
+        self,
+        conn: Connection,
+        need: Need,
+        audit_action: AuditAction,
+        standing: patients.Standing,
+        target: str | None,
     ) -> None:
         """What the grant itself allows, before any rule: its SMART scopes, and the one patient
         an emergency grant is bound to. Enforced here, so every API and page obeys it."""
@@ -423,6 +431,8 @@ class Kernel:
             and self.actor.kind is ActorKind.PROFESSIONAL
         ):
             refusal = Reason.DENY_UNBOUND_EMERGENCY
+        elif g.authorization is not None and not _app_allowed(conn, g.authorization, standing):
+            refusal = Reason.DENY_APP_WITHDRAWN
         if refusal is not None:
             detail = f"needs {need}" if refusal is Reason.DENY_SCOPE else None
             self._refuse(
@@ -459,7 +469,7 @@ class Kernel:
             standing = self._standing_by_ins(conn, self._parse_ins(ref), ps)
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
-        self._check_grant(need, audit_action, standing, target)
+        self._check_grant(conn, need, audit_action, standing, target)
         record, permission = standing.record, standing.permission
         reps = (
             patients.representative_ids(conn, standing.patient_id)
@@ -528,3 +538,14 @@ class Kernel:
             self._tally.documents_accessed(
                 scope.patient_id, scope.departement, self._rt.clock.now(), self.purpose.value
             )
+
+
+def _app_allowed(conn: Connection, authorization: str, standing: patients.Standing) -> bool:
+    """An app's grant holds while the holder's authorization does (withdrawn on the portal, or
+    ended by a replayed token): read at every action, in its transaction, so a withdrawal stops
+    the next request, not the token's expiry."""
+    patient_id, _, authorization_id = authorization.partition("/")
+    if patient_id != standing.patient_id:
+        return False
+    found = apps.get_authorization(conn, patient_id, authorization_id)
+    return found is not None and found.revoked_at is None

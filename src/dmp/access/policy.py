@@ -75,6 +75,7 @@ class Reason(StrEnum):
     DENY_SCOPE = "DENY_SCOPE"  # the grant's SMART scopes do not cover the action
     DENY_OTHER_PATIENT = "DENY_OTHER_PATIENT"  # the grant is bound to another patient
     DENY_UNBOUND_EMERGENCY = "DENY_UNBOUND_EMERGENCY"  # an emergency grant names no patient
+    DENY_APP_WITHDRAWN = "DENY_APP_WITHDRAWN"  # the holder withdrew the app's authorization
     DENY_SUBJECT_BLOCKED = "DENY_SUBJECT_BLOCKED"  # the professional named is blocked (AC-3)
     DENY_ACCOUNT_ACTIVE = "DENY_ACCOUNT_ACTIVE"  # an activated account: a recovery, no letter
     DENY_ACCOUNT_NOT_ACTIVE = "DENY_ACCOUNT_NOT_ACTIVE"  # no activated account to recover

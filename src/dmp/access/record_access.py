@@ -6,6 +6,7 @@ module of actions per DMP notion. Every read or change of patient data is one of
 
 from __future__ import annotations
 
+from dmp.access.apps import AppActions
 from dmp.access.consents import ConsentActions
 from dmp.access.documents import DocumentActions
 from dmp.access.history import HistoryActions
@@ -25,5 +26,6 @@ class RecordAccess(
     KeyActions,
     LifecycleActions,
     SummaryActions,
+    AppActions,
 ):
     """Per-request access to records, bound to one grant (actor, scopes, purpose of use)."""

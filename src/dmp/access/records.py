@@ -15,7 +15,7 @@ from dmp.access.kernel import PATIENT_CREATE, PATIENT_READ, PATIENT_SEARCH, PATI
 from dmp.access.policy import Action, Reason, decide_open
 from dmp.access.views import Activation, Demographics, RecordView, Recovery
 from dmp.config import Settings
-from dmp.domain import text
+from dmp.domain import identity_pivot, text
 from dmp.domain.codes import (
     HIGH_TRUST_DOCUMENTS,
     IDENTITY_DOCUMENTS,
@@ -29,6 +29,7 @@ from dmp.domain.codes import (
 )
 from dmp.domain.french import datetime_fr
 from dmp.domain.geo import departement_of_commune
+from dmp.domain.identity_pivot import Candidate, Pivot
 from dmp.domain.ins import Ins, PatientRef, identity_mismatches
 from dmp.errors import Conflict, InvalidInput, NotFound
 from dmp.identity.actor import ActorKind
@@ -326,6 +327,36 @@ class RecordActions(Kernel):
             target="password",
         ) as op:
             notices.queue(op.conn, op.scope, "account_reset", now=self._rt.clock.now())
+
+    def match_identity(self, pivot: Pivot) -> Ins | None:
+        """The record a FranceConnect identity opens (a system step of the portal's login):
+        the open records of people born that day, of that sex, compared trait by trait
+        (:mod:`dmp.domain.identity_pivot`); one match or nothing. The trail of the login job
+        says whether one matched, never whom."""
+        with self.act_system(AuditAction.IDENTITY_MATCH) as op:
+            rows = patients.identity_candidates(op.conn, pivot.birth_date, pivot.sex)
+            candidates = [
+                Candidate(
+                    Ins(r["ins_oid"], r["ins_value"]),
+                    r["birth_family_name"],
+                    r["given_names"],
+                    r["sex"],
+                    r["birth_date"],
+                    r["birth_place_code"],
+                )
+                for r in rows
+            ]
+            found = identity_pivot.match(pivot, candidates)
+            op.target = f"franceconnect: {'one record' if found else 'no record'}"
+        return found
+
+    def record_login(self, ins: PatientRef, provider: str) -> None:
+        """The holder logged in through an identity provider (FranceConnect): in their
+        history, as every way into the record is."""
+        with self.act(
+            ins, Action.READ_RECORD, AuditAction.ACCOUNT_LOGIN, need=PATIENT_READ, target=provider
+        ):
+            pass
 
     def _count_opening(
         self, conn: Connection, departement: str, channel: CreationChannel, now: datetime

@@ -146,6 +146,7 @@ class TraceView:
     seq: int = 0  # its position in the record's chain
     basis: AccessBasis = field(default_factory=AccessBasis)
     briefs: tuple[DocumentBrief, ...] = ()  # the documents named, those the reader may see
+    client_id: str | None = None  # the software or app the access came through
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -47,7 +46,7 @@ from dmp.domain.ins import Ins, spaced_ins
 from dmp.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from dmp.identity.actor import Actor, ActorKind, system_actor
 from dmp.identity.tokens import Grant
-from dmp.records import directory, patients, portal
+from dmp.records import apps, directory, patients, portal
 
 if TYPE_CHECKING:
     from dmp.access.record_access import RecordAccess
@@ -196,20 +195,15 @@ class Portal:
         """The account (made on first invitation) and a new one-time activation code."""
         account = portal.account_by_login(conn, login)
         if account is None:
-            account_id = uuid.uuid4().hex
             try:
-                portal.insert_account(
+                account_id = portal.new_account(
                     conn,
-                    {
-                        "id": account_id,
-                        "login": login,
-                        "kind": kind.value,
-                        "patient_id": patient_id,
-                        "ins_oid": ins.oid if ins else None,
-                        "ins_value": ins.value if ins else None,
-                        "structure_id": structure_id,
-                        "created_at": now,
-                    },
+                    login=login,
+                    kind=kind.value,
+                    at=now,
+                    patient_id=patient_id,
+                    ins=(ins.oid, ins.value) if ins else None,
+                    structure_id=structure_id,
                 )
             except IntegrityError:
                 raise Conflict("this identifier is already taken") from None
@@ -388,6 +382,18 @@ class Portal:
         self._failed(source)
         raise NotAuthenticated(FAILED)
 
+    def external_session(self, account_id: str, extra: dict[str, Any]) -> Session:
+        """A session logged in by an identity provider (``dmp.auth.external``), which did the
+        authentication: the account's actor as a password login would give it, plus what the
+        provider's login adds (which provider, the ID token for the logout there, the actor a
+        professional's login chose). A new token: nothing fixed before carries over."""
+        now = self._rt.clock.now()
+        account = self._account(account_id)
+        data = {**self._actor_data(account), **extra}
+        with self._rt.engine.begin() as conn:
+            portal.update_account(conn, account.id, last_login_at=now)
+            return self._new_session(conn, account, FULL, data, now)
+
     def logout(self, token: str) -> None:
         with self._rt.engine.begin() as conn:
             portal.delete_session(conn, _hash(token))
@@ -464,6 +470,11 @@ class Portal:
         with self._reading() as conn:
             found = directory.structure_place(conn, structure_id)
         return None if found is None else (found[0], geo.commune_name(found[1]))
+
+    def software_names(self, ids: set[str]) -> dict[str, str]:
+        """Names of the apps and structures' software an access came through (public)."""
+        with self._reading() as conn:
+            return apps.software_names(conn, ids)
 
     def people(self, ids: set[str]) -> dict[str, tuple[str, str | None]]:
         """Professionals' names and professions (public directory data)."""

@@ -70,6 +70,62 @@ def client_add(
 
 
 @main.group()
+def app() -> None:
+    """The catalogue of apps a holder may allow to read their record (SMART App Launch)."""
+
+
+@app.command("add")
+@click.option("--name", required=True, help="The app's name, as the consent page shows it.")
+@click.option("--publisher", required=True, help="Who publishes it.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="An exact redirect address (https://, http:// on loopback, or a private scheme; "
+    "repeatable).",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A patient/ scope it may ask, read or search only, or offline_access (repeatable; "
+    "default patient/*.rs offline_access launch/patient).",
+)
+@friendly_errors
+def app_add(
+    name: str, publisher: str, redirect_uris: tuple[str, ...], scopes: tuple[str, ...]
+) -> None:
+    """Add an app to the catalogue; prints its client id (a public client: no secret)."""
+    wanted = " ".join(scopes) or "patient/*.rs offline_access launch/patient"
+    with operator_session() as operator:
+        client_id = operator.register_app(
+            name=name, publisher=publisher, redirect_uris=list(redirect_uris), scopes=wanted
+        )
+    click.echo(client_id)
+
+
+@app.command("list")
+@friendly_errors
+def app_list() -> None:
+    """The catalogue, one app a line (JSON)."""
+    with operator_session() as operator:
+        for found in operator.apps():
+            click.echo(orjson.dumps(found).decode())
+
+
+@app.command("withdraw")
+@click.option("--client-id", required=True, help="The app's client id.")
+@friendly_errors
+def app_withdraw(client_id: str) -> None:
+    """Take an app out of the catalogue: no new authorization, no new token."""
+    with operator_session() as operator:
+        if not operator.withdraw_app(client_id):
+            raise click.ClickException("no app of the catalogue has this client id")
+    click.echo(f"withdrawn: {client_id}")
+
+
+@main.group()
 def token() -> None:
     """Issue bearer tokens (operator and integration testing)."""
 

@@ -96,6 +96,11 @@ class AuditAction(StrEnum):
     NOTICE_RETRY = "notifications.retry"  # an operator queued a dead notice again
     SUMMARY_READ = "summary.read"  # the summary of care, built from the documents it names
     SNOOPING_REPORT = "report.snooping"  # an operator read the professionals' reading patterns
+    IDENTITY_MATCH = "identity.match"  # a FranceConnect identity compared with the records
+    ACCOUNT_LOGIN = "account.login"  # the holder logged in through an identity provider
+    APP_ALLOW = "app.allow"  # the holder allowed an app to read their record
+    APP_REVOKE = "app.revoke"  # the holder (or the app) ended an app's access
+    APP_LIST = "app.list"  # the holder read the list of the apps allowed
 
 
 class Outcome(StrEnum):

@@ -191,6 +191,11 @@ RULES: dict[str, Rule] = {
         "art. L1111-17 I CSP",
         "AC-8",
     ),
+    "DENY_APP_WITHDRAWN": Rule(
+        "Refusé : l'autorisation donnée à cette application a été retirée.",
+        "art. L1111-19 CSP ; SMART App Launch",
+        "apps",
+    ),
     "DENY_SUBJECT_BLOCKED": Rule(
         "Refusé : vous avez bloqué ce professionnel ; vous seul pouvez le débloquer.",
         "art. L1111-19 et R1111-42 CSP",

@@ -1,4 +1,4 @@
-"""The CapabilityStatement and the SMART Backend Services token endpoint."""
+"""The CapabilityStatement, SMART discovery, and the token and revocation endpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from dmp import __version__
 from dmp.auth import smart
+from dmp.auth.apps import AppServer, OAuthError
 from dmp.auth.smart import TokenEndpoint
 from dmp.errors import (
     InvalidInput,
@@ -20,13 +21,14 @@ from dmp.fhir.common import base_url, fhir
 from dmp.fhir.lists import LIST_PARAMETERS
 from dmp.fhir.search import DOCREF_PARAMETERS
 from dmp.front import fhir_mapping as mapping
-from dmp.front.deps import token_endpoint
-from dmp.identity.scopes import RESOURCES
+from dmp.front.deps import app_server, token_endpoint
+from dmp.identity.scopes import APP_EXTRAS, APP_SCOPES, RESOURCES
 
 router = APIRouter()
 
 
 Tokens = Annotated[TokenEndpoint, Depends(token_endpoint)]
+Apps = Annotated[AppServer, Depends(app_server)]
 
 
 @router.get("/metadata", name="fhir_metadata")
@@ -36,14 +38,20 @@ def metadata(request: Request) -> Response:
 
 @router.get("/.well-known/smart-configuration", name="fhir_smart_configuration")
 def smart_configuration(request: Request) -> JSONResponse:
-    """SMART App Launch discovery: what the token endpoint takes (Backend Services)."""
+    """SMART App Launch discovery: the token endpoint of structures' software (Backend
+    Services) and of the apps a holder allows (standalone patient launch, PKCE)."""
     base = base_url(request)
+    site = base.removesuffix("/fhir")
     return JSONResponse(
         {
             "issuer": base,
+            "authorization_endpoint": f"{site}/portail/autoriser",
             "token_endpoint": f"{base}/auth/token",
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "revocation_endpoint": f"{base}/auth/revoke",
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
             "token_endpoint_auth_signing_alg_values_supported": list(smart.ALGORITHMS),
             "scopes_supported": sorted(
                 {
@@ -52,17 +60,58 @@ def smart_configuration(request: Request) -> JSONResponse:
                     for r in (*RESOURCES, "*")
                     for v in ("cruds", "rs")
                 }
+                | set(APP_SCOPES)
+                | set(APP_EXTRAS)
             ),
-            "capabilities": ["client-confidential-asymmetric", "permission-v2"],
+            "capabilities": [
+                "client-confidential-asymmetric",
+                "client-public",
+                "launch-standalone",
+                "context-standalone-patient",
+                "permission-patient",
+                "permission-offline",
+                "permission-v2",
+            ],
         },
         headers={"Cache-Control": "no-store"},
     )
 
 
+def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 @router.post("/auth/token", name="fhir_token")
-async def token(request: Request, endpoint: Tokens) -> JSONResponse:
-    """SMART Backend Services token endpoint (client_credentials + private_key_jwt)."""
+async def token(request: Request, endpoint: Tokens, server: Apps) -> JSONResponse:
+    """The token endpoint: a structure's software (client_credentials + private_key_jwt), or
+    an app the holder allowed (authorization_code with PKCE, refresh_token)."""
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    address = request.client.host if request.client else "unknown"
+    if form.get("grant_type") in ("authorization_code", "refresh_token"):
+        try:
+            app = await run_in_threadpool(server.token, form, address)
+        except OAuthError as exc:
+            return _oauth_error(exc.error, exc.message, exc.status)
+        except TooManyRequests as exc:
+            return JSONResponse(
+                {"error": "slow_down", "error_description": exc.message},
+                429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        body: dict[str, Any] = {
+            "access_token": app.access_token,
+            "token_type": "Bearer",
+            "expires_in": app.expires_in,
+            "scope": app.scope,
+            "patient": app.patient,
+        }
+        if app.refresh_token:
+            body["refresh_token"] = app.refresh_token
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
     try:
         answer = await run_in_threadpool(
             lambda: endpoint.exchange(
@@ -71,11 +120,11 @@ async def token(request: Request, endpoint: Tokens) -> JSONResponse:
                 assertion=form.get("client_assertion", ""),
                 scope=form.get("scope", ""),
                 token_url=str(request.url).split("?")[0],
-                address=request.client.host if request.client else "unknown",
+                address=address,
             )
         )
     except smart.InvalidClient as exc:
-        return JSONResponse({"error": "invalid_client", "error_description": exc.message}, 401)
+        return _oauth_error("invalid_client", exc.message, 401)
     except TooManyRequests as exc:
         return JSONResponse(
             {"error": "slow_down", "error_description": exc.message},
@@ -83,9 +132,7 @@ async def token(request: Request, endpoint: Tokens) -> JSONResponse:
             headers={"Retry-After": str(exc.retry_after)},
         )
     except InvalidInput as exc:
-        return JSONResponse(
-            {"error": exc.reason or "invalid_request", "error_description": exc.message}, 400
-        )
+        return _oauth_error(exc.reason or "invalid_request", exc.message)
     return JSONResponse(
         {
             "access_token": answer.access_token,
@@ -95,6 +142,15 @@ async def token(request: Request, endpoint: Tokens) -> JSONResponse:
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+@router.post("/auth/revoke", name="fhir_token_revoke")
+async def revoke(request: Request, server: Apps) -> Response:
+    """RFC 7009: an app gives up its refresh token, which ends its authorization (200 for an
+    unknown token too, as the RFC says)."""
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    await run_in_threadpool(server.revoke, form)
+    return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
 
 # Where each parameter is defined (the PDSm server role's CapabilityStatement).
@@ -183,11 +239,20 @@ def capability_statement(base: str) -> dict[str, Any]:
                     "extension": [
                         {
                             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                            "extension": [{"url": "token", "valueUri": f"{base}/auth/token"}],
+                            "extension": [
+                                {"url": "token", "valueUri": f"{base}/auth/token"},
+                                {
+                                    "url": "authorize",
+                                    "valueUri": f"{base.removesuffix('/fhir')}/portail/autoriser",
+                                },
+                                {"url": "revoke", "valueUri": f"{base}/auth/revoke"},
+                            ],
                         }
                     ],
-                    "description": "SMART Backend Services: client_credentials with "
-                    "private_key_jwt (RS384, ES384)",
+                    "description": "SMART Backend Services (client_credentials with "
+                    "private_key_jwt, RS384 or ES384) for structures' software; SMART App "
+                    "Launch (standalone patient launch, authorization code with PKCE) for the "
+                    "apps a holder allows",
                 },
                 "interaction": [
                     {

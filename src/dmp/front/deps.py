@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from dmp.access.audit import RequestContext
 from dmp.access.record_access import RecordAccess
 from dmp.auth import vihf
+from dmp.auth.apps import AppServer
 from dmp.auth.smart import TokenEndpoint
 from dmp.auth.throttle import BearerLimit
 from dmp.domain.ins import Ins
@@ -47,6 +48,7 @@ PUBLIC_ROUTES = frozenset(
         "stats_departement",  # the public aggregates of one département
         "fhir_metadata",
         "fhir_token",
+        "fhir_token_revoke",  # an app gives up its refresh token (RFC 7009)
         "fhir_smart_configuration",  # SMART discovery: what the token endpoint takes
         "xds_wsdl",  # the XDS.b door's service description
         # The portals' pages before login (their forms carry a CSRF token); every other
@@ -59,6 +61,11 @@ PUBLIC_ROUTES = frozenset(
         "portal_home",
         "portal_login",
         "portal_login_post",
+        "portal_oidc_start",  # off to Pro Santé Connect or FranceConnect (a state kept)
+        "portal_oidc_return",
+        # An app's authorization request checked against the catalogue (public data), then
+        # the consent page; the decision (portal_app_decide) goes through the page's gate.
+        "portal_app_authorize",  # back from the provider: the login checked, then a session
         "portal_second_factor",
         "portal_second_factor_post",
         "portal_logout",
@@ -85,6 +92,12 @@ async def runtime(request: Request) -> Runtime:
 
 async def token_endpoint(rt: Annotated[Runtime, Depends(runtime)]) -> TokenEndpoint:
     return TokenEndpoint(rt)
+
+
+async def app_server(request: Request) -> AppServer:
+    """The authorization server of the apps a holder allows (token, revocation, consent)."""
+    server: AppServer = request.app.state.app_server
+    return server
 
 
 async def public_statistics(rt: Annotated[Runtime, Depends(runtime)]) -> PublicStatistics:
@@ -124,12 +137,18 @@ async def grant(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> G
                 "the purpose of use and its justification come from the token (SMART client "
                 "assertion or `dmp token issue --purpose`), not from request headers"
             )
-        return verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
+        verified = verify_grant(token.strip(), rt.token_secret, now=rt.clock.now())
     except TokenExpired:
         raise  # signed here: not a guess, so not counted against the address
     except NotAuthenticated:
         await to_thread.run_sync(bearer.failed, address)  # 429 once over the limit
         raise
+    if verified.authorization is not None:
+        # An app the holder allowed: its last access, for the holder's list of apps (whether
+        # the authorization still holds is the gate's to check, at every action).
+        server: AppServer = request.app.state.app_server
+        await to_thread.run_sync(server.seen, verified.authorization)
+    return verified
 
 
 async def gate(

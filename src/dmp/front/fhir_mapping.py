@@ -489,6 +489,28 @@ def identity_reliability(view: RecordView) -> dict[str, Any]:
 _ACT_REASON = {"normal": "TREAT", "bris_de_glace": "ETREAT", "centre_15": "ETREAT"}
 
 
+def _client_agent(client_id: str | None) -> list[dict[str, Any]]:
+    """The software or app an access came through, on the requestor's behalf (BALP's client
+    application agent); none for the portals and commands."""
+    if not client_id:
+        return []
+    return [
+        {
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://dicom.nema.org/resources/ontology/DCM",
+                        "code": "110150",
+                        "display": "Application",
+                    }
+                ]
+            },
+            "who": {"identifier": {"system": "urn:dmp:client", "value": client_id}},
+            "requestor": False,
+        }
+    ]
+
+
 def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
     """IHE BALP shape: who, what, when, why (purpose of use, the rule that allowed it with its
     legal source and what allowed it this time), outcome."""
@@ -534,7 +556,8 @@ def audit_event(t: TraceView, patient_key: str, n: int) -> dict[str, Any]:
                 },
                 "requestor": True,
                 "policy": [f"urn:dmp:rule:{why.rule.replace(' ', '-')}"],
-            }
+            },
+            *_client_agent(t.client_id),
         ],
         "source": {"observer": {"display": "dmp"}},
         "entity": [{"what": {"reference": f"Patient/{patient_key}"}, "role": {"code": "1"}}]

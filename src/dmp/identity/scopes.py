@@ -100,3 +100,67 @@ def narrow(requested: str, registered: frozenset[str]) -> tuple[frozenset[str], 
     inner = frozenset(f"user/{r}.{v}" for (_, r), v in granted.items())
     answer = " ".join(sorted(f"{c}/{r}.{v}" for (c, r), v in granted.items()))
     return inner, answer
+
+
+# -- apps a patient allows (SMART App Launch, standalone patient launch) ----------------------
+
+# What an app of the catalogue may be registered for: reading the holder's record.
+APP_SCOPES = frozenset(
+    f"patient/{resource}.{verbs}" for resource in (*RESOURCES, "*") for verbs in ("r", "s", "rs")
+)
+# Launch and token scopes an app may ask besides: the patient in context (always the holder's
+# record here), and a refresh token.
+APP_EXTRAS = frozenset({"launch/patient", "offline_access"})
+# Asked by many apps, granted by none here (no ID token is issued): left out of the answer.
+_APP_IGNORED = frozenset({"openid", "fhirUser", "profile", "online_access"})
+
+
+@dataclass(frozen=True, slots=True)
+class AppGrant:
+    """What an app is granted: the gate's ``user/`` scopes, the scope string to answer
+    (``patient/`` as asked), and the extras kept (``launch/patient``, ``offline_access``)."""
+
+    inner: frozenset[str]
+    answer: str
+    extras: frozenset[str]
+
+
+def narrow_app(requested: str, registered: frozenset[str]) -> AppGrant:
+    """The scopes an app the holder allows is granted: ``patient/`` scopes only (an app acts
+    for the holder, on the holder's record), read and search only, narrowed to what the app
+    is registered for. ScopeError if nothing is left or a scope is outside the grammar."""
+    granted: dict[str, str] = {}
+    extras: set[str] = set()
+    for scope in requested.split():
+        if scope in APP_EXTRAS:
+            if scope in registered:
+                extras.add(scope)
+            continue
+        if scope in _APP_IGNORED:
+            continue
+        context, resource, verbs = _parse(scope)
+        if context != "patient":
+            raise ScopeError(
+                f"{scope[:60]!r}: an app the holder allows reads the holder's record "
+                "(patient/ scopes)"
+            )
+        for g in registered:
+            if not g.startswith("patient/"):
+                continue  # the extras an app may ask (offline_access, launch/patient)
+            _, g_resource, g_verbs = _parse(g)
+            if g_resource not in ("*", resource) and resource != "*":
+                continue
+            common = "".join(v for v in "rs" if v in verbs and v in g_verbs)
+            if not common:
+                continue
+            target = resource if resource != "*" else g_resource
+            merged = set(granted.get(target, "")) | set(common)
+            granted[target] = "".join(v for v in "rs" if v in merged)
+    if not granted:
+        raise ScopeError(
+            f"none of the requested scopes ({requested[:120]!r}) is one this app may be "
+            f"granted ({' '.join(sorted(registered))})"
+        )
+    inner = frozenset(f"user/{r}.{v}" for r, v in granted.items())
+    answer = " ".join(sorted({f"patient/{r}.{v}" for r, v in granted.items()} | extras))
+    return AppGrant(inner, answer, frozenset(extras))

@@ -37,6 +37,9 @@ class Grant:
     justification: str | None = None
     client_id: str | None = None
     patient: Ins | None = None  # the one patient this grant is for (required for emergency)
+    # An app the holder allowed: "<patient key>/<authorization id>", checked live on every
+    # request (the holder may withdraw it at any time).
+    authorization: str | None = None
 
 
 def issue_token(
@@ -50,6 +53,7 @@ def issue_token(
     justification: str | None = None,
     client_id: str | None = None,
     patient: Ins | None = None,
+    authorization: str | None = None,
 ) -> str:
     claims: dict[str, object] = {
         "iss": ISSUER,
@@ -72,6 +76,7 @@ def issue_token(
         "justification": justification,
         "client_id": client_id,
         "patient": f"{patient.oid}|{patient.value}" if patient else None,
+        "authz": authorization,
     }
     claims.update({k: v for k, v in optional.items() if v is not None})
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
@@ -185,6 +190,7 @@ def _verify(token: str, secret: bytes, *, now: datetime) -> tuple[Grant, int]:
         justification=claims.get("justification"),
         client_id=claims.get("client_id"),
         patient=_ins_claim(claims.get("patient")),
+        authorization=str(claims["authz"]) if claims.get("authz") else None,
     )
     return grant, int(claims["exp"])
 

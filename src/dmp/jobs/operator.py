@@ -78,6 +78,38 @@ class Operator:
             self._rt, name=name, structure_id=structure_id, jwks=jwks, scopes=scopes
         )
 
+    def register_app(
+        self, *, name: str, publisher: str, redirect_uris: list[str], scopes: str
+    ) -> str:
+        """An app joins the catalogue of apps a holder may allow; returns its client id."""
+        from dmp.auth.apps import AppServer
+
+        return AppServer(self._rt).register(
+            name=name, publisher=publisher, redirect_uris=redirect_uris, scopes=scopes
+        )
+
+    def apps(self) -> list[dict[str, Any]]:
+        """The catalogue (public data): every app, withdrawn ones included."""
+        from dmp.auth.apps import AppServer
+
+        return [
+            {
+                "client_id": a.client_id,
+                "name": a.name,
+                "publisher": a.publisher,
+                "redirect_uris": list(a.redirect_uris),
+                "scopes": a.scopes,
+                "withdrawn_at": a.revoked_at.isoformat() if a.revoked_at else None,
+            }
+            for a in AppServer(self._rt).catalogue()
+        ]
+
+    def withdraw_app(self, client_id: str) -> bool:
+        """The app leaves the catalogue: no new authorization, no new token."""
+        from dmp.auth.apps import AppServer
+
+        return AppServer(self._rt).withdraw(client_id)
+
     def adoption(
         self, departements: list[str] | None, start: str | None, end: str | None
     ) -> statistics.AdoptionReport:

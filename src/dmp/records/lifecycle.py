@@ -13,6 +13,8 @@ from sqlalchemy import Connection
 from dmp.records import stats
 from dmp.records.schema import (
     activation_codes,
+    app_authorizations,
+    app_codes,
     care_team,
     document_contents,
     document_lists,
@@ -35,6 +37,8 @@ from dmp.records.types import AuthorizedPatient
 
 # Children first: every table holding the patient's rows, in an order the foreign keys accept.
 _PATIENT_TABLES = (
+    app_codes,
+    app_authorizations,
     notifications,
     first_accesses,
     document_contents,

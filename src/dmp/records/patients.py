@@ -366,3 +366,26 @@ def notice_since(
         ).first()
         is not None
     )
+
+
+def identity_candidates(
+    conn: Connection, birth_date: Any, sex: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The INS identities of open records of people born that day, of that sex (an index range
+    scan): what a FranceConnect identity is compared with. At most ``limit``."""
+    p, r = patients.c, records.c
+    rows = conn.execute(
+        sa.select(
+            p.ins_oid,
+            p.ins_value,
+            p.birth_family_name,
+            p.given_names,
+            p.sex,
+            p.birth_date,
+            p.birth_place_code,
+        )
+        .join(records, r.patient_id == p.id)
+        .where(p.birth_date == birth_date, p.sex == sex, r.status == "active")
+        .limit(limit)
+    ).all()
+    return [dict(row._mapping) for row in rows]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from dmp.records.schema import activation_codes, portal_accounts, portal_devices, portal_sessions
+from dmp.records.schema import (
+    activation_codes,
+    oidc_logins,
+    portal_accounts,
+    portal_devices,
+    portal_sessions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,34 @@ def account_by_id(conn: Connection, account_id: str, *, lock: bool = False) -> A
 
 def insert_account(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(portal_accounts.insert().values(**values))
+
+
+def new_account(
+    conn: Connection,
+    *,
+    login: str,
+    kind: str,
+    at: datetime,
+    patient_id: str | None = None,
+    ins: tuple[str, str] | None = None,
+    structure_id: str | None = None,
+) -> str:
+    """A portal account without password yet; returns its id (IntegrityError: login taken)."""
+    account_id = uuid.uuid4().hex
+    insert_account(
+        conn,
+        {
+            "id": account_id,
+            "login": login,
+            "kind": kind,
+            "patient_id": patient_id,
+            "ins_oid": ins[0] if ins else None,
+            "ins_value": ins[1] if ins else None,
+            "structure_id": structure_id,
+            "created_at": at,
+        },
+    )
+    return account_id
 
 
 def update_account(conn: Connection, account_id: str, **values: Any) -> None:
@@ -217,3 +252,52 @@ def touch_device(conn: Connection, token_hash: str, at: datetime) -> None:
 def forget_devices(conn: Connection, account_id: str) -> None:
     d = portal_devices
     conn.execute(d.delete().where(d.c.account_id == account_id))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    provider: str
+    nonce: str
+    verifier: str
+
+
+def add_oidc_login(
+    conn: Connection,
+    state_hash: str,
+    provider: str,
+    nonce: str,
+    verifier: str,
+    *,
+    at: datetime,
+    expires: datetime,
+) -> None:
+    """A login sent to a provider; logins never finished are forgotten once expired."""
+    conn.execute(oidc_logins.delete().where(oidc_logins.c.expires_at < at))
+    conn.execute(
+        oidc_logins.insert().values(
+            state_hash=state_hash,
+            provider=provider,
+            nonce=nonce,
+            verifier=verifier,
+            created_at=at,
+            expires_at=expires,
+        )
+    )
+
+
+def take_oidc_login(
+    conn: Connection, state_hash: str, provider: str, at: datetime
+) -> PendingLogin | None:
+    """The pending login this state names, used once: read and deleted in one transaction;
+    of two concurrent callbacks with the same state only the one whose delete took the row
+    gets it."""
+    o = oidc_logins.c
+    row = conn.execute(
+        sa.select(o.provider, o.nonce, o.verifier, o.expires_at).where(o.state_hash == state_hash)
+    ).first()
+    if row is None:
+        return None
+    taken = conn.execute(oidc_logins.delete().where(o.state_hash == state_hash)).rowcount
+    if taken != 1 or row.provider != provider or row.expires_at < at:
+        return None
+    return PendingLogin(row.provider, row.nonce, row.verifier)

@@ -68,6 +68,8 @@ patients = sa.Table(
     sa.Column("identity_document", sa.String(4)),
     sa.Column("identity_checked_at", UtcDateTime),
     sa.UniqueConstraint("ins_value", "ins_oid"),
+    # Where a FranceConnect identity (birth date, sex, names, birth place) looks for its record.
+    sa.Index("ix_patients_birth_date_sex", "birth_date", "sex"),
 )
 
 records = sa.Table(
@@ -384,6 +386,9 @@ audit_events = sa.Table(
     # events written before migration 0009, whose key_id is NULL).
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(40)),
+    # The software or app the access came through (a SMART client, an app the holder allowed);
+    # NULL for the portals and commands. In the MAC only when set (events before 0019 verify).
+    sa.Column("client_id", sa.String(64)),
 )
 
 audit_heads = sa.Table(
@@ -598,4 +603,64 @@ ring_seals = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),  # always 1: one ring per database
     sa.Column("proof", sa.String(64), nullable=False),
     sa.Column("sealed_at", UtcDateTime, nullable=False),
+)
+
+# A login started at an OpenID provider (Pro Santé Connect, FranceConnect): what the callback
+# must find again (the nonce, the PKCE verifier), used once; the state's SHA-256 is the key.
+oidc_logins = sa.Table(
+    "oidc_logins",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(20), nullable=False),
+    sa.Column("nonce", sa.String(64), nullable=False),
+    sa.Column("verifier", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# Apps of the catalogue that a holder may allow to read their record (SMART App Launch, public
+# clients with PKCE): their redirect addresses and the scopes they may ask.
+patient_apps = sa.Table(
+    "patient_apps",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("publisher", sa.String(200), nullable=False),
+    sa.Column("redirect_uris", sa.Text, nullable=False),  # space-separated
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated patient/ scopes
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+)
+
+# What a holder (or their representative) allowed an app: its scopes, until revoked; the
+# current refresh token's SHA-256 (rotated at each use) and the last access.
+app_authorizations = sa.Table(
+    "app_authorizations",
+    metadata,
+    sa.Column("patient_id", ID, sa.ForeignKey("patients.id"), primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("client_id", sa.String(64), sa.ForeignKey("patient_apps.client_id"), nullable=False),
+    sa.Column("actor_kind", sa.String(20), nullable=False),  # patient | representative
+    sa.Column("actor_id", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("granted_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Column("last_access_at", UtcDateTime),
+    sa.Column("refresh_hash", sa.String(64)),
+    sa.Column("refresh_expires_at", UtcDateTime),
+)
+
+# One-time authorization codes (their SHA-256), bound to the app, its redirect address and the
+# PKCE challenge; a minute to use.
+app_codes = sa.Table(
+    "app_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("patient_id", ID, nullable=False),
+    sa.Column("authorization_id", ID, nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("challenge", sa.String(128), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime),
 )

@@ -139,6 +139,7 @@ class AuditRow:
     prev_hash: str
     hash: str
     key_id: str | None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,16 +8,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from dmp.auth.external import LABELS, ExternalLogins
 from dmp.auth.portal import ACTIVATE, ENROL, FULL, SECOND, Session
 from dmp.domain.ins import OID_NIA, OID_NIR, Ins
 from dmp.errors import DmpError, NotAuthenticated
 from dmp.front.deps import provisioning_service
 from dmp.identity.actor import ActorKind
 from dmp.jobs.provisioning import Provisioning
-from dmp.web.deps import PortalDep, SessionDep, address, check_csrf, pre_token
+from dmp.web.deps import ExternalDep, PortalDep, SessionDep, address, check_csrf, pre_token
 from dmp.web.render import (
     DEVICE_COOKIE,
     PRE_COOKIE,
+    RESUME_COOKIE,
     SESSION_COOKIE,
     french_message,
     page,
@@ -25,6 +27,7 @@ from dmp.web.render import (
 )
 
 DEVICE_DAYS = 400
+OIDC_COOKIE = "dmp_oidc"
 
 router = APIRouter(prefix="/portail", include_in_schema=False)
 
@@ -77,6 +80,17 @@ def _form(request: Request, template: str, *, status: int = 200, **ctx: Any) -> 
     return response
 
 
+def after_login(request: Request, kind: ActorKind) -> str:
+    """Where a completed login leads: an app's authorization request the holder was asked to
+    log in for, else the person's home page."""
+    waiting = request.cookies.get(RESUME_COOKIE, "")
+    if kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE) and waiting.startswith(
+        "/portail/autoriser?"
+    ):
+        return waiting
+    return home_of(kind)
+
+
 def home_of(kind: ActorKind) -> str:
     if kind in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):
         return "/portail/dossier"
@@ -92,31 +106,14 @@ def home(request: Request, session: SessionDep) -> Response:
     return page(request, "accueil.html", session=None)
 
 
+def _providers(logins: ExternalLogins) -> list[tuple[str, str]]:
+    """The identity providers offered on the login page: (path name, label)."""
+    return [(name, LABELS[name]) for name in logins.providers]
+
+
 @router.get("/connexion", name="portal_login", response_class=HTMLResponse)
-def login_form(request: Request) -> Response:
-    return _form(request, "connexion.html")
-
-
-@router.post("/connexion", name="portal_login_post", response_class=HTMLResponse)
-def login(
-    request: Request,
-    portal: PortalDep,
-    identifiant: Text = "",
-    mot_de_passe: Text = "",
-    csrf: Text = "",
-) -> Response:
-    check_csrf(request, None, csrf)
-    try:
-        session = portal.login(identifiant, mot_de_passe, address(request), _device(request))
-    except NotAuthenticated as exc:
-        return _form(
-            request,
-            "connexion.html",
-            status=401,
-            error=french_message(exc),
-            identifiant=identifiant,
-        )
-    return with_session(request, redirect("/portail/connexion/code"), session)
+def login_form(request: Request, logins: ExternalDep) -> Response:
+    return _form(request, "connexion.html", providers=_providers(logins))
 
 
 @router.get("/connexion/code", name="portal_second_factor", response_class=HTMLResponse)
@@ -137,15 +134,31 @@ def second_factor(
         full = portal.second_factor(session, code, address(request), _device(request))
     except NotAuthenticated as exc:
         return page(request, "code.html", status=401, csrf=session.csrf, error=french_message(exc))
-    return with_session(request, redirect(home_of(full.kind)), full)
+    return with_session(request, redirect(after_login(request, full.kind)), full)
 
 
 @router.post("/deconnexion", name="portal_logout", response_class=HTMLResponse)
-def logout(request: Request, portal: PortalDep, session: SessionDep, csrf: Text = "") -> Response:
+def logout(
+    request: Request,
+    portal: PortalDep,
+    logins: ExternalDep,
+    session: SessionDep,
+    csrf: Text = "",
+) -> Response:
+    """The session ends here; a login through a provider ends there too (RP-initiated
+    logout), which sends the browser back to the portal."""
+    elsewhere = None
     if session is not None:
         check_csrf(request, session, csrf)
+        elsewhere = logins.logout_url(session)
         portal.logout(session.token)
-    response = redirect("/portail?deconnecte=1")
+    response: Response
+    if elsewhere:
+        # A page of ours leads on to the provider: the portal's CSP (form-action 'self')
+        # forbids a form's redirect to another site.
+        response = page(request, "deconnexion_externe.html", next=elsewhere)
+    else:
+        response = redirect("/portail?deconnecte=1")
     response.delete_cookie(SESSION_COOKIE, path="/portail")
     return response
 
@@ -232,7 +245,11 @@ def totp(
             error=french_message(exc),
         )
     response = page(
-        request, "codes_secours.html", session=full, recovery=recovery, next=home_of(full.kind)
+        request,
+        "codes_secours.html",
+        session=full,
+        recovery=recovery,
+        next=after_login(request, full.kind),
     )
     return with_session(request, response, full)
 
@@ -265,3 +282,97 @@ def objection(
         )
     message = service.object(Ins(oid, "".join(ins.split())), born, address(request))
     return page(request, "opposition_faite.html", message=message)
+
+
+# Registered after /connexion/code: "/connexion/{provider}" would otherwise take it.
+@router.get("/connexion/{provider}", name="portal_oidc_start", response_class=HTMLResponse)
+def provider_login(request: Request, provider: str, logins: ExternalDep) -> Response:
+    """Off to Pro Santé Connect or FranceConnect. The state goes in a cookie of this browser
+    (SameSite=Lax: it must come back with the provider's top-level redirect)."""
+    try:
+        started = logins.start(provider, address(request))
+    except NotAuthenticated as exc:
+        return _form(
+            request,
+            "connexion.html",
+            status=502,
+            providers=_providers(logins),
+            error=french_message(exc),
+        )
+    response = redirect(started.url)
+    response.set_cookie(
+        OIDC_COOKIE,
+        started.state,
+        max_age=600,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path=f"/portail/connexion/{provider}",
+    )
+    return response
+
+
+@router.get("/connexion/{provider}/retour", name="portal_oidc_return", response_class=HTMLResponse)
+def provider_return(
+    request: Request,
+    provider: str,
+    logins: ExternalDep,
+    state: str = "",
+    code: str = "",
+    error: str = "",
+) -> Response:
+    """Back from the provider: logged in, or a French page saying why not."""
+    try:
+        session = logins.finish(
+            provider,
+            state=state,
+            browser_state=request.cookies.get(OIDC_COOKIE),
+            code=code,
+            error=error,
+            address=address(request),
+        )
+    except NotAuthenticated as exc:
+        response = _form(
+            request,
+            "connexion.html",
+            status=401,
+            providers=_providers(logins),
+            error=french_message(exc),
+        )
+    else:
+        # A page of ours leads on: the session cookie is SameSite=Strict, so a redirect
+        # chain started by the provider's site would arrive without it.
+        response = with_session(
+            request,
+            page(
+                request,
+                "bienvenue_externe.html",
+                session=session,
+                next=after_login(request, session.kind),
+            ),
+            session,
+        )
+    response.delete_cookie(OIDC_COOKIE, path=f"/portail/connexion/{provider}")
+    return response
+
+
+@router.post("/connexion", name="portal_login_post", response_class=HTMLResponse)
+def login(
+    request: Request,
+    portal: PortalDep,
+    identifiant: Text = "",
+    mot_de_passe: Text = "",
+    csrf: Text = "",
+) -> Response:
+    check_csrf(request, None, csrf)
+    try:
+        session = portal.login(identifiant, mot_de_passe, address(request), _device(request))
+    except NotAuthenticated as exc:
+        return _form(
+            request,
+            "connexion.html",
+            status=401,
+            error=french_message(exc),
+            identifiant=identifiant,
+        )
+    return with_session(request, redirect("/portail/connexion/code"), session)

@@ -17,6 +17,7 @@ from fastapi import Depends, Form, Request
 
 from dmp.access.audit import RequestContext
 from dmp.access.record_access import RecordAccess
+from dmp.auth.external import ExternalLogins
 from dmp.auth.portal import FULL, Portal, Session
 from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
@@ -29,6 +30,11 @@ from dmp.web.render import PRE_COOKIE, SESSION_COOKIE
 
 def portal(request: Request) -> Portal:
     service: Portal = request.app.state.portal
+    return service
+
+
+def external_logins(request: Request) -> ExternalLogins:
+    service: ExternalLogins = request.app.state.external_logins
     return service
 
 
@@ -120,4 +126,5 @@ def pre_token(request: Request) -> str:
 PageDep = Annotated[Page, Depends(page_gate)]
 PostDep = Annotated[Page, Depends(posted_page)]
 PortalDep = Annotated[Portal, Depends(portal)]
+ExternalDep = Annotated[ExternalLogins, Depends(external_logins)]
 SessionDep = Annotated[Session | None, Depends(any_session)]

@@ -365,9 +365,11 @@ def history(
     )
     people = pg.portal.people({t.actor_id for t in traces.items if t.actor_kind == "professional"})
     structures = pg.portal.structure_names({t.structure_id for t in traces.items if t.structure_id})
+    software = pg.portal.software_names({t.client_id for t in traces.items if t.client_id})
     return page(
         request,
         "historique.html",
+        software=software,
         session=pg.session,
         traces=[(t, explain(t)) for t in traces.items],
         total=traces.total,

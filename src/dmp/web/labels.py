@@ -41,6 +41,10 @@ ACTIONS = {
     "notifications.contact": "lecture des coordonnées du destinataire d'une notification",
     "representative.invite": "création du compte en ligne d'un représentant légal",
     "summary.read": "consultation de la synthèse de soins",
+    "account.login": "connexion à votre espace",
+    "app.allow": "autorisation d'une application",
+    "app.revoke": "fin de l'accès d'une application",
+    "app.list": "consultation des applications autorisées",
 }
 SUMMARY_SECTIONS = (
     ("allergy", "Allergies et intolérances", "Aucune allergie n'est inscrite dans les documents."),

@@ -60,6 +60,8 @@ SECURITY_HEADERS = {
 
 SESSION_COOKIE = "dmp_session"
 PRE_COOKIE = "dmp_pre"  # the CSRF token of the forms shown before login
+# An app's authorization request waiting for the holder to log in (path and query only).
+RESUME_COOKIE = "dmp_suite"
 DEVICE_COOKIE = "dmp_appareil"  # a device the account already logged in from
 
 
@@ -130,6 +132,7 @@ _REASONS = {
         "représentant légal) peut retirer cette demande ; le dossier n'est pas rouvert entre-temps."
     ),
     "DENY_OTHER_PATIENT": "Votre accès en cours concerne un autre patient.",
+    "DENY_APP_WITHDRAWN": "L'autorisation donnée à cette application a été retirée.",
 }
 _STATUS = {
     400: "La demande est incorrecte.",
