@@ -314,3 +314,58 @@ def test_a_stale_chain_head_falls_back_to_the_locked_one(world: Runtime) -> None
     assert [seq for seq, _ in _events(world, chain)] == [1, 2, 3, 4, 5, 6, 7]
     report = maintenance.verify_audit(world)
     assert report.ok, report.fault
+
+
+def _many_chains(rt: Runtime) -> list[str]:
+    """Records of several patients: chains in several of the sixteen ranges of chain ids."""
+    chains = []
+    gp = rt.access(pro(rt, GP))
+    for i in range(40, 52):
+        ins = ins_for(i)
+        open_record(rt, ins)
+        gp.declare_consent(ins)
+        chains.append(gp.deposit_document(ins, new_document(T0), b"x").patient_id)
+    return chains
+
+
+def test_a_verification_in_small_batches_reads_across_their_bounds(
+    world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from dmp.records import audit_log
+
+    _many_chains(world)
+    whole = audit.verify(world.engine, world.audit_keys())
+    monkeypatch.setattr(audit_log, "scan_in", functools.partial(audit_log.scan_in, batch=2))
+    small = audit.verify(world.engine, world.audit_keys())
+    assert whole.ok and small.ok
+    assert (small.chains, small.events) == (whole.chains, whole.events)
+    with world.engine.connect() as conn:
+        assert (
+            whole.events
+            == conn.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar()
+        )
+        assert (
+            whole.chains
+            == conn.execute(sa.select(sa.func.count()).select_from(audit_heads)).scalar()
+        )
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE audit_events SET actor_id = 'x' WHERE chain_id = :c AND seq = 2",
+        "DELETE FROM audit_events WHERE chain_id = :c AND seq = 1",
+        "DELETE FROM audit_heads WHERE chain_id = :c",
+    ],
+)
+def test_processes_in_parallel_find_what_one_process_finds(world: Runtime, tamper: str) -> None:
+    chains = sorted(_many_chains(world))
+    parallel = audit.verify(world.engine, world.audit_keys(), workers=2, parallel_from=0)
+    assert parallel.ok
+    _exec(world, tamper, c=chains[len(chains) // 2])
+    alone = audit.verify(world.engine, world.audit_keys())
+    together = audit.verify(world.engine, world.audit_keys(), workers=2, parallel_from=0)
+    assert alone.fault is not None and alone.fault.chain_id == chains[len(chains) // 2]
+    assert together == alone

@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,8 +59,25 @@ def empty_target(settings: Settings, database_url: str, tmp_path: Path) -> Itera
     try:
         yield Settings(data_dir=tmp_path / "restored", database_url=url, test_mode=True, **ring)
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _drop_database(admin, name)
+
+
+def _drop_database(admin: sa.Engine, name: str) -> None:
+    """Drop a throwaway database. FORCE ends the sessions of the test's own role, but not an
+    autovacuum worker (the server's own role) that started on the freshly restored tables: a
+    role without pg_signal_backend is refused until it ends, so the drop is tried again for a
+    while (it ends within seconds). The engine is disposed of whatever happens."""
+    try:
+        for attempt in range(60):
+            try:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                return
+            except sa.exc.ProgrammingError as exc:
+                if "pg_signal_backend" not in str(exc) or attempt == 59:
+                    raise
+                time.sleep(0.5)
+    finally:
         admin.dispose()
 
 
@@ -226,9 +244,7 @@ def _tamper(backup: Path, settings: Settings, database_url: str, sql: str) -> Pa
             check=True,
         )
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        _drop_database(admin, name)
     return altered
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -213,8 +214,10 @@ def test_patient_example_opens_a_record(client: TestClient, world: Runtime) -> N
     assert found["entry"][0]["resource"]["id"] == body["id"]
 
 
-def _publish_cda(client: TestClient, world: Runtime, rel: str, **overrides: Any) -> dict[str, Any]:
-    content = cda_document(rel)
+def _publish_cda(
+    client: TestClient, world: Runtime, rel: str, tail: bytes = b"", **overrides: Any
+) -> dict[str, Any]:
+    content = cda_document(rel) + tail
     res: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "status": "current",
@@ -710,3 +713,31 @@ def test_patient_errors_name_the_element(
     r = client.post("/fhir/Patient", json=patient, headers=bearer(world, pro(world, GP)))
     assert r.status_code == 422, r.text
     assert named in r.json()["issue"][0]["diagnostics"]
+
+
+def test_a_published_cda_is_parsed_once(
+    client: TestClient, world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter reads the header for the metadata, the gate checks the declared XML, then
+    the patient and type: one parse serves all three (issue 26)."""
+    from dmp.domain import cda
+
+    parses: list[int] = []
+    real = cda.parse_xml
+
+    def counted(content: bytes, what: str, max_depth: int = cda.MAX_DEPTH) -> Any:
+        parses.append(len(content))
+        return real(content, what, max_depth)
+
+    monkeypatch.setattr(cda, "parse_xml", counted)
+    unique = f"<!-- {uuid.uuid4()} -->".encode()  # bytes no other test sent
+    out = _publish_cda(client, world, "discharge-letter", unique)
+    assert out["status"] == 201, out
+    assert len(parses) == 1
+    # A document that fails a check is refused every time it is sent, read before or not.
+    other = f"<!-- {uuid.uuid4()} -->".encode()
+    lab = {"type": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]}}
+    wrong = _publish_cda(client, world, "discharge-letter", other, **lab)
+    assert wrong["status"] in (400, 422), wrong
+    again = _publish_cda(client, world, "discharge-letter", other, **lab)
+    assert again["status"] == wrong["status"]

@@ -186,3 +186,31 @@ def test_a_stale_index_entry_is_caught_by_the_facts(world: Runtime) -> None:
     world.patient_index.put((INS.oid, INS.value), theirs)  # stale: names the other record
     assert world.access(patient).read_record(INS).key == mine
     assert world.patient_index.get((INS.oid, INS.value)) == mine
+
+
+def test_a_consultation_runs_few_statements(world: Runtime) -> None:
+    """A professional's repeated consultation (W1), issue 26's budget: on PostgreSQL three
+    statements (the facts, the page of documents with its total, the audit append carrying the
+    pending access count); on SQLite the append is three (head, events, count). The
+    first-access row is written at the first consultation only: the facts say whether there
+    was one (it was inserted at every read)."""
+    from tests.factories import new_document
+    from tests.fhir_helpers import bearer
+
+    open_record(world, INS)
+    cardiologist = world.access(pro(world, CARDIOLOGIST))
+    cardiologist.declare_consent(INS)
+    cardiologist.deposit_document(INS, new_document(world.clock.now()), b"x")
+    recorder = Recorder()
+    url = f"/fhir/DocumentReference?patient.identifier=urn:oid:{INS.oid}|{INS.value}"
+    with TestClient(create_app(world)) as client:
+        headers = bearer(world, pro(world, CARDIOLOGIST))
+        assert client.get(url, headers=headers).status_code == 200  # the first access
+        sa.event.listen(world.engine, "before_cursor_execute", recorder)
+        try:
+            assert client.get(url, headers=headers).status_code == 200
+        finally:
+            sa.event.remove(world.engine, "before_cursor_execute", recorder)
+    work = [s for s, _ in recorder.statements if not s.startswith(("BEGIN", "COMMIT"))]
+    assert not any("first_accesses" in s.split(" WHERE ")[0] for s in work), work
+    assert len(work) <= (3 if world.engine.dialect.name == "postgresql" else 5), work

@@ -112,11 +112,35 @@ class DocumentActions(Kernel):
         swapped, reordered or missing chunk is an error answer, never a connection cut in the
         middle of a document: contents of up to ``EAGER_CHUNKS`` chunks are opened once and
         kept; larger ones are checked in a first pass and streamed in a second."""
+        chunks: list[bytes] | None = None
+        count = 0
         with self._read(ins, document_id, CONTENT_READ) as (op, doc):
-            key_id, count = documents.content_key(op.conn, op.scope, doc.content_id)
-            data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+            if doc.size <= EAGER_CHUNKS * envelope.CHUNK:
+                # Small enough to keep: read with the decision, in its transaction, in one
+                # statement (issue 26: a second connection per retrieval cost more than the
+                # read); opened once the read is in the trail, before the response starts.
+                try:
+                    key_id, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
+                except LookupError:
+                    key_id, chunks = "", []
+            else:
+                key_id, count = documents.content_key(op.conn, op.scope, doc.content_id)
+            data_key = (
+                datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+                if chunks != []
+                else b""
+            )
             scope = op.scope
         context = envelope.content_context(scope.patient_id, doc.content_id)
+        if chunks is not None:
+            if not chunks:
+                raise IntegrityFailure("this document's stored content is missing")
+            last = len(chunks) - 1
+            opened_now = [
+                envelope.open_chunk(data_key, c, context, n, n == last)
+                for n, c in enumerate(chunks)
+            ]
+            return doc, iter(opened_now)
         engine = self._rt.engine
 
         def opened() -> Iterator[bytes]:

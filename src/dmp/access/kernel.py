@@ -160,6 +160,7 @@ class Op:
     main: _Event
     before: list[_Event] = field(default_factory=list)
     each: list[_Event] | None = None
+    accessed_before: bool = False  # this professional read the record before (facts query)
 
     @property
     def visibility(self) -> DocumentVisibility:
@@ -293,6 +294,7 @@ class Kernel:
                 facts,
                 (standing.ins_oid, standing.ins_value),
                 _Event(audit_action, target),
+                accessed_before=standing.accessed_before,
             )
             if decision.open_emergency:
                 emergency.open_window(self._rt, self.actor, self._justification, op)
@@ -378,6 +380,8 @@ class Kernel:
             key=self._rt.audit_key,
             head=head,
             client_id=self.grant.client_id,
+            # The action's statistics counts ride with its events (one statement on PostgreSQL).
+            pending=self._tally.take(),
         )
 
     def _refuse(

@@ -107,7 +107,9 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
         return
     now = gate.now()
     ps = gate.actor.id
-    if patients.first_access(op.conn, op.scope, ps, now):
+    # The facts said whether this professional read the record before: the row is written
+    # (and the notice queued) only the first time; two first reads at once still queue one.
+    if not op.accessed_before and patients.first_access(op.conn, op.scope, ps, now):
         queue(op.conn, op.scope, "first_access", now=now, subject_id=ps)
         structure = gate.actor.structure_id
         where = directory.structure_departement(op.conn, structure) if structure else None

@@ -6,6 +6,8 @@ or "billion laughs" document is refused, never expanded.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -117,12 +119,13 @@ def check_declared_xml(content: bytes, mime_type: str) -> None:
     document)."""
     if not is_xml_type(mime_type):
         return
-    root = parse_xml(content, f"the document declared as {mime_type.split(';')[0]}")
-    if root.tag != CDA_ROOT:
-        return
-    sections = root.findall("hl7:component/hl7:structuredBody/hl7:component/hl7:section", NS)
-    text = root.findtext("hl7:component/hl7:nonXMLBody/hl7:text", namespaces=NS)
-    if not sections and not (text and text.strip()):
+    known = _READ.get(content)
+    if known is None:
+        root = parse_xml(content, f"the document declared as {mime_type.split(';')[0]}")
+        if root.tag != CDA_ROOT:
+            return
+        known = _READ.put(content, _read(root))
+    if not known[1]:
         raise InvalidInput(
             "the CDA document has no body: a structuredBody with at least one section, or a "
             "nonXMLBody with its text",
@@ -131,7 +134,14 @@ def check_declared_xml(content: bytes, mime_type: str) -> None:
 
 
 def parse_header(content: bytes) -> CdaHeader:
-    root = parse_root(content)
+    known = _READ.get(content)
+    if known is None:
+        known = _READ.put(content, _read(parse_root(content)))
+    return known[0]
+
+
+def _read(root: etree._Element) -> tuple[CdaHeader, bool]:
+    """A parsed CDA document's header, and whether it has a body."""
     ids = tuple(
         (str(el.get("root", "")), str(el.get("extension", "")))
         for el in root.findall("hl7:recordTarget/hl7:patientRole/hl7:id", NS)
@@ -142,7 +152,7 @@ def parse_header(content: bytes) -> CdaHeader:
     conf = root.find("hl7:confidentialityCode", NS)
     low = root.find("hl7:documentationOf/hl7:serviceEvent/hl7:effectiveTime/hl7:low", NS)
     high = root.find("hl7:documentationOf/hl7:serviceEvent/hl7:effectiveTime/hl7:high", NS)
-    return CdaHeader(
+    header = CdaHeader(
         patient_ids=ids,
         type_code=code.get("code") if code is not None else None,
         title=title.strip() if title else None,
@@ -151,6 +161,43 @@ def parse_header(content: bytes) -> CdaHeader:
         service_start=_time(low.get("value")) if low is not None else None,
         service_stop=_time(high.get("value")) if high is not None else None,
     )
+    sections = root.findall("hl7:component/hl7:structuredBody/hl7:component/hl7:section", NS)
+    text = root.findtext("hl7:component/hl7:nonXMLBody/hl7:text", namespaces=NS)
+    return header, bool(sections) or bool(text and text.strip())
+
+
+class _Recent:
+    """The last few CDA documents read, by content: a publication reads one document's header
+    three times (the adapter fills the metadata from it, the gate checks the declared XML, then
+    the patient and type), and parsing it cost more than all the rest. Only what was read
+    without error is kept (an error is raised anew, worded for its caller), only documents up
+    to ``max_bytes``, at most ``size`` of them: the memory it holds stays under a few MB."""
+
+    def __init__(self, size: int = 8, max_bytes: int = 256 * 1024) -> None:
+        self._size = size
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[bytes, tuple[CdaHeader, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, content: bytes) -> tuple[CdaHeader, bool] | None:
+        if len(content) > self._max_bytes:
+            return None
+        with self._lock:
+            found = self._items.get(content)
+            if found is not None:
+                self._items.move_to_end(content)
+            return found
+
+    def put(self, content: bytes, read: tuple[CdaHeader, bool]) -> tuple[CdaHeader, bool]:
+        if len(content) <= self._max_bytes:
+            with self._lock:
+                self._items[content] = read
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        return read
+
+
+_READ = _Recent()
 
 
 def check_content(content: bytes, patient_ins: tuple[str, str], type_code: str) -> None:

@@ -10,6 +10,7 @@ from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fhir.resources.R4B.bundle import Bundle
 
+from dmp.access.record_access import RecordAccess
 from dmp.access.views import NewDocument, NewList
 from dmp.domain.ins import PatientRef
 from dmp.errors import (
@@ -36,6 +37,14 @@ async def transaction(
     access: Gate,
 ) -> Response:
     bundle = await read_resource(request, "Bundle")
+    # Everything after reading the body is CPU and the database: one trip to a worker thread,
+    # so that the validation and the CDA reading never hold up the event loop (issue 26).
+    body = await run_in_threadpool(_submit, bundle, access, base_url(request))
+    return fhir(body, 200)
+
+
+def _submit(bundle: dict[str, Any], access: RecordAccess, base: str) -> dict[str, Any]:
+    """An ITI-65 transaction checked, stored in one transaction, and its response Bundle."""
     if bundle.get("type") == "document":
         refuse_fhir_documents(bundle)
     if bundle.get("type") != "transaction":
@@ -113,10 +122,9 @@ async def transaction(
     new_lists = [_new_list(e["resource"], positions, len(items)) for e in lists]
     list_of = {id(e): lst for e, lst in zip(lists, new_lists, strict=True)}
     try:
-        stored = await run_in_threadpool(access.deposit_batch, patient, items, new_lists)
+        stored = access.deposit_batch(patient, items, new_lists)
     except InvalidItem as exc:  # size, hash, metadata: name the entry
         raise InvalidInput(f"Bundle.entry[{entry_of[exc.index]}]: {exc.message}") from None
-    base = base_url(request)
     key = stored[0].patient_id
     response_entries = []
     it = iter(stored)
@@ -137,9 +145,7 @@ async def transaction(
         else:  # refused above, before anything was stored
             raise AssertionError(kind)
         response_entries.append({"response": {"status": status, "location": f"{base}/{where}"}})
-    return fhir(
-        {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}, 200
-    )
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries}
 
 
 FHIR_JSON_TYPES = ("application/fhir+json", "application/fhir+xml", "application/json+fhir")

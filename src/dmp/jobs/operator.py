@@ -58,8 +58,8 @@ class Operator:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def verify_audit(self) -> VerifyReport:
-        return maintenance.verify_audit(self._rt)
+    def verify_audit(self, workers: int | None = None) -> VerifyReport:
+        return maintenance.verify_audit(self._rt, workers)
 
     def rotate_keys(self) -> tuple[str, int]:
         return maintenance.rotate_keys(self._rt)

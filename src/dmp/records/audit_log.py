@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dmp.records.schema import audit_events, audit_heads
+from dmp.records.schema import audit_events, audit_heads, stats_pending
 from dmp.records.types import AuditRow, AuthorizedPatient
 
 _FIELDS = tuple(f.name for f in fields(AuditRow))
@@ -47,11 +47,17 @@ def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
 
 
 def append_after(
-    conn: Connection, chain_id: str, head_seq: int, rows: list[dict[str, Any]]
+    conn: Connection,
+    chain_id: str,
+    head_seq: int,
+    rows: list[dict[str, Any]],
+    pending: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """Append events that follow head #``head_seq`` and move the head past them: one statement
-    on PostgreSQL (the insert takes its rows only if the head update matched). Nothing is
+    """Append events that follow head #``head_seq`` and move the head past them, with the
+    transaction's pending statistics counts (``stats_pending`` rows): one statement on
+    PostgreSQL (the inserts take their rows only if the head update matched). Nothing is
     written, and False returned, if the head moved meanwhile."""
+    pending = pending or []
     names = tuple(rows[0])
     params: dict[str, Any] = {
         "_chain": chain_id,
@@ -63,11 +69,18 @@ def append_after(
         if conn.execute(_move_head(), params).rowcount != 1:
             return False
         conn.execute(audit_events.insert(), rows)
+        if pending:
+            conn.execute(stats_pending.insert(), pending)
         return True
     for k, r in enumerate(rows):
         params.update({f"{n}_{k}": r[n] for n in names})
-    inserted = conn.execute(_append_statement(names, len(rows)), params).all()
+    for k, r in enumerate(pending):
+        params.update({f"p_{n}_{k}": r[n] for n in _PENDING})
+    inserted = conn.execute(_append_statement(names, len(rows), len(pending)), params).all()
     return len(inserted) == len(rows)
+
+
+_PENDING = ("patient_id", "id", "counter", "departement", "month", "code", "count")
 
 
 @functools.cache
@@ -86,64 +99,42 @@ def _move_head() -> sa.Update:
     )
 
 
-@functools.cache
-def _append_statement(names: tuple[str, ...], count: int) -> sa.Insert:
-    """PostgreSQL: ``WITH moved AS (UPDATE head ... RETURNING) INSERT ... SELECT ... FROM
-    moved``: the events are inserted only if the head moved. Built once per number of events,
-    its values bound at execution (building it cost more than running it)."""
-    cte = _move_head().returning(audit_heads.c.chain_id).cte("moved")
+def _rows_from(moved: Any, table: sa.Table, names: tuple[str, ...], count: int, prefix: str) -> Any:
+    """``count`` rows of bound values, each selected only if the head moved."""
     selects = [
         sa.select(
-            *(sa.bindparam(f"{n}_{k}", type_=audit_events.c[n].type).label(n) for n in names)
-        ).select_from(cte)
+            *(sa.bindparam(f"{prefix}{n}_{k}", type_=table.c[n].type).label(n) for n in names)
+        ).select_from(moved)
         for k in range(count)
     ]
-    source = selects[0] if count == 1 else sa.union_all(*selects)
-    return (
+    return selects[0] if count == 1 else sa.union_all(*selects)
+
+
+@functools.cache
+def _append_statement(names: tuple[str, ...], count: int, pending: int = 0) -> sa.Insert:
+    """PostgreSQL: ``WITH moved AS (UPDATE head ... RETURNING), counts AS (INSERT INTO
+    stats_pending ... SELECT ... FROM moved) INSERT INTO audit_events ... SELECT ... FROM
+    moved``: the events and the counts are inserted only if the head moved. Built once per
+    number of events and counts, its values bound at execution (building it cost more than
+    running it)."""
+    moved = _move_head().returning(audit_heads.c.chain_id).cte("moved")
+    statement = (
         audit_events.insert()
-        .from_select(list(names), source)
-        .add_cte(cte)
-        .returning(audit_events.c.seq)
+        .from_select(list(names), _rows_from(moved, audit_events, names, count, ""))
+        .add_cte(moved)
     )
+    if pending:
+        counts = (
+            stats_pending.insert()
+            .from_select(list(_PENDING), _rows_from(moved, stats_pending, _PENDING, pending, "p_"))
+            .cte("counts")
+        )
+        statement = statement.add_cte(counts)
+    return statement.returning(audit_events.c.seq)
 
 
 def _to_row(r: sa.Row[Any]) -> AuditRow:
     return AuditRow(**{k: r._mapping[k] for k in _FIELDS})
-
-
-def heads(conn: Connection) -> Iterator[tuple[str, int, str]]:
-    for r in conn.execute(sa.select(audit_heads).order_by(audit_heads.c.chain_id)):
-        yield str(r.chain_id), int(r.seq), str(r.last_hash)
-
-
-def chain_ids_without_head(conn: Connection) -> list[str]:
-    """Chains that have events but no head row (a head row was removed)."""
-    stmt = (
-        sa.select(audit_events.c.chain_id)
-        .distinct()
-        .where(~sa.exists().where(audit_heads.c.chain_id == audit_events.c.chain_id))
-    )
-    return [str(x) for x in conn.execute(stmt).scalars()]
-
-
-def chain(
-    conn: Connection, chain_id: str, *, upto: int | None = None, batch: int = 1000
-) -> Iterator[AuditRow]:
-    """A chain's events in stored sequence order (up to ``upto``), read in batches."""
-    last = 0
-    bound = [] if upto is None else [audit_events.c.seq <= upto]
-    while True:
-        rows = conn.execute(
-            sa.select(audit_events)
-            .where(audit_events.c.chain_id == chain_id, audit_events.c.seq > last, *bound)
-            .order_by(audit_events.c.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            return
-        for r in rows:
-            yield _to_row(r)
-        last = int(rows[-1].seq)
 
 
 def patient_history(
@@ -251,3 +242,55 @@ def professional_patterns(
         .order_by(a.actor_id)
     ).all()
     return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
+# -- whole-trail scans (verification): keyset over the primary key, in large batches ---------
+
+# The chain ids are 32 hexadecimal characters: the trail splits into ranges by their first
+# character, each read in primary-key order by one verifier.
+RANGES = tuple("0123456789abcdef")
+
+
+def heads_in(conn: Connection, first: str) -> list[tuple[str, int, str]]:
+    """The heads of the chains whose id starts with ``first``, in chain order."""
+    h = audit_heads.c
+    rows = conn.execute(
+        sa.select(h.chain_id, h.seq, h.last_hash)
+        .where(h.chain_id >= first, h.chain_id < _next_prefix(first))
+        .order_by(h.chain_id)
+    ).all()
+    return [(str(r.chain_id), int(r.seq), str(r.last_hash)) for r in rows]
+
+
+def scan_in(conn: Connection, first: str, batch: int = 20_000) -> Iterator[AuditRow]:
+    """Every event of the chains whose id starts with ``first``, in (chain, seq) order, read
+    by keyset in batches of ``batch`` rows: one index range scan, never an offset."""
+    a = audit_events.c
+    end = _next_prefix(first)
+    after: tuple[str, int] | None = None
+    while True:
+        where = [a.chain_id >= first, a.chain_id < end]
+        if after is not None:
+            where.append(sa.tuple_(a.chain_id, a.seq) > sa.tuple_(*after))
+        rows = conn.execute(
+            sa.select(audit_events).where(*where).order_by(a.chain_id, a.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        for r in rows:
+            yield _to_row(r)
+        after = (str(rows[-1].chain_id), int(rows[-1].seq))
+
+
+def _next_prefix(first: str) -> str:
+    """The bound after the ids that start with ``first`` (lower-case hexadecimal): the next
+    digit or letter, never punctuation (":" after "9"), which a database collation such as
+    en_US may ignore when it compares."""
+    return "a" if first == "9" else chr(ord(first) + 1)
+
+
+def events_written(conn: Connection) -> int:
+    """How many events the heads say were written (one row per chain)."""
+    return int(
+        conn.execute(sa.select(sa.func.coalesce(sa.func.sum(audit_heads.c.seq), 0))).scalar_one()
+    )

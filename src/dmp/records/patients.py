@@ -65,6 +65,9 @@ class Standing:
     # The head of the patient's audit chain as the facts saw it (None: no chain yet), so that
     # the action's events can be appended in one statement that checks it did not move.
     chain_head: tuple[int, str] | None = None
+    # Whether this professional accessed the record before (first_accesses): read with the
+    # facts, so that a read writes the row only the first time, not at every consultation.
+    accessed_before: bool = False
 
 
 @functools.cache
@@ -81,6 +84,11 @@ def _standing_statement() -> sa.Select[Any]:
         .where(care_team.c.patient_id == key, care_team.c.id_nat_ps == ps)
         .label("care_team_declared")
     )
+    accessed = (
+        sa.exists()
+        .where(first_accesses.c.patient_id == key, first_accesses.c.id_nat_ps == ps)
+        .label("accessed_before")
+    )
     emergency = (
         sa.select(sa.func.max(emergency_accesses.c.expires_at))
         .where(emergency_accesses.c.patient_id == key, emergency_accesses.c.id_nat_ps == ps)
@@ -94,6 +102,7 @@ def _standing_statement() -> sa.Select[Any]:
             perm.c.consent_declared_by,
             perm.c.blocked_at,
             declared,
+            accessed,
             emergency,
             patients.c.departement,
             patients.c.ins_oid,
@@ -138,6 +147,7 @@ def load_standing(conn: Connection, patient_id: str, id_nat_ps: str | None) -> S
         bool(m["care_team_declared"]),
         until,
         (int(m["chain_seq"]), str(m["chain_hash"])) if m["chain_seq"] is not None else None,
+        bool(m["accessed_before"]),
     )
 
 

@@ -132,8 +132,15 @@ class Tally:
         self._counts[(stats_accesses.name, (departement, month(at), purpose))] += 1
 
     def flush(self, conn: Connection) -> None:
+        rows = self.take()
+        if rows:
+            conn.execute(_pending_insert(), rows)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The pending rows of the counts so far, handed to whoever writes them (the audit
+        append carries them in its statement); the tally is empty after."""
         if not self._counts:
-            return
+            return []
         assert self._patient_id is not None
         rows = [
             {
@@ -147,8 +154,8 @@ class Tally:
             }
             for (table_name, key), count in sorted(self._counts.items())
         ]
-        conn.execute(_pending_insert(), rows)
         self._counts.clear()
+        return rows
 
 
 @functools.cache
