@@ -70,7 +70,11 @@ MIXES = {
     "W5": "W5=1",
     "hello": "hello=1",
     "bare": "bare=1",
+    "bare_publication": "bare_publication=1",
+    "bare_retrieval": "bare_retrieval=1",
 }
+# The bare shape of each workload (bench/baselines.py), served by the one bare app.
+BARE_OF = {"W1": "bare", "W2": "bare_publication", "W3": "bare_retrieval"}
 SCOPES = frozenset(
     {
         "user/DocumentReference.cruds",
@@ -283,6 +287,16 @@ def request_lines(
             lines.append(
                 f"bare\tGET\t/bare?oid={OID_TEST}&ins={population.ins_value(i)}&ps={ps}\tx\t"
             )
+        for i, ps in manifest.publications[: args.publishers]:
+            ins = population.ins_value(i)
+            body = json.dumps(
+                iti65_bundle(ins, ps, population.cda(ins, 30 * 1024)), separators=(",", ":")
+            )
+            lines.append(
+                f"bare_publication\tPOST\t/bare/publish?oid={OID_TEST}&ins={ins}&ps={ps}\tx\t{body}"
+            )
+        for _, ps, fhir_id in manifest.retrievals:
+            lines.append(f"bare_retrieval\tGET\t/bare/content?doc={fhir_id}&ps={ps}\tx\t")
         lines.append(f"hello\tGET\t/hello\t{token(first_ps)}\t")
         return lines
     finally:
@@ -638,7 +652,12 @@ def baselines(
     out: dict[str, Any] = {}
     apps = [("hello", "bench.baselines:hello")]
     if engine_name == "postgresql":
-        apps.append(("bare", "bench.baselines:bare"))
+        # The bare shape of each workload measured, of those run (W4 mixes W1 to W3).
+        run = set(args.workloads.split(","))
+        wanted = {BARE_OF[w] for w in run if w in BARE_OF}
+        if "W4" in run:
+            wanted |= set(BARE_OF.values())
+        apps += [(name, "bench.baselines:bare") for name in sorted(wanted)]
     for name, app in apps:
         port = free_port()
         url = sa.make_url(args.database_url) if args.database_url else None
