@@ -4,12 +4,15 @@ configured with the claims of Pro Santé Connect or of FranceConnect.
 
 Without node and npm the tests that need it are skipped, saying so; ``.ci/run`` installs both
 and fails if any was skipped for that reason. The package is installed on first use with
-``npm ci`` (its lock file is in the repository).
+``npm ci`` from the lock file in the repository, outside the work tree (``DMP_TEST_NODE_DIR``,
+default ``~/.cache/dmp-test-oidc``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -36,16 +39,23 @@ def provider_available() -> bool:
     return shutil.which("node") is not None and shutil.which("npm") is not None
 
 
-def _installed() -> None:
-    """npm's oidc-provider in tests/oidc_provider/node_modules, installed from the lock file on
-    first use; a machine where npm cannot install it skips the test with the reason CI looks
-    for (so CI fails)."""
+def _workdir() -> Path:
+    """Where the provider runs: a copy of tests/oidc_provider outside the work tree (the npm
+    package is third-party code that stays out of the repository's tree), its modules
+    installed from the lock file on first use, again when the lock file changes. A machine
+    where npm cannot install them skips the test with the reason CI looks for (so CI fails)."""
+    lock = (HERE / "package-lock.json").read_bytes()
+    base = Path(os.environ.get("DMP_TEST_NODE_DIR", Path.home() / ".cache" / "dmp-test-oidc"))
+    work = base / hashlib.sha256(lock).hexdigest()[:16]
     with _install_lock:
-        if (HERE / "node_modules" / "oidc-provider").is_dir():
-            return
+        work.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json", "provider.mjs"):
+            shutil.copyfile(HERE / name, work / name)
+        if (work / "node_modules" / "oidc-provider").is_dir():
+            return work
         done = subprocess.run(
             [str(shutil.which("npm")), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=HERE,
+            cwd=work,
             capture_output=True,
             text=True,
             timeout=600,
@@ -53,6 +63,7 @@ def _installed() -> None:
         )
         if done.returncode != 0:
             pytest.skip(f"{NO_PROVIDER}; `npm ci` failed: {done.stderr.strip()[-300:]}")
+    return work
 
 
 # Claims as the providers name them. Pro Santé Connect: everything under its scope
@@ -159,11 +170,11 @@ class OpenIdProvider:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> OpenIdProvider:
-        _installed()
+        work = _workdir()
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(shutil.which("node")), str(HERE / "provider.mjs"), str(self.config)],
-                cwd=HERE,
+                [str(shutil.which("node")), str(work / "provider.mjs"), str(self.config)],
+                cwd=work,
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
