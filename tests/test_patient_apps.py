@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -258,7 +259,7 @@ def test_a_code_works_once_with_its_verifier_app_and_address(w: World) -> None:
     assert _fhir(w, good.json()["access_token"], read).status_code == 403  # ended by the replay
     # A code is good for a minute.
     code, verifier = _allow(w)
-    w.clock.advance(__import__("datetime").timedelta(seconds=61))
+    w.clock.advance(timedelta(seconds=61))
     assert _exchange(w, code, verifier).status_code == 400
 
 

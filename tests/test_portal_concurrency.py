@@ -169,3 +169,38 @@ def test_a_recovery_code_used_twice_at_once_sets_one_password(
             sa.select(sa.func.count()).where(audit_events.c.action == "account.reset")
         ).scalar_one()
     assert resets == 1
+
+
+@pytest.mark.postgres
+def test_one_state_brought_back_twice_at_once_is_taken_once(
+    world: Runtime, clock: FixedClock
+) -> None:
+    """Two callbacks with one state at once (a replay racing the real one): the second reads
+    the pending login while the first, which already took it, has not committed; it waits on
+    the row and then gets nothing (the delete that took the row decides, not the read)."""
+    import threading
+    import time
+
+    from dmp.access.codes import token_hash
+    from dmp.records import portal
+
+    state = token_hash("un-etat-de-connexion")
+    now = clock.now()
+    with world.engine.begin() as conn:
+        portal.add_oidc_login(
+            conn, state, "psc", "nonce", "v" * 43, at=now, expires=now + timedelta(minutes=10)
+        )
+    second: list[object] = ["not run"]
+
+    def take_second() -> None:
+        with world.engine.begin() as conn:
+            second[0] = portal.take_oidc_login(conn, state, "psc", now)
+
+    with world.engine.begin() as conn:
+        first = portal.take_oidc_login(conn, state, "psc", now)
+        racer = threading.Thread(target=take_second)
+        racer.start()
+        time.sleep(0.5)  # the second has read the row and waits on its delete
+    racer.join(timeout=10)
+    assert first is not None
+    assert second[0] is None

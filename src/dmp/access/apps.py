@@ -4,6 +4,7 @@ legal representative only, each change in the record's trail."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +91,7 @@ class AppActions(Kernel):
         self._holder_only()
         with self.act(ins, Action.MANAGE_RECORD, AuditAction.APP_LIST, need=PATIENT_READ) as op:
             found = apps.authorizations(op.conn, op.scope)
-            catalogue = {a.client_id: a for a in apps.list_apps(op.conn)}
+            catalogue = apps.apps_named(op.conn, {a.client_id for a in found})
         out = [
             AppAuthorization(
                 a.id,
@@ -111,19 +112,7 @@ class AppActions(Kernel):
         """The holder withdraws an app's authorization: its tokens stop working at their next
         request (the gate reads the authorization at every action)."""
         self._holder_only()
-        with self.act(
-            ins,
-            Action.MANAGE_RECORD,
-            AuditAction.APP_REVOKE,
-            need=PATIENT_UPDATE,
-            target=authorization_id,
-        ) as op:
-            found = {a.id: a for a in apps.authorizations(op.conn, op.scope)}.get(authorization_id)
-            if found is None or not apps.revoke(
-                op.conn, op.scope, authorization_id, self._rt.clock.now()
-            ):
-                raise NotFound("no such app authorization on this record")
-            op.audit_target(found.client_id)  # the history names the app
+        self._end(ins, authorization_id)
 
     def end_app(self, ref: PatientRef, authorization_id: str) -> None:
         """The authorization server ends an authorization (a code or refresh token used twice,
@@ -131,6 +120,12 @@ class AppActions(Kernel):
         withdrawal. Nothing happens to one already ended."""
         if self.actor.kind is not ActorKind.SYSTEM:
             raise Forbidden("only the authorization server ends an app's authorization")
+        with contextlib.suppress(NotFound):  # already ended: the attempt is in the trail
+            self._end(ref, authorization_id)
+
+    def _end(self, ref: PatientRef, authorization_id: str) -> None:
+        """End a live authorization of the record, audited as an app.revoke that names the
+        app; NotFound (audited as an attempt) when there is none live."""
         with self.act(
             ref,
             Action.MANAGE_RECORD,
@@ -138,10 +133,12 @@ class AppActions(Kernel):
             need=PATIENT_UPDATE,
             target=authorization_id,
         ) as op:
-            found = {a.id: a for a in apps.authorizations(op.conn, op.scope)}.get(authorization_id)
-            if found is not None:
-                op.audit_target(found.client_id)
-                apps.revoke(op.conn, op.scope, authorization_id, self._rt.clock.now())
+            found = apps.get_authorization(op.conn, op.scope.patient_id, authorization_id)
+            if found is None or not apps.revoke(
+                op.conn, op.scope, authorization_id, self._rt.clock.now()
+            ):
+                raise NotFound("no live app authorization of this id on this record")
+            op.audit_target(found.client_id)  # the history names the app
 
     def _holder_only(self) -> None:
         if self.actor.kind not in (ActorKind.PATIENT, ActorKind.REPRESENTATIVE):

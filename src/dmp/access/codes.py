@@ -25,6 +25,12 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(normalize(code).encode()).hexdigest()
 
 
+def token_hash(token: str) -> str:
+    """What is stored of a machine-made secret (a session or device cookie, a login's state,
+    an app's code or refresh token): its SHA-256, case and characters kept."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def notice_key(token_secret: bytes) -> bytes:
     """The key that seals a one-time code inside a notice until it is delivered (derived from
     the key ring's secret, so a database copy alone never reveals a code)."""

@@ -15,7 +15,6 @@ the authorization (RFC 9700 §4.14: a replay means a leak).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -25,6 +24,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from dmp.access.apps import PendingCode
+from dmp.access.codes import token_hash
 from dmp.access.record_access import RecordAccess
 from dmp.auth import actors
 from dmp.auth.oidc import challenge_of
@@ -56,13 +56,16 @@ SCOPE_WORDS = {
 
 
 def scope_words(scopes: list[str] | tuple[str, ...]) -> list[str]:
-    """The ``patient/`` scopes as people read them ("lire le contenu de vos documents")."""
+    """An app's scopes as people read them ("lire le contenu de vos documents"), one line a
+    scope, for the consent page and the list of apps alike."""
     out = []
     for scope in sorted(scopes):
         if scope.startswith("patient/"):
             resource, _, verbs = scope.removeprefix("patient/").partition(".")
             what = SCOPE_WORDS.get(resource, resource)
             out.append(f"lire {what}" if "r" in verbs else f"rechercher dans {what}")
+    if "offline_access" in scopes:
+        out.append("garder cet accès quand vous n'êtes pas connecté (jusqu'au retrait)")
     return out
 
 
@@ -103,10 +106,7 @@ class AuthorizeRequest:
 
     def words(self) -> list[str]:
         """What the app may read, in French, one line a scope."""
-        out = scope_words(self.grant.answer.split())
-        if "offline_access" in self.grant.extras:
-            out.append("garder cet accès quand vous n'êtes pas connecté (jusqu'au retrait)")
-        return out
+        return scope_words(self.grant.answer.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +120,6 @@ class TokenAnswer:
 
 def _with_params(uri: str, params: dict[str, str]) -> str:
     return f"{uri}{'&' if urlsplit(uri).query else '?'}{urlencode(params)}"
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def redirect_uri_ok(uri: str) -> bool:
@@ -238,7 +234,7 @@ class AppServer:
             request.client_id,
             request.grant.answer,
             PendingCode(
-                _hash(code),
+                token_hash(code),
                 request.redirect_uri,
                 request.challenge,
                 self._rt.clock.now() + CODE_LIFETIME,
@@ -286,7 +282,7 @@ class AppServer:
             raise OAuthError("invalid_request", "code_verifier (43 to 128 characters) is required")
         now = self._rt.clock.now()
         with self._rt.engine.begin() as conn:
-            found, used_now = apps.take_code(conn, _hash(code), now)
+            found, used_now = apps.take_code(conn, token_hash(code), now)
         if found is not None and not used_now:
             # A code used twice: whoever used it first may not be the app (RFC 6749 §4.1.2).
             self._end(found.patient_id, found.authorization_id)
@@ -309,7 +305,9 @@ class AppServer:
             found = apps.get_authorization(conn, patient_id, authorization_id)
         if found is None or found.client_id != app.client_id or found.revoked_at is not None:
             raise OAuthError("invalid_grant", _INVALID_GRANT)
-        if found.refresh_hash is None or not hmac.compare_digest(found.refresh_hash, _hash(token)):
+        if found.refresh_hash is None or not hmac.compare_digest(
+            found.refresh_hash, token_hash(token)
+        ):
             # An old refresh token again: it leaked, or a copy of the app runs elsewhere.
             self._end(patient_id, authorization_id)
             raise OAuthError("invalid_grant", _INVALID_GRANT)
@@ -319,7 +317,7 @@ class AppServer:
         if wanted and not set(wanted) <= set(found.scopes.split()):
             raise OAuthError("invalid_scope", "a refresh may only narrow the scopes granted")
         return self._tokens(
-            app, patient_id, authorization_id, old_refresh=_hash(token), only=wanted or None
+            app, patient_id, authorization_id, old_refresh=token_hash(token), only=wanted or None
         )
 
     def _tokens(
@@ -354,7 +352,7 @@ class AppServer:
                     patient_id,
                     authorization_id,
                     old_hash=old_refresh,
-                    new_hash=_hash(refresh),
+                    new_hash=token_hash(refresh),
                     expires_at=now + REFRESH_LIFETIME,
                     at=now,
                 ):
@@ -396,7 +394,7 @@ class AppServer:
             and found.revoked_at is None
             and found.client_id == form.get("client_id")
             and found.refresh_hash is not None
-            and hmac.compare_digest(found.refresh_hash, _hash(token))
+            and hmac.compare_digest(found.refresh_hash, token_hash(token))
         ):
             self._end(patient_id, authorization_id)
 

@@ -18,12 +18,14 @@ it). The local password + TOTP accounts stay for those without.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from dmp.access.codes import token_hash
 from dmp.access.policy import is_forbidden
 from dmp.auth import actors
 from dmp.auth.oidc import (
@@ -34,7 +36,6 @@ from dmp.auth.oidc import (
     OidcProvider,
     configured,
     expires,
-    state_hash,
 )
 from dmp.auth.portal import TOO_MANY, Portal, Session
 from dmp.auth.throttle import PORTAL_ADDRESS, Throttle
@@ -88,7 +89,7 @@ class ExternalLogins:
         with self._rt.engine.begin() as conn:
             portal.add_oidc_login(
                 conn,
-                state_hash(started.state),
+                token_hash(started.state),
                 name,
                 started.nonce,
                 started.verifier,
@@ -122,7 +123,7 @@ class ExternalLogins:
         now = self._rt.clock.now()
         # ... and is used once, whatever the provider answered.
         with self._rt.engine.begin() as conn:
-            pending = portal.take_oidc_login(conn, state_hash(state), name, now)
+            pending = portal.take_oidc_login(conn, token_hash(state), name, now)
         if pending is None:
             raise LoginRefused("cette connexion a déjà servi ou a expiré : recommencez")
         if error:
@@ -219,33 +220,23 @@ class ExternalLogins:
         patient_id: str | None = None,
         ins: Ins | None = None,
     ) -> portal.AccountRow:
-        """The person's portal account, made on first use (without a password)."""
-        for _ in range(2):
-            with self._rt.engine.begin() as conn:
-                account = portal.account_by_login(conn, login)
-                if account is not None:
-                    if account.kind != kind.value:
-                        raise LoginRefused(
-                            "cet identifiant est celui d'un autre type de compte de ce service"
-                        )
-                    return account
-                try:
-                    with conn.begin_nested():
-                        portal.new_account(
-                            conn,
-                            login=login,
-                            kind=kind.value,
-                            at=self._rt.clock.now(),
-                            patient_id=patient_id,
-                            ins=(ins.oid, ins.value) if ins else None,
-                            structure_id=structure_id,
-                        )
-                except IntegrityError:
-                    continue  # made meanwhile by a login in another tab: read it again
+        """The person's portal account, made on first use (without a password); one made
+        meanwhile by a login in another tab is read again rather than made twice."""
         with self._rt.engine.begin() as conn:
+            if portal.account_by_login(conn, login) is None:
+                with contextlib.suppress(IntegrityError), conn.begin_nested():
+                    portal.new_account(
+                        conn,
+                        login=login,
+                        kind=kind.value,
+                        at=self._rt.clock.now(),
+                        patient_id=patient_id,
+                        ins=(ins.oid, ins.value) if ins else None,
+                        structure_id=structure_id,
+                    )
             account = portal.account_by_login(conn, login)
         if account is None or account.kind != kind.value:
-            raise LoginRefused("ce compte n'a pas pu être créé : recommencez")
+            raise LoginRefused("cet identifiant est celui d'un autre type de compte de ce service")
         return account
 
 

@@ -244,10 +244,9 @@ class OidcProvider:
             raise LoginRefused("le jeton d'identité a expiré") from None
         except jwt.PyJWTError:
             raise LoginRefused("le jeton d'identité n'est pas valable") from None
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if len(audiences) > 1 and claims.get("azp") != self.config.client_id:
-            raise LoginRefused("le jeton d'identité a été délivré pour un autre service")
-        if "azp" in claims and claims["azp"] != self.config.client_id:
+        several = isinstance(claims["aud"], list) and len(claims["aud"]) > 1
+        # Core §3.1.3.7 (4, 5): with several audiences, or an azp at all, azp is dmp's client.
+        if (several or "azp" in claims) and claims.get("azp") != self.config.client_id:
             raise LoginRefused("le jeton d'identité a été délivré pour un autre service")
         sent = claims.get("nonce")
         if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
@@ -332,10 +331,6 @@ def _get_json(url: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LoginRefused("le fournisseur d'identité a mal répondu")
     return data
-
-
-def state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
 
 
 def expires(now: datetime) -> datetime:

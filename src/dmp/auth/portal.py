@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import hmac
 import json
 import secrets
@@ -673,8 +672,7 @@ class Portal:
         return value if isinstance(value, dict) else {}
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+_hash = codes.token_hash
 
 
 def _totp_context(session: Session) -> bytes:

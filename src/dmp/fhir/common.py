@@ -26,12 +26,12 @@ from dmp.fhir.outcome import FHIR_JSON, operation_outcome
 from dmp.fhir.params import Param
 from dmp.front import assumed
 from dmp.front import fhir_mapping as mapping
+from dmp.front.deps import fhir_base
 
 MAX_BUNDLE_ENTRIES = 200
 
 
-def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+base_url = fhir_base
 
 
 def fhir(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

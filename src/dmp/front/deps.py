@@ -110,6 +110,12 @@ async def provisioning_service(request: Request) -> Provisioning:
     return service
 
 
+def fhir_base(request: Request) -> str:
+    """The FHIR API's base address as this request reached the service (a SMART app's
+    ``aud`` is checked against it)."""
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
 def client_address_of(request: Request) -> str:
     """The client's address: the peer's, or, when the peer is one of DMP_TRUSTED_PROXIES, the
     one its ``X-Forwarded-For`` names (``dmp.domain.net``)."""

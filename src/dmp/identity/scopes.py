@@ -64,6 +64,28 @@ def _parse(scope: str) -> tuple[str, str, str]:
     return context, resource, verbs
 
 
+def _merge(a: str, b: str) -> str:
+    return "".join(v for v in "cruds" if v in a or v in b)
+
+
+def _within(resource: str, verbs: str, registered: frozenset[str]) -> dict[str, str]:
+    """What one requested resource and verbs get of the registered scopes: resource -> the
+    verbs both allow (``*`` on either side stands for every resource). Registered launch and
+    token scopes (``offline_access``...) grant no resource."""
+    out: dict[str, str] = {}
+    for g in registered:
+        if "." not in g:
+            continue
+        _, g_resource, g_verbs = _parse(g)
+        if g_resource not in ("*", resource) and resource != "*":
+            continue
+        common = "".join(v for v in "cruds" if v in verbs and v in g_verbs)
+        if common:
+            target = resource if resource != "*" else g_resource
+            out[target] = _merge(out.get(target, ""), common)
+    return out
+
+
 def narrow(requested: str, registered: frozenset[str]) -> tuple[frozenset[str], str]:
     """The scopes a structure's software asking ``requested`` is granted: each requested scope
     checked against the grammar and narrowed to what the client is registered for. Returns the
@@ -81,17 +103,8 @@ def narrow(requested: str, registered: frozenset[str]) -> tuple[frozenset[str], 
                 f"{scope[:60]!r}: patient/ scopes are for apps a patient allows; a structure's "
                 "software acts for a professional (user/ or system/)"
             )
-        for g in registered:
-            _, g_resource, g_verbs = _parse(g)
-            if g_resource not in ("*", resource) and resource != "*":
-                continue
-            common = "".join(v for v in "cruds" if v in verbs and v in g_verbs)
-            if not common:
-                continue
-            target = resource if resource != "*" else g_resource
-            key = (context, target)
-            merged = set(granted.get(key, "")) | set(common)
-            granted[key] = "".join(v for v in "cruds" if v in merged)
+        for target, common in _within(resource, verbs, registered).items():
+            granted[(context, target)] = _merge(granted.get((context, target), ""), common)
     if not granted:
         raise ScopeError(
             f"none of the requested scopes ({requested[:120]!r}) is one this client is "
@@ -144,18 +157,9 @@ def narrow_app(requested: str, registered: frozenset[str]) -> AppGrant:
                 f"{scope[:60]!r}: an app the holder allows reads the holder's record "
                 "(patient/ scopes)"
             )
-        for g in registered:
-            if not g.startswith("patient/"):
-                continue  # the extras an app may ask (offline_access, launch/patient)
-            _, g_resource, g_verbs = _parse(g)
-            if g_resource not in ("*", resource) and resource != "*":
-                continue
-            common = "".join(v for v in "rs" if v in verbs and v in g_verbs)
-            if not common:
-                continue
-            target = resource if resource != "*" else g_resource
-            merged = set(granted.get(target, "")) | set(common)
-            granted[target] = "".join(v for v in "rs" if v in merged)
+        reads = "".join(v for v in verbs if v in "rs")  # an app never writes
+        for target, common in _within(resource, reads, registered).items():
+            granted[target] = _merge(granted.get(target, ""), common)
     if not granted:
         raise ScopeError(
             f"none of the requested scopes ({requested[:120]!r}) is one this app may be "

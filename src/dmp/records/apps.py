@@ -86,6 +86,16 @@ def get_app(conn: Connection, client_id: str) -> AppRow | None:
     return None if row is None else _app(row)
 
 
+def apps_named(conn: Connection, ids: set[str]) -> dict[str, AppRow]:
+    """The catalogue's entries of these client ids (public data)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        sa.select(patient_apps).where(patient_apps.c.client_id.in_(sorted(ids)))
+    ).all()
+    return {r.client_id: _app(r) for r in rows}
+
+
 def list_apps(conn: Connection) -> list[AppRow]:
     rows = conn.execute(sa.select(patient_apps).order_by(patient_apps.c.name)).all()
     return [_app(r) for r in rows]

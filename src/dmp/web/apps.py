@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from dmp.auth.apps import AppServer, RedirectError, scope_words
 from dmp.errors import BadRequest, Forbidden
-from dmp.front.deps import app_server
+from dmp.front.deps import app_server, fhir_base
 from dmp.identity.actor import ActorKind
 from dmp.web import labels
 from dmp.web.auth import Text
@@ -34,14 +34,12 @@ PARAMS = (
 Apps = Annotated[AppServer, Depends(app_server)]
 
 
-def _fhir_base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
-
-
 def _leave(request: Request, location: str) -> Response:
     """Back to the app through a page of ours (the CSP's form-action 'self' forbids a
-    form's redirect to another site)."""
-    return page(request, "application_retour.html", next=location)
+    form's redirect to another site); the request kept for a login is done with."""
+    response = page(request, "application_retour.html", next=location)
+    response.delete_cookie(RESUME_COOKIE, path="/portail")
+    return response
 
 
 @router.get("/autoriser", name="portal_app_authorize", response_class=HTMLResponse)
@@ -50,7 +48,7 @@ def authorize(request: Request, server: Apps, session: SessionDep) -> Response:
     holder (logged in first if need be; the request is kept in a cookie meanwhile)."""
     params = {k: request.query_params.get(k, "") for k in PARAMS}
     try:
-        wanted = server.check_request(params, _fhir_base(request))
+        wanted = server.check_request(params, fhir_base(request))
     except RedirectError as back:
         return redirect(back.location)
     if session is None or session.stage != "full":
@@ -108,7 +106,7 @@ def decide(
         "aud": aud,
     }
     try:
-        wanted = server.check_request(params, _fhir_base(request))
+        wanted = server.check_request(params, fhir_base(request))
     except RedirectError as back:
         return _leave(request, back.location)
     if decision == "refuser":
@@ -131,17 +129,10 @@ def allowed(request: Request, pg: PageDep) -> Response:
         "applications.html",
         session=pg.session,
         apps=found,
-        words={a.id: _words(a.scopes) for a in found},
+        words={a.id: scope_words(a.scopes) for a in found},
         datetime_fr=labels.datetime_fr,
         withdrawn=request.query_params.get("retiree") == "1",
     )
-
-
-def _words(scopes: tuple[str, ...]) -> list[str]:
-    out = scope_words(scopes)
-    if "offline_access" in scopes:
-        out.append("accès maintenu hors connexion")
-    return out
 
 
 @router.post("/dossier/applications/retirer", name="record_app_withdraw")
