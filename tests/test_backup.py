@@ -12,7 +12,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +25,7 @@ from dmp.jobs import backup as backups
 from dmp.jobs import maintenance
 from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
-
-CREATEDB_NEEDED = (
-    "PostgreSQL-only test: the test role needs CREATEDB (or to be a superuser) to restore into "
-    "a new database (ALTER ROLE <role> CREATEDB, as .ci/run does)"
-)
+from tests.pg_helpers import drop_database, scratch_database
 
 
 @pytest.fixture
@@ -41,44 +36,8 @@ def empty_target(settings: Settings, database_url: str, tmp_path: Path) -> Itera
     if not database_url:
         yield Settings(data_dir=tmp_path / "restored", test_mode=True, **ring)
         return
-    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        # A superuser needs no CREATEDB attribute (a newcomer's laptop often runs as one).
-        allowed = conn.execute(
-            sa.text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-        ).scalar_one()
-    if not allowed:
-        # Skipped once the connection is back in its pool: disposing of the engine with a
-        # connection still out left that connection open until garbage collection.
-        admin.dispose()
-        pytest.skip(CREATEDB_NEEDED)
-    name = f"dmp_restore_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(database_url, "dmp_restore") as url:
         yield Settings(data_dir=tmp_path / "restored", database_url=url, test_mode=True, **ring)
-    finally:
-        _drop_database(admin, name)
-
-
-def _drop_database(admin: sa.Engine, name: str) -> None:
-    """Drop a throwaway database. FORCE ends the sessions of the test's own role, but not an
-    autovacuum worker (the server's own role) that started on the freshly restored tables: a
-    role without pg_signal_backend is refused until it ends, so the drop is tried again for a
-    while (it ends within seconds). The engine is disposed of whatever happens."""
-    try:
-        for attempt in range(60):
-            try:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                return
-            except sa.exc.ProgrammingError as exc:
-                if "pg_signal_backend" not in str(exc) or attempt == 59:
-                    raise
-                time.sleep(0.5)
-    finally:
-        admin.dispose()
 
 
 def _fill(rt: Runtime) -> dict[str, bytes]:
@@ -244,7 +203,7 @@ def _tamper(backup: Path, settings: Settings, database_url: str, sql: str) -> Pa
             check=True,
         )
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
     return altered
 
 

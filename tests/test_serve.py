@@ -144,3 +144,52 @@ def test_a_second_server_on_a_busy_port_says_so_and_ctrl_c_stops_cleanly(
     assert first.returncode == 0, err
     assert "error: " not in err and "interrupted" not in err and "Traceback" not in err
     assert "dmp: stopped" in err
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "did not start"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_before_the_server_stops(settings: Settings, workers: int) -> None:
+    """DMP_DRAIN_SECONDS: after SIGTERM, /health says 503 (a balancer takes the node out) while
+    every other request is still served; the server stops when the drain time is over."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dmp.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env={**_env(settings), "DMP_DRAIN_SECONDS": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_healthy(port, proc)
+        proc.terminate()
+        stopped_at = time.monotonic()
+        seen: list[tuple[float, int]] = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+            # A new connection each time: with two workers, either may answer.
+            while time.monotonic() - stopped_at < 2.0:
+                health = client.get("/health", headers={"connection": "close"})
+                seen.append((time.monotonic() - stopped_at, health.status_code))
+                assert client.get("/fhir/metadata").status_code == 200  # still serving
+                time.sleep(0.1)
+        # The supervisor passes SIGTERM on to its workers (it looks every 0.5 s): from then
+        # on, only 503.
+        first = next(i for i, (_, status) in enumerate(seen) if status == 503)
+        assert seen[first][0] < 1.0, seen
+        assert {status for _, status in seen[first:]} == {503}, seen
+        assert len(seen) - first >= 5, seen
+        assert proc.wait(timeout=30) is not None
+        assert time.monotonic() - stopped_at >= 2.5  # it waited for the drain
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -32,6 +32,7 @@ from dmp.front import assumed, soap
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import UNAVAILABLE, Runtime
+from dmp.server import Drain
 from dmp.stats import counters
 from dmp.web import apps as portal_apps
 from dmp.web import auth as portal_auth
@@ -369,10 +370,15 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
         code = {400: "invalid", 413: "too-large"}.get(exc.status_code, "http")
         return JSONResponse({"error": code, "message": str(exc.detail)}, exc.status_code)
 
+    app.state.drain = Drain(runtime.settings.drain_seconds)
+
     @app.get("/health", name="health")
-    def health() -> dict[str, Any]:
+    def health() -> JSONResponse:
+        """For load balancers: 503 once the node is draining (it still serves meanwhile)."""
         info = runtime.database_info()
-        return {"status": "ok", "version": __version__, "database": info}
+        if app.state.drain.started.is_set():
+            return JSONResponse({"status": "draining", "version": __version__}, 503)
+        return JSONResponse({"status": "ok", "version": __version__, "database": info})
 
     app.include_router(records.router)
     app.include_router(provisioning_api.router)
@@ -400,4 +406,6 @@ def app_from_env() -> FastAPI:
 
     settings = load_settings()
     configure(settings.log_level)
-    return create_app(Runtime.start(settings, migrate=False))
+    app = create_app(Runtime.start(settings, migrate=False))
+    app.state.drain.install()  # `dmp serve` only: SIGTERM drains first (DMP_DRAIN_SECONDS)
+    return app

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # never waits for a connection, and no more threads contend for the interpreter than can
     # use the database at once (docs/performance.md).
     db_pool_size: int = 4
+    # Server-side prepared statements (psycopg prepares what a connection ran five times); off
+    # behind PgBouncer in transaction pooling before 1.21 (Debian 12 ships 1.18).
+    db_prepared_statements: bool = True
     # How often each server process folds pending document and access counts into the
     # statistics counters, in seconds (reads add what is pending: figures are always exact).
     stats_fold_seconds: int = 10
@@ -84,6 +87,9 @@ class Settings(BaseSettings):
     # Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For is believed;
     # comma-separated; empty: none (the peer's address is the client's).
     trusted_proxies: str = ""
+    # On SIGTERM, `dmp serve` answers 503 on /health for this many seconds while it goes on
+    # serving, so a load balancer takes the node out before it stops; 0: it stops at once.
+    drain_seconds: float = Field(default=0.0, ge=0, le=300)
     # Postal letters (a recovery code for a holder with no e-mail or phone) are written here
     # for the mail room; empty: "courrier" in the data directory.
     letters_dir: Path | None = None
@@ -338,6 +344,7 @@ class Settings(BaseSettings):
             "xds_repository_id": self.xds_repository_id,
             "emergency_access_days": str(self.emergency_access_days),
             "db_pool_size": str(self.db_pool_size),
+            "db_prepared_statements": str(self.db_prepared_statements).lower(),
             "stats_fold_seconds": str(self.stats_fold_seconds),
             "stats_page_seconds": str(self.stats_page_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",
@@ -359,6 +366,7 @@ class Settings(BaseSettings):
             "objection_days": str(self.objection_days),
             "recovery_code_hours": str(self.recovery_code_hours),
             "trusted_proxies": self.trusted_proxies or "(none)",
+            "drain_seconds": str(self.drain_seconds),
             "letters_dir": str(self.effective_letters_dir),
             "psc_issuer": self.psc_issuer or "(not offered)",
             "psc_client_id": self.psc_client_id or "(none)",

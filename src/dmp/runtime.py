@@ -59,7 +59,9 @@ class Runtime:
     ) -> Runtime:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = database.make_engine(
-            settings.effective_database_url, pool_size=settings.db_pool_size
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            prepared=settings.db_prepared_statements,
         )
         matrix = load_matrix(settings.matrix_file)
         if migrate and not database.schema_is_current(engine):

@@ -5,11 +5,16 @@ Why not ``uvicorn.run(workers=N)``: uvicorn's multi-worker path binds its listen
 accepted sockets whose protocol is ``IPPROTO_TCP``, so every keep-alive response met Nagle's
 algorithm and the client's delayed ACK (about 40 ms a response; measured in docs/performance.md).
 Binding the socket with ``IPPROTO_TCP`` here gives every worker's connections ``TCP_NODELAY``.
+
+Behind a load balancer a node leaves before it stops (:class:`Drain`, ``DMP_DRAIN_SECONDS``).
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
+from types import FrameType
 from typing import Any
 
 
@@ -54,3 +59,40 @@ def run(app: str, *, host: str, port: int, workers: int = 1, **options: Any) -> 
             server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+class Drain:
+    """A node leaving a load balancer's pool before it stops.
+
+    On SIGTERM the node goes on serving, but ``/health`` answers 503 ("draining") for
+    ``seconds``: the balancer's health check takes the node out, so no new request reaches it.
+    Then the server stops as uvicorn does, finishing the requests in flight. A second SIGTERM
+    stops it at once; SIGINT (Ctrl-C) is left as it was.
+
+    Installed from inside the application factory, in each serving process: uvicorn installs
+    its own handlers before it loads the application, so the one found here is uvicorn's, which
+    is called when the drain ends."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = threading.Event()
+
+    def install(self) -> bool:
+        """Take SIGTERM over (main thread only, and only with a drain time); whether it did."""
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return False
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return False
+
+        def on_term(sig: int, frame: FrameType | None) -> None:
+            if self.started.is_set():  # asked again: stop now
+                previous(sig, frame)
+                return
+            self.started.set()
+            timer = threading.Timer(self.seconds, previous, args=(sig, None))
+            timer.daemon = True
+            timer.start()
+
+        signal.signal(signal.SIGTERM, on_term)
+        return True

@@ -303,9 +303,9 @@ def _event_fault(
     return None
 
 
-def _verify_range_alone(url: str, first: str, keys: AuditKeys) -> VerifyReport:
+def _verify_range_alone(url: str, first: str, keys: AuditKeys, prepared: bool) -> VerifyReport:
     """One range in a process of its own (its own engine and snapshot)."""
-    engine = database.make_engine(url, pool_size=1)
+    engine = database.make_engine(url, pool_size=1, prepared=prepared)
     try:
         return _verify_range(engine, first, keys)
     finally:
@@ -331,9 +331,12 @@ def verify(
     reports: list[VerifyReport] = []
     if workers > 1 and _trail_size(engine) >= parallel_from:
         url = engine.url.render_as_string(hide_password=False)
+        prepared = database.prepares_statements(engine)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_verify_range_alone, url, first, keys) for first in ranges]
+            futures = [
+                pool.submit(_verify_range_alone, url, first, keys, prepared) for first in ranges
+            ]
             reports = [f.result() for f in futures]
     else:
         for first in ranges:

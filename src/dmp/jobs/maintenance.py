@@ -24,7 +24,9 @@ from dmp.runtime import Runtime, seal_proof
 
 
 def upgrade_database(settings: Settings) -> str | None:
-    engine = database.make_engine(settings.effective_database_url)
+    engine = database.make_engine(
+        settings.effective_database_url, prepared=settings.db_prepared_statements
+    )
     try:
         database.migrate(engine, settings.migration_database_url)
         return database.current_revision(engine)
@@ -96,7 +98,9 @@ def check_keys(rt: Runtime, *, reload: bool = True) -> KeyReport:
 def check_keys_offline(settings: Settings) -> KeyReport:
     """`dmp keys check` without starting the service (it may refuse to start for lack of its
     key ring): reads the database and the ring file, if any, and changes nothing."""
-    engine = database.make_engine(settings.effective_database_url)
+    engine = database.make_engine(
+        settings.effective_database_url, prepared=settings.db_prepared_statements
+    )
     path = settings.effective_keyring_path
     try:
         ring = load_keyring(path) if path.exists() else None

@@ -42,13 +42,24 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
         ) from context.sqlalchemy_exception
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> Engine:
-    engine = _make_engine(url, pool_size=pool_size)
+def make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engine:
+    """The engine for ``url``. ``prepared`` (PostgreSQL): psycopg prepares a statement on the
+    server once a connection has run it five times; off (``DMP_DB_PREPARED_STATEMENTS=false``)
+    behind a pooler that hands each transaction any server connection (PgBouncer before 1.21
+    in transaction mode), where a statement prepared on one is missing on the next."""
+    engine = _make_engine(url, pool_size=pool_size, prepared=prepared)
+    engine.update_execution_options(dmp_prepared=prepared)
     sa.event.listen(engine, "handle_error", _unavailable)
     return engine
 
 
-def _make_engine(url: str, *, pool_size: int = 8) -> Engine:
+def prepares_statements(engine: Engine) -> bool:
+    """Whether ``engine`` was made with server-side prepared statements (for a process that
+    makes its own engine on the same URL)."""
+    return bool(engine.get_execution_options().get("dmp_prepared", True))
+
+
+def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[1] if "///" in url else ""
         if db_path and db_path != ":memory:":
@@ -70,7 +81,13 @@ def _make_engine(url: str, *, pool_size: int = 8) -> Engine:
     # checkouts get fresh connections.
     # A request waits at most 5 s for a connection of this process's pool (all busy), then
     # gets a 503 (POOL_EXHAUSTED below), rather than queueing without end.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5)
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=5,
+        connect_args={} if prepared else {"prepare_threshold": None},
+    )
 
 
 # Errors outside the driver that mean "unavailable": the pool's wait for a connection ended.
@@ -140,15 +157,13 @@ def _alembic_config(connection: sa.Connection) -> Config:
 def _migration_lock(engine: Engine) -> Iterator[sa.Connection]:
     """One migrating process at a time: an advisory lock on PostgreSQL, a file lock on SQLite."""
     if engine.dialect.name == "postgresql":
+        # A transaction-level lock, taken in the migrations' own transaction and released by
+        # its commit or rollback: nothing outlives the transaction, so it holds behind
+        # PgBouncer's transaction pooling too (a session lock would stay on whichever server
+        # connection took it).
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-            conn.commit()
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
-                conn.commit()
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            yield conn
         return
     db_path = engine.url.database or ""
     lock_path = Path(f"{db_path}.migrate.lock") if db_path not in ("", ":memory:") else None
