@@ -268,6 +268,7 @@ class LoadResult:
     publications: int = 0
     consultations: int = 0
     failures: list[Failure] = field(default_factory=list)  # first attempts that failed
+    failed_attempts: list[float] = field(default_factory=list)  # when any attempt failed
     retried_ok: int = 0  # ...and succeeded when sent again
     retries_failed: list[str] = field(default_factory=list)
     stored_on_retry: int = 0  # publications whose retry said "already stored" (409)
@@ -279,11 +280,16 @@ class Load:
     """Publishers and readers through the balancer, until stopped."""
 
     def __init__(
-        self, base: str, publishers: list[tuple[str, str, str]], readers_per_publisher: int = 1
+        self,
+        base: str,
+        publishers: list[tuple[str, str, str]],
+        readers_per_publisher: int = 1,
+        retries: int = 5,
     ) -> None:
         self.base = base
         self.publishers = publishers
         self.readers = readers_per_publisher
+        self.retries = retries
         self.sent: dict[str, crash.Sent] = {}
         self.result = LoadResult()
         self.lock = threading.Lock()
@@ -299,8 +305,8 @@ class Load:
             return refused.code, refused.read(), refused.headers.get("x-dmp-node", "")
 
     def _attempt(self, make: object, what: str) -> tuple[int, bytes] | None:
-        """Send; on a failure, note it and send again (up to 5 times, 0.2 s apart)."""
-        for attempt in range(6):
+        """Send; on a failure, note it and send again (``retries`` times, 0.2 s apart)."""
+        for attempt in range(self.retries + 1):
             request = make()  # type: ignore[operator]
             try:
                 status, body, node = self._send(request)
@@ -315,10 +321,10 @@ class Load:
                     if attempt:
                         self.result.retried_ok += 1
                     return status, body
+                at = round(time.monotonic() - self.t0, 3)
+                self.result.failed_attempts.append(at)
                 if attempt == 0:
-                    self.result.failures.append(
-                        Failure(round(time.monotonic() - self.t0, 3), what, reason)
-                    )
+                    self.result.failures.append(Failure(at, what, reason))
             time.sleep(0.2)
         with self.lock:
             self.result.retries_failed.append(f"{what}: {reason}")
@@ -396,16 +402,20 @@ class Load:
     def at(self) -> float:
         return time.monotonic() - self.t0
 
+    def _answered(self) -> int:
+        return self.result.publications + self.result.consultations
+
     def wait_requests(self, more: int, seconds: float = 60) -> None:
+        """Until ``more`` requests more have been answered."""
         with self.lock:
-            target = self.result.requests + more
+            target = self._answered() + more
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             with self.lock:
-                if self.result.requests >= target or self.result.problems:
+                if self._answered() >= target or self.result.problems:
                     return
             time.sleep(0.05)
-        raise RuntimeError(f"the load made fewer than {more} requests in {seconds} s")
+        raise RuntimeError(f"the load had fewer than {more} answers in {seconds} s")
 
     def finish(self) -> LoadResult:
         self.stop.set()
