@@ -75,6 +75,7 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    timeout check 2s
     timeout http-request 10s
     # A connection refused, or a node that closed without answering: the request goes to
     # another node (HAProxy retries these only where nothing may have been done twice).
@@ -94,7 +95,7 @@ backend nodes
     source {BALANCER_SOURCE}
     option httpchk GET /health
     http-check expect status 200
-    default-server inter 200ms fastinter 200ms downinter 500ms fall 1 rise 2
+    default-server inter 200ms fastinter 200ms downinter 500ms fall 2 rise 2
     http-response set-header X-Dmp-Node %[srv_name]
 {servers}
 """
