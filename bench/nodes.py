@@ -41,7 +41,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -196,11 +196,11 @@ class Cluster:
 
     def wait_state(self, name: str, state: str, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds
-        last: object = None
+        last: dict[str, str] = {}
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, IndexError, ValueError):
                 last = self.states()
-                if last.get(name) == state:  # type: ignore[union-attr]
+                if last.get(name) == state:
                     return
             node = self.nodes[name].proc
             if state == "UP" and node is not None and node.poll() is not None:
@@ -245,8 +245,14 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running(settings: Settings, root: Path, **options: object) -> Iterator[Cluster]:
-    cluster = Cluster(settings, root, **options)  # type: ignore[arg-type]
+def running(
+    settings: Settings,
+    root: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    cluster = Cluster(settings, root, workers=workers, env=env)
     try:
         cluster.start()
         yield cluster
@@ -308,10 +314,12 @@ class Load:
         except urllib.error.HTTPError as refused:
             return refused.code, refused.read(), refused.headers.get("x-dmp-node", "")
 
-    def _attempt(self, make: object, what: str) -> tuple[int, bytes] | None:
+    def _attempt(
+        self, make: Callable[[], urllib.request.Request], what: str
+    ) -> tuple[int, bytes] | None:
         """Send; on a failure, note it and send again (``retries`` times, 0.2 s apart)."""
         for attempt in range(self.retries + 1):
-            request = make()  # type: ignore[operator]
+            request = make()
             try:
                 status, body, node = self._send(request)
                 reason = "" if status < 500 else f"{status} {body[:200]!r}"

@@ -18,16 +18,22 @@ CREATEDB_NEEDED = (
 )
 
 
+def may(engine: sa.Engine, attribute: str) -> bool:
+    """Whether the engine's role holds a role attribute (``rolcreatedb``, ``rolcreaterole``);
+    a superuser needs none (a newcomer's laptop often runs as one)."""
+    roles = sa.table("pg_roles", sa.column("rolname"), sa.column("rolsuper"), sa.column(attribute))
+    query = sa.select(sa.or_(roles.c[attribute], roles.c.rolsuper)).where(
+        roles.c.rolname == sa.func.current_user()
+    )
+    with engine.connect() as conn:
+        return bool(conn.execute(query).scalar_one())
+
+
 @contextlib.contextmanager
 def scratch_database(database_url: str, prefix: str) -> Iterator[str]:
     """A new empty database on the test database's server, as the test's role; its URL."""
     admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        # A superuser needs no CREATEDB attribute (a newcomer's laptop often runs as one).
-        allowed = conn.execute(
-            sa.text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
-        ).scalar_one()
-    if not allowed:
+    if not may(admin, "rolcreatedb"):
         # Skipped once the connection is back in its pool: disposing of the engine with a
         # connection still out left that connection open until garbage collection.
         admin.dispose()

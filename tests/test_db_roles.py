@@ -21,6 +21,7 @@ from dmp.runtime import Runtime
 from dmp.stats import counters
 from tests.conftest import POSTGRES_ONLY
 from tests.factories import GP, ins_for, load_directory, new_document, open_record, pro
+from tests.pg_helpers import may
 
 CREATEROLE_NEEDED = (
     "PostgreSQL-only test: the test role needs CREATEROLE (or to be a superuser) to create a "
@@ -34,11 +35,7 @@ def runtime_url(settings: Settings, database_url: str) -> Iterator[str]:
     if not database_url:
         pytest.skip(POSTGRES_ONLY)
     owner = sa.create_engine(database_url)
-    with owner.connect() as conn:
-        allowed = conn.execute(
-            sa.text("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user")
-        ).scalar_one()
-    if not allowed:
+    if not may(owner, "rolcreaterole"):
         owner.dispose()
         pytest.skip(CREATEROLE_NEEDED)
     role, password = f"dmp_app_{secrets.token_hex(4)}", secrets.token_hex(16)

@@ -375,9 +375,9 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     @app.get("/health", name="health")
     def health() -> JSONResponse:
         """For load balancers: 503 once the node is draining (it still serves meanwhile)."""
-        info = runtime.database_info()
         if app.state.drain.started.is_set():
             return JSONResponse({"status": "draining", "version": __version__}, 503)
+        info = runtime.database_info()
         return JSONResponse({"status": "ok", "version": __version__, "database": info})
 
     app.include_router(records.router)
