@@ -214,3 +214,31 @@ def test_a_consultation_runs_few_statements(world: Runtime) -> None:
     work = [s for s, _ in recorder.statements if not s.startswith(("BEGIN", "COMMIT"))]
     assert not any("first_accesses" in s.split(" WHERE ")[0] for s in work), work
     assert len(work) <= (3 if world.engine.dialect.name == "postgresql" else 5), work
+
+
+def test_a_retrieval_runs_few_statements(world: Runtime) -> None:
+    """A professional's repeated retrieval (W3): on PostgreSQL four statements (the facts, the
+    document's row, its content with the data key that seals it, the audit append); on SQLite
+    the append is three. The key was read by a statement of its own (issue 26)."""
+    from tests.factories import new_document
+    from tests.fhir_helpers import bearer
+
+    open_record(world, INS)
+    cardiologist = world.access(pro(world, CARDIOLOGIST))
+    cardiologist.declare_consent(INS)
+    doc = cardiologist.deposit_document(INS, new_document(world.clock.now()), b"<x/>")
+    key = world.access(actors.patient_actor(world, INS)).read_record(INS).key
+    recorder = Recorder()
+    url = f"/fhir/Binary/{key}.{doc.logical_id}"
+    with TestClient(create_app(world)) as client:
+        headers = bearer(world, pro(world, CARDIOLOGIST))
+        assert client.get(url, headers=headers).status_code == 200  # the first access
+        sa.event.listen(world.engine, "before_cursor_execute", recorder)
+        try:
+            answer = client.get(url, headers=headers)
+        finally:
+            sa.event.remove(world.engine, "before_cursor_execute", recorder)
+    assert answer.status_code == 200, answer.text
+    work = [s for s, _ in recorder.statements if not s.startswith(("BEGIN", "COMMIT"))]
+    assert not any(s.startswith("SELECT patient_keys.") for s in work), work
+    assert len(work) <= (4 if world.engine.dialect.name == "postgresql" else 6), work

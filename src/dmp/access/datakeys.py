@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from dmp.crypto import envelope
 from dmp.errors import IntegrityFailure
 from dmp.records import keys as key_store
-from dmp.records.types import AuthorizedPatient
+from dmp.records.types import AuthorizedPatient, KeyRow
 
 if TYPE_CHECKING:
     from dmp.access.deps import GateDeps
@@ -42,7 +42,12 @@ def existing_data_key(
     rt: GateDeps, conn: Connection, scope: AuthorizedPatient, key_id: str
 ) -> bytes:
     """The data key a stored item names; destroyed keys make the item unreadable."""
-    row = key_store.key_by_id(conn, scope, key_id)
+    return opened_key(rt, scope, key_store.key_by_id(conn, scope, key_id))
+
+
+def opened_key(rt: GateDeps, scope: AuthorizedPatient, row: KeyRow | None) -> bytes:
+    """A data key read with its item (``documents.load_content``), unwrapped; a destroyed or
+    missing key makes the item unreadable."""
     if row is None or row.wrapped is None:
         raise IntegrityFailure("this document's data key was destroyed; its content is unreadable")
     return envelope.unwrap_data_key(rt.kek(row.kek_id), row.wrapped, scope.patient_id)

@@ -97,8 +97,8 @@ class DocumentActions(Kernel):
     def read_content(self, ins: PatientRef, document_id: str) -> tuple[DocumentView, bytes]:
         """A document's content, whole (use ``stream_content`` for large ones)."""
         with self._read(ins, document_id, CONTENT_READ) as (op, doc):
-            key_id, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
-            data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+            key, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
+            data_key = datakeys.opened_key(self._rt, op.scope, key)
             context = envelope.content_context(op.scope.patient_id, doc.content_id)
             return doc, envelope.open_chunks(data_key, chunks, context)
 
@@ -119,17 +119,15 @@ class DocumentActions(Kernel):
                 # Small enough to keep: read with the decision, in its transaction, in one
                 # statement (issue 26: a second connection per retrieval cost more than the
                 # read); opened once the read is in the trail, before the response starts.
+                # The data key comes with the chunks: one statement.
                 try:
-                    key_id, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
+                    key, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
                 except LookupError:
-                    key_id, chunks = "", []
+                    chunks = []
+                data_key = datakeys.opened_key(self._rt, op.scope, key) if chunks else b""
             else:
                 key_id, count = documents.content_key(op.conn, op.scope, doc.content_id)
-            data_key = (
-                datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
-                if chunks != []
-                else b""
-            )
+                data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
             scope = op.scope
         context = envelope.content_context(scope.patient_id, doc.content_id)
         if chunks is not None:

@@ -55,8 +55,8 @@ class SummaryActions(Kernel):
             lines: dict[tuple[str, str, str], SummaryLine] = {}
             unreadable: list[str] = []
             for doc in rows:
-                key_id, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
-                data_key = datakeys.existing_data_key(self._rt, op.conn, op.scope, key_id)
+                key, chunks = documents.load_content(op.conn, op.scope, doc.content_id)
+                data_key = datakeys.opened_key(self._rt, op.scope, key)
                 context = envelope.content_context(op.scope.patient_id, doc.content_id)
                 content = envelope.open_chunks(data_key, chunks, context)
                 try:

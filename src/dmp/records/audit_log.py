@@ -32,18 +32,27 @@ def key_ids_in_use(conn: Connection) -> set[str]:
 def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
     """The chain's head (events so far, last MAC), locked until the transaction ends; created
     empty for a new chain. Concurrent writers of one chain queue here, other chains go on."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(
+    conn.execute(_create_head(conn.dialect.name), {"chain_id": chain_id})
+    row = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).one()
+    return int(row.seq), str(row.last_hash)
+
+
+@functools.cache
+def _create_head(dialect: str) -> Any:
+    """An empty head for a chain that has none (built once per dialect)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
         insert(audit_heads)
-        .values(chain_id=chain_id, seq=0, last_hash=GENESIS)
+        .values(chain_id=sa.bindparam("chain_id"), seq=0, last_hash=GENESIS)
         .on_conflict_do_nothing(index_elements=["chain_id"])
     )
-    row = conn.execute(
-        sa.select(audit_heads.c.seq, audit_heads.c.last_hash)
-        .where(audit_heads.c.chain_id == chain_id)
-        .with_for_update()
-    ).one()
-    return int(row.seq), str(row.last_hash)
+
+
+_LOCK_HEAD = (
+    sa.select(audit_heads.c.seq, audit_heads.c.last_hash)
+    .where(audit_heads.c.chain_id == sa.bindparam("chain_id"))
+    .with_for_update()
+)
 
 
 def append_after(

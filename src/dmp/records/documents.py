@@ -12,8 +12,8 @@ from sqlalchemy import Connection
 
 from dmp.domain.codes import VisibilityFlag
 from dmp.domain.visibility import DocumentVisibility
-from dmp.records.schema import document_contents, document_lists, documents
-from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow
+from dmp.records.schema import document_contents, document_lists, documents, patient_keys
+from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, KeyRow
 
 _DOC_FIELDS = tuple(f.name for f in fields(DocumentRow))
 
@@ -256,7 +256,7 @@ def get(
 
 
 def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
-    conn.execute(documents.insert().values(patient_id=scope.patient_id, **row))
+    conn.execute(_INSERT_DOCUMENT, {**row, "patient_id": scope.patient_id})
 
 
 def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> bool:
@@ -291,17 +291,28 @@ def unique_id_taken(
 ) -> bool:
     """Whether a document of the record has one of these unique ids (the forms of one id): a
     fast, friendly answer for the common case; the unique index decides under races."""
+    found = conn.execute(
+        _unique_id_statement(), {"pid": scope.patient_id, "uids": list(unique_ids)}
+    ).first()
+    return found is not None
+
+
+@functools.cache
+def _unique_id_statement() -> sa.Select[Any]:
     return (
-        conn.execute(
-            sa.select(documents.c.id)
-            .where(
-                documents.c.patient_id == scope.patient_id,
-                documents.c.unique_id.in_(unique_ids),
-            )
-            .limit(1)
-        ).first()
-        is not None
+        sa.select(_D.id)
+        .where(
+            _D.patient_id == _bind("pid", "patient_id"),
+            _D.unique_id.in_(_bind("uids", "unique_id", True)),
+        )
+        .limit(1)
     )
+
+
+# Built once: an insert executed with a dict of values is compiled for its set of columns
+# and cached by SQLAlchemy; ``insert().values(...)`` built a new statement at every call.
+_INSERT_DOCUMENT = documents.insert()
+_INSERT_LIST = document_lists.insert()
 
 
 def store_content(
@@ -322,22 +333,45 @@ def store_content(
     )
 
 
-def _chunks(scope: AuthorizedPatient, content_id: str) -> sa.Select[Any]:
+@functools.cache
+def _chunks() -> sa.Select[Any]:
     c = document_contents.c
     return (
         sa.select(c.chunk, c.key_id, c.sealed)
-        .where(c.patient_id == scope.patient_id, c.content_id == content_id)
+        .where(c.patient_id == sa.bindparam("pid"), c.content_id == sa.bindparam("cid"))
+        .order_by(c.chunk)
+    )
+
+
+@functools.cache
+def _chunks_with_key() -> sa.Select[Any]:
+    """The chunks and, on each, the wrapped data key that seals them: a retrieval's content in
+    one round trip (issue 26). The key is joined on the patient's key column bound like the
+    chunks' (one shard when distributed by patient)."""
+    c, k = document_contents.c, patient_keys.c
+    joined = document_contents.outerjoin(
+        patient_keys,
+        sa.and_(k.patient_id == sa.bindparam("pid"), k.key_id == c.key_id),
+    )
+    return (
+        sa.select(c.sealed, c.key_id, k.kek_id, k.wrapped)
+        .select_from(joined)
+        .where(c.patient_id == sa.bindparam("pid"), c.content_id == sa.bindparam("cid"))
         .order_by(c.chunk)
     )
 
 
 def load_content(
     conn: Connection, scope: AuthorizedPatient, content_id: str
-) -> tuple[str, list[bytes]]:
-    rows = conn.execute(_chunks(scope, content_id)).all()
+) -> tuple[KeyRow | None, list[bytes]]:
+    """A content's sealed chunks in order and the key row that seals them (None when the
+    key row is gone); LookupError when the content is missing."""
+    rows = conn.execute(_chunks_with_key(), {"pid": scope.patient_id, "cid": content_id}).all()
     if not rows:
         raise LookupError("content missing")
-    return str(rows[0].key_id), [bytes(r.sealed) for r in rows]
+    first = rows[0]
+    key = None if first.kek_id is None else KeyRow(str(first.key_id), first.kek_id, first.wrapped)
+    return key, [bytes(r.sealed) for r in rows]
 
 
 def content_key(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, int]:
@@ -356,7 +390,7 @@ def iter_chunks(
 ) -> Generator[bytes, None, None]:
     """The sealed chunks in order, fetched as they are consumed (a server-side cursor)."""
     result = conn.execution_options(stream_results=True, yield_per=1).execute(
-        _chunks(scope, content_id)
+        _chunks(), {"pid": scope.patient_id, "cid": content_id}
     )
     try:
         for row in result:
@@ -366,7 +400,7 @@ def iter_chunks(
 
 
 def insert_list(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
-    conn.execute(document_lists.insert().values(patient_id=scope.patient_id, **row))
+    conn.execute(_INSERT_LIST, {**row, "patient_id": scope.patient_id})
 
 
 def lists(conn: Connection, scope: AuthorizedPatient, kind: str | None) -> list[dict[str, Any]]:

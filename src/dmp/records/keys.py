@@ -11,23 +11,26 @@ from sqlalchemy import Connection
 from dmp.records.schema import patient_keys
 from dmp.records.types import AuthorizedPatient, KeyRow
 
+_K = patient_keys.c
+# Built once, values bound at execution (building a statement costs more than running it).
+_ACTIVE_KEY = (
+    sa.select(_K.key_id, _K.kek_id, _K.wrapped)
+    .where(_K.patient_id == sa.bindparam("pid"))
+    .order_by(_K.created_at.desc())
+    .limit(1)
+)
+_KEY_BY_ID = sa.select(_K.key_id, _K.kek_id, _K.wrapped).where(
+    _K.patient_id == sa.bindparam("pid"), _K.key_id == sa.bindparam("kid")
+)
+
 
 def active_key(conn: Connection, scope: AuthorizedPatient) -> KeyRow | None:
-    row = conn.execute(
-        sa.select(patient_keys.c.key_id, patient_keys.c.kek_id, patient_keys.c.wrapped)
-        .where(patient_keys.c.patient_id == scope.patient_id)
-        .order_by(patient_keys.c.created_at.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_ACTIVE_KEY, {"pid": scope.patient_id}).first()
     return None if row is None else KeyRow(row.key_id, row.kek_id, row.wrapped)
 
 
 def key_by_id(conn: Connection, scope: AuthorizedPatient, key_id: str) -> KeyRow | None:
-    row = conn.execute(
-        sa.select(patient_keys.c.key_id, patient_keys.c.kek_id, patient_keys.c.wrapped).where(
-            patient_keys.c.patient_id == scope.patient_id, patient_keys.c.key_id == key_id
-        )
-    ).first()
+    row = conn.execute(_KEY_BY_ID, {"pid": scope.patient_id, "kid": key_id}).first()
     return None if row is None else KeyRow(row.key_id, row.kek_id, row.wrapped)
 
 
