@@ -12,8 +12,12 @@ already know the answer.
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -242,3 +246,78 @@ def test_a_retrieval_runs_few_statements(world: Runtime) -> None:
     work = [s for s, _ in recorder.statements if not s.startswith(("BEGIN", "COMMIT"))]
     assert not any(s.startswith("SELECT patient_keys.") for s in work), work
     assert len(work) <= (4 if world.engine.dialect.name == "postgresql" else 6), work
+
+
+class Builds:
+    """Counts SQLAlchemy statements constructed, by the function of ours that built them."""
+
+    def __init__(self) -> None:
+        self.sites: Counter[str] = Counter()
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        import sqlalchemy.sql.dml as dml
+        import sqlalchemy.sql.selectable as selectable
+
+        originals = {
+            cls: cls.__init__ for cls in (selectable.Select, dml.Insert, dml.Update, dml.Delete)
+        }
+
+        def counted(original: Any) -> Any:
+            def init(obj: Any, *args: Any, **kwargs: Any) -> None:
+                frame = sys._getframe(1)
+                while frame is not None and "/dmp/" not in frame.f_code.co_filename:
+                    frame = frame.f_back
+                if frame is not None:
+                    self.sites[f"{frame.f_code.co_filename}:{frame.f_code.co_name}"] += 1
+                original(obj, *args, **kwargs)
+
+            return init
+
+        for cls, original in originals.items():
+            cls.__init__ = counted(original)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            for cls, original in originals.items():
+                cls.__init__ = original  # type: ignore[method-assign]
+
+
+def test_hot_paths_build_no_statement(recorded: tuple[TestClient, Recorder, Runtime]) -> None:
+    """Issue 26: building a SQLAlchemy statement cost more than running it (about 95 us of a
+    255 us key lookup). Once each shape has been seen, a publication (W2), a consultation
+    (W1), a retrieval (W3) and a read by id build none: their statements are built once and
+    their values bound at execution."""
+    client, _, world = recorded
+    cardio = bearer(world, pro(world, CARDIOLOGIST))
+    ident = f"urn:oid:{INS.oid}%7C{INS.value}"
+    bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS)
+
+    def publish(n: int) -> str:
+        text = json.dumps(bundle)
+        for uid in ("urn:oid:1.2.3.4.5.6.7.8", "urn:oid:1.2.250.1.213.1.4.8.99999.2"):
+            text = text.replace(f'"{uid}"', f'"{uid}.{n}"')
+        r = client.post("/fhir", headers=cardio, json=json.loads(text))
+        assert r.status_code in (200, 201), r.text
+        found = client.get(f"/fhir/DocumentReference?patient.identifier={ident}", headers=cardio)
+        return str(found.json()["entry"][0]["resource"]["id"])
+
+    doc_id = publish(1)
+    requests = {
+        "W1 consultation": f"/fhir/DocumentReference?patient.identifier={ident}&_count=20",
+        "W3 retrieval": f"/fhir/Binary/{doc_id}",
+        "read by id": f"/fhir/DocumentReference/{doc_id}",
+    }
+    for path in requests.values():
+        assert client.get(path, headers=cardio).status_code == 200
+    built = {}
+    for name, path in requests.items():
+        builds = Builds()
+        with builds.watching():
+            assert client.get(path, headers=cardio).status_code == 200
+        built[name] = dict(builds.sites)
+    builds = Builds()
+    with builds.watching():
+        publish(2)
+    built["W2 publication"] = dict(builds.sites)
+    assert built == {name: {} for name in built}

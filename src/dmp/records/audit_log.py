@@ -55,6 +55,11 @@ _LOCK_HEAD = (
 )
 
 
+# Built once (an insert run with rows is compiled for their columns and cached).
+_INSERT_EVENTS = audit_events.insert()
+_INSERT_PENDING = stats_pending.insert()
+
+
 def append_after(
     conn: Connection,
     chain_id: str,
@@ -77,9 +82,9 @@ def append_after(
     if conn.dialect.name != "postgresql":
         if conn.execute(_move_head(), params).rowcount != 1:
             return False
-        conn.execute(audit_events.insert(), rows)
+        conn.execute(_INSERT_EVENTS, rows)
         if pending:
-            conn.execute(stats_pending.insert(), pending)
+            conn.execute(_INSERT_PENDING, pending)
         return True
     for k, r in enumerate(rows):
         params.update({f"{n}_{k}": r[n] for n in names})

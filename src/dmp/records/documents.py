@@ -313,13 +313,14 @@ def _unique_id_statement() -> sa.Select[Any]:
 # and cached by SQLAlchemy; ``insert().values(...)`` built a new statement at every call.
 _INSERT_DOCUMENT = documents.insert()
 _INSERT_LIST = document_lists.insert()
+_INSERT_CONTENT = document_contents.insert()
 
 
 def store_content(
     conn: Connection, scope: AuthorizedPatient, content_id: str, key_id: str, chunks: list[bytes]
 ) -> None:
     conn.execute(
-        document_contents.insert(),
+        _INSERT_CONTENT,
         [
             {
                 "patient_id": scope.patient_id,

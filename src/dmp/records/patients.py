@@ -275,6 +275,9 @@ def open_emergency(
     )
 
 
+_INSERT_NOTIFICATIONS = notifications.insert()
+
+
 def notify(
     conn: Connection,
     scope: AuthorizedPatient,
@@ -283,7 +286,7 @@ def notify(
     """Queue notifications in the outbox (same transaction as their cause)."""
     if rows:
         conn.execute(
-            notifications.insert(),
+            _INSERT_NOTIFICATIONS,
             [{"patient_id": scope.patient_id, "id": uuid.uuid4().hex, **r} for r in rows],
         )
 
