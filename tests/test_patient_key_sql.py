@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -265,7 +266,7 @@ class Builds:
 
         def counted(original: Any) -> Any:
             def init(obj: Any, *args: Any, **kwargs: Any) -> None:
-                frame = sys._getframe(1)
+                frame: FrameType | None = sys._getframe(1)
                 while frame is not None and "/dmp/" not in frame.f_code.co_filename:
                     frame = frame.f_back
                 if frame is not None:
