@@ -99,13 +99,11 @@ class PublicationActions(Kernel):
                     raise InvalidItem(exc.message, n, french=exc.french) from None
             key_id, data_key = datakeys.data_key(self._rt, conn, scope, create=True)
             for (meta, content, replaces), (sha256, sha1) in zip(items, hashes, strict=True):
-                logical_id = self._store_document(
+                doc = self._store_document(
                     op, meta, content, replaces, key_id, data_key, sha256, sha1, now
                 )
                 each = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
-                events.append((each, logical_id))
-                doc = documents.get(conn, scope, DocumentVisibility(), logical_id)
-                assert doc is not None
+                events.append((each, doc.logical_id))
                 stored.append(doc)
             op.audit_each(events)
             for lst in lists or []:
@@ -144,7 +142,8 @@ class PublicationActions(Kernel):
         sha256: str,
         sha1: str,
         now: datetime,
-    ) -> str:
+    ) -> DocumentRow:
+        """Seal and store one new document; its metadata as stored."""
         conn, scope = op.conn, op.scope
         action = AuditAction.DOCUMENT_REPLACE if replaces else AuditAction.DOCUMENT_CREATE
         if replaces is not None:
@@ -220,7 +219,7 @@ class PublicationActions(Kernel):
             "version_at": now,
         }
         try:
-            documents.insert(conn, scope, row)
+            stored = documents.insert(conn, scope, row)
         except IntegrityError:
             # A concurrent deposit took the uniqueId between the check above and this insert.
             raise Conflict(
@@ -230,7 +229,7 @@ class PublicationActions(Kernel):
         notices.on_deposit(
             self, op, logical_id, hidden_from_patient=meta.invisible_patient, now=now
         )
-        return logical_id
+        return stored
 
     def _modifiable(self, op: Op, document_id: str, audit_action: AuditAction) -> DocumentRow:
         """The document, if this actor may change it (AC-13/14): a professional finds only what

@@ -255,8 +255,10 @@ def get(
     return rows[0] if rows else None
 
 
-def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
-    conn.execute(_INSERT_DOCUMENT, {**row, "patient_id": scope.patient_id})
+def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> DocumentRow:
+    """Store a metadata version; the row as stored (read back in the same statement)."""
+    stored = conn.execute(_INSERT_DOCUMENT, {**row, "patient_id": scope.patient_id}).one()
+    return DocumentRow(*stored)
 
 
 def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> bool:
@@ -311,7 +313,7 @@ def _unique_id_statement() -> sa.Select[Any]:
 
 # Built once: an insert executed with a dict of values is compiled for its set of columns
 # and cached by SQLAlchemy; ``insert().values(...)`` built a new statement at every call.
-_INSERT_DOCUMENT = documents.insert()
+_INSERT_DOCUMENT = documents.insert().returning(*(_D[k] for k in _DOC_FIELDS))
 _INSERT_LIST = document_lists.insert()
 _INSERT_CONTENT = document_contents.insert()
 
