@@ -312,6 +312,11 @@ def test_hot_paths_build_no_statement(recorded: tuple[TestClient, Recorder, Runt
         with builds.watching():
             assert client.get(path, headers=cardio).status_code == 200
         built[name] = dict(builds.sites)
+    world.patient_index.forget((INS.oid, INS.value))  # a process that has not met this INS
+    builds = Builds()
+    with builds.watching():
+        assert client.get(requests["W1 consultation"], headers=cardio).status_code == 200
+    built["W1, the INS looked up"] = dict(builds.sites)
     builds = Builds()
     with builds.watching():
         publish(2)
