@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,8 @@ def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engi
                 with contextlib.suppress(FileExistsError):
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        on_disk = db_path and db_path != ":memory:"
+        _configure_sqlite(engine, f"{db_path}.writer.lock" if on_disk else None)
         return engine
     # No pre-ping: a checkout costs no round trip. A connection found broken fails the request
     # that met it and invalidates the pool (SQLAlchemy's disconnect handling), so the next
@@ -95,9 +97,25 @@ def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engi
 POOL_EXHAUSTED: tuple[type[Exception], ...] = (sa.exc.TimeoutError,)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
+    """Pragmas, and writers taking turns.
+
+    Every transaction of the service but content streaming writes (a read appends its audit
+    event), so it starts with ``BEGIN IMMEDIATE``, SQLite's write lock. A writer that finds
+    that lock taken sleeps in SQLite's busy handler in growing steps (1, 2, 5 ... 100 ms)
+    while the lock is held for a millisecond or two: that made the tail of a consultation
+    (p99 0.6-0.8 s at 8 or 32 clients, issue 26). So writers of every process first queue on
+    an ``flock`` of a file beside the database (``<database>.writer.lock``): the kernel wakes
+    a waiter the moment the lock is released, and SQLite's lock is then free, or held by a
+    process that does not queue (the ``sqlite3`` shell, a backup), whose wait stays SQLite's
+    busy handler, bounded by ``busy_timeout``. A thread that already holds the turn through
+    another connection does not queue again (it would wait for itself)."""
+    holders: set[int] = set()  # threads holding the turn
+
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        if writer_lock is not None:
+            record.info["writer_fd"] = os.open(writer_lock, os.O_RDWR | os.O_CREAT, 0o600)
         # Let SQLAlchemy, not the driver, decide when transactions begin (SQLAlchemy's
         # documented pysqlite recipe), so that BEGIN IMMEDIATE below applies.
         dbapi_conn.isolation_level = None
@@ -114,7 +132,38 @@ def _configure_sqlite(engine: Engine) -> None:
         # fails with SQLITE_BUSY when another writer committed in between. Connections marked
         # read-only (content streaming) do not take it, so a download blocks no writer.
         readonly = conn.get_execution_options().get("dmp_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        fd = None if readonly else conn.info.get("writer_fd")
+        me = threading.get_ident()
+        if fd is not None and me not in holders:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            holders.add(me)
+            conn.info["writer_held"] = me
+        try:
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn.info)
+            raise
+
+    def _release(info: dict[str, Any]) -> None:
+        # At the end of the transaction (SQLAlchemy's commit and rollback events come just
+        # before the driver's COMMIT or ROLLBACK: the next writer may meet SQLite's lock for
+        # that instant, and then waits in the busy handler's first, shortest step).
+        holder = info.pop("writer_held", None)
+        if holder is not None:
+            holders.discard(holder)
+            fcntl.flock(info["writer_fd"], fcntl.LOCK_UN)
+
+    sa.event.listen(engine, "commit", lambda conn: _release(conn.info))
+    sa.event.listen(engine, "rollback", lambda conn: _release(conn.info))
+    # A connection back in the pool holds no turn, whatever ended its transaction.
+    sa.event.listen(engine, "checkin", lambda _dbapi, record: _release(record.info))
+
+    @sa.event.listens_for(engine, "close")
+    def _on_close(dbapi_conn: Any, record: Any) -> None:
+        _release(record.info)
+        fd = record.info.pop("writer_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 @contextlib.contextmanager
