@@ -145,3 +145,32 @@ def test_a_thread_holding_the_turn_does_not_wait_for_itself(
     assert outcome and outcome[0] is not None
     assert "locked" in str(outcome[0]) or "unavailable" in str(outcome[0]).lower()
     assert _turn_is_free(tmp_path)
+
+
+def test_writers_of_one_process_go_in_the_order_they_came() -> None:
+    """A process's writers queue in arrival order before the lock file (the kernel then
+    chooses between the processes' first writers only): none is overtaken by a later one."""
+    arrivals = database._Arrivals()
+    arrivals.take()  # the turn is busy
+    served: list[int] = []
+    threads = []
+    for n in range(6):
+
+        def writer(n: int = n) -> None:
+            arrivals.take()
+            served.append(n)
+            arrivals.give()
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 10
+        while len(arrivals._waiting) < n + 1:  # this writer is queued before the next comes
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    arrivals.give()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert served == list(range(6))
+    arrivals.take()  # free again: taken at once
+    arrivals.give()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import functools
@@ -97,6 +98,33 @@ def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engi
 POOL_EXHAUSTED: tuple[type[Exception], ...] = (sa.exc.TimeoutError,)
 
 
+class _Arrivals:
+    """This process's writers in the order they came: one at a time goes on to the lock file,
+    so the kernel chooses between the processes' first writers only, and a writer is not
+    overtaken by those of its own process that came after it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._busy = False
+        self._waiting: collections.deque[threading.Event] = collections.deque()
+
+    def take(self) -> None:
+        with self._guard:
+            if not self._busy:
+                self._busy = True
+                return
+            ready = threading.Event()
+            self._waiting.append(ready)
+        ready.wait()  # handed over by give(): busy stays set
+
+    def give(self) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._busy = False
+
+
 def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
     """Pragmas, and writers taking turns.
 
@@ -111,6 +139,7 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
     busy handler, bounded by ``busy_timeout``. A thread that already holds the turn through
     another connection does not queue again (it would wait for itself)."""
     holders: set[int] = set()  # threads holding the turn
+    arrivals = _Arrivals()
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -135,7 +164,12 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
         fd = None if readonly else conn.info.get("writer_fd")
         me = threading.get_ident()
         if fd is not None and me not in holders:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            arrivals.take()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                arrivals.give()
+                raise
             holders.add(me)
             conn.info["writer_held"] = me
         try:
@@ -152,6 +186,7 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
         if holder is not None:
             holders.discard(holder)
             fcntl.flock(info["writer_fd"], fcntl.LOCK_UN)
+            arrivals.give()
 
     sa.event.listen(engine, "commit", lambda conn: _release(conn.info))
     sa.event.listen(engine, "rollback", lambda conn: _release(conn.info))
