@@ -132,7 +132,7 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
     event), so it starts with ``BEGIN IMMEDIATE``, SQLite's write lock. A writer that finds
     that lock taken sleeps in SQLite's busy handler in growing steps (1, 2, 5 ... 100 ms)
     while the lock is held for a millisecond or two: that made the tail of a consultation
-    (p99 0.6-0.8 s at 8 or 32 clients, issue 26). So writers of every process first queue on
+    (p99 0.65-0.9 s at 8 or 32 clients, issue 26). So writers of every process first queue on
     an ``flock`` of a file beside the database (``<database>.writer.lock``): the kernel wakes
     a waiter the moment the lock is released, and SQLite's lock is then free, or held by a
     process that does not queue (the ``sqlite3`` shell, a backup), whose wait stays SQLite's
