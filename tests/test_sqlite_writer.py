@@ -80,7 +80,7 @@ def test_a_read_only_transaction_takes_no_turn(engine: sa.Engine, tmp_path: Path
 def test_a_writer_waits_for_another_process_without_meeting_the_busy_handler(
     engine: sa.Engine, tmp_path: Path
 ) -> None:
-    """Another process holds the turn (and SQLite's write lock) for half a second; this
+    """Another process holds the turn (and SQLite's write lock) for a second and a half; this
     process's writer, whose busy handler would give up after 10 ms, waits for its turn and
     writes. Without the turn it fails with "database is locked"."""
     holder = (
@@ -90,7 +90,7 @@ def test_a_writer_waits_for_another_process_without_meeting_the_busy_handler(
         "with engine.begin() as conn:\n"
         "    conn.exec_driver_sql('INSERT INTO t VALUES (10)')\n"
         "    print('held', flush=True)\n"
-        "    time.sleep(0.5)\n"
+        "    time.sleep(1.5)\n"
         "print('done', flush=True)\n"
     )
     with subprocess.Popen(
@@ -111,7 +111,7 @@ def test_a_writer_waits_for_another_process_without_meeting_the_busy_handler(
             assert other.wait(timeout=30) == 0
         finally:
             other.kill()
-    assert waited > 0.2  # it did wait for the other process
+    assert waited > 0.5  # it did wait for the other process (a late start still waits 1 s)
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT i FROM t ORDER BY i").scalars().all()
     assert rows == [10, 11]
