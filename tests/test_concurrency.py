@@ -280,3 +280,44 @@ def test_simultaneous_night_reads_queue_one_night_notice(world: Runtime) -> None
             sa.text("SELECT count(*) FROM notifications WHERE kind = 'night_access'")
         ).scalar_one()
     assert count == 1
+
+
+def test_first_events_of_a_new_chain_written_at_once_chain_in_turn(world: Runtime) -> None:
+    """Six transactions, each already open, append the first events of a chain that does
+    not exist yet (an actor's own chain) at the same moment: each looks for the head and finds
+    none, one creates it (the others' creations wait for it, then do nothing), and each locks
+    it before chaining: the six events follow one another and the trail verifies."""
+    from dmp.access.audit import EventSpec, RequestContext, actor_chain, write_events
+    from dmp.domain.codes import AuditAction, Outcome
+
+    writers = 6  # within the engine's pool (4 + 4 overflow): all in their transactions at once
+    actor = system_actor("first-events")
+    chain = actor_chain(actor)
+    together = threading.Barrier(writers)
+
+    def first_event(_: int) -> None:
+        with world.engine.begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            together.wait(timeout=30)
+            write_events(
+                conn,
+                [EventSpec(AuditAction.RECORD_READ)],
+                actor=actor,
+                patient_id=None,
+                purpose=PurposeOfUse.NORMAL,
+                outcome=Outcome.SUCCESS,
+                reason="ALLOW_SYSTEM",
+                ctx=RequestContext(),
+                at=world.clock.now(),
+                key=world.audit_key,
+            )
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(first_event, range(writers)))  # any failure is raised here
+    with world.engine.connect() as conn:
+        seqs = conn.execute(
+            sa.text("SELECT seq FROM audit_events WHERE chain_id = :c ORDER BY seq"), {"c": chain}
+        ).scalars()
+        assert list(seqs) == list(range(1, writers + 1))
+    report = maintenance.verify_audit(world)
+    assert report.ok, report.fault

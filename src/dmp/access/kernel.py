@@ -264,9 +264,7 @@ class Kernel:
             if action not in _READS:
                 # A change holds the patient's audit chain from its start: changes to one
                 # record queue there, before any other row lock, so they cannot deadlock.
-                head = audit_log.lock_head(
-                    conn, standing.patient_id, exists=standing.chain_head is not None
-                )
+                head = audit_log.lock_head(conn, standing.patient_id)
                 if head != standing.chain_head:
                     # Every change moves the head: the record changed between the facts and
                     # the lock, so the change reads them again under the lock (a concurrent
@@ -279,9 +277,7 @@ class Kernel:
                 # The first emergency read opens a window: it takes the chain head's lock like
                 # a change, and reads the facts again under it, so that simultaneous first
                 # reads open one window and send one notice (the others find it open).
-                head = audit_log.lock_head(
-                    conn, standing.patient_id, exists=standing.chain_head is not None
-                )
+                head = audit_log.lock_head(conn, standing.patient_id)
                 if head != standing.chain_head:
                     standing, facts = self._load_facts(
                         conn, ref, audit_action, target, need, subject

@@ -29,17 +29,15 @@ def key_ids_in_use(conn: Connection) -> set[str]:
     return {str(k) for k in conn.execute(stmt).scalars()}
 
 
-def lock_head(conn: Connection, chain_id: str, *, exists: bool = False) -> tuple[int, str]:
+def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
     """The chain's head (events so far, last MAC), locked until the transaction ends; created
     empty for a new chain. Concurrent writers of one chain queue here, other chains go on.
 
-    ``exists``: the caller has seen the head (the facts read it), so it is locked in one
-    statement without trying to create it first; a head not found is created as for a new
-    chain."""
-    if exists:
-        found = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).first()
-        if found is not None:
-            return int(found.seq), str(found.last_hash)
+    An existing head (every chain but a new one) is locked in one statement; only a head not
+    found is created (a no-op if a concurrent writer created it first), then locked."""
+    found = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).first()
+    if found is not None:
+        return int(found.seq), str(found.last_hash)
     conn.execute(_create_head(conn.dialect.name), {"chain_id": chain_id})
     row = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).one()
     return int(row.seq), str(row.last_hash)
