@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import random
@@ -323,7 +324,9 @@ class Load:
             try:
                 status, body, node = self._send(request)
                 reason = "" if status < 500 else f"{status} {body[:200]!r}"
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
+                # A node killed while answering cuts the body (IncompleteRead): a failed
+                # request of that node, like a refused connection.
                 status, body, node, reason = 0, b"", "", f"{type(exc).__name__}: {exc}"
             with self.lock:
                 self.result.requests += 1
