@@ -377,3 +377,25 @@ def test_a_bearer_token_whose_exp_is_no_numeric_date_is_refused(
     )
     r = client.get(DOCS, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize("kind", ["Nope", 5, None, ["Binary"]])
+def test_a_resource_of_no_fhir_type_inside_a_submission_is_refused(
+    client: TestClient, world: Runtime, kind: Any
+) -> None:
+    """``fhir.resources`` fails with a KeyError or a TypeError on such a nested resource: the
+    answer is a 422 naming the place, never a 500."""
+    from tests.test_fhir import example
+
+    bundle = example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS)
+    bundle["entry"][1]["resource"]["contained"] = [{"resourceType": kind, "id": "x"}]
+    r = client.post("/fhir", json=bundle, headers=_fh(world))
+    assert r.status_code == 422, r.text
+    assert "Bundle.entry[1].resource.contained[0]" in r.text, r.text
+    simple = example(
+        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
+    )
+    simple["contained"] = [{"resourceType": kind}]
+    r = client.post("/fhir/DocumentReference", json=simple, headers=_fh(world))
+    assert r.status_code == 422 and "DocumentReference.contained[0]" in r.text, r.text
+    assert world.access(system_actor("t")).search_documents(INS).total == 0
