@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dmp.errors import ServiceUnavailable
 from dmp.records import database
 
 
@@ -173,4 +174,35 @@ def test_writers_of_one_process_go_in_the_order_they_came() -> None:
         thread.join(timeout=10)
     assert served == list(range(6))
     arrivals.take()  # free again: taken at once
+    arrivals.give()
+
+
+def test_a_writer_that_waits_too_long_in_its_process_gets_a_503_not_a_hang() -> None:
+    """Queued behind a turn that is not given back (a transaction waiting for that very
+    writer), a writer gives up after the timeout, as SQLite's busy handler would: a 503. The
+    queue stays sound: the next writer is served when the turn is given back."""
+    arrivals = database._Arrivals()
+    arrivals.take()
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable):
+        arrivals.take(timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 5
+    assert not arrivals._waiting  # the writer that gave up left the queue
+    served = threading.Event()
+
+    def writer() -> None:
+        arrivals.take(timeout=10)
+        served.set()
+        arrivals.give()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not arrivals._waiting:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    arrivals.give()
+    assert served.wait(10)
+    thread.join(timeout=10)
+    arrivals.take(timeout=0)  # free again: taken at once
     arrivals.give()

@@ -98,6 +98,9 @@ def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engi
 POOL_EXHAUSTED: tuple[type[Exception], ...] = (sa.exc.TimeoutError,)
 
 
+_TURN_TIMEOUT = 30.0  # seconds, SQLite's busy_timeout below
+
+
 class _Arrivals:
     """This process's writers in the order they came: one at a time goes on to the lock file,
     so the kernel chooses between the processes' first writers only, and a writer is not
@@ -108,14 +111,23 @@ class _Arrivals:
         self._busy = False
         self._waiting: collections.deque[threading.Event] = collections.deque()
 
-    def take(self) -> None:
+    def take(self, timeout: float = _TURN_TIMEOUT) -> None:
+        """The turn, or ServiceUnavailable (a 503) after ``timeout`` seconds, as SQLite's
+        busy handler would give up: a writer waiting on a transaction of its own process that
+        waits for it (a deadlock) fails instead of hanging."""
         with self._guard:
             if not self._busy:
                 self._busy = True
                 return
             ready = threading.Event()
             self._waiting.append(ready)
-        ready.wait()  # handed over by give(): busy stays set
+        if ready.wait(timeout):
+            return  # handed over by give(): busy stays set
+        with self._guard:
+            if ready.is_set():  # handed over just as the wait ended
+                return
+            self._waiting.remove(ready)
+        raise ServiceUnavailable("the database is busy; retry shortly")
 
     def give(self) -> None:
         with self._guard:
@@ -137,7 +149,8 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
     a waiter the moment the lock is released, and SQLite's lock is then free, or held by a
     process that does not queue (the ``sqlite3`` shell, a backup), whose wait stays SQLite's
     busy handler, bounded by ``busy_timeout``. A thread that already holds the turn through
-    another connection does not queue again (it would wait for itself)."""
+    another connection does not queue again (it would wait for itself), and a writer queued
+    behind its own process's writers for as long as ``busy_timeout`` gives up with a 503."""
     holders: set[int] = set()  # threads holding the turn
     arrivals = _Arrivals()
 
@@ -151,7 +164,7 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(_TURN_TIMEOUT * 1000)}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
