@@ -25,11 +25,12 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.extension import Extension
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dmp.fhir import common, fastcheck
+from tests.repeatable import repeatable
 
 EXAMPLES = int(os.environ.get("DMP_FASTCHECK_EXAMPLES", "1500"))
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -319,13 +320,7 @@ def _mutate(data: st.DataObject, resource: dict[str, Any]) -> None:
         parent[path[-1]] = node[:at] + data.draw(_ODD_TEXT, label="text") + node[at + cut :]
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@repeatable(EXAMPLES)
 @given(data=st.data())
 def test_the_check_never_accepts_what_the_models_refuse(data: st.DataObject) -> None:
     seed = SEEDS[data.draw(st.integers(0, len(SEEDS) - 1), label="seed")]

@@ -8,13 +8,14 @@ import os
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dmp.app import create_app
 from dmp.auth import actors
 from dmp.runtime import Runtime
 from tests.factories import GP, ins_for, open_record, pro
+from tests.repeatable import repeatable
 
 EXAMPLES = int(os.environ.get("DMP_FUZZ_EXAMPLES", "8"))
 INS = ins_for(131)
@@ -32,13 +33,7 @@ def test_no_input_gets_a_server_error(world: Runtime) -> None:
         operation = result.ok()
         operations += 1
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @repeatable(EXAMPLES)
         @given(case=operation.as_strategy())
         def fuzz(case: Any) -> None:
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
@@ -115,13 +110,7 @@ def test_fhir_search_parameters_never_get_a_server_error(world: Runtime) -> None
     tried = 0
     with TestClient(create_app(world), raise_server_exceptions=False) as client:
 
-        @settings(
-            max_examples=EXAMPLES * 40,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @repeatable(EXAMPLES * 40)
         @given(
             resource=st.sampled_from(["DocumentReference", "AuditEvent", "List", "Consent"]),
             params=st.lists(

@@ -38,12 +38,32 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 Check = Callable[[Any], bool]
 
-__all__ = ["accepts"]
+__all__ = ["accepts", "foreign_resource"]
 
 
 def accepts(model: type[FHIRAbstractModel], resource: Any) -> bool:
     """True when ``model.model_validate(resource)`` is certain to succeed; False when unsure."""
     return _compiled(model).check(resource)
+
+
+def foreign_resource(node: Any, loc: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where a ``resourceType`` names no FHIR R4 resource (the models fail there with a KeyError
+    or a TypeError, not a validation error): the first such place, or None."""
+    if isinstance(node, dict):
+        if "resourceType" in node:
+            kind = node["resourceType"]
+            if type(kind) is not str or _resource_model(kind) is None:
+                return loc
+        for key, value in node.items():
+            found = foreign_resource(value, (*loc, key))
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found = foreign_resource(value, (*loc, n))
+            if found is not None:
+                return found
+    return None
 
 
 class _Model:
