@@ -399,3 +399,18 @@ def test_a_resource_of_no_fhir_type_inside_a_submission_is_refused(
     r = client.post("/fhir/DocumentReference", json=simple, headers=_fh(world))
     assert r.status_code == 422 and "DocumentReference.contained[0]" in r.text, r.text
     assert world.access(system_actor("t")).search_documents(INS).total == 0
+
+
+@pytest.mark.parametrize("url", [False, 5, {"x": 1}, ["a"]])
+def test_a_url_that_is_no_string_is_refused(client: TestClient, world: Runtime, url: Any) -> None:
+    """``fhir.resources`` fails with an AttributeError on a url element that is not a string
+    (found by the compiled check's property test): a 422, never a 500."""
+    from tests.test_fhir import example
+
+    simple = example(
+        "pdsm4dmp/DocumentReference-example-td2-iti105-publication-simplifiee.json", INS
+    )
+    simple["content"][0]["attachment"]["url"] = url
+    r = client.post("/fhir/DocumentReference", json=simple, headers=_fh(world))
+    assert r.status_code == 422 and "DocumentReference" in r.text, r.text
+    assert world.access(system_actor("t")).search_documents(INS).total == 0

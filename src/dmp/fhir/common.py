@@ -118,6 +118,12 @@ def validate_resource(model: Any, resource: Any, what: str) -> None:
             f"{fhir_path(what, first.get('loc', ()))}: {first.get('msg')}",
             reason=fhir_path(what, first.get("loc", ())),
         ) from None
+    except (AttributeError, TypeError, KeyError, ValueError):
+        # The models fail outside pydantic's errors on some shapes (a url that is no string):
+        # still the request's fault, and nothing is stored.
+        raise InvalidInput(
+            f"{what}: an element's JSON type is not the one its FHIR type allows", reason=what
+        ) from None
 
 
 def fhir_path(resource: str, loc: Any) -> str:
