@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from dmp.clock import FixedClock
 from dmp.config import Settings
@@ -113,6 +115,34 @@ def test_a_professional_of_another_region_is_told_at_their_first_access(
     far = [t for t in bodies(smtp) if "autre région" in t]
     assert len(far) == 1, bodies(smtp)
     assert "Pro Test" in far[0] and "pour la première fois" in far[0]
+
+
+def test_a_distant_first_access_queues_its_two_notices_in_one_insert(
+    world: Runtime, clock: FixedClock
+) -> None:
+    """The first access of a professional of another region queues the first-access and the
+    distant-access notices together: one statement (a consultation's statements are its cost)."""
+    clock.set(DAY)
+    marseille = ins_for(65)
+    open_record(world, marseille, commune="13055")
+    gp = world.access(pro(world, GP))  # practises in Amboise (37)
+    gp.declare_consent(marseille)
+    inserts: list[Any] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("INSERT INTO notifications"):
+            inserts.append(params)
+
+    sa.event.listen(world.engine, "before_cursor_execute", seen)
+    try:
+        gp.search_documents(marseille)
+    finally:
+        sa.event.remove(world.engine, "before_cursor_execute", seen)
+    assert len(inserts) == 1, inserts
+    rows = inserts[0]  # one parameter set per row (dicts on PostgreSQL, tuples on SQLite)
+    values = [v for row in rows for v in (row.values() if isinstance(row, dict) else row)]
+    kinds = sorted(v for v in values if v in ("first_access", "distant_access"))
+    assert kinds == ["distant_access", "first_access"], inserts
 
 
 def test_the_daily_digest_counts_each_kind(

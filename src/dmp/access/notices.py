@@ -44,19 +44,19 @@ NIGHT = timedelta(hours=12)
 def queue(
     conn: Connection,
     scope: AuthorizedPatient,
-    kind: str,
-    *,
+    *kinds: str,
     now: datetime,
     subject_id: str | None = None,
     due: datetime | None = None,
     gp: str | None = None,
 ) -> None:
-    """One notice to the holder (and, with ``gp``, one to the registered GP)."""
-    rows: list[dict[str, object]] = [
-        {"kind": kind, "recipient_kind": "patient", "recipient_id": None}
-    ]
-    if gp:
-        rows.append({"kind": kind, "recipient_kind": "medecin_traitant", "recipient_id": gp})
+    """A notice of each kind to the holder (and, with ``gp``, to the registered GP), in one
+    insert."""
+    rows: list[dict[str, object]] = []
+    for kind in kinds:
+        rows.append({"kind": kind, "recipient_kind": "patient", "recipient_id": None})
+        if gp:
+            rows.append({"kind": kind, "recipient_kind": "medecin_traitant", "recipient_id": gp})
     patients.notify(
         conn,
         scope,
@@ -110,11 +110,11 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
     # The facts said whether this professional read the record before: the row is written
     # (and the notice queued) only the first time; two first reads at once still queue one.
     if not op.accessed_before and patients.first_access(op.conn, op.scope, ps, now):
-        queue(op.conn, op.scope, "first_access", now=now, subject_id=ps)
         structure = gate.actor.structure_id
         where = directory.structure_departement(op.conn, structure) if structure else None
-        if alerts.far_apart(op.scope.departement, where):
-            queue(op.conn, op.scope, "distant_access", now=now, subject_id=ps)
+        far = alerts.far_apart(op.scope.departement, where)
+        kinds = ("first_access", "distant_access") if far else ("first_access",)
+        queue(op.conn, op.scope, *kinds, now=now, subject_id=ps)  # one insert
     settings = gate.settings
     if (
         gate.purpose is PurposeOfUse.NORMAL
