@@ -89,6 +89,19 @@ TOKEN_TTL = 24 * 3600
 # -- the population and the request files ------------------------------------------------
 
 
+def _warn_if_grown(rt: Runtime, manifest: population.Manifest) -> None:
+    """Every W2 run adds its publications to the population: records grow, and figures drift
+    away from those of a fresh population (issue 26 measured on one grown 2.5 times)."""
+    with rt.engine.connect() as conn:
+        now = conn.execute(sa.text("SELECT count(*) FROM documents")).scalar_one()
+    if now > manifest.documents * 1.1:
+        print(
+            f"warning: the population has grown from {manifest.documents:,} to {now:,} "
+            "documents since it was loaded (publications of earlier runs): compare with runs "
+            "on the same database only, or load a fresh one"
+        )
+
+
 def prepare(settings: Settings, args: argparse.Namespace) -> population.Manifest:
     path = settings.data_dir / "bench-manifest.json"
     rt = Runtime.start(settings)
@@ -99,6 +112,7 @@ def prepare(settings: Settings, args: argparse.Namespace) -> population.Manifest
             manifest = population.Manifest.load(path)
             if manifest.patients == args.patients:
                 print(f"reusing the population in {settings.data_dir} ({loaded:,} patients)")
+                _warn_if_grown(rt, manifest)
                 return manifest
         if loaded:
             raise SystemExit(
