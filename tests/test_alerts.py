@@ -17,7 +17,7 @@ from dmp.domain import alerts
 from dmp.runtime import Runtime
 from tests.factories import GP, NURSE, ins_for, open_record, pro
 from tests.mail import SmtpServer
-from tests.test_notify import _runtime, bodies, deliver, with_account
+from tests.notify_helpers import bodies, deliver, notify_runtime, with_account
 
 NIGHT = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # 23:30 in Paris (winter time)
 DAY = datetime(2026, 3, 3, 13, 0, tzinfo=UTC)  # 14:00 in Paris
@@ -31,7 +31,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def rt(settings: Settings, clock: FixedClock, smtp: SmtpServer) -> Iterator[Runtime]:
-    runtime = _runtime(
+    runtime = notify_runtime(
         settings, clock, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="plain"
     )
     yield runtime

@@ -37,9 +37,9 @@ from tests.factories import (
 )
 from tests.fhir_helpers import assertion, rsa_key
 from tests.mail import SmtpServer
+from tests.notify_helpers import with_account
 from tests.pg_helpers import scratch_database
 from tests.portal_helpers import PASSWORD, activate, get, post_form
-from tests.test_notify import with_account
 
 
 @pytest.fixture(scope="module")

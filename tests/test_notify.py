@@ -8,12 +8,9 @@ names the professional, the structure, the time and that a justification was giv
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
@@ -25,9 +22,8 @@ from dmp.domain.codes import PurposeOfUse
 from dmp.domain.ins import Ins
 from dmp.errors import InvalidInput
 from dmp.identity.actor import system_actor
-from dmp.jobs import notify, scheduler
+from dmp.jobs import scheduler
 from dmp.jobs.notify import next_digest
-from dmp.records import patients, portal
 from dmp.runtime import Runtime
 from tests.factories import (
     CARDIOLOGIST,
@@ -35,12 +31,17 @@ from tests.factories import (
     NURSE,
     T0,
     ins_for,
-    load_directory,
     new_document,
     open_record,
     pro,
 )
 from tests.mail import SmsGateway, SmtpServer, certificate
+from tests.notify_helpers import (
+    bodies,
+    deliver,
+    notify_runtime,
+    with_account,
+)
 
 SECRET_TITLE = "Resultat biopsie carcinome"
 JUSTIFICATION = "Patiente inconsciente aux urgences"
@@ -52,49 +53,13 @@ def smtp() -> Iterator[SmtpServer]:
         yield server
 
 
-def _runtime(settings: Settings, clock: FixedClock, **changes: Any) -> Runtime:
-    rt = Runtime.start(settings.model_copy(update=changes), clock=clock)
-    load_directory(rt)
-    return rt
-
-
 @pytest.fixture
 def rt(settings: Settings, clock: FixedClock, smtp: SmtpServer) -> Iterator[Runtime]:
-    runtime = _runtime(
+    runtime = notify_runtime(
         settings, clock, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="plain"
     )
     yield runtime
     runtime.close()
-
-
-def with_account(rt: Runtime, ins: Ins, **prefs: str) -> None:
-    """The holder's activated portal account with these notification preferences (written
-    directly: the portal's own tests cover activation)."""
-    prefs = {"canal": "courriel", "contact": f"{ins.value}@patient.invalid", **prefs}
-    with rt.engine.begin() as conn:
-        patient_id = patients.find_patient_id(conn, ins.oid, ins.value)
-        portal.insert_account(
-            conn,
-            {
-                "id": uuid.uuid4().hex,
-                "login": ins.value,
-                "kind": "patient",
-                "patient_id": patient_id,
-                "ins_oid": ins.oid,
-                "ins_value": ins.value,
-                "created_at": rt.clock.now(),
-                "activated_at": rt.clock.now(),
-                "preferences": json.dumps(prefs),
-            },
-        )
-
-
-def deliver(rt: Runtime) -> notify.Report:
-    return notify.deliver_due(rt, "test-worker")
-
-
-def bodies(smtp: SmtpServer) -> list[str]:
-    return [f"{m['Subject']}\n{m.get_content()}" for m in smtp.inbox.messages]
 
 
 def _assert_no_clinical_content(text: str, ins: Ins) -> None:
@@ -217,7 +182,7 @@ def test_failures_back_off_then_dead_letter_then_retry(
     from tests.mail import free_port
 
     closed = free_port()  # nobody listens there
-    rt = _runtime(
+    rt = notify_runtime(
         settings,
         clock,
         smtp_host="127.0.0.1",
@@ -266,7 +231,7 @@ def test_starttls_and_implicit_tls_with_a_verified_certificate(
 ) -> None:
     certs = certificate(tmp_path)
     with SmtpServer(security, certs) as smtp:
-        rt = _runtime(
+        rt = notify_runtime(
             settings,
             clock,
             smtp_host="127.0.0.1",
@@ -297,7 +262,7 @@ def test_starttls_and_implicit_tls_with_a_verified_certificate(
 
 def test_sms_through_the_gateway(settings: Settings, clock: FixedClock) -> None:
     with SmsGateway() as gateway:
-        rt = _runtime(settings, clock, sms_url=gateway.url, sms_token=gateway.token)
+        rt = notify_runtime(settings, clock, sms_url=gateway.url, sms_token=gateway.token)
         try:
             ins = ins_for(60)
             open_record(rt, ins)

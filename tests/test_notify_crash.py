@@ -24,7 +24,7 @@ from dmp.jobs import notify
 from dmp.runtime import Runtime
 from tests.factories import ins_for, load_directory, open_record
 from tests.mail import SmtpServer
-from tests.test_notify import with_account
+from tests.notify_helpers import with_account
 
 N = 60
 
