@@ -104,12 +104,6 @@ def validate_resource(model: Any, resource: Any, what: str) -> None:
     check answers first; whatever it is unsure of goes to the model itself."""
     if fastcheck.accepts(model, resource):
         return
-    foreign = fastcheck.foreign_resource(resource)
-    if foreign is not None:
-        raise InvalidInput(
-            f"{fhir_path(what, foreign)}: resourceType is not a FHIR R4 resource type",
-            reason=fhir_path(what, foreign),
-        )
     try:
         model.model_validate(resource)
     except ValidationError as exc:
@@ -119,8 +113,14 @@ def validate_resource(model: Any, resource: Any, what: str) -> None:
             reason=fhir_path(what, first.get("loc", ())),
         ) from None
     except (AttributeError, TypeError, KeyError, ValueError):
-        # The models fail outside pydantic's errors on some shapes (a url that is no string):
-        # still the request's fault, and nothing is stored.
+        # The models fail outside pydantic's errors on some shapes (a resourceType that names
+        # no resource, a url that is no string): still the request's fault, nothing is stored.
+        foreign = fastcheck.foreign_resource(resource)
+        if foreign is not None:
+            where = fhir_path(what, foreign)
+            raise InvalidInput(
+                f"{where}: resourceType is not a FHIR R4 resource type", reason=where
+            ) from None
         raise InvalidInput(
             f"{what}: an element's JSON type is not the one its FHIR type allows", reason=what
         ) from None

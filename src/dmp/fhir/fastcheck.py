@@ -47,8 +47,9 @@ def accepts(model: type[FHIRAbstractModel], resource: Any) -> bool:
 
 
 def foreign_resource(node: Any, loc: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
-    """Where a ``resourceType`` names no FHIR R4 resource (the models fail there with a KeyError
-    or a TypeError, not a validation error): the first such place, or None."""
+    """Where a ``resourceType`` names no FHIR R4 resource: the first such place, or None. Asked
+    only once the models have failed outside their validation errors (a KeyError or a
+    TypeError there), to name the place in the answer."""
     if isinstance(node, dict):
         if "resourceType" in node:
             kind = node["resourceType"]
@@ -85,7 +86,9 @@ class _Model:
         for key, item in value.items():
             element = fields.get(key)
             if element is None:
-                if key != "resourceType" or item is None or item != self.resource_type:
+                if key != "resourceType" or self.resource_type is None:
+                    return False
+                if item != self.resource_type:
                     return False
                 continue
             if not element(item):
