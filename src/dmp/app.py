@@ -26,9 +26,12 @@ from dmp.auth.external import ExternalLogins
 from dmp.auth.portal import Portal
 from dmp.auth.throttle import BearerLimit
 from dmp.errors import DmpError, InvalidInput, ServiceUnavailable
+from dmp.fhir import binary as fhir_binary
+from dmp.fhir import document_reference as fhir_document_reference
 from dmp.fhir import routes as fhir_routes
 from dmp.fhir.outcome import MHD_ERROR_CODES, operation_outcome, outcome_response
 from dmp.front import assumed, soap
+from dmp.front.lane import HotLane, route_named
 from dmp.jobs.provisioning import Provisioning
 from dmp.logs import request_id_var
 from dmp.runtime import UNAVAILABLE, Runtime
@@ -267,7 +270,12 @@ async def _fold_counts(runtime: Runtime) -> None:
             log.warning("folding the statistics counts failed", exc_info=True)
 
 
-def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, max_body: int = MAX_BODY_BYTES, hot_lane: bool = True
+) -> FastAPI:
+    """The service. ``hot_lane=False`` serves every route through the router (the tests
+    compare the two)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The request threads (sync endpoints) match the connection pool: no request waits
@@ -281,12 +289,13 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await folding
 
-    app = FastAPI(
+    app = _App(
         title="dmp",
         version=__version__,
         summary="Shared medical record (DMP)",
         lifespan=lifespan,
     )
+    app.hot_lane = hot_lane
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
     app.state.external_logins = ExternalLogins(runtime, app.state.portal)
@@ -397,6 +406,32 @@ def create_app(runtime: Runtime, *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     app.add_middleware(PortalHeaders)
     app.add_middleware(RequestLimits, max_body=max_body)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with the hot lane (``dmp.front.lane``) where the router stands: inside the
+    exception handlers and every middleware, so that its requests are handled, logged and
+    limited exactly as the router's."""
+
+    hot_lane: bool = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        if not self.hot_lane:
+            return super().build_middleware_stack()
+        router = self.router
+        lane = HotLane(
+            router,
+            fhir_routes.router.prefix,
+            [
+                route_named(fhir_document_reference.router, "fhir_docref_search"),
+                route_named(fhir_binary.router, "fhir_binary_read"),
+            ],
+        )
+        self.router = lane  # type: ignore[assignment]  # for the duration of the build only
+        try:
+            return super().build_middleware_stack()
+        finally:
+            self.router = router
 
 
 def app_from_env() -> FastAPI:
