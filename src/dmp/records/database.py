@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dmp.errors import ConfigurationError, ServiceUnavailable
+from dmp.records import pgcursor
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -90,7 +91,10 @@ def _make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engi
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
-        connect_args={} if prepared else {"prepare_threshold": None},
+        connect_args={
+            "cursor_factory": pgcursor.Cursor,  # a result's columns built when first read
+            **({} if prepared else {"prepare_threshold": None}),
+        },
     )
 
 
