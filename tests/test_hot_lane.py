@@ -127,12 +127,14 @@ def test_the_lane_serves_its_routes_and_no_other(
     """The lane is in the application's path: its routes never reach the router."""
     fast, _, rt, binaries = two
     taken: list[str] = []
+    scopes: list[Any] = []
     chosen = HotLane.lane_for
 
     def spy(self: HotLane, scope: Any) -> Any:
         found = chosen(self, scope)
         if found is not None:
             taken.append(scope["path"])
+            scopes.append(scope)
         return found
 
     monkeypatch.setattr(HotLane, "lane_for", spy)
@@ -140,6 +142,9 @@ def test_the_lane_serves_its_routes_and_no_other(
     for path in (f"{SEARCH}?{IDENT}", binaries[0], "/fhir/metadata", f"{SEARCH}/x", "/health"):
         fast.get(path, headers=gp)
     assert taken == [SEARCH, binaries[0].split("?")[0]]
+    # What the router would have left in the scope: itself (for url_for) and the route chosen.
+    assert all(scope["router"] is fast.app.router for scope in scopes)  # type: ignore[attr-defined]
+    assert [scope["route"].name for scope in scopes] == ["fhir_docref_search", "fhir_binary_read"]
 
 
 router = APIRouter()

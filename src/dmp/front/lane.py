@@ -81,6 +81,7 @@ class HotLane:
         lane, path_params = found
         # What the router would have put in the scope for the route it chose (the access log
         # names the route's template from it).
+        scope.setdefault("router", self.router)  # for url_for, as the router sets it
         scope["route"] = lane.route
         scope["endpoint"] = lane.endpoint
         scope["path_params"] = path_params
