@@ -82,7 +82,7 @@ def _one_round(args: argparse.Namespace) -> float:
             "headers": [
                 (b"host", b"127.0.0.1"),
                 (b"authorization", b"Bearer " + token),
-                (b"accept", b"application/fhir+json"),
+                (b"accept", args.accept.encode()),
             ],
             "client": ("127.0.0.1", 40000),
             "server": ("127.0.0.1", 80),
@@ -125,6 +125,11 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, required=True, help="bench/load.py's data directory")
     ap.add_argument("--workload", default="W1", choices=["W1", "W3", "bare"])
     ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument(
+        "--accept",
+        default="application/fhir+json",
+        help="W3: */* for the raw content (ITI-68) instead of a FHIR Binary",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-lane", action="store_true", help="every route through the router")
     ap.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from dmp.access import datakeys, notices
@@ -104,8 +104,9 @@ class DocumentActions(Kernel):
 
     def stream_content(
         self, ins: PatientRef, document_id: str
-    ) -> tuple[DocumentView, Iterator[bytes]]:
-        """A document's content as decrypted chunks, read from the database as they are sent.
+    ) -> tuple[DocumentView, Iterable[bytes]]:
+        """A document's content as decrypted chunks, read from the database as they are sent
+        (a list when the whole content is already opened, which the answer sends at once).
 
         The access is decided and audited before the first byte. Every chunk is authenticated
         with its patient, document and position *before* the response starts, so an altered,
@@ -138,7 +139,7 @@ class DocumentActions(Kernel):
                 envelope.open_chunk(data_key, c, context, n, n == last)
                 for n, c in enumerate(chunks)
             ]
-            return doc, iter(opened_now)
+            return doc, opened_now
         engine = self._rt.engine
 
         def opened() -> Iterator[bytes]:
@@ -157,7 +158,7 @@ class DocumentActions(Kernel):
                     )
 
         if count <= EAGER_CHUNKS:
-            return doc, iter(list(opened()))
+            return doc, list(opened())
         for _ in opened():
             pass
         return doc, opened()
