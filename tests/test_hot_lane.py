@@ -186,3 +186,15 @@ def test_a_route_the_lane_cannot_serve_refuses_to_build(name: str) -> None:
 def test_the_lane_names_a_missing_route() -> None:
     with pytest.raises(LookupError):
         route_named(router, "nothing")
+
+
+def test_the_service_does_not_start_with_a_route_the_lane_cannot_serve(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused when the application is made, not at its first request."""
+    monkeypatch.setattr(
+        "dmp.app.route_named", lambda _router, _name: route_named(router, "with_query")
+    )
+    with pytest.raises(RuntimeError, match="'with_query' cannot take the hot lane"):
+        create_app(rt)
+    create_app(rt, hot_lane=False)  # without the lane, nothing to refuse

@@ -295,7 +295,8 @@ def create_app(
         summary="Shared medical record (DMP)",
         lifespan=lifespan,
     )
-    app.hot_lane = hot_lane
+    if hot_lane:
+        app.take_hot_lane()
     app.state.runtime = runtime
     app.state.portal = Portal(runtime)
     app.state.external_logins = ExternalLogins(runtime, app.state.portal)
@@ -413,21 +414,25 @@ class _App(FastAPI):
     exception handlers and every middleware, so that its requests are handled, logged and
     limited exactly as the router's."""
 
-    hot_lane: bool = True
+    lane: HotLane | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        if not self.hot_lane:
-            return super().build_middleware_stack()
-        router = self.router
-        lane = HotLane(
-            router,
+    def take_hot_lane(self) -> None:
+        """Built here, with the application: a lane route whose parameters the lane cannot
+        serve fails the start, not the first request."""
+        self.lane = HotLane(
+            self.router,
             fhir_routes.router.prefix,
             [
                 route_named(fhir_document_reference.router, "fhir_docref_search"),
                 route_named(fhir_binary.router, "fhir_binary_read"),
             ],
         )
-        self.router = lane  # type: ignore[assignment]  # for the duration of the build only
+
+    def build_middleware_stack(self) -> ASGIApp:
+        if self.lane is None:
+            return super().build_middleware_stack()
+        router = self.router
+        self.router = self.lane  # type: ignore[assignment]  # for the duration of the build only
         try:
             return super().build_middleware_stack()
         finally:

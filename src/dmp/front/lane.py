@@ -10,8 +10,9 @@ grant's checks, the throttling of failed tokens, the scopes, purpose and rules a
 front door, only the dispatch differs. Any other request goes to the router unchanged.
 
 A route is taken by the lane only if its parameters are exactly those (the request, path
-parameters typed ``str``, one gate); anything else refuses to build, so a dependency added to
-such a route later cannot be skipped silently (docs/performance.md).
+parameters typed ``str``, one gate); anything else refuses to build, and the service with it
+(``dmp.app`` builds the lane with the application), so a dependency added to such a route
+later cannot be skipped silently (docs/performance.md).
 """
 
 from __future__ import annotations
