@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from dmp.records import pgcursor
 from dmp.records.database import make_engine
-from dmp.runtime import Runtime
 from tests.conftest import ON_POSTGRES, PG_URL, POSTGRES_ONLY
 
 
@@ -79,7 +78,7 @@ def test_columns_read_after_the_cursor_moved_on_are_refused(cursor: pgcursor.Cur
     assert read[0].name == "second"  # read while current: kept as it was
 
 
-def test_the_service_engine_uses_it_and_sqlalchemy_reads_through_it(rt: Runtime) -> None:
+def test_the_service_engine_uses_it_and_sqlalchemy_reads_through_it() -> None:
     if not ON_POSTGRES:
         pytest.skip(POSTGRES_ONLY)
     engine = make_engine(PG_URL, pool_size=1)

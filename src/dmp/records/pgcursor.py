@@ -55,11 +55,6 @@ class Columns(Sequence[Column]):
     def __iter__(self) -> Iterator[Column]:
         return iter(self._columns())
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # a mutable-looking sequence, as a list is
-
     def __repr__(self) -> str:
         return repr(self._columns())
 
