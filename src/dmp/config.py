@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Server-side prepared statements (psycopg prepares what a connection ran five times); off
     # behind PgBouncer in transaction pooling before 1.21 (Debian 12 ships 1.18).
     db_prepared_statements: bool = True
+    # SQLite: a read's audit event is committed with other reads' in one write transaction
+    # (group commit), the read itself in a snapshot that takes no write lock; off: each read
+    # holds SQLite's write lock for its whole transaction (docs/performance.md, sixth pass).
+    db_group_commit: bool = True
     # How often each server process folds pending document and access counts into the
     # statistics counters, in seconds (reads add what is pending: figures are always exact).
     stats_fold_seconds: int = 10
@@ -345,6 +349,7 @@ class Settings(BaseSettings):
             "emergency_access_days": str(self.emergency_access_days),
             "db_pool_size": str(self.db_pool_size),
             "db_prepared_statements": str(self.db_prepared_statements).lower(),
+            "db_group_commit": str(self.db_group_commit).lower(),
             "stats_fold_seconds": str(self.stats_fold_seconds),
             "stats_page_seconds": str(self.stats_page_seconds),
             "matrix_file": str(self.matrix_file) if self.matrix_file else "(packaged default)",

@@ -62,6 +62,7 @@ class Runtime:
             settings.effective_database_url,
             pool_size=settings.db_pool_size,
             prepared=settings.db_prepared_statements,
+            group=settings.db_group_commit,
         )
         matrix = load_matrix(settings.matrix_file)
         if migrate and not database.schema_is_current(engine):

@@ -11,10 +11,10 @@ describe their event on the :class:`Op` they are given.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection
 
@@ -28,7 +28,8 @@ from dmp.errors import Conflict, DmpError, Forbidden, InvalidInput, NotFound
 from dmp.identity.actor import ActorKind
 from dmp.identity.scopes import Need, scope_allows
 from dmp.identity.tokens import Grant
-from dmp.records import apps, audit_log, patients, stats
+from dmp.records import apps, audit_log, database, patients, stats
+from dmp.records.group_commit import GroupCommit, Work
 from dmp.records.types import AuthorizedPatient, RecordRow
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ class Op:
     before: list[_Event] = field(default_factory=list)
     each: list[_Event] | None = None
     accessed_before: bool = False  # this professional read the record before (facts query)
+    # A read whose writes wait for its group (SQLite, see Kernel.act): they are kept here.
+    deferred: list[Work] | None = None
 
     @property
     def visibility(self) -> DocumentVisibility:
@@ -185,6 +188,15 @@ class Op:
 
     def events(self) -> list[_Event]:
         return [*self.before, *(self.each if self.each is not None else [self.main])]
+
+    def write(self, work: Work) -> None:
+        """Write beside the action, before its audit event: now, in the action's transaction;
+        for a read whose event a group commits (SQLite), in that group's transaction, which
+        runs it again alone if another read's work failed the group."""
+        if self.deferred is None:
+            work(self.conn)
+        else:
+            self.deferred.append(work)
 
 
 @dataclass
@@ -257,7 +269,18 @@ class Kernel:
     ) -> Iterator[Op]:
         """Facts, grant, policy, the work (the ``with`` body), then the audit event.
         ``subject``: the professional the action names (a consent, the care team, the GP),
-        whose block the policy checks."""
+        whose block the policy checks.
+
+        On SQLite (group commit on), a read decides and reads in a snapshot, which takes no
+        write lock, and its audit event (with what it writes beside it, through ``op.write``)
+        is committed by the process's group writer with other reads' before the action
+        returns; a read that opens an emergency window writes as a change does."""
+        if action in _READS and (group := database.group_writer(self._rt.engine)) is not None:
+            grouped = yield from self._act_grouped(
+                group, ref, action, audit_action, need, target, subject
+            )
+            if grouped:
+                return
         with self._unit() as conn:
             standing, facts = self._load_facts(conn, ref, audit_action, target, need, subject)
             head = standing.chain_head
@@ -285,17 +308,8 @@ class Kernel:
                     decision = self._decide(action, facts)
             if not decision.allowed:
                 self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
-            scope = AuthorizedPatient(standing.patient_id, standing.departement)
-            op = Op(
-                conn,
-                scope,
-                decision,
-                standing.record,
-                facts,
-                (standing.ins_oid, standing.ins_value),
-                _Event(audit_action, target),
-                accessed_before=standing.accessed_before,
-            )
+            op = _op(conn, standing, facts, decision, _Event(audit_action, target))
+            scope = op.scope
             if decision.open_emergency:
                 emergency.open_window(self._rt, self.actor, self._justification, op)
             try:
@@ -307,6 +321,46 @@ class Kernel:
                 ) from None
             # One statement appends the events and moves the chain head (see audit.write_events).
             self._write(conn, op.events(), scope.patient_id, decision.reason.value, head)
+
+    def _act_grouped(
+        self,
+        group: GroupCommit,
+        ref: PatientRef,
+        action: Action,
+        audit_action: AuditAction,
+        need: Need,
+        target: str | None,
+        subject: str | None,
+    ) -> Generator[Op, None, bool]:
+        """A read in a snapshot, its event committed by ``group`` (see ``act``); False, having
+        yielded nothing, for a read that opens an emergency window."""
+        with self._unit(read=True) as conn:
+            standing, facts = self._load_facts(conn, ref, audit_action, target, need, subject)
+            decision = self._decide(action, facts)
+            if decision.open_emergency:
+                return False
+            if not decision.allowed:
+                self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
+            op = _op(conn, standing, facts, decision, _Event(audit_action, target))
+            op.deferred = []
+            try:
+                yield op
+            except NotFound as missing:
+                raise _Refusal(
+                    missing, audit_action, Reason.DENY_NOT_FOUND.value, standing.patient_id, target
+                ) from None
+            # Taken now: the group may run the work twice, and must write the same counts.
+            pending = self._tally.take()
+        writes, events, head = op.deferred, op.events(), standing.chain_head
+        patient_id, reason = standing.patient_id, decision.reason.value
+
+        def work(conn: Connection) -> None:
+            for write in writes:
+                write(conn)
+            self._write(conn, events, patient_id, reason, head, pending)
+
+        group.run(work)
+        return True
 
     @contextlib.contextmanager
     def act_opening(self, audit_action: AuditAction, *, need: Need) -> Iterator[OpeningOp]:
@@ -334,13 +388,14 @@ class Kernel:
             self._write(conn, [_Event(audit_action, op.target)], None, Reason.ALLOW_SYSTEM.value)
 
     @contextlib.contextmanager
-    def _unit(self) -> Iterator[Connection]:
-        """One transaction: committed on success, rolled back on any error. Refusals are
-        written after the rollback, in their own transaction; counters last, once, in a fixed
-        order (``stats.Tally``)."""
+    def _unit(self, *, read: bool = False) -> Iterator[Connection]:
+        """One transaction (``read``: a read-only snapshot): committed on success, rolled back
+        on any error. Refusals are written after the rollback, in their own transaction;
+        counters last, once, in a fixed order (``stats.Tally``)."""
         self._tally = stats.Tally()
+        engine = self._rt.engine
         try:
-            with self._rt.engine.begin() as conn:
+            with database.snapshot(engine) if read else engine.begin() as conn:
                 yield conn
                 self._tally.flush(conn)
         except _Refusal as refusal:
@@ -366,6 +421,7 @@ class Kernel:
         patient_id: str | None,
         reason: str,
         head: tuple[int, str] | None = None,
+        pending: list[dict[str, Any]] | None = None,
     ) -> None:
         audit.write_events(
             conn,
@@ -381,7 +437,7 @@ class Kernel:
             head=head,
             client_id=self.grant.client_id,
             # The action's statistics counts ride with its events (one statement on PostgreSQL).
-            pending=self._tally.take(),
+            pending=self._tally.take() if pending is None else pending,
         )
 
     def _refuse(
@@ -542,6 +598,25 @@ class Kernel:
             self._tally.documents_accessed(
                 scope.patient_id, scope.departement, self._rt.clock.now(), self.purpose.value
             )
+
+
+def _op(
+    conn: Connection,
+    standing: patients.Standing,
+    facts: RecordFacts,
+    decision: Decision,
+    main: _Event,
+) -> Op:
+    return Op(
+        conn,
+        AuthorizedPatient(standing.patient_id, standing.departement),
+        decision,
+        standing.record,
+        facts,
+        (standing.ins_oid, standing.ins_value),
+        main,
+        accessed_before=standing.accessed_before,
+    )
 
 
 def _app_allowed(conn: Connection, authorization: str, standing: patients.Standing) -> bool:

@@ -107,35 +107,41 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
         return
     now = gate.now()
     ps = gate.actor.id
+    scope = op.scope
+    settings = gate.settings
     # The facts said whether this professional read the record before: the row is written
     # (and the notice queued) only the first time; two first reads at once still queue one.
-    if not op.accessed_before and patients.first_access(op.conn, op.scope, ps, now):
-        structure = gate.actor.structure_id
-        where = directory.structure_departement(op.conn, structure) if structure else None
-        far = alerts.far_apart(op.scope.departement, where)
-        kinds = ("first_access", "distant_access") if far else ("first_access",)
-        queue(op.conn, op.scope, *kinds, now=now, subject_id=ps)  # one insert
-    settings = gate.settings
-    if (
+    first = not op.accessed_before
+    # Read here (in the read's own snapshot) and again under the chain head's lock below, only
+    # when it found none: two reads at one moment would both find no notice and queue two.
+    night = (
         gate.purpose is PurposeOfUse.NORMAL
         and alerts.is_night(now, settings.night_start_hour, settings.night_end_hour)
-        and not patients.notice_since(op.conn, op.scope, "night_access", ps, now - NIGHT)
-    ):
-        # Two reads at one moment would both find no notice and queue two: the read takes
-        # the record's chain head (its audit event takes it anyway, at the end) and looks
-        # again under it.
-        audit_log.lock_head(op.conn, op.scope.patient_id)
-        if not patients.notice_since(op.conn, op.scope, "night_access", ps, now - NIGHT):
-            queue(op.conn, op.scope, "night_access", now=now, subject_id=ps)
-    if gate.purpose is PurposeOfUse.REGULATION:
-        queue(
-            op.conn,
-            op.scope,
-            "regulation_access",
-            now=now,
-            subject_id=gate.actor.id,
-            gp=op.record.medecin_traitant,
-        )
+        and not patients.notice_since(op.conn, scope, "night_access", ps, now - NIGHT)
+    )
+    regulation = gate.purpose is PurposeOfUse.REGULATION
+    if not (first or night or regulation):
+        return  # nothing to write: a read of a professional who read the record before
+    structure = gate.actor.structure_id
+    gp = op.record.medecin_traitant
+
+    def write(conn: Connection) -> None:
+        if first and patients.first_access(conn, scope, ps, now):
+            where = directory.structure_departement(conn, structure) if structure else None
+            far = alerts.far_apart(scope.departement, where)
+            kinds = ("first_access", "distant_access") if far else ("first_access",)
+            queue(conn, scope, *kinds, now=now, subject_id=ps)  # one insert
+        if night:
+            # The read takes the record's chain head (its audit event takes it anyway, at
+            # the end) and looks again under it.
+            audit_log.lock_head(conn, scope.patient_id)
+            if not patients.notice_since(conn, scope, "night_access", ps, now - NIGHT):
+                queue(conn, scope, "night_access", now=now, subject_id=ps)
+        if regulation:
+            queue(conn, scope, "regulation_access", now=now, subject_id=ps, gp=gp)
+
+    # In the read's transaction, or (SQLite) in the group that commits its audit event.
+    op.write(write)
 
 
 def on_deposit(

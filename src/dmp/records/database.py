@@ -8,6 +8,7 @@ import fcntl
 import functools
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dmp.errors import ConfigurationError, ServiceUnavailable
-from dmp.records import pgcursor
+from dmp.records import group_commit, pgcursor
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,15 +47,32 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
         ) from context.sqlalchemy_exception
 
 
-def make_engine(url: str, *, pool_size: int = 8, prepared: bool = True) -> Engine:
+# The group writer of each SQLite engine on disk made with group commit on.
+_GROUPS: weakref.WeakKeyDictionary[Engine, group_commit.GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def make_engine(
+    url: str, *, pool_size: int = 8, prepared: bool = True, group: bool = True
+) -> Engine:
     """The engine for ``url``. ``prepared`` (PostgreSQL): psycopg prepares a statement on the
     server once a connection has run it five times; off (``DMP_DB_PREPARED_STATEMENTS=false``)
     behind a pooler that hands each transaction any server connection (PgBouncer before 1.21
-    in transaction mode), where a statement prepared on one is missing on the next."""
+    in transaction mode), where a statement prepared on one is missing on the next. ``group``
+    (SQLite on disk): reads hand their audit appends to a group writer (:func:`group_writer`);
+    off with ``DMP_DB_GROUP_COMMIT=false``."""
     engine = _make_engine(url, pool_size=pool_size, prepared=prepared)
     engine.update_execution_options(dmp_prepared=prepared)
     sa.event.listen(engine, "handle_error", _unavailable)
+    database = engine.url.database or ""
+    if group and engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
+        _GROUPS[engine] = group_commit.GroupCommit(engine)
     return engine
+
+
+def group_writer(engine: Engine) -> group_commit.GroupCommit | None:
+    """The engine's group writer (SQLite on disk, group commit on), else None: on
+    PostgreSQL every transaction writes beside the others, and a read appends its own event."""
+    return _GROUPS.get(engine)
 
 
 def prepares_statements(engine: Engine) -> bool:
@@ -178,6 +196,13 @@ def _configure_sqlite(engine: Engine, writer_lock: str | None) -> None:
         # fails with SQLITE_BUSY when another writer committed in between. Connections marked
         # read-only (content streaming) do not take it, so a download blocks no writer.
         readonly = conn.get_execution_options().get("dmp_readonly", False)
+        if conn.info.get("query_only", False) != readonly:
+            # A read-only transaction cannot write, even by mistake: a write in a deferred
+            # transaction would take SQLite's lock behind the writers' turn, or fail on a
+            # snapshot another writer moved past. Switched only when it changes, on the
+            # driver's connection (a setting, as the pragmas at connect: a few microseconds).
+            conn.connection.dbapi_connection.execute(f"PRAGMA query_only={int(readonly)}")
+            conn.info["query_only"] = readonly
         fd = None if readonly else conn.info.get("writer_fd")
         me = threading.get_ident()
         if fd is not None and me not in holders:
