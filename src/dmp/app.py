@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -448,4 +449,16 @@ def app_from_env() -> FastAPI:
     configure(settings.log_level)
     app = create_app(Runtime.start(settings, migrate=False))
     app.state.drain.install()  # `dmp serve` only: SIGTERM drains first (DMP_DRAIN_SECONDS)
+    settle_collector()
     return app
+
+
+def settle_collector() -> None:
+    """Take what the process built to serve (modules, models, the FHIR validators, compiled
+        statements: about 200,000 objects) out of the cyclic garbage collector's reach. The
+    X
+        and every request in flight waited: that was the p99 of a consultation on SQLite (issue
+        26, docs/performance.md). What is frozen is still freed when no longer referenced; it only
+        leaves the cycle search, which the startup objects never needed."""
+    gc.collect()
+    gc.freeze()
