@@ -81,6 +81,32 @@ def test_a_night_access_is_told_once_a_night_to_a_holder_who_asked(
     assert not [t for t in bodies(smtp) if "la nuit" in t]
 
 
+def test_a_night_access_the_next_night_is_told_again(rt: Runtime, clock: FixedClock) -> None:
+    """Once a night: a read the next night queues a new notice (the facts ask whether one was
+    queued within the last twelve hours, not ever)."""
+    ins = ins_for(66)
+    open_record(rt, ins)
+    nurse = rt.access(pro(rt, NURSE))
+    nurse.declare_consent(ins)
+
+    def night_notices() -> int:
+        with rt.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM notifications WHERE kind = 'night_access'")
+                ).scalar_one()
+            )
+
+    clock.set(NIGHT)
+    nurse.search_documents(ins)
+    clock.advance(timedelta(hours=3))
+    nurse.search_documents(ins)
+    assert night_notices() == 1
+    clock.set(NIGHT + timedelta(days=1))
+    nurse.search_documents(ins)
+    assert night_notices() == 2
+
+
 def test_the_night_watch_is_off_until_the_holder_turns_it_on(
     rt: Runtime, smtp: SmtpServer, clock: FixedClock
 ) -> None:

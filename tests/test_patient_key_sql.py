@@ -193,14 +193,21 @@ def test_a_stale_index_entry_is_caught_by_the_facts(world: Runtime) -> None:
     assert world.patient_index.get((INS.oid, INS.value)) == mine
 
 
-def test_a_consultation_runs_few_statements(world: Runtime) -> None:
+@pytest.mark.parametrize("night", [False, True], ids=["by-day", "at-night"])
+def test_a_consultation_runs_few_statements(world: Runtime, night: bool) -> None:
     """A professional's repeated consultation (W1), issue 26's budget: on PostgreSQL three
     statements (the facts, the page of documents with its total, the audit append carrying the
     pending access count); on SQLite the append is three (head, events, count). The
     first-access row is written at the first consultation only: the facts say whether there
-    was one (it was inserted at every read)."""
+    was one (it was inserted at every read). At night the facts also say whether the holder
+    was told of this professional's night access (it was looked for by a statement of its own
+    at every night read)."""
+    from datetime import UTC, datetime
+
     from tests.factories import new_document
 
+    if night:  # 23:30 in Paris
+        world.clock.set(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # type: ignore[attr-defined]
     open_record(world, INS)
     cardiologist = world.access(pro(world, CARDIOLOGIST))
     cardiologist.declare_consent(INS)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection
 
-from dmp.access import audit, emergency
+from dmp.access import audit, emergency, notices
 from dmp.access.audit import RequestContext
 from dmp.access.policy import Action, Decision, Reason, RecordFacts, decide
 from dmp.domain.codes import AuditAction, Outcome, PurposeOfUse, RecordStatus
@@ -162,6 +162,9 @@ class Op:
     before: list[_Event] = field(default_factory=list)
     each: list[_Event] | None = None
     accessed_before: bool = False  # this professional read the record before (facts query)
+    # At night: whether the holder was told of a night access by this professional within the
+    # night watch's window (facts query); None: not asked (by day, or not a normal read).
+    night_told: bool | None = None
     # A read whose writes wait for its group (SQLite, see Kernel.act): they are kept here.
     deferred: list[Work] | None = None
 
@@ -523,10 +526,17 @@ class Kernel:
             if self.actor.kind in (ActorKind.PROFESSIONAL, ActorKind.DESK_AGENT)
             else None
         )
+        # At night a professional's normal read asks, with the facts, whether the holder was
+        # already told of a night access by them (notices.on_professional_read).
+        since = (
+            notices.night_watch_since(self.settings, self.purpose, self.now())
+            if self.actor.kind is ActorKind.PROFESSIONAL
+            else None
+        )
         if isinstance(ref, PatientKey):
-            standing = patients.load_standing(conn, ref.id, ps)
+            standing = patients.load_standing(conn, ref.id, ps, since)
         else:
-            standing = self._standing_by_ins(conn, self._parse_ins(ref), ps)
+            standing = self._standing_by_ins(conn, self._parse_ins(ref), ps, since)
         if standing is None:
             self._refuse(Decision.deny(Reason.DENY_UNKNOWN_PATIENT), audit_action, None, target)
         self._check_grant(conn, need, audit_action, standing, target)
@@ -560,7 +570,7 @@ class Kernel:
         return standing, facts
 
     def _standing_by_ins(
-        self, conn: Connection, ins: Ins, ps: str | None
+        self, conn: Connection, ins: Ins, ps: str | None, since: datetime | None
     ) -> patients.Standing | None:
         """The standing of the record an INS names. The facts are read by patient key (every
         statement filters on it); the key comes from the process's index when it knows it,
@@ -569,14 +579,14 @@ class Kernel:
         index = self._rt.patient_index
         known = index.get(wanted)
         if known is not None:
-            standing = patients.load_standing(conn, known, ps)
+            standing = patients.load_standing(conn, known, ps, since)
             if standing is not None and (standing.ins_oid, standing.ins_value) == wanted:
                 return standing
             index.forget(wanted)  # the INS changed, or the record is gone: look it up again
         found = patients.find_patient_id(conn, ins.oid, ins.value)
         if found is None:
             return None
-        standing = patients.load_standing(conn, found, ps)
+        standing = patients.load_standing(conn, found, ps, since)
         if standing is not None:
             index.put(wanted, found)
         return standing
@@ -616,6 +626,7 @@ def _op(
         (standing.ins_oid, standing.ins_value),
         main,
         accessed_before=standing.accessed_before,
+        night_told=standing.night_told,
     )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from dmp.access.kernel import Kernel, Op
+    from dmp.config import Settings
     from dmp.records.types import AuthorizedPatient
 
 # AC-11 (R1111-53): the holder is told after two weeks that a document awaits an announcement;
@@ -96,6 +97,16 @@ def queue_code(
     )
 
 
+def night_watch_since(settings: Settings, purpose: PurposeOfUse, now: datetime) -> datetime | None:
+    """At night, for a normal read, the start of the window within which the holder is told
+    of a professional's night access once (``NIGHT``); None by day or for another purpose."""
+    if purpose is not PurposeOfUse.NORMAL:
+        return None
+    if not alerts.is_night(now, settings.night_start_hour, settings.night_end_hour):
+        return None
+    return now - NIGHT
+
+
 def on_professional_read(gate: Kernel, op: Op) -> None:
     """A professional read the record: their first access is told to the holder (and, if
     they work in another region than the patient's, a ``distant_access`` notice too); an
@@ -112,12 +123,15 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
     # The facts said whether this professional read the record before: the row is written
     # (and the notice queued) only the first time; two first reads at once still queue one.
     first = not op.accessed_before
-    # Read here (in the read's own snapshot) and again under the chain head's lock below, only
-    # when it found none: two reads at one moment would both find no notice and queue two.
-    night = (
-        gate.purpose is PurposeOfUse.NORMAL
-        and alerts.is_night(now, settings.night_start_hour, settings.night_end_hour)
-        and not patients.notice_since(op.conn, scope, "night_access", ps, now - NIGHT)
+    # The facts said whether the holder was told of a night access by this professional (read
+    # here if the facts did not ask: the night began between them and now); read again under
+    # the chain head's lock below, only when none was found: two reads at one moment would
+    # both find no notice and queue two.
+    since = night_watch_since(settings, gate.purpose, now)
+    night = since is not None and not (
+        op.night_told
+        if op.night_told is not None
+        else patients.notice_since(op.conn, scope, "night_access", ps, since)
     )
     regulation = gate.purpose is PurposeOfUse.REGULATION
     if not (first or night or regulation):
@@ -131,11 +145,11 @@ def on_professional_read(gate: Kernel, op: Op) -> None:
             far = alerts.far_apart(scope.departement, where)
             kinds = ("first_access", "distant_access") if far else ("first_access",)
             queue(conn, scope, *kinds, now=now, subject_id=ps)  # one insert
-        if night:
+        if night and since is not None:
             # The read takes the record's chain head (its audit event takes it anyway, at
             # the end) and looks again under it.
             audit_log.lock_head(conn, scope.patient_id)
-            if not patients.notice_since(conn, scope, "night_access", ps, now - NIGHT):
+            if not patients.notice_since(conn, scope, "night_access", ps, since):
                 queue(conn, scope, "night_access", now=now, subject_id=ps)
         if regulation:
             queue(conn, scope, "regulation_access", now=now, subject_id=ps, gp=gp)

@@ -68,12 +68,17 @@ class Standing:
     # Whether this professional accessed the record before (first_accesses): read with the
     # facts, so that a read writes the row only the first time, not at every consultation.
     accessed_before: bool = False
+    # Whether the holder was told of a night access by this professional since the time the
+    # facts were asked about (None: not asked, by day): read with the facts at night, so that
+    # a night read does not look for the notice by a statement of its own.
+    night_told: bool | None = None
 
 
 @functools.cache
-def _standing_statement() -> sa.Select[Any]:
+def _standing_statement(night: bool = False) -> sa.Select[Any]:
     """The standing query, built once (its values are bound at execution): building a
-    SQLAlchemy statement costs more than running it, on the hottest path of all."""
+    SQLAlchemy statement costs more than running it, on the hottest path of all. ``night``:
+    with whether a night notice about the professional was queued since ``:since``."""
     perm = professional_permissions
     # Every table is filtered on the bound patient key itself, not only joined to it, so that
     # each reads one patient's rows (distributable by patient; docs/performance.md).
@@ -95,6 +100,7 @@ def _standing_statement() -> sa.Select[Any]:
         .scalar_subquery()
         .label("emergency_until")
     )
+    extra = [_night_told(key, ps).label("night_told")] if night else []
     return (
         sa.select(
             records,
@@ -104,6 +110,7 @@ def _standing_statement() -> sa.Select[Any]:
             declared,
             accessed,
             emergency,
+            *extra,
             patients.c.departement,
             patients.c.ins_oid,
             patients.c.ins_value,
@@ -119,11 +126,26 @@ def _standing_statement() -> sa.Select[Any]:
     )
 
 
-def load_standing(conn: Connection, patient_id: str, id_nat_ps: str | None) -> Standing | None:
+def _night_told(key: Any, ps: Any) -> sa.Exists:
+    n = notifications.c
+    return sa.exists().where(
+        n.patient_id == key,
+        n.kind == "night_access",
+        n.subject_id == ps,
+        n.created_at >= sa.bindparam("since", type_=n.created_at.type),
+    )
+
+
+def load_standing(
+    conn: Connection, patient_id: str, id_nat_ps: str | None, night_since: datetime | None = None
+) -> Standing | None:
     """Patient id, record, the patient's decision about this professional, care-team membership
-    and any emergency window: one query by patient key, whatever the actor."""
-    params = {"ps": id_nat_ps, "pid": patient_id}
-    stmt = _standing_statement()
+    and any emergency window: one query by patient key, whatever the actor. With
+    ``night_since``, whether a night notice about the professional was queued since then."""
+    params: dict[str, Any] = {"ps": id_nat_ps, "pid": patient_id}
+    if night_since is not None:
+        params["since"] = night_since
+    stmt = _standing_statement(night_since is not None)
     row = conn.execute(stmt, params).first()
     if row is None:
         return None
@@ -148,6 +170,7 @@ def load_standing(conn: Connection, patient_id: str, id_nat_ps: str | None) -> S
         until,
         (int(m["chain_seq"]), str(m["chain_hash"])) if m["chain_seq"] is not None else None,
         bool(m["accessed_before"]),
+        bool(m["night_told"]) if night_since is not None else None,
     )
 
 
@@ -365,19 +388,22 @@ def notice_since(
     conn: Connection, scope: AuthorizedPatient, kind: str, subject_id: str, since: datetime
 ) -> bool:
     """Whether a notice of this kind about this subject was queued for the record since then."""
+    params = {"pid": scope.patient_id, "kind": kind, "subject": subject_id, "since": since}
+    return conn.execute(_notice_since_statement(), params).first() is not None
+
+
+@functools.cache
+def _notice_since_statement() -> sa.Select[Any]:
     n = notifications.c
     return (
-        conn.execute(
-            sa.select(n.id)
-            .where(
-                n.patient_id == scope.patient_id,
-                n.kind == kind,
-                n.subject_id == subject_id,
-                n.created_at >= since,
-            )
-            .limit(1)
-        ).first()
-        is not None
+        sa.select(n.id)
+        .where(
+            n.patient_id == sa.bindparam("pid", type_=sa.String),
+            n.kind == sa.bindparam("kind", type_=sa.String),
+            n.subject_id == sa.bindparam("subject", type_=sa.String),
+            n.created_at >= sa.bindparam("since", type_=n.created_at.type),
+        )
+        .limit(1)
     )
 
 
