@@ -16,7 +16,7 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -216,6 +216,34 @@ def test_a_consultation_runs_few_statements(world: Runtime, night: bool) -> None
     work = _statements_of_a_second_read(world, url)
     assert not any("first_accesses" in s.split(" WHERE ")[0] for s in work), work
     assert len(work) <= (3 if world.engine.dialect.name == "postgresql" else 5), work
+
+
+def test_only_a_read_at_night_asks_for_the_night_notice(world: Runtime) -> None:
+    """The night variant of the facts is a read's (notices.on_professional_read): a deposit at
+    night reads no notice; a search at night does, with its facts."""
+    from datetime import UTC, datetime
+
+    from tests.factories import new_document
+
+    world.clock.set(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # type: ignore[attr-defined]
+    open_record(world, INS)
+    cardiologist = world.access(pro(world, CARDIOLOGIST))
+    cardiologist.declare_consent(INS)
+
+    def notice_reads(action: Callable[[], object]) -> list[str]:
+        recorder = Recorder()
+        sa.event.listen(world.engine, "before_cursor_execute", recorder)
+        try:
+            action()
+        finally:
+            sa.event.remove(world.engine, "before_cursor_execute", recorder)
+        return [
+            s for s, _ in recorder.statements if s.startswith("SELECT") and "notifications" in s
+        ]
+
+    deposit = new_document(world.clock.now())
+    assert notice_reads(lambda: cardiologist.deposit_document(INS, deposit, b"x")) == []
+    assert len(notice_reads(lambda: cardiologist.search_documents(INS))) >= 1
 
 
 def test_a_retrieval_runs_few_statements(world: Runtime) -> None:

@@ -285,7 +285,10 @@ class Kernel:
             if grouped:
                 return
         with self._unit() as conn:
-            standing, facts = self._load_facts(conn, ref, audit_action, target, need, subject)
+            read = action in _READS
+            standing, facts = self._load_facts(
+                conn, ref, audit_action, target, need, subject, read=read
+            )
             head = standing.chain_head
             if action not in _READS:
                 # A change holds the patient's audit chain from its start: changes to one
@@ -296,7 +299,7 @@ class Kernel:
                     # the lock, so the change reads them again under the lock (a concurrent
                     # activation or closure would otherwise act on stale facts).
                     standing, facts = self._load_facts(
-                        conn, ref, audit_action, target, need, subject
+                        conn, ref, audit_action, target, need, subject, read=read
                     )
             decision = self._decide(action, facts)
             if decision.open_emergency and action in _READS:
@@ -306,7 +309,7 @@ class Kernel:
                 head = audit_log.lock_head(conn, standing.patient_id)
                 if head != standing.chain_head:
                     standing, facts = self._load_facts(
-                        conn, ref, audit_action, target, need, subject
+                        conn, ref, audit_action, target, need, subject, read=read
                     )
                     decision = self._decide(action, facts)
             if not decision.allowed:
@@ -338,7 +341,9 @@ class Kernel:
         """A read in a snapshot, its event committed by ``group`` (see ``act``); False, having
         yielded nothing, for a read that opens an emergency window."""
         with self._unit(read=True) as conn:
-            standing, facts = self._load_facts(conn, ref, audit_action, target, need, subject)
+            standing, facts = self._load_facts(
+                conn, ref, audit_action, target, need, subject, read=True
+            )
             decision = self._decide(action, facts)
             if decision.open_emergency:
                 return False
@@ -517,6 +522,8 @@ class Kernel:
         target: str | None,
         need: Need,
         subject: str | None = None,
+        *,
+        read: bool = False,
     ) -> tuple[patients.Standing, RecordFacts]:
         """The record and this actor's standing in it, as the policy's facts (one query, two for
         a representative or an action naming a professional). An unknown patient is refused
@@ -530,7 +537,7 @@ class Kernel:
         # already told of a night access by them (notices.on_professional_read).
         since = (
             notices.night_watch_since(self.settings, self.purpose, self.now())
-            if self.actor.kind is ActorKind.PROFESSIONAL
+            if read and self.actor.kind is ActorKind.PROFESSIONAL
             else None
         )
         if isinstance(ref, PatientKey):
