@@ -84,30 +84,57 @@ def _when(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
+Work = Callable[[sa.Connection], None]
+
+
+def _behind_a_first_group(
+    group: GroupCommit, first: Work, later: dict[int, Work], after: Callable[[int], object]
+) -> dict[int, BaseException | None]:
+    """Hand ``first`` over and, while its group runs (it waits for ``go``), the ``later``
+    works from threads of their own; then let the first group end. What each thread's
+    ``run`` raised (None: returned), keyed as ``later`` (0: the first); ``after(i)`` runs in
+    thread i once its ``run`` returned."""
+    go = threading.Event()
+    outcomes: dict[int, BaseException | None] = {}
+
+    def held(conn: sa.Connection) -> None:
+        first(conn)
+        assert go.wait(10)
+
+    def hand_over(i: int, work: Work) -> None:
+        try:
+            group.run(work)
+        except BaseException as error:
+            outcomes[i] = error
+            return
+        outcomes[i] = None
+        after(i)
+
+    with ThreadPoolExecutor(len(later) + 1) as pool:
+        done = [pool.submit(hand_over, 0, held)]
+        _when(lambda: group.leading() and not group.waiting())
+        done += [pool.submit(hand_over, i, work) for i, work in later.items()]
+        _when(lambda: len(group.waiting()) == len(later))
+        go.set()
+        for future in done:
+            future.result()
+    return outcomes
+
+
 def test_works_that_come_while_a_group_runs_are_committed_together(engine: sa.Engine) -> None:
     """The first work holds its group open until seven more threads have handed theirs over:
     those seven are committed in one second transaction, led by one of them, and each thread
     returns only when another connection sees its row."""
     group = _group_of(engine)
-    go = threading.Event()
     seen: dict[int, bool] = {}
 
-    def first(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("INSERT INTO t VALUES (0)")
-        assert go.wait(10)
-
-    def hand_over(i: int) -> None:
-        group.run(first if i == 0 else _insert(i))
+    def committed(i: int) -> None:
         seen[i] = i in _rows(engine)  # committed when run returned
 
-    with ThreadPoolExecutor(8) as pool:
-        done = [pool.submit(hand_over, 0)]
-        _when(lambda: group.works == 0 and len(group.waiting()) == 0 and group.leading())
-        done += [pool.submit(hand_over, i) for i in range(1, 8)]
-        _when(lambda: len(group.waiting()) == 7)
-        go.set()
-        for future in done:
-            future.result()
+    outcomes = _behind_a_first_group(
+        group, _insert(0), {i: _insert(i) for i in range(1, 8)}, committed
+    )
+    assert outcomes == dict.fromkeys(range(8))
     assert seen == dict.fromkeys(range(8), True)
     assert (group.groups, group.works) == (2, 8)
     assert not group.leading() and group.waiting() == []
@@ -118,31 +145,10 @@ def test_a_failing_work_fails_its_own_thread_only(engine: sa.Engine) -> None:
     alone and committed; the failing thread gets its own error."""
     group = _group_of(engine)
     group.run(_insert(5))
-    go = threading.Event()
-
-    def first(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-        assert go.wait(10)
-
-    results: dict[int, BaseException | None] = {}
-
-    def hand_over(i: int, work: Callable[[sa.Connection], None]) -> None:
-        try:
-            group.run(work)
-            results[i] = None
-        except BaseException as error:
-            results[i] = error
-
-    with ThreadPoolExecutor(4) as pool:
-        done = [pool.submit(hand_over, 1, first)]
-        _when(lambda: group.leading() and not group.waiting())
-        done += [pool.submit(hand_over, i, _insert(i)) for i in (2, 5, 3)]  # 5: a duplicate
-        _when(lambda: len(group.waiting()) == 3)
-        go.set()
-        for future in done:
-            future.result()
-    assert results[1] is None and results[2] is None and results[3] is None
-    assert isinstance(results[5], sa.exc.IntegrityError)
+    later = {i: _insert(i) for i in (2, 5, 3)}  # 5: a duplicate
+    outcomes = _behind_a_first_group(group, _insert(1), later, lambda _: None)
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None
+    assert isinstance(outcomes[5], sa.exc.IntegrityError)
     assert _rows(engine) == {1, 2, 3, 5}
 
 
@@ -150,13 +156,9 @@ def test_an_unavailable_database_fails_the_group_at_once(engine: sa.Engine) -> N
     """A group that met an unavailable database (the lock waited for too long) fails every
     thread in it with the 503 and runs nothing again (each would only wait again)."""
     group = _group_of(engine)
-    go = threading.Event()
     runs: list[int] = []
 
-    def first(conn: sa.Connection) -> None:
-        assert go.wait(10)
-
-    def blocked(i: int) -> Callable[[sa.Connection], None]:
+    def counted(i: int) -> Work:
         def work(conn: sa.Connection) -> None:
             runs.append(i)
             if i == 1:
@@ -165,25 +167,12 @@ def test_an_unavailable_database_fails_the_group_at_once(engine: sa.Engine) -> N
 
         return work
 
-    errors: dict[int, BaseException | None] = {}
-
-    def hand_over(i: int, work: Callable[[sa.Connection], None]) -> None:
-        try:
-            group.run(work)
-            errors[i] = None
-        except BaseException as error:
-            errors[i] = error
-
-    with ThreadPoolExecutor(3) as pool:
-        done = [pool.submit(hand_over, 0, first)]
-        _when(lambda: group.leading() and not group.waiting())
-        done += [pool.submit(hand_over, i, blocked(i)) for i in (1, 2)]
-        _when(lambda: len(group.waiting()) == 2)
-        go.set()
-        for future in done:
-            future.result()
-    assert errors[0] is None
-    assert isinstance(errors[1], ServiceUnavailable) and isinstance(errors[2], ServiceUnavailable)
+    outcomes = _behind_a_first_group(
+        group, lambda _: None, {i: counted(i) for i in (1, 2)}, lambda _: None
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], ServiceUnavailable)
+    assert isinstance(outcomes[2], ServiceUnavailable)
     assert runs == [1]  # the group stopped at 1's failure; neither is run again alone
     assert _rows(engine) == set()
 

@@ -318,13 +318,8 @@ class Kernel:
             scope = op.scope
             if decision.open_emergency:
                 emergency.open_window(self._rt, self.actor, self._justification, op)
-            try:
+            with _attempt(audit_action, standing.patient_id, target):
                 yield op
-            except NotFound as missing:
-                # Missing or hidden: the same answer, and the attempt is in the trail.
-                raise _Refusal(
-                    missing, audit_action, Reason.DENY_NOT_FOUND.value, standing.patient_id, target
-                ) from None
             # One statement appends the events and moves the chain head (see audit.write_events).
             self._write(conn, op.events(), scope.patient_id, decision.reason.value, head)
 
@@ -351,12 +346,8 @@ class Kernel:
                 self._refuse(decision, audit_action, standing.patient_id, target, standing.record)
             op = _op(conn, standing, facts, decision, _Event(audit_action, target))
             op.deferred = []
-            try:
+            with _attempt(audit_action, standing.patient_id, target):
                 yield op
-            except NotFound as missing:
-                raise _Refusal(
-                    missing, audit_action, Reason.DENY_NOT_FOUND.value, standing.patient_id, target
-                ) from None
             # Taken now: the group may run the work twice, and must write the same counts.
             pending = self._tally.take()
         writes, events, head = op.deferred, op.events(), standing.chain_head
@@ -615,6 +606,16 @@ class Kernel:
             self._tally.documents_accessed(
                 scope.patient_id, scope.departement, self._rt.clock.now(), self.purpose.value
             )
+
+
+@contextlib.contextmanager
+def _attempt(action: AuditAction, patient_id: str, target: str | None) -> Iterator[None]:
+    """The action's work: a NotFound in it (missing or hidden: the same answer) is an attempt,
+    audited as a refusal after the rollback."""
+    try:
+        yield
+    except NotFound as missing:
+        raise _Refusal(missing, action, Reason.DENY_NOT_FOUND.value, patient_id, target) from None
 
 
 def _op(
