@@ -278,19 +278,19 @@ class Kernel:
         write lock, and its audit event (with what it writes beside it, through ``op.write``)
         is committed by the process's group writer with other reads' before the action
         returns; a read that opens an emergency window writes as a change does."""
-        if action in _READS and (group := database.group_writer(self._rt.engine)) is not None:
+        read = action in _READS
+        if read and (group := database.group_writer(self._rt.engine)) is not None:
             grouped = yield from self._act_grouped(
                 group, ref, action, audit_action, need, target, subject
             )
             if grouped:
                 return
         with self._unit() as conn:
-            read = action in _READS
             standing, facts = self._load_facts(
                 conn, ref, audit_action, target, need, subject, read=read
             )
             head = standing.chain_head
-            if action not in _READS:
+            if not read:
                 # A change holds the patient's audit chain from its start: changes to one
                 # record queue there, before any other row lock, so they cannot deadlock.
                 head = audit_log.lock_head(conn, standing.patient_id)
@@ -302,7 +302,7 @@ class Kernel:
                         conn, ref, audit_action, target, need, subject, read=read
                     )
             decision = self._decide(action, facts)
-            if decision.open_emergency and action in _READS:
+            if decision.open_emergency and read:
                 # The first emergency read opens a window: it takes the chain head's lock like
                 # a change, and reads the facts again under it, so that simultaneous first
                 # reads open one window and send one notice (the others find it open).

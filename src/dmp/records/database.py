@@ -63,8 +63,8 @@ def make_engine(
     engine = _make_engine(url, pool_size=pool_size, prepared=prepared)
     engine.update_execution_options(dmp_prepared=prepared)
     sa.event.listen(engine, "handle_error", _unavailable)
-    database = engine.url.database or ""
-    if group and engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
+    on_disk = engine.url.database not in (None, "", ":memory:")
+    if group and engine.dialect.name == "sqlite" and on_disk:
         _GROUPS[engine] = group_commit.GroupCommit(engine)
     return engine
 

@@ -126,14 +126,20 @@ def _standing_statement(night: bool = False) -> sa.Select[Any]:
     )
 
 
-def _night_told(key: Any, ps: Any) -> sa.Exists:
+def _noticed_since(key: Any, kind: Any, subject: Any) -> tuple[sa.ColumnElement[bool], ...]:
+    """A notice of ``kind`` about ``subject`` queued for the record since ``:since`` (the facts'
+    night variant and :func:`notice_since` ask the same)."""
     n = notifications.c
-    return sa.exists().where(
+    return (
         n.patient_id == key,
-        n.kind == "night_access",
-        n.subject_id == ps,
+        n.kind == kind,
+        n.subject_id == subject,
         n.created_at >= sa.bindparam("since", type_=n.created_at.type),
     )
+
+
+def _night_told(key: Any, ps: Any) -> sa.Exists:
+    return sa.exists().where(*_noticed_since(key, "night_access", ps))
 
 
 def load_standing(
@@ -394,17 +400,8 @@ def notice_since(
 
 @functools.cache
 def _notice_since_statement() -> sa.Select[Any]:
-    n = notifications.c
-    return (
-        sa.select(n.id)
-        .where(
-            n.patient_id == sa.bindparam("pid", type_=sa.String),
-            n.kind == sa.bindparam("kind", type_=sa.String),
-            n.subject_id == sa.bindparam("subject", type_=sa.String),
-            n.created_at >= sa.bindparam("since", type_=n.created_at.type),
-        )
-        .limit(1)
-    )
+    bound = (sa.bindparam(name, type_=sa.String) for name in ("pid", "kind", "subject"))
+    return sa.select(notifications.c.id).where(*_noticed_since(*bound)).limit(1)
 
 
 def identity_candidates(
