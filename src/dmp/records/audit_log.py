@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dmp.records import direct
 from dmp.records.schema import audit_events, audit_heads, stats_pending
 from dmp.records.types import AuditRow, AuthorizedPatient
 
@@ -96,7 +97,7 @@ def append_after(
         params.update({f"{n}_{k}": r[n] for n in names})
     for k, r in enumerate(pending):
         params.update({f"p_{n}_{k}": r[n] for n in _PENDING})
-    inserted = conn.execute(_append_statement(names, len(rows), len(pending)), params).all()
+    inserted = direct.execute(conn, _append_statement(names, len(rows), len(pending)), params).rows
     return len(inserted) == len(rows)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from dmp.domain.codes import VisibilityFlag
 from dmp.domain.visibility import DocumentVisibility
+from dmp.records import direct
 from dmp.records.schema import document_contents, document_lists, documents, patient_keys
 from dmp.records.types import AuthorizedPatient, DocumentCriteria, DocumentRow, KeyRow
 
@@ -233,10 +234,11 @@ def search(
     _criteria(criteria, w)
     shape = tuple(w.shape)
     params = {**w.params, "pid": scope.patient_id}
-    rows = conn.execute(
+    rows = direct.execute(
+        conn,
         _search_statement(shape, criteria.oldest_first),
         {**params, "_limit": criteria.limit, "_offset": criteria.offset},
-    ).all()
+    ).rows
     if rows:
         total = int(rows[0][-1])
     elif criteria.offset:

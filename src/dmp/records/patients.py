@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dmp.records import direct
 from dmp.records.schema import (
     audit_heads,
     care_team,
@@ -34,7 +35,8 @@ def _row(cls: Any, row: sa.Row[Any]) -> Any:
 
 def find_patient_id(conn: Connection, ins_oid: str, ins_value: str) -> str | None:
     """Resolve an INS to the internal patient id (an index lookup, no patient data returned)."""
-    return conn.execute(_ins_lookup(), {"ins_value": ins_value, "ins_oid": ins_oid}).scalar()
+    found = direct.execute(conn, _ins_lookup(), {"ins_value": ins_value, "ins_oid": ins_oid})
+    return None if found.scalar() is None else str(found.scalar())
 
 
 @functools.cache
@@ -152,11 +154,10 @@ def load_standing(
     if night_since is not None:
         params["since"] = night_since
     stmt = _standing_statement(night_since is not None)
-    row = conn.execute(stmt, params).first()
-    if row is None:
+    m = direct.execute(conn, stmt, params).first()
+    if m is None:
         return None
-    record: RecordRow = _row(RecordRow, row)
-    m = row._mapping
+    record = RecordRow(**{f.name: m[f.name] for f in fields(RecordRow)})
     permission = None
     if m["consented_at"] is not None or m["blocked_at"] is not None:
         permission = PermissionRow(m["consented_at"], m["consent_declared_by"], m["blocked_at"])

@@ -1,0 +1,147 @@
+"""The hottest statements on the driver's cursor, their SQL rendered once (PostgreSQL).
+
+A consultation runs four statements (the INS lookup when the process does not know the
+patient's key yet, the facts, the page of documents, the audit append). Through SQLAlchemy
+each costs about twice what it costs on psycopg's cursor: SQLAlchemy looks its compiled form up
+in its cache by a key it computes from the statement at every execution, builds an execution
+context, then a result with its metadata and a ``Row`` per row. Here a statement that is built
+once (the callers cache theirs) is compiled once per dialect; its execution hands psycopg the
+SQL text and the values, each through the bind processor of its type, and reads plain tuples
+back, each value through its type's result processor: what SQLAlchemy would have done, without
+the work around it. On any other engine the statement runs through SQLAlchemy as before.
+
+What stays SQLAlchemy's: the connection and its transaction (the statement runs on the same
+driver connection, in the transaction SQLAlchemy began), the listeners of
+``before_cursor_execute`` (fired here as SQLAlchemy fires them, so the statement counts of the
+tests see these statements), and the handling of driver errors (a psycopg error goes through
+the connection's own handler: wrapped as SQLAlchemy wraps it, the engine's ``handle_error``
+listener turning unavailability into a 503, a lost connection invalidated). A statement whose
+SQL SQLAlchemy renders only at execution (an expanding ``IN``) runs through SQLAlchemy.
+``tests/test_direct_statements.py`` compares both paths on every statement that takes this one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A statement's result: its column names and its rows as tuples."""
+
+    keys: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+    def first(self) -> dict[str, Any] | None:
+        """The first row by column name, or None."""
+        return dict(zip(self.keys, self.rows[0], strict=True)) if self.rows else None
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    names: tuple[str, ...]  # the bound parameters, in the order of their processors
+    binds: tuple[_Processor, ...]
+    defaults: dict[str, Any]  # values the statement binds itself
+    keys: tuple[str, ...]
+    results: tuple[_Processor, ...]
+    returns: bool
+
+
+_plans: dict[tuple[int, str], tuple[ClauseElement, _Plan | None]] = {}
+_plans_lock = threading.Lock()
+_MAX_PLANS = 4096  # the callers cache at most 1,024 search shapes, and a handful of others
+
+
+def execute(conn: Connection, statement: ClauseElement, params: dict[str, Any]) -> Rows:
+    """Run ``statement`` (built once by its caller) with ``params``: on PostgreSQL on the
+    driver's cursor, elsewhere through SQLAlchemy; the rows as tuples with their column names."""
+    plan = _plan(conn.dialect, statement) if conn.dialect.name == "postgresql" else None
+    if plan is None:
+        result = conn.execute(cast(Executable, statement), params)
+        if not result.returns_rows:
+            return Rows((), ())
+        return Rows(tuple(result.keys()), [tuple(r) for r in result.all()])
+    values = dict(plan.defaults)
+    values.update(params)
+    for name, bind in zip(plan.names, plan.binds, strict=True):
+        if bind is not None:
+            values[name] = bind(values[name])
+        elif name not in values:
+            raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    cursor = driver.cursor()
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, values, None, False)
+        cursor.execute(plan.sql, values)
+        rows = cursor.fetchall() if plan.returns else []
+    except psycopg.Error as failure:
+        # SQLAlchemy's own path for a driver error: wrapped, handle_error, disconnects.
+        conn._handle_dbapi_exception(failure, plan.sql, values, cast(Any, cursor), None)  # noqa: SLF001
+        raise  # pragma: no cover - the handler always raises
+    finally:
+        cursor.close()
+    if any(p is not None for p in plan.results):
+        processors = plan.results
+        rows = [
+            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+            for row in rows
+        ]
+    return Rows(plan.keys, rows)
+
+
+def _plan(dialect: Dialect, statement: ClauseElement) -> _Plan | None:
+    key = (id(statement), dialect.name)
+    found = _plans.get(key)
+    if found is not None and found[0] is statement:
+        return found[1]
+    plan = _compile(dialect, statement)
+    with _plans_lock:
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()  # shapes of searches beyond any real use: compiled again on demand
+        # The statement is kept with its plan, so its id is not reused while the plan lives.
+        _plans[key] = (statement, plan)
+    return plan
+
+
+def _compile(dialect: Dialect, statement: ClauseElement) -> _Plan | None:
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    sql = compiled.string
+    if "POSTCOMPILE" in sql or compiled.positional:
+        return None  # rendered at execution (expanding IN), or not psycopg's named style
+    names = tuple(compiled.binds)
+    binds = tuple(
+        compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+    )
+    defaults = {
+        n: b.value for n, b in compiled.binds.items() if not b.required and b.callable is None
+    }
+    columns = _result_columns(statement)
+    keys = tuple(name for name, _ in columns)
+    results = tuple(t.dialect_impl(dialect).result_processor(dialect, None) for _, t in columns)
+    return _Plan(sql, names, binds, defaults, keys, results, bool(columns))
+
+
+def _result_columns(statement: ClauseElement) -> list[tuple[str, sa.types.TypeEngine[Any]]]:
+    """A SELECT's columns, or an INSERT's RETURNING ones (none for a plain command)."""
+    if not isinstance(statement, sa.sql.expression.ReturnsRows):
+        return []
+    return [(c.key, c.type) for c in statement.exported_columns]
