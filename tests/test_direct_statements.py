@@ -70,6 +70,10 @@ def _reads(world: Runtime, now: datetime) -> dict[str, Any]:
         }.items():
             for seen, visibility in (("all", every), ("shown", shown)):
                 out[f"search {name} {seen}"] = documents.search(conn, scope, visibility, criteria)
+        for doc in out["search page all"][0]:
+            out[f"content {doc.logical_id}"] = documents.load_content(conn, scope, doc.content_id)
+        with pytest.raises(LookupError):
+            documents.load_content(conn, scope, "0" * 32)
     return out
 
 
@@ -94,13 +98,17 @@ def test_the_gates_reads_are_sqlalchemys(world: Runtime, monkeypatch: pytest.Mon
     direct_answers = _reads(world, now)
     assert len(direct._plans) > compiled_before or compiled_before > 0
     taken = sum(plan is not None for _, plan in direct._plans.values())
-    assert taken >= 4, "the lookup, the facts (day and night) and the page take the direct path"
+    assert taken >= 5, "the lookup, the facts (day, night), the page, the content: direct"
     _through_sqlalchemy(monkeypatch)
     assert _reads(world, now) == direct_answers
     page, total = direct_answers["search page all"]
     assert total == 5 and len(page) == 5
     assert all(d.service_start.tzinfo is UTC for d in page), "UTC datetimes, as the type reads"
     assert direct_answers[f"standing {CARDIOLOGIST}"].accessed_before
+    contents = [v for k, v in direct_answers.items() if k.startswith("content ")]
+    assert len(contents) == 5 and all(
+        key is not None and len(chunks) == 1 for key, chunks in contents
+    )
 
 
 def test_a_consultations_audit_append_is_sqlalchemys(

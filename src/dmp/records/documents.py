@@ -375,12 +375,12 @@ def load_content(
 ) -> tuple[KeyRow | None, list[bytes]]:
     """A content's sealed chunks in order and the key row that seals them (None when the
     key row is gone); LookupError when the content is missing."""
-    rows = conn.execute(_chunks_with_key(), {"pid": scope.patient_id, "cid": content_id}).all()
-    if not rows:
+    found = direct.execute(conn, _chunks_with_key(), {"pid": scope.patient_id, "cid": content_id})
+    if not found.rows:
         raise LookupError("content missing")
-    first = rows[0]
-    key = None if first.kek_id is None else KeyRow(str(first.key_id), first.kek_id, first.wrapped)
-    return key, [bytes(r.sealed) for r in rows]
+    _, key_id, kek_id, wrapped = found.rows[0]  # sealed, key_id, kek_id, wrapped
+    key = None if kek_id is None else KeyRow(str(key_id), kek_id, wrapped)
+    return key, [bytes(r[0]) for r in found.rows]
 
 
 def content_key(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, int]:
