@@ -243,12 +243,34 @@ def test_the_plans_are_bounded(engine: sa.Engine, monkeypatch: pytest.MonkeyPatc
             assert len(direct._plans) <= 3
 
 
-def test_a_statement_rendered_at_execution_takes_sqlalchemys_path(engine: sa.Engine) -> None:
-    expanding = sa.select(_PROBE.c.k).where(_PROBE.c.k.in_(sa.bindparam("ks", expanding=True)))
+def test_an_expanding_in_is_an_array(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IN and NOT IN lists, empty or not, with values through their type, read what
+    SQLAlchemy reads; a parameter rendered at execution some other way takes SQLAlchemy's path."""
+    listed = sa.bindparam("ks", expanding=True, type_=sa.String)
+    unlisted = sa.bindparam("vs", expanding=True, type_=_Marked())
+    statement = sa.select(_PROBE.c.k).where(_PROBE.c.k.in_(listed), _PROBE.c.v.not_in(unlisted))
+    literal = sa.select(_PROBE.c.k).where(
+        _PROBE.c.k == sa.bindparam("k", type_=sa.String, literal_execute=True)
+    )
+    cases: list[dict[str, Any]] = [
+        {"ks": ["a", "b", "c"], "vs": ["y"]},
+        {"ks": ("a", "c"), "vs": []},
+        {"ks": [], "vs": ["x"]},
+        {"ks": ["a", "b"], "vs": ["x", "y"]},
+        {"ks": ["c"], "vs": ["x"]},
+    ]
     with engine.begin() as conn:
-        direct.execute(conn, _INSERT, {"k": "a", "v": "x"})
-        assert direct.execute(conn, expanding, {"ks": ["a", "b"]}).rows == [("a",)]
-    assert direct._plans[(id(expanding), "postgresql")][1] is None
+        for k, v in (("a", "x"), ("b", "y"), ("c", None)):
+            direct.execute(conn, _INSERT, {"k": k, "v": v})
+        ours = [sorted(direct.execute(conn, statement, p).rows) for p in cases]
+        assert direct.execute(conn, literal, {"k": "b"}).rows == [("b",)]
+    assert direct._plans[(id(statement), "postgresql")][1] is not None
+    assert direct._plans[(id(literal), "postgresql")][1] is None
+    # a: "in:x", b: "in:y", c: NULL (NOT IN of an empty list holds even for NULL)
+    assert ours == [[("a",)], [("a",), ("c",)], [], [], []]
+    _through_sqlalchemy(monkeypatch)
+    with engine.begin() as conn:
+        assert [sorted(direct.execute(conn, statement, p).rows) for p in cases] == ours
 
 
 def test_the_time_columns_are_utc() -> None:

@@ -15,8 +15,10 @@ driver connection, in the transaction SQLAlchemy began), the listeners of
 ``before_cursor_execute`` (fired here as SQLAlchemy fires them, so the statement counts of the
 tests see these statements), and the handling of driver errors (a psycopg error goes through
 the connection's own handler: wrapped as SQLAlchemy wraps it, the engine's ``handle_error``
-listener turning unavailability into a 503, a lost connection invalidated). A statement whose
-SQL SQLAlchemy renders only at execution (an expanding ``IN``) runs through SQLAlchemy.
+listener turning unavailability into a 503, a lost connection invalidated). An expanding ``IN``
+(which SQLAlchemy renders at each execution, a parameter per value) is sent as PostgreSQL reads
+an ``IN`` list anyway, ``= ANY`` (``<> ALL`` for ``NOT IN``) of one array parameter; any other
+statement SQLAlchemy renders at execution runs through SQLAlchemy.
 ``tests/test_direct_statements.py`` compares both paths on every statement that takes this one.
 """
 
@@ -60,7 +62,7 @@ class _Plan:
     binds: tuple[_Processor, ...]
     defaults: dict[str, Any]  # values the statement binds itself
     keys: tuple[str, ...]
-    results: tuple[_Processor, ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]  # the columns a type reads, by index
     returns: bool
 
 
@@ -98,12 +100,14 @@ def execute(conn: Connection, statement: ClauseElement, params: dict[str, Any]) 
         raise  # pragma: no cover - the handler always raises
     finally:
         cursor.close()
-    if any(p is not None for p in plan.results):
-        processors = plan.results
-        rows = [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+    if plan.results:
+        processed = []
+        for row in rows:
+            read = list(row)
+            for i, process in plan.results:
+                read[i] = process(read[i])
+            processed.append(tuple(read))
+        rows = processed
     return Rows(plan.keys, rows)
 
 
@@ -125,19 +129,37 @@ def _compile(dialect: Dialect, statement: ClauseElement) -> _Plan | None:
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
     sql = compiled.string
+    lists = frozenset(n for n, b in compiled.binds.items() if b.expanding)
+    for name in lists:
+        # An expanding IN, which SQLAlchemy renders at each execution as one parameter per
+        # value, as PostgreSQL reads it anyway: a comparison with ANY (ALL) element of an array.
+        sql = sql.replace(f"NOT IN (__[POSTCOMPILE_{name}])", f"<> ALL (%({name})s)")
+        sql = sql.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY (%({name})s)")
     if "POSTCOMPILE" in sql or compiled.positional:
-        return None  # rendered at execution (expanding IN), or not psycopg's named style
+        return None  # rendered at execution some other way, or not psycopg's named style
     names = tuple(compiled.binds)
     binds = tuple(
-        compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        _listed(processor) if n in lists else processor
+        for n in names
+        for processor in (compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect),)
     )
     defaults = {
         n: b.value for n, b in compiled.binds.items() if not b.required and b.callable is None
     }
     columns = _result_columns(statement)
     keys = tuple(name for name, _ in columns)
-    results = tuple(t.dialect_impl(dialect).result_processor(dialect, None) for _, t in columns)
+    readers = (t.dialect_impl(dialect).result_processor(dialect, None) for _, t in columns)
+    results = tuple((i, r) for i, r in enumerate(readers) if r is not None)
     return _Plan(sql, names, binds, defaults, keys, results, bool(columns))
+
+
+def _listed(processor: _Processor) -> _Processor:
+    """An expanding parameter's values as the list psycopg sends as an array, each value
+    through its type's processor."""
+    if processor is None:
+        return list
+    each = processor
+    return lambda values: [each(v) for v in values]
 
 
 def _result_columns(statement: ClauseElement) -> list[tuple[str, sa.types.TypeEngine[Any]]]:
