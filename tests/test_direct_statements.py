@@ -184,6 +184,16 @@ def test_values_go_through_their_types_both_ways(engine: sa.Engine) -> None:
         assert direct.execute(conn, _SELECT, {"k": "b"}).first() is None
 
 
+def test_a_statement_outside_a_transaction_begins_one(engine: sa.Engine) -> None:
+    """As SQLAlchemy's execute does: the connection's commit then commits the write."""
+    with engine.connect() as conn:
+        direct.execute(conn, _INSERT, {"k": "a", "v": "x"})
+        assert conn.in_transaction()
+        conn.commit()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT k FROM direct_probe")).scalars().all() == ["a"]
+
+
 def test_listeners_see_the_statement(engine: sa.Engine) -> None:
     seen: list[tuple[str, Any]] = []
 

@@ -87,6 +87,8 @@ def execute(conn: Connection, statement: ClauseElement, params: dict[str, Any]) 
             values[name] = bind(values[name])
         elif name not in values:
             raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
+    if not conn.in_transaction():
+        conn.begin()  # as SQLAlchemy's execute begins one: its commit then commits this
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     cursor = driver.cursor()
