@@ -224,6 +224,8 @@ def test_a_driver_error_is_sqlalchemys(engine: sa.Engine) -> None:
 def test_a_missing_value_is_refused_before_the_database(engine: sa.Engine) -> None:
     with pytest.raises(sa.exc.ArgumentError, match="'k'"), engine.begin() as conn:
         direct.execute(conn, _SELECT, {})
+    with pytest.raises(sa.exc.ArgumentError, match="'v'"), engine.begin() as conn:
+        direct.execute(conn, _INSERT, {"k": "a"})  # a value with a type to go through
 
 
 def test_a_lost_connection_is_unavailability_and_leaves_the_pool(engine: sa.Engine) -> None:
@@ -303,3 +305,19 @@ def test_the_time_columns_are_utc() -> None:
     assert row is not None
     assert row["utc"] == at and row["utc"].tzinfo is UTC
     assert row["raw"] == at and row["raw"].utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_statements_are_prepared_as_the_engine_says(prepared: bool) -> None:
+    """Behind a pooler that cannot keep prepared statements (DMP_DB_PREPARED_STATEMENTS=false),
+    the direct path prepares nothing either."""
+    engine = make_engine(PG_URL, pool_size=1, prepared=prepared)
+    statement = sa.select(sa.bindparam("n", type_=sa.Integer).label("n"))
+    try:
+        with engine.begin() as conn:
+            for n in range(8):  # psycopg prepares what a connection ran five times
+                assert direct.execute(conn, statement, {"n": n}).scalar() == n
+            kept = conn.execute(sa.text("SELECT statement FROM pg_prepared_statements")).all()
+    finally:
+        engine.dispose()
+    assert any("%(n)s" in s or "$1" in s for (s,) in kept) is prepared, kept

@@ -11,11 +11,12 @@ back, each value through its type's result processor: what SQLAlchemy would have
 the work around it. On any other engine the statement runs through SQLAlchemy as before.
 
 What stays SQLAlchemy's: the connection and its transaction (the statement runs on the same
-driver connection, in the transaction SQLAlchemy began), the listeners of
-``before_cursor_execute`` (fired here as SQLAlchemy fires them, so the statement counts of the
-tests see these statements), and the handling of driver errors (a psycopg error goes through
-the connection's own handler: wrapped as SQLAlchemy wraps it, the engine's ``handle_error``
-listener turning unavailability into a 503, a lost connection invalidated). An expanding ``IN``
+driver connection, in the transaction SQLAlchemy began, or begins one as SQLAlchemy would), the
+listeners of ``before_cursor_execute`` (fired here as SQLAlchemy fires them, without an
+execution context, so the tests that record every statement see these), and the handling of
+driver errors (a psycopg error goes through the connection's own handler: wrapped as SQLAlchemy
+wraps it, the engine's ``handle_error`` listener turning unavailability into a 503, a lost
+connection invalidated). An expanding ``IN``
 (which SQLAlchemy renders at each execution, a parameter per value) is sent as PostgreSQL reads
 an ``IN`` list anyway, ``= ANY`` (``<> ALL`` for ``NOT IN``) of one array parameter; any other
 statement SQLAlchemy renders at execution runs through SQLAlchemy.
@@ -83,10 +84,10 @@ def execute(conn: Connection, statement: ClauseElement, params: dict[str, Any]) 
     values = dict(plan.defaults)
     values.update(params)
     for name, bind in zip(plan.names, plan.binds, strict=True):
+        if name not in values:
+            raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
         if bind is not None:
             values[name] = bind(values[name])
-        elif name not in values:
-            raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
     if not conn.in_transaction():
         conn.begin()  # as SQLAlchemy's execute begins one: its commit then commits this
     driver = conn.connection.driver_connection
