@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -29,14 +30,17 @@ from dmp.records.types import AuthorizedPatient, PatientRow, PermissionRow, Reco
 
 
 def _row(cls: Any, row: sa.Row[Any]) -> Any:
-    mapping = row._mapping
+    return _fields(cls, row._mapping)
+
+
+def _fields(cls: Any, mapping: Mapping[Any, Any]) -> Any:
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})
 
 
 def find_patient_id(conn: Connection, ins_oid: str, ins_value: str) -> str | None:
     """Resolve an INS to the internal patient id (an index lookup, no patient data returned)."""
-    found = direct.execute(conn, _ins_lookup(), {"ins_value": ins_value, "ins_oid": ins_oid})
-    return None if found.scalar() is None else str(found.scalar())
+    key = direct.execute(conn, _ins_lookup(), {"ins_value": ins_value, "ins_oid": ins_oid}).scalar()
+    return None if key is None else str(key)
 
 
 @functools.cache
@@ -157,7 +161,7 @@ def load_standing(
     m = direct.execute(conn, stmt, params).first()
     if m is None:
         return None
-    record = RecordRow(**{f.name: m[f.name] for f in fields(RecordRow)})
+    record: RecordRow = _fields(RecordRow, m)
     permission = None
     if m["consented_at"] is not None or m["blocked_at"] is not None:
         permission = PermissionRow(m["consented_at"], m["consent_declared_by"], m["blocked_at"])
