@@ -94,9 +94,7 @@ def test_the_gates_reads_are_sqlalchemys(world: Runtime, monkeypatch: pytest.Mon
             b"x",
         )
     cardiologist.search_documents(INS)  # a first access: the facts' answers differ
-    compiled_before = len(direct._plans)
     direct_answers = _reads(world, now)
-    assert len(direct._plans) > compiled_before or compiled_before > 0
     taken = sum(plan is not None for _, plan in direct._plans.values())
     assert taken >= 5, "the lookup, the facts (day, night), the page, the content: direct"
     _through_sqlalchemy(monkeypatch)

@@ -376,11 +376,16 @@ def load_content(
     """A content's sealed chunks in order and the key row that seals them (None when the
     key row is gone); LookupError when the content is missing."""
     found = direct.execute(conn, _chunks_with_key(), {"pid": scope.patient_id, "cid": content_id})
-    if not found.rows:
+    head = found.first()
+    if head is None:
         raise LookupError("content missing")
-    _, key_id, kek_id, wrapped = found.rows[0]  # sealed, key_id, kek_id, wrapped
-    key = None if kek_id is None else KeyRow(str(key_id), kek_id, wrapped)
-    return key, [bytes(r[0]) for r in found.rows]
+    key = (
+        None
+        if head["kek_id"] is None
+        else KeyRow(str(head["key_id"]), head["kek_id"], head["wrapped"])
+    )
+    sealed = found.keys.index("sealed")
+    return key, [bytes(r[sealed]) for r in found.rows]
 
 
 def content_key(conn: Connection, scope: AuthorizedPatient, content_id: str) -> tuple[str, int]:
