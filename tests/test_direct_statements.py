@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 from dmp.access.audit import verify
+from dmp.access.views import NewList
 from dmp.domain.ins import Ins
 from dmp.domain.visibility import DocumentVisibility
 from dmp.errors import ServiceUnavailable
-from dmp.records import direct, documents, patients
+from dmp.records import audit_log, direct, documents, keys, patients
 from dmp.records.database import make_engine
 from dmp.records.schema import records
 from dmp.records.types import AuthorizedPatient, DocumentCriteria
@@ -37,7 +38,7 @@ def _postgres_only() -> None:
 
 def _through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every statement through SQLAlchemy, as on another engine."""
-    monkeypatch.setattr(direct, "_plan", lambda dialect, statement: None)
+    monkeypatch.setattr(direct, "_plan", lambda *_: None)
 
 
 def _reads(world: Runtime, now: datetime) -> dict[str, Any]:
@@ -135,6 +136,87 @@ def test_a_consultations_audit_append_is_sqlalchemys(
     assert report.ok, report
 
 
+# What differs by nature between two publications: their ids, unique ids, times, sealed bytes.
+_OWN = {
+    "id",
+    "logical_id",
+    "unique_id",
+    "content_id",
+    "submitted_at",
+    "version_at",
+    "created_at",
+    "due_at",
+    "subject_id",
+    "document_ids",
+    "sealed",
+}
+_WRITTEN = ("documents", "document_lists", "notifications", "document_contents", "patient_keys")
+
+
+def _stored(world: Runtime) -> dict[str, list[dict[str, Any]]]:
+    with world.engine.connect() as conn:
+        return {
+            t: [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))]  # noqa: S608
+            for t in _WRITTEN
+        }
+
+
+def _shape(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(repr({k: v for k, v in r.items() if k not in _OWN}) for r in rows)
+
+
+def test_a_publications_writes_are_sqlalchemys(
+    world: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two publications of one shape (content of three chunks, hidden from the patient: two
+    notices queued; a submission set), one written on the driver and one through SQLAlchemy,
+    store the same rows but for their own ids, times and sealed bytes: the columns a
+    publication leaves out take their server defaults on both; both read back; the trail
+    verifies."""
+    open_record(world, INS)
+    cardiologist = world.access(pro(world, CARDIOLOGIST))
+    content = bytes(range(256)) * 3000  # 768,000 bytes: three chunks
+
+    def publish() -> str:
+        meta = new_document(world.clock.now(), invisible_patient=True)
+        envoi = NewList("submissionset", (0,), title="Envoi")
+        return cardiologist.deposit_batch(INS, [(meta, content, None)], [envoi])[0].logical_id
+
+    def added(before: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        after = _stored(world)
+        return {t: [r for r in after[t] if r not in before[t]] for t in _WRITTEN}
+
+    monkeypatch.setattr(direct, "_plans", {})
+    opened = _stored(world)
+    on_driver = publish()
+    first = added(opened)
+    taken = {id(statement) for statement, plan in direct._plans.values() if plan is not None}
+    assert {
+        id(documents._unique_id_statement()),
+        id(documents._INSERT_DOCUMENT),
+        id(documents._INSERT_CONTENT),
+        id(documents._INSERT_LIST),
+        id(patients._INSERT_NOTIFICATIONS),
+        id(keys._ACTIVE_KEY),
+        id(audit_log._LOCK_HEAD),
+    } <= taken, "a publication's statements, on the driver"
+    assert [len(first[t]) for t in _WRITTEN] == [1, 1, 2, 3, 1]
+    assert {(n["status"], n["attempts"]) for n in first["notifications"]} == {("pending", 0)}
+    assert first["documents"][0]["latest"] is True
+    _through_sqlalchemy(monkeypatch)
+    before = _stored(world)
+    through_sqlalchemy = publish()
+    second = added(before)
+    assert second["patient_keys"] == [], "the record's data key, used again"
+    for table in _WRITTEN[:-1]:
+        assert _shape(second[table]) == _shape(first[table]), table
+    cardiologist.declare_consent(INS)
+    for logical_id in (on_driver, through_sqlalchemy):
+        assert cardiologist.read_content(INS, logical_id)[1] == content
+    report = verify(world.engine, world.audit_keys())
+    assert report.ok, report
+
+
 class _Marked(TypeDecorator[str]):
     """Marks a value on its way in and on its way out: both processors must run."""
 
@@ -153,7 +235,12 @@ def engine() -> Iterator[sa.Engine]:
     engine = make_engine(PG_URL, pool_size=2)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS direct_probe"))
-        conn.execute(sa.text("CREATE TABLE direct_probe (k text PRIMARY KEY, v text)"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE direct_probe "
+                "(k text PRIMARY KEY, v text, d text NOT NULL DEFAULT 'server')"
+            )
+        )
     yield engine
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE direct_probe"))
@@ -165,6 +252,17 @@ _INSERT = (
     sa.insert(_PROBE)
     .values(k=sa.bindparam("k", type_=sa.String), v=sa.bindparam("v", type_=_Marked()))
     .returning(_PROBE.c.k, _PROBE.c.v)
+)
+_WIDE = sa.table(
+    "direct_probe", sa.column("k", sa.String), sa.column("v", _Marked()), sa.column("d", sa.String)
+)
+_INSERT_WIDE = sa.insert(_WIDE)
+_PYTHON_DEFAULT = sa.Table(
+    "direct_probe",
+    sa.MetaData(),
+    sa.Column("k", sa.String, primary_key=True),
+    sa.Column("v", _Marked()),
+    sa.Column("d", sa.String, default="python"),
 )
 _SELECT = sa.select(_PROBE.c.k, _PROBE.c.v, sa.literal("fixed").label("c")).where(
     _PROBE.c.k == sa.bindparam("k", type_=sa.String)
@@ -180,6 +278,56 @@ def test_values_go_through_their_types_both_ways(engine: sa.Engine) -> None:
         assert found.first() == {"k": "a", "v": "in:x:out", "c": "fixed"}
         assert found.first() == conn.execute(_SELECT, {"k": "a"}).one()._asdict()
         assert direct.execute(conn, _SELECT, {"k": "b"}).first() is None
+
+
+def _probe(conn: sa.Connection) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(sa.text("SELECT k, v, d FROM direct_probe ORDER BY k"))]
+
+
+def test_an_insert_names_the_columns_it_is_given(engine: sa.Engine) -> None:
+    """As SQLAlchemy renders an INSERT: the columns a row leaves out take their server
+    defaults; one plan per set of columns, whatever their order."""
+    with engine.begin() as conn:
+        direct.execute(conn, _INSERT_WIDE, {"k": "a", "v": "x"})
+        direct.execute(conn, _INSERT_WIDE, {"k": "b", "v": None, "d": "given"})
+        direct.execute(conn, _INSERT_WIDE, {"v": "y", "k": "c"})
+        assert _probe(conn) == [
+            ("a", "in:x", "server"),
+            ("b", None, "given"),
+            ("c", "in:y", "server"),
+        ]
+    plans = [plan for key, (_, plan) in direct._plans.items() if key[0] == id(_INSERT_WIDE)]
+    assert len(plans) == 2 and None not in plans
+
+
+def test_a_default_computed_in_python_is_left_to_sqlalchemy(engine: sa.Engine) -> None:
+    statement = sa.insert(_PYTHON_DEFAULT)
+    with engine.begin() as conn:
+        direct.execute(conn, statement, {"k": "a"})
+        assert _probe(conn) == [("a", None, "python")]
+    assert direct._plans[(id(statement), "postgresql", frozenset({"k"}))][1] is None
+
+
+def test_many_rows_in_one_driver_call(engine: sa.Engine) -> None:
+    """The rows of an INSERT without RETURNING (a document's chunks, notifications) in one
+    executemany, each value through its type, the listeners told; rows naming other columns
+    than the first are refused as SQLAlchemy refuses them."""
+    seen: list[tuple[str, Any, bool]] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        seen.append((statement, params, many))
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    rows = [{"k": f"k{n}", "v": f"v{n}"} for n in range(3)]
+    with engine.begin() as conn:
+        direct.execute_many(conn, _INSERT_WIDE, rows)
+        direct.execute_many(conn, _INSERT_WIDE, [])
+        assert _probe(conn) == [(f"k{n}", f"in:v{n}", "server") for n in range(3)]
+    sa.event.remove(engine, "before_cursor_execute", listener)
+    inserts = [(p, many) for sql, p, many in seen if sql.startswith("INSERT")]
+    assert inserts == [([{"k": f"k{n}", "v": f"in:v{n}"} for n in range(3)], True)]
+    with pytest.raises(sa.exc.StatementError), engine.begin() as conn:
+        direct.execute_many(conn, _INSERT_WIDE, [{"k": "x", "v": "1"}, {"k": "y"}])
 
 
 def test_a_statement_outside_a_transaction_begins_one(engine: sa.Engine) -> None:

@@ -391,7 +391,9 @@ def test_the_unique_id_check_reads_the_first_versions_index(
     checks = [
         (sql, params)
         for sql, params in recorder.statements
-        if "unique_id IN" in sql and sql.lstrip().startswith("SELECT documents.id")
+        # IN through SQLAlchemy (SQLite), = ANY of an array on the driver (PostgreSQL)
+        if ("unique_id IN" in sql or "unique_id = ANY" in sql)
+        and sql.lstrip().startswith("SELECT documents.id")
     ]
     assert len(checks) == 1, recorder.statements
     sql, params = checks[0]

@@ -36,9 +36,9 @@ def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
 
     An existing head (every chain but a new one) is locked in one statement; only a head not
     found is created (a no-op if a concurrent writer created it first), then locked."""
-    found = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).first()
+    found = direct.execute(conn, _LOCK_HEAD, {"chain_id": chain_id}).first()
     if found is not None:
-        return int(found.seq), str(found.last_hash)
+        return int(found["seq"]), str(found["last_hash"])
     conn.execute(_create_head(conn.dialect.name), {"chain_id": chain_id})
     row = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).one()
     return int(row.seq), str(row.last_hash)

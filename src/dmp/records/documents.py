@@ -259,8 +259,9 @@ def get(
 
 def insert(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> DocumentRow:
     """Store a metadata version; the row as stored (read back in the same statement)."""
-    stored = conn.execute(_INSERT_DOCUMENT, {**row, "patient_id": scope.patient_id}).one()
-    return DocumentRow(*stored)
+    stored = direct.execute(conn, _INSERT_DOCUMENT, {**row, "patient_id": scope.patient_id})
+    (values,) = stored.rows
+    return DocumentRow(*values)
 
 
 def supersede_version(conn: Connection, scope: AuthorizedPatient, entry_id: str) -> bool:
@@ -297,10 +298,10 @@ def unique_id_taken(
     fast, friendly answer for the common case; the unique index decides under races. The
     question is the index's own (first versions), so that it is answered from that index: a
     record's other rows are never read, however many documents it holds."""
-    found = conn.execute(
-        _unique_id_statement(), {"pid": scope.patient_id, "uids": list(unique_ids)}
-    ).first()
-    return found is not None
+    found = direct.execute(
+        conn, _unique_id_statement(), {"pid": scope.patient_id, "uids": list(unique_ids)}
+    )
+    return bool(found.rows)
 
 
 @functools.cache
@@ -327,7 +328,8 @@ _INSERT_CONTENT = document_contents.insert()
 def store_content(
     conn: Connection, scope: AuthorizedPatient, content_id: str, key_id: str, chunks: list[bytes]
 ) -> None:
-    conn.execute(
+    direct.execute_many(
+        conn,
         _INSERT_CONTENT,
         [
             {
@@ -414,7 +416,7 @@ def iter_chunks(
 
 
 def insert_list(conn: Connection, scope: AuthorizedPatient, row: dict[str, Any]) -> None:
-    conn.execute(_INSERT_LIST, {**row, "patient_id": scope.patient_id})
+    direct.execute(conn, _INSERT_LIST, {**row, "patient_id": scope.patient_id})
 
 
 def lists(conn: Connection, scope: AuthorizedPatient, kind: str | None) -> list[dict[str, Any]]:

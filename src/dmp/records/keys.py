@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from dmp.records import direct
 from dmp.records.schema import patient_keys
 from dmp.records.types import AuthorizedPatient, KeyRow
 
@@ -25,8 +26,8 @@ _KEY_BY_ID = sa.select(_K.key_id, _K.kek_id, _K.wrapped).where(
 
 
 def active_key(conn: Connection, scope: AuthorizedPatient) -> KeyRow | None:
-    row = conn.execute(_ACTIVE_KEY, {"pid": scope.patient_id}).first()
-    return None if row is None else KeyRow(row.key_id, row.kek_id, row.wrapped)
+    row = direct.execute(conn, _ACTIVE_KEY, {"pid": scope.patient_id}).first()
+    return None if row is None else KeyRow(row["key_id"], row["kek_id"], row["wrapped"])
 
 
 def key_by_id(conn: Connection, scope: AuthorizedPatient, key_id: str) -> KeyRow | None:

@@ -319,7 +319,8 @@ def notify(
 ) -> None:
     """Queue notifications in the outbox (same transaction as their cause)."""
     if rows:
-        conn.execute(
+        direct.execute_many(
+            conn,
             _INSERT_NOTIFICATIONS,
             [{"patient_id": scope.patient_id, "id": uuid.uuid4().hex, **r} for r in rows],
         )
