@@ -8,7 +8,9 @@ refuses to build.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -24,7 +26,7 @@ from dmp.front.lane import HotLane, route_named
 from dmp.identity.tokens import Grant
 from dmp.runtime import Runtime
 from tests.factories import CARDIOLOGIST, GP, NURSE, ins_for, new_document, open_record, pro
-from tests.fhir_helpers import bearer
+from tests.fhir_helpers import bearer, example
 
 INS = ins_for(41)
 SEARCH = "/fhir/DocumentReference"
@@ -121,6 +123,54 @@ def test_the_lane_answers_the_retrievals_as_the_router(
     assert statuses.count(200) == 2 * len(binaries) + 1 and {401, 403, 404} <= set(statuses)
 
 
+def _posted(
+    two: tuple[TestClient, TestClient, Runtime, list[str]],
+    caplog: pytest.LogCaptureFixture,
+    bodies: tuple[Any, Any],
+    headers: dict[str, str],
+) -> int:
+    """A POST to /fhir, one body through the lane and one through the router: the same
+    answer (ids, which differ between two publications, aside), log and audit events."""
+    fast, slow, rt, _ = two
+    answers = []
+    for client, body in zip((fast, slow), bodies, strict=True):
+        before = _history_size(rt, INS)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dmp.http"):
+            r = client.post("/fhir", json=body, headers=headers)
+        routes = [getattr(rec, "route", None) for rec in caplog.records if rec.msg == "request"]
+        kept = {k: v for k, v in r.headers.items() if k not in VOLATILE | {"content-length"}}
+        text = re.sub(r"[0-9a-f]{20,32}|99999\.\d+", "<id>", r.text)
+        answers.append((r.status_code, kept, text, routes, _history_size(rt, INS) - before))
+    assert answers[0] == answers[1], bodies[0].get("type")
+    return answers[0][0]
+
+
+def test_the_lane_answers_the_publications_as_the_router(
+    two: tuple[TestClient, TestClient, Runtime, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ITI-65 transaction, an async endpoint: awaited on the loop by the lane."""
+    rt = two[2]
+    gp = bearer(rt, pro(rt, GP))
+    text = json.dumps(example("pdsm4dmp/Bundle-example-td2-iti65-lot-soumission.json", INS))
+
+    def lot(n: int) -> Any:  # the same submission with unique ids of its own
+        return json.loads(
+            text.replace("1.2.3.4.5.6.7.8", f"1.2.3.4.5.6.7.{n}").replace("99999.2", f"99999.{n}")
+        )
+
+    not_a_transaction = {**lot(1), "type": "batch"}
+    statuses = [
+        _posted(two, caplog, (lot(10), lot(11)), gp),
+        _posted(two, caplog, (lot(10), lot(11)), gp),  # each again: a unique id taken
+        _posted(two, caplog, (not_a_transaction, not_a_transaction), gp),
+        _posted(two, caplog, ({"resourceType": "Patient"},) * 2, gp),
+        _posted(two, caplog, (lot(12), lot(13)), {}),  # no token
+        _posted(two, caplog, (lot(12), lot(13)), bearer(rt, pro(rt, NURSE))),
+    ]
+    assert statuses[0] == 200 and {400, 401, 409} <= set(statuses), statuses
+
+
 def test_the_lane_serves_its_routes_and_no_other(
     two: tuple[TestClient, TestClient, Runtime, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,10 +191,16 @@ def test_the_lane_serves_its_routes_and_no_other(
     gp = bearer(rt, pro(rt, GP))
     for path in (f"{SEARCH}?{IDENT}", binaries[0], "/fhir/metadata", f"{SEARCH}/x", "/health"):
         fast.get(path, headers=gp)
-    assert taken == [SEARCH, binaries[0].split("?")[0]]
+    fast.post("/fhir", json={"resourceType": "Bundle", "type": "batch"}, headers=gp)
+    fast.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=gp)
+    assert taken == [SEARCH, binaries[0].split("?")[0], "/fhir"]
     # What the router would have left in the scope: itself (for url_for) and the route chosen.
     assert all(scope["router"] is fast.app.router for scope in scopes)  # type: ignore[attr-defined]
-    assert [scope["route"].name for scope in scopes] == ["fhir_docref_search", "fhir_binary_read"]
+    assert [scope["route"].name for scope in scopes] == [
+        "fhir_docref_search",
+        "fhir_binary_read",
+        "fhir_transaction",
+    ]
 
 
 router = APIRouter()
@@ -170,17 +226,10 @@ def _int_path(n: int, request: Request, access: Gate) -> Response:
     raise AssertionError("never called")
 
 
-@router.get("/a", name="async_endpoint")
-async def _async_endpoint(request: Request, access: Gate) -> Response:
-    raise AssertionError("never called")
-
-
-@pytest.mark.parametrize(
-    "name", ["with_query", "with_grant", "no_gate", "int_path", "async_endpoint"]
-)
+@pytest.mark.parametrize("name", ["with_query", "with_grant", "no_gate", "int_path"])
 def test_a_route_the_lane_cannot_serve_refuses_to_build(name: str) -> None:
     with pytest.raises(RuntimeError, match="cannot take the hot lane"):
-        HotLane(router, "", [route_named(router, name)])
+        HotLane(router, [("", route_named(router, name))])
 
 
 def test_the_lane_names_a_missing_route() -> None:

@@ -420,12 +420,13 @@ class _App(FastAPI):
     def take_hot_lane(self) -> None:
         """Built here, with the application: a lane route whose parameters the lane cannot
         serve fails the start, not the first request."""
+        under_fhir = fhir_routes.router.prefix  # where the resource routers are included
         self.lane = HotLane(
             self.router,
-            fhir_routes.router.prefix,
             [
-                route_named(fhir_document_reference.router, "fhir_docref_search"),
-                route_named(fhir_binary.router, "fhir_binary_read"),
+                (under_fhir, route_named(fhir_document_reference.router, "fhir_docref_search")),
+                (under_fhir, route_named(fhir_binary.router, "fhir_binary_read")),
+                ("", route_named(fhir_routes.router, "fhir_transaction")),  # its path holds /fhir
             ],
         )
 

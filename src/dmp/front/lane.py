@@ -1,15 +1,17 @@
-"""The hot lane: the busiest read routes served without the framework's per-request work.
+"""The hot lane: the busiest routes served without the framework's per-request work.
 
-A consultation (ITI-67 search) or a retrieval (Binary read) spends about a tenth of its CPU in
-FastAPI's routing through the included routers and its dependency resolution, work these routes
-do not need: their only inputs are the request, string path parameters and the gate. The lane
+A consultation (ITI-67 search), a retrieval (Binary read) or a publication (ITI-65 transaction)
+spends about a tenth of its CPU in FastAPI's routing through the included routers and its
+dependency resolution, work these routes do not need: their only inputs are the request, string
+path parameters and the gate (a publication reads its body itself). The lane
 sits where the router sits (inside the exception handlers, inside every middleware), matches
 those routes by method and path, and calls **the same endpoint** with **the same gate**, got
 from the same dependencies (:func:`dmp.front.deps.grant`, :func:`dmp.front.deps.gate`): the
 grant's checks, the throttling of failed tokens, the scopes, purpose and rules are those of the
 front door, only the dispatch differs. Any other request goes to the router unchanged.
 
-A route is taken by the lane only if its parameters are exactly those (the request, path
+A plain function runs in the thread pool and an ``async`` one on the event loop, as FastAPI runs
+them. A route is taken by the lane only if its parameters are exactly those (the request, path
 parameters typed ``str``, one gate); anything else refuses to build, and the service with it
 (``dmp.app`` builds the lane with the application), so a dependency added to such a route
 later cannot be skipped silently (docs/performance.md).
@@ -43,16 +45,18 @@ class _Lane:
     path_names: tuple[str, ...]
     request_name: str
     gate_name: str
-    endpoint: Callable[..., Response]
+    endpoint: Callable[..., Any]
+    on_loop: bool  # an async endpoint, awaited on the event loop
 
 
 class HotLane:
     """An ASGI app in front of the router: the lane's routes served directly, others passed on."""
 
-    def __init__(self, router: ASGIApp, prefix: str, routes: Iterable[APIRoute]) -> None:
-        """``routes`` as their router declares them, under ``prefix`` (where it is included)."""
+    def __init__(self, router: ASGIApp, routes: Iterable[tuple[str, APIRoute]]) -> None:
+        """``routes`` as their routers declare them, each with the prefix its router is
+        included under ("" for a router that holds its prefix itself)."""
         self.router = router
-        self._lanes = tuple(_lane(prefix, route) for route in routes)
+        self._lanes = tuple(_lane(prefix, route) for prefix, route in routes)
         # Exact paths by a dictionary; parameterised ones by their compiled pattern.
         self._exact = {
             (lane.method, lane.path): lane for lane in self._lanes if not lane.path_names
@@ -95,7 +99,11 @@ class HotLane:
             lane.request_name: request,
             lane.gate_name: access,
         }
-        response = await run_in_threadpool(lane.endpoint, **arguments)
+        response: Response
+        if lane.on_loop:
+            response = await lane.endpoint(**arguments)
+        else:
+            response = await run_in_threadpool(lane.endpoint, **arguments)
         await response(scope, receive, send)
 
 
@@ -126,8 +134,6 @@ def _lane(prefix: str, route: APIRoute) -> _Lane:
         problems.append("dependencies other than one gate")
     if dependant.request_param_name is None:
         problems.append("no request parameter")
-    if inspect.iscoroutinefunction(route.endpoint):
-        problems.append("an async endpoint (the lane runs plain functions in the thread pool)")
     if problems:
         raise RuntimeError(f"route {route.name!r} cannot take the hot lane: {', '.join(problems)}")
     assert gates[0].name is not None and dependant.request_param_name is not None
@@ -140,4 +146,5 @@ def _lane(prefix: str, route: APIRoute) -> _Lane:
         request_name=dependant.request_param_name,
         gate_name=gates[0].name,
         endpoint=route.endpoint,
+        on_loop=inspect.iscoroutinefunction(route.endpoint),
     )
