@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import pytest
@@ -62,24 +62,35 @@ def _history_size(rt: Runtime, ins: Ins) -> int:
     return holder.history(ins, limit=1).total
 
 
+def _answers(
+    two: tuple[TestClient, TestClient, Runtime, list[str]],
+    caplog: pytest.LogCaptureFixture,
+    send: Callable[[TestClient, int], Any],
+) -> list[tuple[Any, ...]]:
+    """What each application (with the lane, then without) answers to ``send``: status,
+    headers, body, the access log's route, the events added to the holder's history."""
+    fast, slow, rt, _ = two
+    answers = []
+    for n, client in enumerate((fast, slow)):
+        before = _history_size(rt, INS)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dmp.http"):
+            r = send(client, n)
+        routes = [getattr(rec, "route", None) for rec in caplog.records if rec.msg == "request"]
+        kept = {k: v for k, v in r.headers.items() if k not in VOLATILE}
+        answers.append((r.status_code, kept, r.content, routes, _history_size(rt, INS) - before))
+    return answers
+
+
 def _same(
     two: tuple[TestClient, TestClient, Runtime, list[str]],
     caplog: pytest.LogCaptureFixture,
     path: str,
     headers: dict[str, str],
 ) -> int:
-    fast, slow, rt, _ = two
-    answers = []
-    for client in (fast, slow):
-        before = _history_size(rt, INS)
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="dmp.http"):
-            r = client.get(path, headers=headers)
-        routes = [getattr(rec, "route", None) for rec in caplog.records if rec.msg == "request"]
-        kept = {k: v for k, v in r.headers.items() if k not in VOLATILE}
-        answers.append((r.status_code, kept, r.content, routes, _history_size(rt, INS) - before))
+    answers = _answers(two, caplog, lambda client, _: client.get(path, headers=headers))
     assert answers[0] == answers[1], path
-    return answers[0][0]
+    return int(answers[0][0])
 
 
 def test_the_lane_answers_the_consultations_as_the_router(
@@ -131,19 +142,14 @@ def _posted(
 ) -> int:
     """A POST to /fhir, one body through the lane and one through the router: the same
     answer (ids, which differ between two publications, aside), log and audit events."""
-    fast, slow, rt, _ = two
-    answers = []
-    for client, body in zip((fast, slow), bodies, strict=True):
-        before = _history_size(rt, INS)
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="dmp.http"):
-            r = client.post("/fhir", json=body, headers=headers)
-        routes = [getattr(rec, "route", None) for rec in caplog.records if rec.msg == "request"]
-        kept = {k: v for k, v in r.headers.items() if k not in VOLATILE | {"content-length"}}
-        text = re.sub(r"[0-9a-f]{20,32}|99999\.\d+", "<id>", r.text)
-        answers.append((r.status_code, kept, text, routes, _history_size(rt, INS) - before))
+    answers = [
+        (status, kept, re.sub(rb"[0-9a-f]{20,32}|99999\.\d+", b"<id>", body), *rest)
+        for status, kept, body, *rest in _answers(
+            two, caplog, lambda client, n: client.post("/fhir", json=bodies[n], headers=headers)
+        )
+    ]
     assert answers[0] == answers[1], bodies[0].get("type")
-    return answers[0][0]
+    return int(answers[0][0])
 
 
 def test_the_lane_answers_the_publications_as_the_router(
