@@ -37,11 +37,12 @@ def lock_head(conn: Connection, chain_id: str) -> tuple[int, str]:
     An existing head (every chain but a new one) is locked in one statement; only a head not
     found is created (a no-op if a concurrent writer created it first), then locked."""
     found = direct.execute(conn, _LOCK_HEAD, {"chain_id": chain_id}).first()
-    if found is not None:
-        return int(found["seq"]), str(found["last_hash"])
-    conn.execute(_create_head(conn.dialect.name), {"chain_id": chain_id})
-    row = conn.execute(_LOCK_HEAD, {"chain_id": chain_id}).one()
-    return int(row.seq), str(row.last_hash)
+    if found is None:
+        conn.execute(_create_head(conn.dialect.name), {"chain_id": chain_id})
+        found = direct.execute(conn, _LOCK_HEAD, {"chain_id": chain_id}).first()
+        if found is None:
+            raise RuntimeError(f"audit chain head {chain_id!r} missing after its creation")
+    return int(found["seq"]), str(found["last_hash"])
 
 
 @functools.cache
